@@ -1,0 +1,40 @@
+"""metricstore: an embedded time-series store for metrics, with a Rust core.
+
+Write NumPy arrays in, read float32 NumPy arrays out::
+
+    import numpy as np
+    import metricstore
+
+    store = metricstore.Store()
+    store.define_metric("cpu_load", frequency=60, aggregation="avg")
+    store.write(("cpu_load", "emmy/e0102"), "2020-12-25T19:05", np.ones(10))
+    result = store.read(("cpu_load", "emmy"), "2020-12-25T19:00", "2020-12-25T20:00")
+"""
+
+from . import exceptions
+from ._core import __version__
+from .exceptions import (
+    AggregationError,
+    ClosedError,
+    InvalidNameError,
+    MetricConflictError,
+    StoreError,
+    UnknownMetricError,
+    UnknownSeriesError,
+)
+from .store import Metric, ReadResult, Store
+
+__all__ = [
+    "AggregationError",
+    "ClosedError",
+    "InvalidNameError",
+    "Metric",
+    "MetricConflictError",
+    "ReadResult",
+    "Store",
+    "StoreError",
+    "UnknownMetricError",
+    "UnknownSeriesError",
+    "__version__",
+    "exceptions",
+]

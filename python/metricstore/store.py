@@ -1,0 +1,260 @@
+"""The public :class:`Store` and :class:`ReadResult`.
+
+``Store`` is a thin shell over the compiled ``_core.Store``: it converts
+arguments with :mod:`metricstore._convert` and passes them on. The core does
+the work with the GIL released and is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, NamedTuple, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _core
+from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
+
+__all__ = ["Metric", "ReadResult", "Store"]
+
+PathLike: TypeAlias = str | Sequence[str]
+"""A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
+SeriesKey: TypeAlias = "int | tuple[str, PathLike]"
+"""A series handle, or a ``(metric, path)`` pair."""
+
+
+class Metric(NamedTuple):
+    """A metric definition: ticks between samples and how series combine."""
+
+    name: str
+    frequency: int
+    aggregation: str
+
+
+class ReadResult:
+    """Values of a range read on the grid: ``values[..., i]`` is at ``start + i * step``.
+
+    ``values`` is float32 with NaN where nothing is stored; it is 1-D for
+    :meth:`Store.read` and 2-D (one row per series, in the order asked) for
+    :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
+    """
+
+    __slots__ = ("series", "start", "step", "unit", "values")
+
+    def __init__(self, values: NDArray[np.float32], start: int, step: int, unit: str,
+                 series: object) -> None:
+        self.values = values
+        self.start = start
+        self.step = step
+        self.unit = unit
+        self.series = series
+
+    def __len__(self) -> int:
+        return int(self.values.shape[-1])
+
+    @property
+    def stop(self) -> int:
+        """The tick just past the last slot."""
+        return self.start + len(self) * self.step
+
+    @property
+    def timestamps(self) -> NDArray[np.datetime64]:
+        """The time of each column as ``datetime64`` in the store unit."""
+        ticks = self.start + np.arange(len(self), dtype=np.int64) * self.step
+        return ticks.astype(f"datetime64[{self.unit}]")
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(n) for n in self.values.shape)
+        return (f"ReadResult(series={self.series!r}, start={self.start}, step={self.step}, "
+                f"unit={self.unit!r}, values=<float32 {shape}>)")
+
+
+def _format_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+class Store:
+    """An in-memory metric store.
+
+    ``unit`` fixes the unit of every timestamp and frequency: ``"s"``
+    (default, as cc-backend), ``"ms"``, ``"us"`` or ``"ns"``. Plain ints are
+    always ticks of this unit; datetimes of any kind are converted to it.
+    A store is safe to use from many threads at once.
+    """
+
+    __slots__ = ("__weakref__", "_core", "_unit")
+
+    def __init__(self, *, unit: str = "s") -> None:
+        self._core = _core.Store(unit)
+        self._unit: str = self._core.unit
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def unit(self) -> str:
+        """The unit of timestamps and frequencies: "s", "ms", "us" or "ns"."""
+        return self._unit
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def close(self) -> None:
+        """Releases the data. Later calls raise ClosedError; closing twice is fine."""
+        self._core.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- metrics and series ----------------------------------------------------
+
+    def define_metric(self, name: str, frequency: object, aggregation: str) -> None:
+        """Defines a metric.
+
+        ``frequency`` is the time between samples: ticks of the store unit or a
+        timedelta. ``aggregation`` ("sum", "avg" or "none") says how a read
+        above the stored level combines the series below it. Defining a metric
+        again with the same settings is a no-op; with other settings it raises
+        MetricConflictError.
+        """
+        self._core.define_metric(name, to_frequency(frequency, self._unit, "frequency"),
+                                 aggregation)
+
+    @property
+    def metrics(self) -> list[Metric]:
+        """The defined metrics, in definition order."""
+        return [Metric(*m) for m in self._core.metrics()]
+
+    def series(self, metric: str, path: PathLike) -> int:
+        """The handle of the series (metric, path), created if it does not exist."""
+        return self._core.series(metric, to_path(path, "path"))
+
+    def find_series(self, metric: str, path: PathLike) -> int | None:
+        """The handle of the series (metric, path), or None if it does not exist."""
+        return self._core.find_series(metric, to_path(path, "path"))
+
+    def series_key(self, series: int) -> tuple[str, tuple[str, ...]]:
+        """The (metric, path) of a handle."""
+        metric, path = self._core.series_key(series)
+        return metric, tuple(path)
+
+    def list_series(self) -> list[tuple[int, str, tuple[str, ...]]]:
+        """Every series as (handle, metric, path), in handle order."""
+        return [(h, m, tuple(p)) for h, m, p in self._core.list_series()]
+
+    def __len__(self) -> int:
+        return int(self._core.stats()["series"])
+
+    def _handle(self, series: object, argument: str) -> int:
+        if isinstance(series, int) and not isinstance(series, bool):
+            return series
+        if isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
+            return self._core.series(series[0], to_path(series[1], f"{argument}[1]"))
+        raise TypeError(f"{argument}: expected a series handle or a (metric, path) pair, "
+                        f"got {type(series).__name__}")
+
+    def _handles(self, series: object, argument: str) -> NDArray[np.uint32]:
+        if isinstance(series, list | tuple) and series and isinstance(series[0], tuple):
+            return np.array([self._handle(s, f"{argument}[{i}]") for i, s in enumerate(series)],
+                            dtype=np.uint32)
+        return to_handles(series, argument)
+
+    # -- writes ------------------------------------------------------------------
+
+    def write(self, series: SeriesKey, start: object, values: object) -> None:
+        """Writes consecutive samples of one series, the first at ``start``.
+
+        Sample ``i`` lands in the grid slot nearest ``start + i * frequency``.
+        A (metric, path) key creates the series if needed. The call is applied
+        whole or not at all.
+        """
+        handle = self._handle(series, "series")
+        self._core.write_block(handle, to_ticks(start, self._unit, "start"),
+                               to_values(values, "values"))
+
+    def write_tick(self, timestamp: object, series: object, values: object) -> None:
+        """Writes one value for each of many series at one timestamp.
+
+        ``series`` holds handles (or (metric, path) keys) and ``values`` one
+        value per series. Applied whole or not at all.
+        """
+        self._core.write_tick(to_ticks(timestamp, self._unit, "timestamp"),
+                              self._handles(series, "series"), to_values(values, "values"))
+
+    def write_points(self, series: object, timestamps: object, values: object) -> None:
+        """Writes independent samples: ``values[i]`` of ``series[i]`` at ``timestamps[i]``.
+
+        Where one call writes a slot twice, the later element wins. Applied
+        whole or not at all.
+        """
+        self._core.write_points(self._handles(series, "series"),
+                                to_ticks_array(timestamps, self._unit, "timestamps"),
+                                to_values(values, "values"))
+
+    # -- reads -------------------------------------------------------------------
+
+    def read(self, series: SeriesKey, start: object, stop: object) -> ReadResult:
+        """Reads the grid slots in ``[start, stop)`` of one series.
+
+        ``series`` is a handle or a (metric, path) pair. If no series of the
+        metric is stored at the path itself, the series below it are combined
+        with the metric's aggregation (NaN skipped). The result is NaN-padded
+        to the whole range.
+        """
+        unit = self._unit
+        begin = start if type(start) is int else to_ticks(start, unit, "start")
+        end = stop if type(stop) is int else to_ticks(stop, unit, "stop")
+        if type(series) is int:
+            values, first, step = self._core.read(series, begin, end)
+        elif isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
+            values, first, step = self._core.read_path(series[0], to_path(series[1], "series[1]"),
+                                                       begin, end)
+        else:
+            raise TypeError(f"series: expected a series handle or a (metric, path) pair, "
+                            f"got {type(series).__name__}")
+        return ReadResult(values, first, step, unit, series)
+
+    def read_many(self, series: Sequence[SeriesKey], start: object, stop: object) -> ReadResult:
+        """Reads ``[start, stop)`` of several series (or aggregated paths) of one
+        frequency into a 2-D array, one row per entry of ``series`` in order."""
+        if isinstance(series, str | tuple) and len(series) == 2 and isinstance(series[0], str):
+            raise TypeError("series: expected a list of series keys; wrap one key in a list")
+        targets: list[Any] = []
+        for i, key in enumerate(series):
+            if type(key) is int:
+                targets.append(key)
+            elif isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
+                targets.append((key[0], to_path(key[1], f"series[{i}][1]")))
+            else:
+                raise TypeError(f"series[{i}]: expected a series handle or a (metric, path) "
+                                f"pair, got {type(key).__name__}")
+        values, first, step = self._core.read_many(
+            targets, to_ticks(start, self._unit, "start"), to_ticks(stop, self._unit, "stop"))
+        return ReadResult(values, first, step, self._unit, list(series))
+
+    # -- introspection -------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes: metrics, series, samples (non-NaN values stored),
+        chunks, data_bytes (bytes of sample chunks), calls and samples written
+        and read."""
+        return self._core.stats()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<metricstore.Store unit={self._unit!r} closed>"
+        s = self._core.stats()
+        return (f"<metricstore.Store unit={self._unit!r} metrics={s['metrics']} "
+                f"series={s['series']} samples={s['samples']:,} "
+                f"memory={_format_bytes(s['data_bytes'])}>")

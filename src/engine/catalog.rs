@@ -1,0 +1,214 @@
+//! The catalog: defined metrics, the tree of path names, and the registry
+//! that maps series handles to (metric, node) and to their data.
+//!
+//! Handles are dense indices in creation order, so replaying the same
+//! definitions in the same order gives the same handles. Children are kept
+//! in name order, which makes every walk of the tree (and so every
+//! aggregation) independent of the order in which series were created.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::error::EngineError;
+use super::metric::{Aggregation, MetricDef};
+use super::names::display_path;
+use super::series::SeriesData;
+
+pub type SeriesId = u32;
+pub type MetricId = u32;
+type NodeId = u32;
+
+const ROOT: NodeId = 0;
+
+struct Node {
+    name: Box<str>,
+    parent: NodeId,
+    children: BTreeMap<Box<str>, NodeId>,
+    /// (metric, series) pairs stored at this node; a handful at most.
+    series: Vec<(MetricId, SeriesId)>,
+}
+
+pub struct SeriesEntry {
+    pub metric: MetricId,
+    pub frequency: i64,
+    node: NodeId,
+    pub data: Arc<RwLock<SeriesData>>,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    metrics: Vec<MetricDef>,
+    metric_ids: HashMap<String, MetricId>,
+    nodes: Vec<Node>,
+    series: Vec<SeriesEntry>,
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        Catalog {
+            nodes: vec![Node {
+                name: "".into(),
+                parent: ROOT,
+                children: BTreeMap::new(),
+                series: Vec::new(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    pub fn metrics(&self) -> &[MetricDef] {
+        &self.metrics
+    }
+
+    pub fn metric_id(&self, name: &str) -> Result<MetricId, EngineError> {
+        self.metric_ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| EngineError::UnknownMetric {
+                name: name.to_owned(),
+            })
+    }
+
+    pub fn metric(&self, id: MetricId) -> &MetricDef {
+        &self.metrics[id as usize]
+    }
+
+    /// Defines a metric; defining it again identically is a no-op.
+    pub fn define_metric(&mut self, def: MetricDef) -> Result<(), EngineError> {
+        if let Some(&id) = self.metric_ids.get(&def.name) {
+            let existing = &self.metrics[id as usize];
+            if existing == &def {
+                return Ok(());
+            }
+            return Err(EngineError::MetricConflict {
+                name: def.name,
+                existing_frequency: existing.frequency,
+                existing_aggregation: existing.aggregation.as_str().to_owned(),
+                frequency: def.frequency,
+                aggregation: def.aggregation.as_str().to_owned(),
+            });
+        }
+        let id = self.metrics.len() as MetricId;
+        self.metric_ids.insert(def.name.clone(), id);
+        self.metrics.push(def);
+        Ok(())
+    }
+
+    fn find_node<S: AsRef<str>>(&self, path: &[S]) -> Option<NodeId> {
+        let mut node = ROOT;
+        for name in path {
+            node = *self.nodes[node as usize].children.get(name.as_ref())?;
+        }
+        Some(node)
+    }
+
+    fn series_at(&self, node: NodeId, metric: MetricId) -> Option<SeriesId> {
+        self.nodes[node as usize]
+            .series
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, s)| *s)
+    }
+
+    pub fn find_series<S: AsRef<str>>(&self, metric: MetricId, path: &[S]) -> Option<SeriesId> {
+        self.find_node(path)
+            .and_then(|node| self.series_at(node, metric))
+    }
+
+    /// Creates the series (and any missing path nodes); the path must be
+    /// validated and the series must not exist yet.
+    pub fn create_series<S: AsRef<str>>(&mut self, metric: MetricId, path: &[S]) -> SeriesId {
+        let mut node = ROOT;
+        for name in path {
+            let name = name.as_ref();
+            node = match self.nodes[node as usize].children.get(name) {
+                Some(&child) => child,
+                None => {
+                    let child = self.nodes.len() as NodeId;
+                    self.nodes.push(Node {
+                        name: name.into(),
+                        parent: node,
+                        children: BTreeMap::new(),
+                        series: Vec::new(),
+                    });
+                    self.nodes[node as usize].children.insert(name.into(), child);
+                    child
+                }
+            };
+        }
+        let id = self.series.len() as SeriesId;
+        self.nodes[node as usize].series.push((metric, id));
+        self.series.push(SeriesEntry {
+            metric,
+            frequency: self.metrics[metric as usize].frequency,
+            node,
+            data: Arc::default(),
+        });
+        id
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn entry(&self, id: SeriesId) -> Option<&SeriesEntry> {
+        self.series.get(id as usize)
+    }
+
+    pub fn entries(&self) -> &[SeriesEntry] {
+        &self.series
+    }
+
+    /// The path of a series, root first.
+    pub fn path_of(&self, id: SeriesId) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut node = self.series[id as usize].node;
+        while node != ROOT {
+            let n = &self.nodes[node as usize];
+            names.push(n.name.to_string());
+            node = n.parent;
+        }
+        names.reverse();
+        names
+    }
+
+    /// The series a read of `metric` at `path` combines: the series at the
+    /// path itself if there is one, otherwise, below each child in name
+    /// order, the nearest series of the metric (a level that holds the metric
+    /// hides its descendants, as in cc-backend).
+    pub fn sources<S: AsRef<str>>(
+        &self,
+        metric: MetricId,
+        path: &[S],
+    ) -> Result<Vec<SeriesId>, EngineError> {
+        let unknown = || EngineError::UnknownSeries {
+            metric: self.metrics[metric as usize].name.clone(),
+            path: display_path(path),
+        };
+        let node = self.find_node(path).ok_or_else(unknown)?;
+        let mut found = Vec::new();
+        let mut stack = vec![node];
+        while let Some(node) = stack.pop() {
+            if let Some(series) = self.series_at(node, metric) {
+                found.push(series);
+                continue;
+            }
+            // Reversed so the stack pops children in name order.
+            stack.extend(self.nodes[node as usize].children.values().rev());
+        }
+        if found.is_empty() {
+            return Err(unknown());
+        }
+        Ok(found)
+    }
+
+    pub fn aggregation(&self, metric: MetricId) -> Aggregation {
+        self.metrics[metric as usize].aggregation
+    }
+}

@@ -1,0 +1,70 @@
+//! The engine's one error type. Each variant says what went wrong in terms
+//! the caller can act on; the binding layer maps variants to Python classes.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// An argument has a bad value. `argument` is the parameter's name as the
+    /// public API spells it (`series`, `start`, `values`, ...); fix the value.
+    #[error("{argument}: {message}")]
+    InvalidArgument { argument: String, message: String },
+
+    /// A metric name or a path component breaks the naming rules; `what`
+    /// says which (for example `path component 2`). Rename it.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        what: String,
+        value: String,
+        reason: String,
+    },
+
+    /// The metric was never defined in this store. Define it first.
+    #[error("unknown metric {name:?}; define it with define_metric()")]
+    UnknownMetric { name: String },
+
+    /// A metric of this name exists with another frequency or aggregation.
+    /// Metrics cannot be redefined; use a new name.
+    #[error(
+        "metric {name:?} is already defined with frequency {existing_frequency} and \
+         aggregation {existing_aggregation:?}; cannot redefine it with frequency \
+         {frequency} and aggregation {aggregation:?}"
+    )]
+    MetricConflict {
+        name: String,
+        existing_frequency: i64,
+        existing_aggregation: String,
+        frequency: i64,
+        aggregation: String,
+    },
+
+    /// No series of the metric exists at or below the path. Check the path, or
+    /// write to it first.
+    #[error("no series of metric {metric:?} at or below path {path:?}")]
+    UnknownSeries { metric: String, path: String },
+
+    /// A read above the stored level needs aggregation, and the metric was
+    /// defined with aggregation "none". Read the series one by one.
+    #[error(
+        "metric {metric:?} has aggregation \"none\" and path {path:?} holds {count} series \
+         of it; read them individually or define the metric with sum or avg"
+    )]
+    NoAggregation {
+        metric: String,
+        path: String,
+        count: usize,
+    },
+
+    /// The store was closed; open it again to use it.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl EngineError {
+    pub(crate) fn argument(argument: &str, message: impl Into<String>) -> Self {
+        EngineError::InvalidArgument {
+            argument: argument.to_owned(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The pure-Rust core of metricstore: metrics, the series tree, chunked
+//! float32 buffers on an epoch-aligned grid, and range reads with
+//! aggregation.
+//!
+//! Nothing in here knows about Python. The binding layer in `src/python/`
+//! converts arguments and maps [`EngineError`] to exceptions.
+//!
+//! Invariants the rest of the crate relies on:
+//! - every mutation is an [`Op`]; an op is validated completely before any of
+//!   it is applied, so it is applied whole or not at all;
+//! - ops are applied one at a time under the store's sequencer, so the memory
+//!   state always equals applying the ops in their sequence order (this is the
+//!   order a write-ahead log records);
+//! - a series of frequency `f` stores the sample for time `k * f` in slot `k`;
+//!   all series of one frequency therefore share one grid.
+
+mod aggregate;
+mod catalog;
+mod error;
+mod metric;
+mod names;
+mod ops;
+mod series;
+mod store;
+mod time;
+
+pub use error::EngineError;
+pub use metric::{Aggregation, MetricDef};
+pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
+pub use ops::Op;
+pub use series::{CHUNK_BYTES, CHUNK_SLOTS};
+pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
+pub use time::{MAX_READ_SLOTS, TimeUnit};

@@ -1,0 +1,189 @@
+//! One series' samples: fixed-size chunks of float32 slots on the grid.
+//!
+//! Chunk `c` holds slots `c * CHUNK_SLOTS .. (c + 1) * CHUNK_SLOTS`. Chunks
+//! live in a `BTreeMap`, so writes may land anywhere (before, after or
+//! between stored data) and memory grows one chunk at a time; nothing ever
+//! copies a whole series. A chunk that was never written does not exist and
+//! reads as NaN. Chunks are behind `Arc` so a snapshot can take a consistent
+//! copy of a series by cloning pointers; a writer then copies just the
+//! chunk it changes (`Arc::make_mut`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Slots per chunk: 4 KiB of float32, small enough that a partly filled
+/// last chunk wastes little, large enough that the map stays shallow.
+pub const CHUNK_SLOTS: usize = 1024;
+/// Bytes of sample data in one chunk.
+pub const CHUNK_BYTES: usize = CHUNK_SLOTS * std::mem::size_of::<f32>();
+
+#[derive(Clone)]
+struct Chunk([f32; CHUNK_SLOTS]);
+
+impl Chunk {
+    fn empty() -> Arc<Self> {
+        Arc::new(Chunk([f32::NAN; CHUNK_SLOTS]))
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct SeriesData {
+    chunks: BTreeMap<i64, Arc<Chunk>>,
+    /// Number of non-NaN slots, kept exact on every write.
+    valid: u64,
+}
+
+fn split(slot: i64) -> (i64, usize) {
+    let n = CHUNK_SLOTS as i64;
+    (slot.div_euclid(n), slot.rem_euclid(n) as usize)
+}
+
+fn count_valid(values: &[f32]) -> u64 {
+    values.iter().filter(|v| !v.is_nan()).count() as u64
+}
+
+impl SeriesData {
+    /// Writes `values` into consecutive slots from `first`.
+    pub fn write(&mut self, first: i64, values: &[f32]) {
+        let mut slot = first;
+        let mut rest = values;
+        while !rest.is_empty() {
+            let (key, offset) = split(slot);
+            let take = rest.len().min(CHUNK_SLOTS - offset);
+            let (part, tail) = rest.split_at(take);
+            self.write_in_chunk(key, offset, part);
+            rest = tail;
+            slot += take as i64;
+        }
+    }
+
+    /// Writes one value into one slot.
+    pub fn write_one(&mut self, slot: i64, value: f32) {
+        let (key, offset) = split(slot);
+        self.write_in_chunk(key, offset, std::slice::from_ref(&value));
+    }
+
+    fn write_in_chunk(&mut self, key: i64, offset: usize, part: &[f32]) {
+        let added = count_valid(part);
+        let chunk = match self.chunks.get_mut(&key) {
+            Some(chunk) => chunk,
+            // NaN means missing: writing only NaN where nothing is stored
+            // changes nothing, so it allocates nothing.
+            None if added == 0 => return,
+            None => self.chunks.entry(key).or_insert_with(Chunk::empty),
+        };
+        let target = &mut Arc::make_mut(chunk).0[offset..offset + part.len()];
+        let removed = count_valid(target);
+        target.copy_from_slice(part);
+        self.valid = self.valid + added - removed;
+    }
+
+    /// Copies slots `first .. first + out.len()` into `out`; slots never
+    /// written are left as they are in `out` (callers pass NaN-filled buffers).
+    pub fn read_into(&self, first: i64, out: &mut [f32]) {
+        self.for_each_piece(first, out.len(), |offset, values| {
+            out[offset..offset + values.len()].copy_from_slice(values);
+        });
+    }
+
+    /// Calls `visit(offset, values)` for every stored run of slots inside
+    /// `first .. first + len`, in slot order; `offset` is relative to `first`.
+    pub fn for_each_piece(&self, first: i64, len: usize, mut visit: impl FnMut(usize, &[f32])) {
+        if len == 0 {
+            return;
+        }
+        let end = first + len as i64; // exclusive; read_slots bounds len
+        let (first_key, _) = split(first);
+        let (last_key, _) = split(end - 1);
+        for (&key, chunk) in self.chunks.range(first_key..=last_key) {
+            let chunk_start = key * CHUNK_SLOTS as i64;
+            let from = first.max(chunk_start);
+            let to = end.min(chunk_start + CHUNK_SLOTS as i64);
+            let values = &chunk.0[(from - chunk_start) as usize..(to - chunk_start) as usize];
+            visit((from - first) as usize, values);
+        }
+    }
+
+    /// Non-NaN slots stored.
+    pub fn valid(&self) -> u64 {
+        self.valid
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(series: &SeriesData, first: i64, len: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; len];
+        series.read_into(first, &mut out);
+        out
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn never_written_slots_read_as_nan() {
+        let series = SeriesData::default();
+        assert!(read(&series, -5, 10).iter().all(|v| v.is_nan()));
+        assert_eq!(series.chunk_count(), 0);
+    }
+
+    #[test]
+    fn a_block_across_chunk_boundaries_reads_back_exactly() {
+        let mut series = SeriesData::default();
+        let values: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5).collect();
+        series.write(-1500, &values);
+        assert_eq!(bits(&read(&series, -1500, 3000)), bits(&values));
+        assert_eq!(series.valid(), 3000);
+        // -1500 .. 1500 touches chunks -2, -1, 0 and 1.
+        assert_eq!(series.chunk_count(), 4);
+        let window = read(&series, -1510, 20);
+        assert!(window[..10].iter().all(|v| v.is_nan()));
+        assert_eq!(bits(&window[10..]), bits(&values[..10]));
+    }
+
+    #[test]
+    fn last_write_wins_and_the_valid_count_follows() {
+        let mut series = SeriesData::default();
+        series.write(0, &[1.0, 2.0, 3.0]);
+        series.write(1, &[f32::NAN, 9.0]);
+        series.write_one(0, 7.0);
+        assert_eq!(bits(&read(&series, 0, 3)), bits(&[7.0, f32::NAN, 9.0]));
+        assert_eq!(series.valid(), 2);
+    }
+
+    #[test]
+    fn writes_far_apart_allocate_only_their_chunks() {
+        let mut series = SeriesData::default();
+        series.write_one(1 << 40, 1.0);
+        series.write_one(-(1 << 40), 2.0);
+        assert_eq!(series.chunk_count(), 2);
+        assert_eq!(read(&series, 1 << 40, 1), vec![1.0]);
+        assert_eq!(read(&series, -(1 << 40), 1), vec![2.0]);
+    }
+
+    #[test]
+    fn writing_nan_into_empty_space_allocates_nothing() {
+        let mut series = SeriesData::default();
+        series.write(0, &[f32::NAN; 5000]);
+        assert_eq!(series.chunk_count(), 0);
+        assert_eq!(series.valid(), 0);
+    }
+
+    #[test]
+    fn a_cloned_series_is_unaffected_by_later_writes() {
+        let mut series = SeriesData::default();
+        series.write(0, &[1.0, 2.0]);
+        let frozen = series.clone();
+        series.write_one(0, 5.0);
+        assert_eq!(read(&frozen, 0, 2), vec![1.0, 2.0]);
+        assert_eq!(read(&series, 0, 2), vec![5.0, 2.0]);
+    }
+}

@@ -1,0 +1,440 @@
+//! The store: applies ops in one total order and answers range reads.
+//!
+//! Locks, always taken in this order: `sequencer` (writers only; it fixes
+//! the order ops are applied in, which a write-ahead log will share), then
+//! `catalog`, then one series' data lock at a time. Readers never take the
+//! sequencer, so reads proceed while other series are being written. A
+//! reader may see a tick that is partly applied (series by series); each
+//! series on its own is always consistent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::aggregate::combine;
+use super::catalog::{Catalog, MetricId};
+pub use super::catalog::SeriesId;
+use super::error::EngineError;
+use super::metric::{Aggregation, MetricDef};
+use super::names::{display_path, validate_metric_name, validate_path};
+use super::ops::Op;
+use super::series::{CHUNK_BYTES, SeriesData};
+use super::time::{TimeUnit, check_slot_run, nearest_slot, read_slots};
+
+/// A read of one series or one aggregated path: `values[i]` is the slot at
+/// time `start + i * step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeData {
+    pub start: i64,
+    pub step: i64,
+    pub values: Vec<f32>,
+}
+
+/// A read of several rows on one time axis, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub start: i64,
+    pub step: i64,
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f32>,
+}
+
+/// What one row of a read refers to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A series by handle.
+    Series(SeriesId),
+    /// A metric at a path: the series there, or the aggregate below it.
+    Path { metric: &'a str, path: &'a [String] },
+}
+
+/// Counters and sizes, for `stats()` and `repr`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub metrics: usize,
+    pub series: usize,
+    pub nodes: usize,
+    pub chunks: usize,
+    /// Bytes held by sample chunks (the series data itself).
+    pub data_bytes: usize,
+    /// Non-NaN samples stored.
+    pub samples: u64,
+    pub write_calls: u64,
+    pub samples_written: u64,
+    pub read_calls: u64,
+    pub samples_read: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    write_calls: AtomicU64,
+    samples_written: AtomicU64,
+    read_calls: AtomicU64,
+    samples_read: AtomicU64,
+}
+
+pub struct Store {
+    unit: TimeUnit,
+    sequencer: Mutex<()>,
+    catalog: RwLock<Catalog>,
+    counters: Counters,
+}
+
+/// A resolved read target: where its values come from.
+struct Source {
+    frequency: i64,
+    aggregation: Aggregation,
+    series: Vec<Arc<RwLock<SeriesData>>>,
+}
+
+fn check_lengths(argument: &str, len: usize, expected_name: &str, expected: usize) -> Result<(), EngineError> {
+    if len != expected {
+        return Err(EngineError::argument(
+            argument,
+            format!("has {len} elements but {expected_name} has {expected}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn new(unit: TimeUnit) -> Self {
+        Store {
+            unit,
+            sequencer: Mutex::new(()),
+            catalog: RwLock::new(Catalog::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn unit(&self) -> TimeUnit {
+        self.unit
+    }
+
+    /// Applies one op. Returns the handle for `CreateSeries`, else `None`.
+    pub fn apply(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
+        let _order = self.sequencer.lock();
+        match op {
+            Op::DefineMetric(def) => {
+                validate_metric_name(&def.name)?;
+                if def.frequency < 1 {
+                    return Err(EngineError::argument(
+                        "frequency",
+                        format!("must be a positive number of ticks, got {}", def.frequency),
+                    ));
+                }
+                self.catalog.write().define_metric(def.clone())?;
+                Ok(None)
+            }
+            Op::CreateSeries { metric, path } => {
+                let mut catalog = self.catalog.write();
+                let metric_id = catalog.metric_id(metric)?;
+                validate_path(path, "path")?;
+                if path.is_empty() {
+                    return Err(EngineError::argument(
+                        "path",
+                        "a series needs a path of at least one name",
+                    ));
+                }
+                if let Some(id) = catalog.find_series(metric_id, path) {
+                    return Ok(Some(id));
+                }
+                Ok(Some(catalog.create_series(metric_id, path)))
+            }
+            Op::WriteBlock { series, start, values } => {
+                let catalog = self.catalog.read();
+                let entry = catalog.entry(*series).ok_or_else(|| {
+                    EngineError::argument(
+                        "series",
+                        format!("{series} is not a series handle of this store ({} series)", catalog.series_count()),
+                    )
+                })?;
+                let first = nearest_slot(*start, entry.frequency, "start")?;
+                check_slot_run(first, values.len(), entry.frequency, "values")?;
+                entry.data.write().write(first, values);
+                self.count_write(values.len());
+                Ok(None)
+            }
+            Op::WriteTick { timestamp, series, values } => {
+                check_lengths("values", values.len(), "series", series.len())?;
+                let catalog = self.catalog.read();
+                let slots = series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &id)| {
+                        let entry = self.entry_at(&catalog, id, i)?;
+                        nearest_slot(*timestamp, entry.frequency, "timestamp")
+                    })
+                    .collect::<Result<Vec<i64>, EngineError>>()?;
+                for ((&id, &slot), &value) in series.iter().zip(&slots).zip(values.iter()) {
+                    self.data_of(&catalog, id).write().write_one(slot, value);
+                }
+                self.count_write(values.len());
+                Ok(None)
+            }
+            Op::WritePoints { series, timestamps, values } => {
+                check_lengths("timestamps", timestamps.len(), "series", series.len())?;
+                check_lengths("values", values.len(), "series", series.len())?;
+                let catalog = self.catalog.read();
+                let slots = series
+                    .iter()
+                    .zip(timestamps.iter())
+                    .enumerate()
+                    .map(|(i, (&id, &ts))| {
+                        let entry = self.entry_at(&catalog, id, i)?;
+                        nearest_slot(ts, entry.frequency, "timestamps").map_err(|e| at_index(e, i))
+                    })
+                    .collect::<Result<Vec<i64>, EngineError>>()?;
+                // Consecutive points of one series share one lock acquisition.
+                let mut i = 0;
+                while i < series.len() {
+                    let id = series[i];
+                    let mut data = self.data_of(&catalog, id).write();
+                    while i < series.len() && series[i] == id {
+                        data.write_one(slots[i], values[i]);
+                        i += 1;
+                    }
+                }
+                self.count_write(values.len());
+                Ok(None)
+            }
+        }
+    }
+
+    fn entry_at<'c>(
+        &self,
+        catalog: &'c Catalog,
+        id: SeriesId,
+        index: usize,
+    ) -> Result<&'c super::catalog::SeriesEntry, EngineError> {
+        catalog.entry(id).ok_or_else(|| {
+            EngineError::argument(
+                "series",
+                format!(
+                    "element {index} is {id}, which is not a series handle of this store ({} series)",
+                    catalog.series_count()
+                ),
+            )
+        })
+    }
+
+    fn data_of<'c>(&self, catalog: &'c Catalog, id: SeriesId) -> &'c RwLock<SeriesData> {
+        // Validated before any write is applied.
+        &catalog.entries()[id as usize].data
+    }
+
+    fn count_write(&self, samples: usize) {
+        self.counters.write_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .samples_written
+            .fetch_add(samples as u64, Ordering::Relaxed);
+    }
+
+    pub fn define_metric(&self, name: &str, frequency: i64, aggregation: Aggregation) -> Result<(), EngineError> {
+        self.apply(&Op::DefineMetric(MetricDef {
+            name: name.to_owned(),
+            frequency,
+            aggregation,
+        }))
+        .map(|_| ())
+    }
+
+    pub fn metrics(&self) -> Vec<MetricDef> {
+        self.catalog.read().metrics().to_vec()
+    }
+
+    /// The handle of (metric, path), creating the series if needed.
+    pub fn series<S: AsRef<str>>(&self, metric: &str, path: &[S]) -> Result<SeriesId, EngineError> {
+        if let Some(id) = self.find_series(metric, path)? {
+            return Ok(id);
+        }
+        let op = Op::CreateSeries {
+            metric: metric.to_owned(),
+            path: path.iter().map(|s| s.as_ref().to_owned()).collect(),
+        };
+        Ok(self.apply(&op)?.expect("CreateSeries yields a handle"))
+    }
+
+    /// The handle of (metric, path) if that series exists.
+    pub fn find_series<S: AsRef<str>>(&self, metric: &str, path: &[S]) -> Result<Option<SeriesId>, EngineError> {
+        let catalog = self.catalog.read();
+        let metric_id = catalog.metric_id(metric)?;
+        Ok(catalog.find_series(metric_id, path))
+    }
+
+    /// The (metric, path) of a handle.
+    pub fn series_key(&self, id: SeriesId) -> Result<(String, Vec<String>), EngineError> {
+        let catalog = self.catalog.read();
+        let entry = catalog.entry(id).ok_or_else(|| {
+            EngineError::argument("series", format!("{id} is not a series handle of this store"))
+        })?;
+        Ok((catalog.metric(entry.metric).name.clone(), catalog.path_of(id)))
+    }
+
+    /// Every series as (handle, metric, path), in handle order.
+    pub fn list_series(&self) -> Vec<(SeriesId, String, Vec<String>)> {
+        let catalog = self.catalog.read();
+        (0..catalog.series_count() as SeriesId)
+            .map(|id| {
+                let metric = catalog.metric(catalog.entries()[id as usize].metric).name.clone();
+                (id, metric, catalog.path_of(id))
+            })
+            .collect()
+    }
+
+    pub fn write_block(&self, series: SeriesId, start: i64, values: &[f32]) -> Result<(), EngineError> {
+        self.apply(&Op::WriteBlock { series, start, values }).map(|_| ())
+    }
+
+    pub fn write_tick(&self, timestamp: i64, series: &[SeriesId], values: &[f32]) -> Result<(), EngineError> {
+        self.apply(&Op::WriteTick { timestamp, series, values }).map(|_| ())
+    }
+
+    pub fn write_points(&self, series: &[SeriesId], timestamps: &[i64], values: &[f32]) -> Result<(), EngineError> {
+        self.apply(&Op::WritePoints { series, timestamps, values }).map(|_| ())
+    }
+
+    fn resolve(&self, catalog: &Catalog, target: Target<'_>) -> Result<Source, EngineError> {
+        match target {
+            Target::Series(id) => {
+                let entry = catalog.entry(id).ok_or_else(|| {
+                    EngineError::argument("series", format!("{id} is not a series handle of this store"))
+                })?;
+                Ok(Source {
+                    frequency: entry.frequency,
+                    aggregation: catalog.aggregation(entry.metric),
+                    series: vec![entry.data.clone()],
+                })
+            }
+            Target::Path { metric, path } => {
+                validate_path(path, "path")?;
+                let metric_id: MetricId = catalog.metric_id(metric)?;
+                let ids = catalog.sources(metric_id, path)?;
+                let aggregation = catalog.aggregation(metric_id);
+                if ids.len() > 1 && aggregation == Aggregation::None {
+                    return Err(EngineError::NoAggregation {
+                        metric: metric.to_owned(),
+                        path: display_path(path),
+                        count: ids.len(),
+                    });
+                }
+                Ok(Source {
+                    frequency: catalog.metric(metric_id).frequency,
+                    aggregation,
+                    series: ids.iter().map(|&id| catalog.entries()[id as usize].data.clone()).collect(),
+                })
+            }
+        }
+    }
+
+    fn fill(source: &Source, first: i64, out: &mut [f32]) {
+        match source.series.as_slice() {
+            [one] => one.read().read_into(first, out),
+            many => combine(many, first, source.aggregation, out),
+        }
+    }
+
+    fn count_read(&self, samples: usize) {
+        self.counters.read_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.samples_read.fetch_add(samples as u64, Ordering::Relaxed);
+    }
+
+    /// Reads `[start, stop)` of one target, NaN-padded to the whole range.
+    pub fn read(&self, target: Target<'_>, start: i64, stop: i64) -> Result<RangeData, EngineError> {
+        let source = self.resolve(&self.catalog.read(), target)?;
+        let (first, len) = read_slots(start, stop, source.frequency)?;
+        let mut values = vec![f32::NAN; len];
+        Self::fill(&source, first, &mut values);
+        self.count_read(len);
+        Ok(RangeData {
+            start: first * source.frequency,
+            step: source.frequency,
+            values,
+        })
+    }
+
+    /// Reads `[start, stop)` of several targets of one frequency into rows
+    /// of a matrix, in the order given.
+    pub fn read_many(&self, targets: &[Target<'_>], start: i64, stop: i64) -> Result<Matrix, EngineError> {
+        if targets.is_empty() {
+            return Err(EngineError::argument("series", "is empty; name at least one series"));
+        }
+        let sources = {
+            let catalog = self.catalog.read();
+            targets
+                .iter()
+                .map(|&t| self.resolve(&catalog, t))
+                .collect::<Result<Vec<Source>, EngineError>>()?
+        };
+        let frequency = sources[0].frequency;
+        if let Some(i) = sources.iter().position(|s| s.frequency != frequency) {
+            return Err(EngineError::argument(
+                "series",
+                format!(
+                    "element {i} has frequency {} but element 0 has {frequency}; \
+                     rows of one read share one time axis, so read them separately",
+                    sources[i].frequency
+                ),
+            ));
+        }
+        let (first, cols) = read_slots(start, stop, frequency)?;
+        let cells = cols.checked_mul(sources.len()).filter(|&n| n as i64 <= super::time::MAX_READ_SLOTS);
+        let Some(cells) = cells else {
+            return Err(EngineError::argument(
+                "stop",
+                format!(
+                    "{} rows of {cols} slots exceed the limit of {} values per read",
+                    sources.len(),
+                    super::time::MAX_READ_SLOTS
+                ),
+            ));
+        };
+        let mut values = vec![f32::NAN; cells];
+        if cols > 0 {
+            for (source, row) in sources.iter().zip(values.chunks_mut(cols)) {
+                Self::fill(source, first, row);
+            }
+        }
+        self.count_read(cells);
+        Ok(Matrix {
+            start: first * frequency,
+            step: frequency,
+            rows: sources.len(),
+            cols,
+            values,
+        })
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let catalog = self.catalog.read();
+        let mut stats = StoreStats {
+            metrics: catalog.metrics().len(),
+            series: catalog.series_count(),
+            nodes: catalog.node_count() - 1,
+            write_calls: self.counters.write_calls.load(Ordering::Relaxed),
+            samples_written: self.counters.samples_written.load(Ordering::Relaxed),
+            read_calls: self.counters.read_calls.load(Ordering::Relaxed),
+            samples_read: self.counters.samples_read.load(Ordering::Relaxed),
+            ..StoreStats::default()
+        };
+        for entry in catalog.entries() {
+            let data = entry.data.read();
+            stats.chunks += data.chunk_count();
+            stats.samples += data.valid();
+        }
+        stats.data_bytes = stats.chunks * CHUNK_BYTES;
+        stats
+    }
+}
+
+fn at_index(error: EngineError, index: usize) -> EngineError {
+    match error {
+        EngineError::InvalidArgument { argument, message } => EngineError::InvalidArgument {
+            argument,
+            message: format!("element {index}: {message}"),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,211 @@
+//! `metricstore._core.Store`: the engine store as a frozen pyclass.
+//!
+//! Every method that touches series data runs inside `py.detach`, and locks
+//! are only taken there, so a thread waiting for a lock never holds the GIL.
+//! Results go to NumPy by adopting the `Vec` the engine filled: one copy out
+//! of the chunks, none at the boundary.
+
+use std::sync::Arc;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use parking_lot::RwLock;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::engine::{Aggregation, EngineError, SeriesId, Store, Target, TimeUnit};
+
+#[pyclass(frozen, module = "metricstore._core", name = "Store")]
+pub struct PyStore {
+    /// `None` once closed; calls then raise ClosedError.
+    inner: RwLock<Option<Arc<Store>>>,
+    unit: TimeUnit,
+}
+
+/// A read target as Python passes it: a handle, or (metric, path).
+#[derive(FromPyObject)]
+pub enum PyTarget {
+    Handle(SeriesId),
+    Path(String, Vec<String>),
+}
+
+type ReadResult<'py> = (Bound<'py, PyArray1<f32>>, i64, i64);
+
+fn slice<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>, argument: &str) -> PyResult<&'a [T]> {
+    array.as_slice().map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "{argument}: the array must be C-contiguous and aligned"
+        ))
+    })
+}
+
+impl PyStore {
+    fn store(&self) -> Result<Arc<Store>, EngineError> {
+        self.inner.read().clone().ok_or(EngineError::Closed)
+    }
+}
+
+#[pymethods]
+impl PyStore {
+    #[new]
+    #[pyo3(signature = (unit = "s"))]
+    fn new(unit: &str) -> PyResult<Self> {
+        let unit = TimeUnit::parse(unit)?;
+        Ok(PyStore {
+            inner: RwLock::new(Some(Arc::new(Store::new(unit)))),
+            unit,
+        })
+    }
+
+    /// The store's time unit: "s", "ms", "us" or "ns".
+    #[getter]
+    fn unit(&self) -> &'static str {
+        self.unit.as_str()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.read().is_none()
+    }
+
+    /// Releases the data; later calls raise ClosedError. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let store = self.inner.write().take();
+        py.detach(move || drop(store));
+    }
+
+    fn define_metric(&self, py: Python<'_>, name: &str, frequency: i64, aggregation: &str) -> PyResult<()> {
+        let aggregation = Aggregation::parse(aggregation)?;
+        let store = self.store()?;
+        py.detach(|| store.define_metric(name, frequency, aggregation))?;
+        Ok(())
+    }
+
+    /// [(name, frequency, aggregation)] in definition order.
+    fn metrics(&self) -> PyResult<Vec<(String, i64, &'static str)>> {
+        Ok(self
+            .store()?
+            .metrics()
+            .into_iter()
+            .map(|m| (m.name, m.frequency, m.aggregation.as_str()))
+            .collect())
+    }
+
+    fn series(&self, py: Python<'_>, metric: &str, path: Vec<String>) -> PyResult<SeriesId> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.series(metric, &path))?)
+    }
+
+    fn find_series(&self, metric: &str, path: Vec<String>) -> PyResult<Option<SeriesId>> {
+        Ok(self.store()?.find_series(metric, &path)?)
+    }
+
+    fn series_key(&self, series: SeriesId) -> PyResult<(String, Vec<String>)> {
+        Ok(self.store()?.series_key(series)?)
+    }
+
+    fn list_series(&self, py: Python<'_>) -> PyResult<Vec<(SeriesId, String, Vec<String>)>> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.list_series()))
+    }
+
+    fn write_block(&self, py: Python<'_>, series: SeriesId, start: i64, values: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
+        let values = slice(&values, "values")?;
+        let store = self.store()?;
+        py.detach(|| store.write_block(series, start, values))?;
+        Ok(())
+    }
+
+    fn write_tick(
+        &self,
+        py: Python<'_>,
+        timestamp: i64,
+        series: PyReadonlyArray1<'_, u32>,
+        values: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<()> {
+        let series = slice(&series, "series")?;
+        let values = slice(&values, "values")?;
+        let store = self.store()?;
+        py.detach(|| store.write_tick(timestamp, series, values))?;
+        Ok(())
+    }
+
+    fn write_points(
+        &self,
+        py: Python<'_>,
+        series: PyReadonlyArray1<'_, u32>,
+        timestamps: PyReadonlyArray1<'_, i64>,
+        values: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<()> {
+        let series = slice(&series, "series")?;
+        let timestamps = slice(&timestamps, "timestamps")?;
+        let values = slice(&values, "values")?;
+        let store = self.store()?;
+        py.detach(|| store.write_points(series, timestamps, values))?;
+        Ok(())
+    }
+
+    /// (values, start, step) of one series by handle.
+    fn read<'py>(&self, py: Python<'py>, series: SeriesId, start: i64, stop: i64) -> PyResult<ReadResult<'py>> {
+        let store = self.store()?;
+        let data = py.detach(|| store.read(Target::Series(series), start, stop))?;
+        Ok((data.values.into_pyarray(py), data.start, data.step))
+    }
+
+    /// (values, start, step) of a metric at a path, aggregated if the
+    /// series are stored below it.
+    fn read_path<'py>(
+        &self,
+        py: Python<'py>,
+        metric: &str,
+        path: Vec<String>,
+        start: i64,
+        stop: i64,
+    ) -> PyResult<ReadResult<'py>> {
+        let store = self.store()?;
+        let target = Target::Path { metric, path: &path };
+        let data = py.detach(|| store.read(target, start, stop))?;
+        Ok((data.values.into_pyarray(py), data.start, data.step))
+    }
+
+    /// (2-D values, start, step), one row per target in the order given.
+    fn read_many<'py>(
+        &self,
+        py: Python<'py>,
+        targets: Vec<PyTarget>,
+        start: i64,
+        stop: i64,
+    ) -> PyResult<(Bound<'py, PyArray2<f32>>, i64, i64)> {
+        let store = self.store()?;
+        let targets: Vec<Target<'_>> = targets
+            .iter()
+            .map(|t| match t {
+                PyTarget::Handle(id) => Target::Series(*id),
+                PyTarget::Path(metric, path) => Target::Path { metric, path },
+            })
+            .collect();
+        let matrix = py.detach(|| store.read_many(&targets, start, stop))?;
+        let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
+            .expect("the engine returns rows * cols values");
+        Ok((array.into_pyarray(py), matrix.start, matrix.step))
+    }
+
+    /// Counters and sizes as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.store()?;
+        let s = py.detach(|| store.stats());
+        let dict = PyDict::new(py);
+        dict.set_item("unit", self.unit.as_str())?;
+        dict.set_item("metrics", s.metrics)?;
+        dict.set_item("series", s.series)?;
+        dict.set_item("nodes", s.nodes)?;
+        dict.set_item("chunks", s.chunks)?;
+        dict.set_item("data_bytes", s.data_bytes)?;
+        dict.set_item("samples", s.samples)?;
+        dict.set_item("write_calls", s.write_calls)?;
+        dict.set_item("samples_written", s.samples_written)?;
+        dict.set_item("read_calls", s.read_calls)?;
+        dict.set_item("samples_read", s.samples_read)?;
+        Ok(dict)
+    }
+}
