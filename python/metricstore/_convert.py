@@ -60,8 +60,9 @@ _UINT32_MAX = 2**32 - 1
 _EPOCH = _dt.datetime(1970, 1, 1)
 
 
-def _rescale(ticks: NDArray[np.int64], from_unit: str, count: int, to_unit: str,
-             argument: str) -> NDArray[np.int64]:
+def _rescale(
+    ticks: NDArray[np.int64], from_unit: str, count: int, to_unit: str, argument: str
+) -> NDArray[np.int64]:
     """Converts counts of ``count * from_unit`` to ``to_unit``, exactly or by floor."""
     source = _ATTOSECONDS[from_unit] * count
     target = _ATTOSECONDS[to_unit]
@@ -87,8 +88,9 @@ def _datetime64_to_ticks(array: NDArray[Any], unit: str, argument: str) -> NDArr
         raise ValueError(f"{argument}: datetime64 without a unit cannot be converted")
     nat = np.isnat(array)
     if nat.any():
-        raise ValueError(f"{argument}: element {int(np.argmax(nat))} is NaT; "
-                         "missing timestamps cannot be stored")
+        raise ValueError(
+            f"{argument}: element {int(np.argmax(nat))} is NaT; missing timestamps cannot be stored"
+        )
     if base in ("M", "Y"):
         # Months and years have no fixed length; days are exact for them.
         if (np.abs(array.view(np.int64)) > 10**15).any():
@@ -133,9 +135,12 @@ def to_ticks(value: object, unit: str, argument: str) -> int:
         return _parse_date(value, unit, argument)
     if isinstance(value, float | np.floating):
         raise TypeError(
-            f"{argument}: got float {value!r}; pass an int of {unit!r} ticks or a datetime")
-    raise TypeError(f"{argument}: expected an int of {unit!r} ticks, a datetime, "
-                    f"a datetime64 or an ISO 8601 string, got {type(value).__name__}")
+            f"{argument}: got float {value!r}; pass an int of {unit!r} ticks or a datetime"
+        )
+    raise TypeError(
+        f"{argument}: expected an int of {unit!r} ticks, a datetime, "
+        f"a datetime64 or an ISO 8601 string, got {type(value).__name__}"
+    )
 
 
 def _parse_date(text: str, unit: str, argument: str) -> int:
@@ -167,8 +172,9 @@ def to_ticks_array(values: object, unit: str, argument: str) -> NDArray[np.int64
             for v in values:
                 _check_int64(v, argument)
             return np.array(values, dtype=np.int64)
-        return np.array([to_ticks(v, unit, f"{argument}[{i}]") for i, v in enumerate(values)],
-                        dtype=np.int64)
+        return np.array(
+            [to_ticks(v, unit, f"{argument}[{i}]") for i, v in enumerate(values)], dtype=np.int64
+        )
     array = np.asarray(_pandas_to_numpy(values))
     if array.ndim != 1:
         raise ValueError(f"{argument}: expected a 1-D array, got shape {array.shape}")
@@ -188,8 +194,7 @@ def to_ticks_array(values: object, unit: str, argument: str) -> NDArray[np.int64
             raise ValueError(f"{argument}: cannot read the strings as dates: {error}") from None
         result = _datetime64_to_ticks(parsed, unit, argument)
     else:
-        raise TypeError(
-            f"{argument}: expected int64 ticks or datetime64, got dtype {array.dtype}")
+        raise TypeError(f"{argument}: expected int64 ticks or datetime64, got dtype {array.dtype}")
     return np.ascontiguousarray(result)
 
 
@@ -215,8 +220,10 @@ def to_values(values: object, argument: str) -> NDArray[np.float32]:
     overflow = np.isinf(narrow) & np.isfinite(wide)
     if overflow.any():
         index = int(np.argmax(overflow))
-        raise ValueError(f"{argument}: element {index} ({wide[index]!r}) is beyond the float32 "
-                         "range (about 3.4e38) and would become inf")
+        raise ValueError(
+            f"{argument}: element {index} ({wide[index]!r}) is beyond the float32 "
+            "range (about 3.4e38) and would become inf"
+        )
     return narrow
 
 
@@ -266,7 +273,8 @@ def to_path(path: object, argument: str) -> list[str]:
                 raise TypeError(f"{argument}: element {i} is a {type(name).__name__}, not a str")
         return list(path)
     raise TypeError(
-        f"{argument}: expected a tuple of names or a '/'-joined str, got {type(path).__name__}")
+        f"{argument}: expected a tuple of names or a '/'-joined str, got {type(path).__name__}"
+    )
 
 
 def to_frequency(value: object, unit: str, argument: str) -> int:
@@ -282,8 +290,10 @@ def to_frequency(value: object, unit: str, argument: str) -> int:
         if isinstance(value, _dt.timedelta):
             value = np.timedelta64(value)
         if not isinstance(value, np.timedelta64):
-            raise TypeError(f"{argument}: expected an int of {unit!r} ticks or a timedelta, "
-                            f"got {type(value).__name__}")
+            raise TypeError(
+                f"{argument}: expected an int of {unit!r} ticks or a timedelta, "
+                f"got {type(value).__name__}"
+            )
         base, count = np.datetime_data(value.dtype)
         if base not in _ATTOSECONDS:
             raise ValueError(f"{argument}: timedelta64[{base}] has no fixed length")

@@ -5,6 +5,8 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
+__all__ = ["CHUNK_SLOTS", "MAX_READ_SLOTS", "Store", "__version__"]
+
 __version__: str
 CHUNK_SLOTS: int
 MAX_READ_SLOTS: int
@@ -33,9 +35,7 @@ class Store:
         timestamps: NDArray[np.int64],
         values: NDArray[np.float32],
     ) -> None: ...
-    def read(
-        self, series: int, start: int, stop: int
-    ) -> tuple[NDArray[np.float32], int, int]: ...
+    def read(self, series: int, start: int, stop: int) -> tuple[NDArray[np.float32], int, int]: ...
     def read_path(
         self, metric: str, path: list[str], start: int, stop: int
     ) -> tuple[NDArray[np.float32], int, int]: ...

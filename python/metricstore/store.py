@@ -43,8 +43,9 @@ class ReadResult:
 
     __slots__ = ("series", "start", "step", "unit", "values")
 
-    def __init__(self, values: NDArray[np.float32], start: int, step: int, unit: str,
-                 series: object) -> None:
+    def __init__(
+        self, values: NDArray[np.float32], start: int, step: int, unit: str, series: object
+    ) -> None:
         self.values = values
         self.start = start
         self.step = step
@@ -67,8 +68,10 @@ class ReadResult:
 
     def __repr__(self) -> str:
         shape = "x".join(str(n) for n in self.values.shape)
-        return (f"ReadResult(series={self.series!r}, start={self.start}, step={self.step}, "
-                f"unit={self.unit!r}, values=<float32 {shape}>)")
+        return (
+            f"ReadResult(series={self.series!r}, start={self.start}, step={self.step}, "
+            f"unit={self.unit!r}, values=<float32 {shape}>)"
+        )
 
 
 def _format_bytes(n: int) -> str:
@@ -113,8 +116,12 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- metrics and series ----------------------------------------------------
@@ -128,8 +135,9 @@ class Store:
         again with the same settings is a no-op; with other settings it raises
         MetricConflictError.
         """
-        self._core.define_metric(name, to_frequency(frequency, self._unit, "frequency"),
-                                 aggregation)
+        self._core.define_metric(
+            name, to_frequency(frequency, self._unit, "frequency"), aggregation
+        )
 
     @property
     def metrics(self) -> list[Metric]:
@@ -161,13 +169,16 @@ class Store:
             return series
         if isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
             return self._core.series(series[0], to_path(series[1], f"{argument}[1]"))
-        raise TypeError(f"{argument}: expected a series handle or a (metric, path) pair, "
-                        f"got {type(series).__name__}")
+        raise TypeError(
+            f"{argument}: expected a series handle or a (metric, path) pair, "
+            f"got {type(series).__name__}"
+        )
 
     def _handles(self, series: object, argument: str) -> NDArray[np.uint32]:
         if isinstance(series, list | tuple) and series and isinstance(series[0], tuple):
-            return np.array([self._handle(s, f"{argument}[{i}]") for i, s in enumerate(series)],
-                            dtype=np.uint32)
+            return np.array(
+                [self._handle(s, f"{argument}[{i}]") for i, s in enumerate(series)], dtype=np.uint32
+            )
         return to_handles(series, argument)
 
     # -- writes ------------------------------------------------------------------
@@ -180,8 +191,9 @@ class Store:
         whole or not at all.
         """
         handle = self._handle(series, "series")
-        self._core.write_block(handle, to_ticks(start, self._unit, "start"),
-                               to_values(values, "values"))
+        self._core.write_block(
+            handle, to_ticks(start, self._unit, "start"), to_values(values, "values")
+        )
 
     def write_tick(self, timestamp: object, series: object, values: object) -> None:
         """Writes one value for each of many series at one timestamp.
@@ -189,8 +201,11 @@ class Store:
         ``series`` holds handles (or (metric, path) keys) and ``values`` one
         value per series. Applied whole or not at all.
         """
-        self._core.write_tick(to_ticks(timestamp, self._unit, "timestamp"),
-                              self._handles(series, "series"), to_values(values, "values"))
+        self._core.write_tick(
+            to_ticks(timestamp, self._unit, "timestamp"),
+            self._handles(series, "series"),
+            to_values(values, "values"),
+        )
 
     def write_points(self, series: object, timestamps: object, values: object) -> None:
         """Writes independent samples: ``values[i]`` of ``series[i]`` at ``timestamps[i]``.
@@ -198,9 +213,11 @@ class Store:
         Where one call writes a slot twice, the later element wins. Applied
         whole or not at all.
         """
-        self._core.write_points(self._handles(series, "series"),
-                                to_ticks_array(timestamps, self._unit, "timestamps"),
-                                to_values(values, "values"))
+        self._core.write_points(
+            self._handles(series, "series"),
+            to_ticks_array(timestamps, self._unit, "timestamps"),
+            to_values(values, "values"),
+        )
 
     # -- reads -------------------------------------------------------------------
 
@@ -218,11 +235,14 @@ class Store:
         if type(series) is int:
             values, first, step = self._core.read(series, begin, end)
         elif isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
-            values, first, step = self._core.read_path(series[0], to_path(series[1], "series[1]"),
-                                                       begin, end)
+            values, first, step = self._core.read_path(
+                series[0], to_path(series[1], "series[1]"), begin, end
+            )
         else:
-            raise TypeError(f"series: expected a series handle or a (metric, path) pair, "
-                            f"got {type(series).__name__}")
+            raise TypeError(
+                f"series: expected a series handle or a (metric, path) pair, "
+                f"got {type(series).__name__}"
+            )
         return ReadResult(values, first, step, unit, series)
 
     def read_many(self, series: Sequence[SeriesKey], start: object, stop: object) -> ReadResult:
@@ -237,10 +257,13 @@ class Store:
             elif isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
                 targets.append((key[0], to_path(key[1], f"series[{i}][1]")))
             else:
-                raise TypeError(f"series[{i}]: expected a series handle or a (metric, path) "
-                                f"pair, got {type(key).__name__}")
+                raise TypeError(
+                    f"series[{i}]: expected a series handle or a (metric, path) "
+                    f"pair, got {type(key).__name__}"
+                )
         values, first, step = self._core.read_many(
-            targets, to_ticks(start, self._unit, "start"), to_ticks(stop, self._unit, "stop"))
+            targets, to_ticks(start, self._unit, "start"), to_ticks(stop, self._unit, "stop")
+        )
         return ReadResult(values, first, step, self._unit, list(series))
 
     # -- introspection -------------------------------------------------------------
@@ -255,6 +278,8 @@ class Store:
         if self.closed:
             return f"<metricstore.Store unit={self._unit!r} closed>"
         s = self._core.stats()
-        return (f"<metricstore.Store unit={self._unit!r} metrics={s['metrics']} "
-                f"series={s['series']} samples={s['samples']:,} "
-                f"memory={_format_bytes(s['data_bytes'])}>")
+        return (
+            f"<metricstore.Store unit={self._unit!r} metrics={s['metrics']} "
+            f"series={s['series']} samples={s['samples']:,} "
+            f"memory={_format_bytes(s['data_bytes'])}>"
+        )

@@ -23,16 +23,18 @@ pub fn combine(
     let mut sum = vec![0f64; out.len()];
     let mut count = vec![0u32; out.len()];
     for source in sources {
-        source.read().for_each_piece(first, out.len(), |offset, values| {
-            let sum = &mut sum[offset..offset + values.len()];
-            let count = &mut count[offset..offset + values.len()];
-            for ((s, c), v) in sum.iter_mut().zip(count.iter_mut()).zip(values) {
-                if !v.is_nan() {
-                    *s += f64::from(*v);
-                    *c += 1;
+        source
+            .read()
+            .for_each_piece(first, out.len(), |offset, values| {
+                let sum = &mut sum[offset..offset + values.len()];
+                let count = &mut count[offset..offset + values.len()];
+                for ((s, c), v) in sum.iter_mut().zip(count.iter_mut()).zip(values) {
+                    if !v.is_nan() {
+                        *s += f64::from(*v);
+                        *c += 1;
+                    }
                 }
-            }
-        });
+            });
     }
     for ((o, s), c) in out.iter_mut().zip(&sum).zip(&count) {
         if *c > 0 {

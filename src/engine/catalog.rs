@@ -133,7 +133,9 @@ impl Catalog {
                         children: BTreeMap::new(),
                         series: Vec::new(),
                     });
-                    self.nodes[node as usize].children.insert(name.into(), child);
+                    self.nodes[node as usize]
+                        .children
+                        .insert(name.into(), child);
                     child
                 }
             };

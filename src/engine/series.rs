@@ -17,18 +17,34 @@ pub const CHUNK_SLOTS: usize = 1024;
 /// Bytes of sample data in one chunk.
 pub const CHUNK_BYTES: usize = CHUNK_SLOTS * std::mem::size_of::<f32>();
 
-#[derive(Clone)]
-struct Chunk([f32; CHUNK_SLOTS]);
+/// A chunk's slots; always exactly `CHUNK_SLOTS` long.
+type Chunk = Arc<[f32]>;
 
-impl Chunk {
-    fn empty() -> Arc<Self> {
-        Arc::new(Chunk([f32::NAN; CHUNK_SLOTS]))
+/// A new chunk holding `part` at `offset` and NaN elsewhere.
+fn new_chunk(offset: usize, part: &[f32]) -> Chunk {
+    if part.len() == CHUNK_SLOTS {
+        // The common case of bulk loads: one allocation, one copy.
+        return Arc::from(part);
     }
+    let mut slots = vec![f32::NAN; CHUNK_SLOTS];
+    slots[offset..offset + part.len()].copy_from_slice(part);
+    Arc::from(slots)
+}
+
+/// Copies `source` into `target` and returns how many of the values
+/// written are not NaN (one pass; the compiler vectorises it).
+fn copy_counting(target: &mut [f32], source: &[f32]) -> u64 {
+    let mut valid = 0u64;
+    for (t, s) in target.iter_mut().zip(source) {
+        *t = *s;
+        valid += u64::from(!s.is_nan());
+    }
+    valid
 }
 
 #[derive(Default, Clone)]
 pub struct SeriesData {
-    chunks: BTreeMap<i64, Arc<Chunk>>,
+    chunks: BTreeMap<i64, Chunk>,
     /// Number of non-NaN slots, kept exact on every write.
     valid: u64,
 }
@@ -64,18 +80,23 @@ impl SeriesData {
     }
 
     fn write_in_chunk(&mut self, key: i64, offset: usize, part: &[f32]) {
-        let added = count_valid(part);
-        let chunk = match self.chunks.get_mut(&key) {
-            Some(chunk) => chunk,
-            // NaN means missing: writing only NaN where nothing is stored
-            // changes nothing, so it allocates nothing.
-            None if added == 0 => return,
-            None => self.chunks.entry(key).or_insert_with(Chunk::empty),
-        };
-        let target = &mut Arc::make_mut(chunk).0[offset..offset + part.len()];
-        let removed = count_valid(target);
-        target.copy_from_slice(part);
-        self.valid = self.valid + added - removed;
+        match self.chunks.get_mut(&key) {
+            Some(chunk) => {
+                let target = &mut Arc::make_mut(chunk)[offset..offset + part.len()];
+                let removed = count_valid(target);
+                let added = copy_counting(target, part);
+                self.valid = self.valid + added - removed;
+            }
+            None => {
+                let added = count_valid(part);
+                // NaN means missing: writing only NaN where nothing is stored
+                // changes nothing, so it allocates nothing.
+                if added > 0 {
+                    self.chunks.insert(key, new_chunk(offset, part));
+                    self.valid += added;
+                }
+            }
+        }
     }
 
     /// Copies slots `first .. first + out.len()` into `out`; slots never
@@ -99,7 +120,7 @@ impl SeriesData {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
-            let values = &chunk.0[(from - chunk_start) as usize..(to - chunk_start) as usize];
+            let values = &chunk[(from - chunk_start) as usize..(to - chunk_start) as usize];
             visit((from - first) as usize, values);
         }
     }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use super::aggregate::combine;
-use super::catalog::{Catalog, MetricId};
 pub use super::catalog::SeriesId;
+use super::catalog::{Catalog, MetricId};
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
@@ -89,7 +89,12 @@ struct Source {
     series: Vec<Arc<RwLock<SeriesData>>>,
 }
 
-fn check_lengths(argument: &str, len: usize, expected_name: &str, expected: usize) -> Result<(), EngineError> {
+fn check_lengths(
+    argument: &str,
+    len: usize,
+    expected_name: &str,
+    expected: usize,
+) -> Result<(), EngineError> {
     if len != expected {
         return Err(EngineError::argument(
             argument,
@@ -143,12 +148,19 @@ impl Store {
                 }
                 Ok(Some(catalog.create_series(metric_id, path)))
             }
-            Op::WriteBlock { series, start, values } => {
+            Op::WriteBlock {
+                series,
+                start,
+                values,
+            } => {
                 let catalog = self.catalog.read();
                 let entry = catalog.entry(*series).ok_or_else(|| {
                     EngineError::argument(
                         "series",
-                        format!("{series} is not a series handle of this store ({} series)", catalog.series_count()),
+                        format!(
+                            "{series} is not a series handle of this store ({} series)",
+                            catalog.series_count()
+                        ),
                     )
                 })?;
                 let first = nearest_slot(*start, entry.frequency, "start")?;
@@ -157,7 +169,11 @@ impl Store {
                 self.count_write(values.len());
                 Ok(None)
             }
-            Op::WriteTick { timestamp, series, values } => {
+            Op::WriteTick {
+                timestamp,
+                series,
+                values,
+            } => {
                 check_lengths("values", values.len(), "series", series.len())?;
                 let catalog = self.catalog.read();
                 let slots = series
@@ -174,7 +190,11 @@ impl Store {
                 self.count_write(values.len());
                 Ok(None)
             }
-            Op::WritePoints { series, timestamps, values } => {
+            Op::WritePoints {
+                series,
+                timestamps,
+                values,
+            } => {
                 check_lengths("timestamps", timestamps.len(), "series", series.len())?;
                 check_lengths("values", values.len(), "series", series.len())?;
                 let catalog = self.catalog.read();
@@ -232,7 +252,12 @@ impl Store {
             .fetch_add(samples as u64, Ordering::Relaxed);
     }
 
-    pub fn define_metric(&self, name: &str, frequency: i64, aggregation: Aggregation) -> Result<(), EngineError> {
+    pub fn define_metric(
+        &self,
+        name: &str,
+        frequency: i64,
+        aggregation: Aggregation,
+    ) -> Result<(), EngineError> {
         self.apply(&Op::DefineMetric(MetricDef {
             name: name.to_owned(),
             frequency,
@@ -258,7 +283,11 @@ impl Store {
     }
 
     /// The handle of (metric, path) if that series exists.
-    pub fn find_series<S: AsRef<str>>(&self, metric: &str, path: &[S]) -> Result<Option<SeriesId>, EngineError> {
+    pub fn find_series<S: AsRef<str>>(
+        &self,
+        metric: &str,
+        path: &[S],
+    ) -> Result<Option<SeriesId>, EngineError> {
         let catalog = self.catalog.read();
         let metric_id = catalog.metric_id(metric)?;
         Ok(catalog.find_series(metric_id, path))
@@ -268,9 +297,15 @@ impl Store {
     pub fn series_key(&self, id: SeriesId) -> Result<(String, Vec<String>), EngineError> {
         let catalog = self.catalog.read();
         let entry = catalog.entry(id).ok_or_else(|| {
-            EngineError::argument("series", format!("{id} is not a series handle of this store"))
+            EngineError::argument(
+                "series",
+                format!("{id} is not a series handle of this store"),
+            )
         })?;
-        Ok((catalog.metric(entry.metric).name.clone(), catalog.path_of(id)))
+        Ok((
+            catalog.metric(entry.metric).name.clone(),
+            catalog.path_of(id),
+        ))
     }
 
     /// Every series as (handle, metric, path), in handle order.
@@ -278,29 +313,65 @@ impl Store {
         let catalog = self.catalog.read();
         (0..catalog.series_count() as SeriesId)
             .map(|id| {
-                let metric = catalog.metric(catalog.entries()[id as usize].metric).name.clone();
+                let metric = catalog
+                    .metric(catalog.entries()[id as usize].metric)
+                    .name
+                    .clone();
                 (id, metric, catalog.path_of(id))
             })
             .collect()
     }
 
-    pub fn write_block(&self, series: SeriesId, start: i64, values: &[f32]) -> Result<(), EngineError> {
-        self.apply(&Op::WriteBlock { series, start, values }).map(|_| ())
+    pub fn write_block(
+        &self,
+        series: SeriesId,
+        start: i64,
+        values: &[f32],
+    ) -> Result<(), EngineError> {
+        self.apply(&Op::WriteBlock {
+            series,
+            start,
+            values,
+        })
+        .map(|_| ())
     }
 
-    pub fn write_tick(&self, timestamp: i64, series: &[SeriesId], values: &[f32]) -> Result<(), EngineError> {
-        self.apply(&Op::WriteTick { timestamp, series, values }).map(|_| ())
+    pub fn write_tick(
+        &self,
+        timestamp: i64,
+        series: &[SeriesId],
+        values: &[f32],
+    ) -> Result<(), EngineError> {
+        self.apply(&Op::WriteTick {
+            timestamp,
+            series,
+            values,
+        })
+        .map(|_| ())
     }
 
-    pub fn write_points(&self, series: &[SeriesId], timestamps: &[i64], values: &[f32]) -> Result<(), EngineError> {
-        self.apply(&Op::WritePoints { series, timestamps, values }).map(|_| ())
+    pub fn write_points(
+        &self,
+        series: &[SeriesId],
+        timestamps: &[i64],
+        values: &[f32],
+    ) -> Result<(), EngineError> {
+        self.apply(&Op::WritePoints {
+            series,
+            timestamps,
+            values,
+        })
+        .map(|_| ())
     }
 
     fn resolve(&self, catalog: &Catalog, target: Target<'_>) -> Result<Source, EngineError> {
         match target {
             Target::Series(id) => {
                 let entry = catalog.entry(id).ok_or_else(|| {
-                    EngineError::argument("series", format!("{id} is not a series handle of this store"))
+                    EngineError::argument(
+                        "series",
+                        format!("{id} is not a series handle of this store"),
+                    )
                 })?;
                 Ok(Source {
                     frequency: entry.frequency,
@@ -323,7 +394,10 @@ impl Store {
                 Ok(Source {
                     frequency: catalog.metric(metric_id).frequency,
                     aggregation,
-                    series: ids.iter().map(|&id| catalog.entries()[id as usize].data.clone()).collect(),
+                    series: ids
+                        .iter()
+                        .map(|&id| catalog.entries()[id as usize].data.clone())
+                        .collect(),
                 })
             }
         }
@@ -338,11 +412,18 @@ impl Store {
 
     fn count_read(&self, samples: usize) {
         self.counters.read_calls.fetch_add(1, Ordering::Relaxed);
-        self.counters.samples_read.fetch_add(samples as u64, Ordering::Relaxed);
+        self.counters
+            .samples_read
+            .fetch_add(samples as u64, Ordering::Relaxed);
     }
 
     /// Reads `[start, stop)` of one target, NaN-padded to the whole range.
-    pub fn read(&self, target: Target<'_>, start: i64, stop: i64) -> Result<RangeData, EngineError> {
+    pub fn read(
+        &self,
+        target: Target<'_>,
+        start: i64,
+        stop: i64,
+    ) -> Result<RangeData, EngineError> {
         let source = self.resolve(&self.catalog.read(), target)?;
         let (first, len) = read_slots(start, stop, source.frequency)?;
         let mut values = vec![f32::NAN; len];
@@ -357,9 +438,17 @@ impl Store {
 
     /// Reads `[start, stop)` of several targets of one frequency into rows
     /// of a matrix, in the order given.
-    pub fn read_many(&self, targets: &[Target<'_>], start: i64, stop: i64) -> Result<Matrix, EngineError> {
+    pub fn read_many(
+        &self,
+        targets: &[Target<'_>],
+        start: i64,
+        stop: i64,
+    ) -> Result<Matrix, EngineError> {
         if targets.is_empty() {
-            return Err(EngineError::argument("series", "is empty; name at least one series"));
+            return Err(EngineError::argument(
+                "series",
+                "is empty; name at least one series",
+            ));
         }
         let sources = {
             let catalog = self.catalog.read();
@@ -380,7 +469,9 @@ impl Store {
             ));
         }
         let (first, cols) = read_slots(start, stop, frequency)?;
-        let cells = cols.checked_mul(sources.len()).filter(|&n| n as i64 <= super::time::MAX_READ_SLOTS);
+        let cells = cols
+            .checked_mul(sources.len())
+            .filter(|&n| n as i64 <= super::time::MAX_READ_SLOTS);
         let Some(cells) = cells else {
             return Err(EngineError::argument(
                 "stop",

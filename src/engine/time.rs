@@ -166,7 +166,10 @@ mod tests {
     fn extreme_timestamps_are_rejected_with_the_argument_name() {
         // i64::MAX % 16 == 15 rounds up, to a slot time past i64::MAX.
         let err = nearest_slot(i64::MAX, 16, "timestamps").unwrap_err();
-        assert!(err.to_string().starts_with("timestamps: timestamp"), "{err}");
+        assert!(
+            err.to_string().starts_with("timestamps: timestamp"),
+            "{err}"
+        );
         let err = nearest_slot(i64::MIN, 60, "start").unwrap_err();
         assert!(err.to_string().contains("NaT"), "{err}");
     }

@@ -31,7 +31,10 @@ pub enum PyTarget {
 
 type ReadResult<'py> = (Bound<'py, PyArray1<f32>>, i64, i64);
 
-fn slice<'a, T: numpy::Element>(array: &'a PyReadonlyArray1<'_, T>, argument: &str) -> PyResult<&'a [T]> {
+fn slice<'a, T: numpy::Element>(
+    array: &'a PyReadonlyArray1<'_, T>,
+    argument: &str,
+) -> PyResult<&'a [T]> {
     array.as_slice().map_err(|_| {
         pyo3::exceptions::PyValueError::new_err(format!(
             "{argument}: the array must be C-contiguous and aligned"
@@ -74,7 +77,13 @@ impl PyStore {
         py.detach(move || drop(store));
     }
 
-    fn define_metric(&self, py: Python<'_>, name: &str, frequency: i64, aggregation: &str) -> PyResult<()> {
+    fn define_metric(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        frequency: i64,
+        aggregation: &str,
+    ) -> PyResult<()> {
         let aggregation = Aggregation::parse(aggregation)?;
         let store = self.store()?;
         py.detach(|| store.define_metric(name, frequency, aggregation))?;
@@ -109,7 +118,13 @@ impl PyStore {
         Ok(py.detach(|| store.list_series()))
     }
 
-    fn write_block(&self, py: Python<'_>, series: SeriesId, start: i64, values: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
+    fn write_block(
+        &self,
+        py: Python<'_>,
+        series: SeriesId,
+        start: i64,
+        values: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<()> {
         let values = slice(&values, "values")?;
         let store = self.store()?;
         py.detach(|| store.write_block(series, start, values))?;
@@ -146,7 +161,13 @@ impl PyStore {
     }
 
     /// (values, start, step) of one series by handle.
-    fn read<'py>(&self, py: Python<'py>, series: SeriesId, start: i64, stop: i64) -> PyResult<ReadResult<'py>> {
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        series: SeriesId,
+        start: i64,
+        stop: i64,
+    ) -> PyResult<ReadResult<'py>> {
         let store = self.store()?;
         let data = py.detach(|| store.read(Target::Series(series), start, stop))?;
         Ok((data.values.into_pyarray(py), data.start, data.step))
@@ -163,7 +184,10 @@ impl PyStore {
         stop: i64,
     ) -> PyResult<ReadResult<'py>> {
         let store = self.store()?;
-        let target = Target::Path { metric, path: &path };
+        let target = Target::Path {
+            metric,
+            path: &path,
+        };
         let data = py.detach(|| store.read(target, start, stop))?;
         Ok((data.values.into_pyarray(py), data.start, data.step))
     }
