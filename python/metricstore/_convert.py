@@ -83,14 +83,14 @@ def _rescale(
 
 
 def _datetime64_to_ticks(array: NDArray[Any], unit: str, argument: str) -> NDArray[np.int64]:
-    base, count = np.datetime_data(array.dtype)
-    if base == "generic":
-        raise ValueError(f"{argument}: datetime64 without a unit cannot be converted")
     nat = np.isnat(array)
     if nat.any():
         raise ValueError(
             f"{argument}: element {int(np.argmax(nat))} is NaT; missing timestamps cannot be stored"
         )
+    base, count = np.datetime_data(array.dtype)
+    if base == "generic":
+        raise ValueError(f"{argument}: datetime64 without a unit cannot be converted")
     if base in ("M", "Y"):
         # Months and years have no fixed length; days are exact for them.
         if (np.abs(array.view(np.int64)) > 10**15).any():
@@ -120,6 +120,8 @@ def to_ticks(value: object, unit: str, argument: str) -> int:
     """One timestamp as int64 ticks of ``unit``."""
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"{argument}: expected a timestamp, got a bool")
+    if isinstance(value, np.timedelta64 | _dt.timedelta):  # timedelta64 is an np.integer
+        raise TypeError(f"{argument}: expected a timestamp, got a timedelta")
     if isinstance(value, int | np.integer):
         return _check_int64(int(value), argument)
     if isinstance(value, np.datetime64):
@@ -221,7 +223,7 @@ def to_values(values: object, argument: str) -> NDArray[np.float32]:
     if overflow.any():
         index = int(np.argmax(overflow))
         raise ValueError(
-            f"{argument}: element {index} ({wide[index]!r}) is beyond the float32 "
+            f"{argument}: element {index} ({float(wide[index])!r}) is beyond the float32 "
             "range (about 3.4e38) and would become inf"
         )
     return narrow
@@ -281,7 +283,7 @@ def to_frequency(value: object, unit: str, argument: str) -> int:
     """A positive number of ticks: an int, or a timedelta that is a whole number of ticks."""
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"{argument}: expected a number of ticks, got a bool")
-    if isinstance(value, int | np.integer):
+    if isinstance(value, int | np.integer) and not isinstance(value, np.timedelta64):
         ticks = int(value)
     else:
         to_timedelta64 = getattr(value, "to_timedelta64", None)

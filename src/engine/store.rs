@@ -529,3 +529,7 @@ fn at_index(error: EngineError, index: usize) -> EngineError {
         other => other,
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
