@@ -16,6 +16,7 @@
 
 mod aggregate;
 mod catalog;
+mod chunks;
 mod error;
 mod metric;
 mod names;
@@ -24,10 +25,10 @@ mod series;
 mod store;
 mod time;
 
+pub use chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
 pub use error::EngineError;
 pub use metric::{Aggregation, MetricDef};
 pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
 pub use ops::Op;
-pub use series::{CHUNK_BYTES, CHUNK_SLOTS};
 pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
 pub use time::{MAX_READ_SLOTS, TimeUnit};

@@ -4,32 +4,12 @@
 //! live in a `BTreeMap`, so writes may land anywhere (before, after or
 //! between stored data) and memory grows one chunk at a time; nothing ever
 //! copies a whole series. A chunk that was never written does not exist and
-//! reads as NaN. Chunks are behind `Arc` so a snapshot can take a consistent
-//! copy of a series by cloning pointers; a writer then copies just the
-//! chunk it changes (`Arc::make_mut`).
+//! reads as NaN. Chunk memory comes from the store's [`ChunkPool`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Slots per chunk: 4 KiB of float32, small enough that a partly filled
-/// last chunk wastes little, large enough that the map stays shallow.
-pub const CHUNK_SLOTS: usize = 1024;
-/// Bytes of sample data in one chunk.
-pub const CHUNK_BYTES: usize = CHUNK_SLOTS * std::mem::size_of::<f32>();
-
-/// A chunk's slots; always exactly `CHUNK_SLOTS` long.
-type Chunk = Arc<[f32]>;
-
-/// A new chunk holding `part` at `offset` and NaN elsewhere.
-fn new_chunk(offset: usize, part: &[f32]) -> Chunk {
-    if part.len() == CHUNK_SLOTS {
-        // The common case of bulk loads: one allocation, one copy.
-        return Arc::from(part);
-    }
-    let mut slots = vec![f32::NAN; CHUNK_SLOTS];
-    slots[offset..offset + part.len()].copy_from_slice(part);
-    Arc::from(slots)
-}
+use super::chunks::{CHUNK_SLOTS, Chunk, ChunkPool};
 
 /// Copies `source` into `target` and returns how many of the values
 /// written are not NaN (one pass; the compiler vectorises it).
@@ -42,7 +22,7 @@ fn copy_counting(target: &mut [f32], source: &[f32]) -> u64 {
     valid
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct SeriesData {
     chunks: BTreeMap<i64, Chunk>,
     /// Number of non-NaN slots, kept exact on every write.
@@ -60,29 +40,29 @@ fn count_valid(values: &[f32]) -> u64 {
 
 impl SeriesData {
     /// Writes `values` into consecutive slots from `first`.
-    pub fn write(&mut self, first: i64, values: &[f32]) {
+    pub fn write(&mut self, pool: &Arc<ChunkPool>, first: i64, values: &[f32]) {
         let mut slot = first;
         let mut rest = values;
         while !rest.is_empty() {
             let (key, offset) = split(slot);
             let take = rest.len().min(CHUNK_SLOTS - offset);
             let (part, tail) = rest.split_at(take);
-            self.write_in_chunk(key, offset, part);
+            self.write_in_chunk(pool, key, offset, part);
             rest = tail;
             slot += take as i64;
         }
     }
 
     /// Writes one value into one slot.
-    pub fn write_one(&mut self, slot: i64, value: f32) {
+    pub fn write_one(&mut self, pool: &Arc<ChunkPool>, slot: i64, value: f32) {
         let (key, offset) = split(slot);
-        self.write_in_chunk(key, offset, std::slice::from_ref(&value));
+        self.write_in_chunk(pool, key, offset, std::slice::from_ref(&value));
     }
 
-    fn write_in_chunk(&mut self, key: i64, offset: usize, part: &[f32]) {
+    fn write_in_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, offset: usize, part: &[f32]) {
         match self.chunks.get_mut(&key) {
             Some(chunk) => {
-                let target = &mut Arc::make_mut(chunk)[offset..offset + part.len()];
+                let target = &mut chunk.as_mut_slice()[offset..offset + part.len()];
                 let removed = count_valid(target);
                 let added = copy_counting(target, part);
                 self.valid = self.valid + added - removed;
@@ -92,7 +72,7 @@ impl SeriesData {
                 // NaN means missing: writing only NaN where nothing is stored
                 // changes nothing, so it allocates nothing.
                 if added > 0 {
-                    self.chunks.insert(key, new_chunk(offset, part));
+                    self.chunks.insert(key, pool.chunk_with(offset, part));
                     self.valid += added;
                 }
             }
@@ -120,7 +100,8 @@ impl SeriesData {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
-            let values = &chunk[(from - chunk_start) as usize..(to - chunk_start) as usize];
+            let values =
+                &chunk.as_slice()[(from - chunk_start) as usize..(to - chunk_start) as usize];
             visit((from - first) as usize, values);
         }
     }
@@ -138,6 +119,10 @@ impl SeriesData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pool() -> Arc<ChunkPool> {
+        Arc::new(ChunkPool::default())
+    }
 
     fn read(series: &SeriesData, first: i64, len: usize) -> Vec<f32> {
         let mut out = vec![f32::NAN; len];
@@ -158,9 +143,9 @@ mod tests {
 
     #[test]
     fn a_block_across_chunk_boundaries_reads_back_exactly() {
-        let mut series = SeriesData::default();
+        let (pool, mut series) = (pool(), SeriesData::default());
         let values: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5).collect();
-        series.write(-1500, &values);
+        series.write(&pool, -1500, &values);
         assert_eq!(bits(&read(&series, -1500, 3000)), bits(&values));
         assert_eq!(series.valid(), 3000);
         // -1500 .. 1500 touches chunks -2, -1, 0 and 1.
@@ -172,19 +157,19 @@ mod tests {
 
     #[test]
     fn last_write_wins_and_the_valid_count_follows() {
-        let mut series = SeriesData::default();
-        series.write(0, &[1.0, 2.0, 3.0]);
-        series.write(1, &[f32::NAN, 9.0]);
-        series.write_one(0, 7.0);
+        let (pool, mut series) = (pool(), SeriesData::default());
+        series.write(&pool, 0, &[1.0, 2.0, 3.0]);
+        series.write(&pool, 1, &[f32::NAN, 9.0]);
+        series.write_one(&pool, 0, 7.0);
         assert_eq!(bits(&read(&series, 0, 3)), bits(&[7.0, f32::NAN, 9.0]));
         assert_eq!(series.valid(), 2);
     }
 
     #[test]
     fn writes_far_apart_allocate_only_their_chunks() {
-        let mut series = SeriesData::default();
-        series.write_one(1 << 40, 1.0);
-        series.write_one(-(1 << 40), 2.0);
+        let (pool, mut series) = (pool(), SeriesData::default());
+        series.write_one(&pool, 1 << 40, 1.0);
+        series.write_one(&pool, -(1 << 40), 2.0);
         assert_eq!(series.chunk_count(), 2);
         assert_eq!(read(&series, 1 << 40, 1), vec![1.0]);
         assert_eq!(read(&series, -(1 << 40), 1), vec![2.0]);
@@ -192,19 +177,9 @@ mod tests {
 
     #[test]
     fn writing_nan_into_empty_space_allocates_nothing() {
-        let mut series = SeriesData::default();
-        series.write(0, &[f32::NAN; 5000]);
+        let (pool, mut series) = (pool(), SeriesData::default());
+        series.write(&pool, 0, &[f32::NAN; 5000]);
         assert_eq!(series.chunk_count(), 0);
         assert_eq!(series.valid(), 0);
-    }
-
-    #[test]
-    fn a_cloned_series_is_unaffected_by_later_writes() {
-        let mut series = SeriesData::default();
-        series.write(0, &[1.0, 2.0]);
-        let frozen = series.clone();
-        series.write_one(0, 5.0);
-        assert_eq!(read(&frozen, 0, 2), vec![1.0, 2.0]);
-        assert_eq!(read(&series, 0, 2), vec![5.0, 2.0]);
     }
 }

@@ -15,11 +15,12 @@ use parking_lot::{Mutex, RwLock};
 use super::aggregate::combine;
 pub use super::catalog::SeriesId;
 use super::catalog::{Catalog, MetricId};
+use super::chunks::ChunkPool;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
 use super::ops::Op;
-use super::series::{CHUNK_BYTES, SeriesData};
+use super::series::SeriesData;
 use super::time::{TimeUnit, check_slot_run, nearest_slot, read_slots};
 
 /// A read of one series or one aggregated path: `values[i]` is the slot at
@@ -57,8 +58,11 @@ pub struct StoreStats {
     pub series: usize,
     pub nodes: usize,
     pub chunks: usize,
-    /// Bytes held by sample chunks (the series data itself).
+    /// Bytes of the chunks holding series data.
     pub data_bytes: usize,
+    /// Bytes reserved from the system for chunks (whole slabs, including
+    /// free slots); what the series data costs in memory.
+    pub reserved_bytes: usize,
     /// Non-NaN samples stored.
     pub samples: u64,
     pub write_calls: u64,
@@ -77,6 +81,7 @@ struct Counters {
 
 pub struct Store {
     unit: TimeUnit,
+    pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
     catalog: RwLock<Catalog>,
     counters: Counters,
@@ -108,6 +113,7 @@ impl Store {
     pub fn new(unit: TimeUnit) -> Self {
         Store {
             unit,
+            pool: Arc::default(),
             sequencer: Mutex::new(()),
             catalog: RwLock::new(Catalog::new()),
             counters: Counters::default(),
@@ -165,7 +171,7 @@ impl Store {
                 })?;
                 let first = nearest_slot(*start, entry.frequency, "start")?;
                 check_slot_run(first, values.len(), entry.frequency, "values")?;
-                entry.data.write().write(first, values);
+                entry.data.write().write(&self.pool, first, values);
                 self.count_write(values.len());
                 Ok(None)
             }
@@ -185,7 +191,9 @@ impl Store {
                     })
                     .collect::<Result<Vec<i64>, EngineError>>()?;
                 for ((&id, &slot), &value) in series.iter().zip(&slots).zip(values.iter()) {
-                    self.data_of(&catalog, id).write().write_one(slot, value);
+                    self.data_of(&catalog, id)
+                        .write()
+                        .write_one(&self.pool, slot, value);
                 }
                 self.count_write(values.len());
                 Ok(None)
@@ -213,7 +221,7 @@ impl Store {
                     let id = series[i];
                     let mut data = self.data_of(&catalog, id).write();
                     while i < series.len() && series[i] == id {
-                        data.write_one(slots[i], values[i]);
+                        data.write_one(&self.pool, slots[i], values[i]);
                         i += 1;
                     }
                 }
@@ -515,7 +523,9 @@ impl Store {
             stats.chunks += data.chunk_count();
             stats.samples += data.valid();
         }
-        stats.data_bytes = stats.chunks * CHUNK_BYTES;
+        let usage = self.pool.usage();
+        stats.data_bytes = usage.in_use;
+        stats.reserved_bytes = usage.reserved;
         stats
     }
 }

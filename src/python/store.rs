@@ -225,6 +225,7 @@ impl PyStore {
         dict.set_item("nodes", s.nodes)?;
         dict.set_item("chunks", s.chunks)?;
         dict.set_item("data_bytes", s.data_bytes)?;
+        dict.set_item("reserved_bytes", s.reserved_bytes)?;
         dict.set_item("samples", s.samples)?;
         dict.set_item("write_calls", s.write_calls)?;
         dict.set_item("samples_written", s.samples_written)?;

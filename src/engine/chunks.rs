@@ -1,0 +1,233 @@
+//! Memory for series chunks: a per-store pool of 2 MiB slabs cut into
+//! 4 KiB slots.
+//!
+//! Why not one heap allocation per chunk: slots are exactly one chunk long
+//! (no allocator header, no size class: a 4 KiB chunk behind an `Arc` costs
+//! 5 KiB in mimalloc), so the pool knows exactly how many bytes the data
+//! holds, which the memory limit needs; and a new slab is mapped with one
+//! `madvise` instead of one page fault per 4 KiB, which is most of the cost
+//! of a bulk load into fresh memory. Transparent huge pages were measured
+//! and rejected: on this project's machines, first-touch of huge pages ran
+//! 3x slower than small pages (docs/decisions.md).
+//!
+//! Invariants: a slot is owned by at most one [`Chunk`] at a time (it comes
+//! either from the free list or from the untouched end of the newest slab);
+//! slabs live as long as the pool, and every chunk holds the pool alive.
+//! Freed slots go back to the free list; slab memory is returned to the
+//! system when the pool (the store) is dropped.
+
+use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Slots per chunk: 4 KiB of float32, small enough that a partly filled last
+/// chunk wastes little, large enough that the chunk map stays shallow.
+pub const CHUNK_SLOTS: usize = 1024;
+/// Bytes of sample data in one chunk.
+pub const CHUNK_BYTES: usize = CHUNK_SLOTS * std::mem::size_of::<f32>();
+/// Bytes per slab: 512 chunks.
+pub const SLAB_BYTES: usize = 2 << 20;
+const CHUNKS_PER_SLAB: usize = SLAB_BYTES / CHUNK_BYTES;
+
+struct Slab(NonNull<f32>);
+
+fn slab_layout() -> Layout {
+    Layout::from_size_align(SLAB_BYTES, SLAB_BYTES).expect("constant layout is valid")
+}
+
+impl Slab {
+    fn new() -> Slab {
+        let layout = slab_layout();
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc(layout) };
+        let Some(ptr) = NonNull::new(ptr.cast::<f32>()) else {
+            handle_alloc_error(layout)
+        };
+        prefault(ptr);
+        Slab(ptr)
+    }
+}
+
+impl Drop for Slab {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `Slab::new` with this layout; freed only here.
+        unsafe { dealloc(self.0.as_ptr().cast(), slab_layout()) }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn prefault(ptr: NonNull<f32>) {
+    // MADV_POPULATE_WRITE (Linux 5.14): map every page of the slab in one
+    // call instead of one fault per page. Advice only: older kernels answer
+    // EINVAL and the pages then fault in on first write, so the result is
+    // deliberately ignored.
+    const MADV_POPULATE_WRITE: libc::c_int = 23;
+    // SAFETY: the range is one live allocation of SLAB_BYTES, page-aligned;
+    // populating does not change its contents.
+    unsafe {
+        libc::madvise(ptr.as_ptr().cast(), SLAB_BYTES, MADV_POPULATE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn prefault(_ptr: NonNull<f32>) {}
+
+#[derive(Default)]
+struct PoolState {
+    slabs: Vec<Slab>,
+    /// Slots of the newest slab handed out so far.
+    used_in_newest: usize,
+    free: Vec<NonNull<f32>>,
+}
+
+/// Hands out chunk slots. One per store; shared by its series.
+#[derive(Default)]
+pub struct ChunkPool {
+    state: Mutex<PoolState>,
+}
+
+// SAFETY: the raw pointers in PoolState refer to slab memory owned by the
+// pool, and are only touched under the mutex.
+unsafe impl Send for ChunkPool {}
+unsafe impl Sync for ChunkPool {}
+
+/// Sizes of a pool, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Bytes reserved from the system in slabs.
+    pub reserved: usize,
+    /// Bytes in slots currently holding a chunk.
+    pub in_use: usize,
+}
+
+impl ChunkPool {
+    /// A chunk holding `part` at `offset` and NaN in every other slot.
+    pub fn chunk_with(self: &Arc<Self>, offset: usize, part: &[f32]) -> Chunk {
+        let mut chunk = self.take_slot();
+        let slots = chunk.as_mut_slice();
+        slots[..offset].fill(f32::NAN);
+        slots[offset..offset + part.len()].copy_from_slice(part);
+        slots[offset + part.len()..].fill(f32::NAN);
+        chunk
+    }
+
+    fn take_slot(self: &Arc<Self>) -> Chunk {
+        let mut state = self.state.lock();
+        let ptr = match state.free.pop() {
+            Some(ptr) => ptr,
+            None => {
+                if state.slabs.is_empty() || state.used_in_newest == CHUNKS_PER_SLAB {
+                    state.slabs.push(Slab::new());
+                    state.used_in_newest = 0;
+                }
+                let base = state.slabs.last().expect("a slab was just ensured").0;
+                // SAFETY: used_in_newest < CHUNKS_PER_SLAB, so the slot lies
+                // inside the slab.
+                let ptr = unsafe { base.add(state.used_in_newest * CHUNK_SLOTS) };
+                state.used_in_newest += 1;
+                ptr
+            }
+        };
+        Chunk {
+            ptr,
+            pool: Arc::clone(self),
+        }
+    }
+
+    pub fn usage(&self) -> PoolUsage {
+        let state = self.state.lock();
+        let handed_out = match state.slabs.len() {
+            0 => 0,
+            n => (n - 1) * CHUNKS_PER_SLAB + state.used_in_newest,
+        };
+        PoolUsage {
+            reserved: state.slabs.len() * SLAB_BYTES,
+            in_use: (handed_out - state.free.len()) * CHUNK_BYTES,
+        }
+    }
+}
+
+/// One chunk's slots, owned exclusively; the slot returns to its pool on drop.
+pub struct Chunk {
+    ptr: NonNull<f32>,
+    pool: Arc<ChunkPool>,
+}
+
+// SAFETY: a Chunk is the only owner of its slot, and the slab stays alive
+// through `pool`; sending or sharing it is like sending or sharing a Box.
+unsafe impl Send for Chunk {}
+unsafe impl Sync for Chunk {}
+
+impl Chunk {
+    pub fn as_slice(&self) -> &[f32] {
+        // SAFETY: the slot is CHUNK_SLOTS f32 inside a live slab, every bit
+        // pattern is a valid f32, and &self excludes writers.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), CHUNK_SLOTS) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as above, and &mut self makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), CHUNK_SLOTS) }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        self.pool.state.lock().free.push(self.ptr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_hold_their_values_and_nan_elsewhere() {
+        let pool = Arc::new(ChunkPool::default());
+        let chunk = pool.chunk_with(10, &[1.0, 2.0]);
+        let slots = chunk.as_slice();
+        assert_eq!(slots.len(), CHUNK_SLOTS);
+        assert_eq!(&slots[10..12], &[1.0, 2.0]);
+        assert!(slots[..10].iter().chain(&slots[12..]).all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn slots_are_distinct_and_slabs_fill_before_a_new_one_is_taken() {
+        let pool = Arc::new(ChunkPool::default());
+        let chunks: Vec<Chunk> = (0..CHUNKS_PER_SLAB + 1)
+            .map(|i| pool.chunk_with(0, &[i as f32]))
+            .collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk.as_slice()[0], i as f32, "slot {i} was overwritten");
+        }
+        let usage = pool.usage();
+        assert_eq!(usage.reserved, 2 * SLAB_BYTES);
+        assert_eq!(usage.in_use, (CHUNKS_PER_SLAB + 1) * CHUNK_BYTES);
+    }
+
+    #[test]
+    fn freed_slots_are_reused_before_new_memory() {
+        let pool = Arc::new(ChunkPool::default());
+        let first = pool.chunk_with(0, &[1.0]);
+        let address = first.ptr;
+        drop(first);
+        assert_eq!(pool.usage().in_use, 0);
+        let second = pool.chunk_with(5, &[2.0]);
+        assert_eq!(second.ptr, address);
+        assert!(
+            second.as_slice()[0].is_nan(),
+            "a reused slot is fully rewritten"
+        );
+        assert_eq!(pool.usage().reserved, SLAB_BYTES);
+    }
+
+    #[test]
+    fn chunks_keep_the_pool_alive_after_the_store_lets_go() {
+        let pool = Arc::new(ChunkPool::default());
+        let chunk = pool.chunk_with(0, &[7.0]);
+        drop(pool);
+        assert_eq!(chunk.as_slice()[0], 7.0);
+    }
+}
