@@ -20,7 +20,9 @@ pub fn combine(
     aggregation: Aggregation,
     out: &mut [f32],
 ) {
-    let mut sum = vec![0f64; out.len()];
+    // -0.0 is the identity of IEEE addition that keeps every value's bits
+    // (+0.0 + -0.0 is +0.0), so a slot with one value sums to that value.
+    let mut sum = vec![-0.0f64; out.len()];
     let mut count = vec![0u32; out.len()];
     for source in sources {
         source
@@ -42,6 +44,32 @@ pub fn combine(
                 Aggregation::Avg => (*s / f64::from(*c)) as f32,
                 Aggregation::Sum | Aggregation::None => *s as f32,
             };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::chunks::ChunkPool;
+
+    fn source(pool: &Arc<ChunkPool>, values: &[f32]) -> Arc<RwLock<SeriesData>> {
+        let mut data = SeriesData::default();
+        data.write(pool, 0, values);
+        Arc::new(RwLock::new(data))
+    }
+
+    #[test]
+    fn a_slot_with_one_value_combines_to_exactly_that_value() {
+        let pool = Arc::new(ChunkPool::default());
+        let one = source(&pool, &[-0.0, 1.5, f32::NAN]);
+        let none = source(&pool, &[f32::NAN, f32::NAN, f32::NAN]);
+        for aggregation in [Aggregation::Sum, Aggregation::Avg] {
+            let mut out = [f32::NAN; 3];
+            combine(&[none.clone(), one.clone()], 0, aggregation, &mut out);
+            assert_eq!(out[0].to_bits(), (-0.0f32).to_bits(), "{aggregation:?}");
+            assert_eq!(out[1], 1.5);
+            assert!(out[2].is_nan());
         }
     }
 }
