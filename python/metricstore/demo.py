@@ -37,11 +37,15 @@ def expected_series(job_dir: Path = EMMY_JOB) -> dict[tuple[str, str], NDArray[n
 
 
 def expected_aggregate(rows: list[NDArray[np.float32]], aggregation: str) -> NDArray[np.float32]:
-    """NaN-skipping sum or average of rows in float64, rounded to float32."""
-    stacked = np.vstack(rows).astype(np.float64)
-    valid = ~np.isnan(stacked)
-    total = np.where(valid, stacked, 0.0).sum(axis=0)
-    count = valid.sum(axis=0)
+    """The store's rule for combining rows (given in path-name order): a float64
+    sum from -0.0 over the values present, divided by their count for "avg",
+    rounded to float32 once; NaN where no row has a value."""
+    total = np.full(rows[0].shape, -0.0)
+    count = np.zeros(rows[0].shape, dtype=np.int64)
+    for row in rows:
+        present = ~np.isnan(row)
+        total = np.where(present, total + row.astype(np.float64), total)
+        count += present
     with np.errstate(invalid="ignore", divide="ignore"):
         combined = total / count if aggregation == "avg" else total
     return np.where(count > 0, combined, np.nan).astype(np.float32)
