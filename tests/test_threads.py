@@ -88,9 +88,7 @@ def make_plans(
                 for _ in range(2 if rng.random() < 0.2 else 1):  # some slots twice
                     if kind == "block":
                         start = k * f + rng.randint(-(f // 2), (f - 1) // 2)
-                        plan.calls.append(
-                            lambda s, h=handle, a=start, v=values: s.write(h, a, v)
-                        )
+                        plan.calls.append(lambda s, h=handle, a=start, v=values: s.write(h, a, v))
                     elif kind == "tick":
                         for slot, value in zip(slots.tolist(), values.tolist(), strict=True):
                             ticks[slot * f].append((handle, value))

@@ -307,9 +307,7 @@ def ticks(draw: st.DrawFn, n_series: int) -> Tick:
 def points(draw: st.DrawFn, n_series: int) -> Points:
     # Draw from a small pool of (series, offset) places so that one call often
     # writes the same slot several times (the later element must win).
-    pool = draw(
-        st.lists(st.tuples(st.integers(0, n_series - 1), offsets), min_size=1, max_size=5)
-    )
+    pool = draw(st.lists(st.tuples(st.integers(0, n_series - 1), offsets), min_size=1, max_size=5))
     places = draw(st.lists(st.sampled_from(pool), max_size=12))
     values, expected = draw(value_batch(len(places)))
     return Points(
@@ -469,9 +467,7 @@ def test_path_reads_combine_the_nearest_series_below_in_name_order(scenario: Sce
                 result = store.read(key_form((metric, path), rng), start, stop)
                 what = f"read(({metric!r}, {'/'.join(path)!r}), {start}, {stop})"
                 assert (result.start, result.step) == (first * frequency, frequency), what
-                assert_same_bits(
-                    result.values, model.path_values(metric, path, first, count), what
-                )
+                assert_same_bits(result.values, model.path_values(metric, path, first, count), what)
 
 
 @SETTINGS
