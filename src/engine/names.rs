@@ -10,6 +10,20 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Deepest path below the root (cc-backend uses at most four levels).
 pub const MAX_PATH_DEPTH: usize = 16;
 
+/// What is wrong with a name's length, if anything (both kinds of name).
+fn length_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".to_owned());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "it is {} bytes long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    None
+}
+
 /// Metric names: 1 to 255 bytes of ASCII letters, digits, `_`, `.`, `-`, `:`.
 pub fn validate_metric_name(name: &str) -> Result<(), EngineError> {
     let bad = |reason: String| EngineError::InvalidName {
@@ -17,14 +31,8 @@ pub fn validate_metric_name(name: &str) -> Result<(), EngineError> {
         value: name.to_owned(),
         reason,
     };
-    if name.is_empty() {
-        return Err(bad("it is empty".to_owned()));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(bad(format!(
-            "it is {} bytes long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        )));
+    if let Some(reason) = length_problem(name) {
+        return Err(bad(reason));
     }
     if let Some(c) = name
         .chars()
@@ -61,17 +69,11 @@ fn validate_component(name: &str, index: usize) -> Result<(), EngineError> {
         value: name.to_owned(),
         reason,
     };
-    if name.is_empty() {
-        return Err(bad("it is empty".to_owned()));
+    if let Some(reason) = length_problem(name) {
+        return Err(bad(reason));
     }
     if name == "." || name == ".." {
         return Err(bad("'.' and '..' are not allowed".to_owned()));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(bad(format!(
-            "it is {} bytes long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        )));
     }
     if let Some(c) = name
         .chars()
