@@ -82,6 +82,17 @@ struct PoolState {
     free: Vec<NonNull<f32>>,
 }
 
+/// Copies `source` into `target` and returns how many of the values
+/// written are not NaN (one pass; the compiler vectorises it).
+pub fn copy_counting(target: &mut [f32], source: &[f32]) -> u64 {
+    let mut valid = 0u64;
+    for (t, s) in target.iter_mut().zip(source) {
+        *t = *s;
+        valid += u64::from(!s.is_nan());
+    }
+    valid
+}
+
 /// Hands out chunk slots. One per store; shared by its series.
 #[derive(Default)]
 pub struct ChunkPool {
@@ -103,14 +114,16 @@ pub struct PoolUsage {
 }
 
 impl ChunkPool {
-    /// A chunk holding `part` at `offset` and NaN in every other slot.
-    pub fn chunk_with(self: &Arc<Self>, offset: usize, part: &[f32]) -> Chunk {
+    /// A chunk holding `part` at `offset` and NaN in every other slot, and
+    /// the number of values in `part` that are not NaN (counted while
+    /// copying, so the input is read once).
+    pub fn chunk_with(self: &Arc<Self>, offset: usize, part: &[f32]) -> (Chunk, u64) {
         let mut chunk = self.take_slot();
         let slots = chunk.as_mut_slice();
         slots[..offset].fill(f32::NAN);
-        slots[offset..offset + part.len()].copy_from_slice(part);
+        let valid = copy_counting(&mut slots[offset..offset + part.len()], part);
         slots[offset + part.len()..].fill(f32::NAN);
-        chunk
+        (chunk, valid)
     }
 
     fn take_slot(self: &Arc<Self>) -> Chunk {
@@ -186,7 +199,8 @@ mod tests {
     #[test]
     fn chunks_hold_their_values_and_nan_elsewhere() {
         let pool = Arc::new(ChunkPool::default());
-        let chunk = pool.chunk_with(10, &[1.0, 2.0]);
+        let (chunk, valid) = pool.chunk_with(10, &[1.0, 2.0]);
+        assert_eq!(valid, 2);
         let slots = chunk.as_slice();
         assert_eq!(slots.len(), CHUNK_SLOTS);
         assert_eq!(&slots[10..12], &[1.0, 2.0]);
@@ -197,7 +211,7 @@ mod tests {
     fn slots_are_distinct_and_slabs_fill_before_a_new_one_is_taken() {
         let pool = Arc::new(ChunkPool::default());
         let chunks: Vec<Chunk> = (0..CHUNKS_PER_SLAB + 1)
-            .map(|i| pool.chunk_with(0, &[i as f32]))
+            .map(|i| pool.chunk_with(0, &[i as f32]).0)
             .collect();
         for (i, chunk) in chunks.iter().enumerate() {
             assert_eq!(chunk.as_slice()[0], i as f32, "slot {i} was overwritten");
@@ -210,11 +224,11 @@ mod tests {
     #[test]
     fn freed_slots_are_reused_before_new_memory() {
         let pool = Arc::new(ChunkPool::default());
-        let first = pool.chunk_with(0, &[1.0]);
+        let (first, _) = pool.chunk_with(0, &[1.0]);
         let address = first.ptr;
         drop(first);
         assert_eq!(pool.usage().in_use, 0);
-        let second = pool.chunk_with(5, &[2.0]);
+        let (second, _) = pool.chunk_with(5, &[2.0]);
         assert_eq!(second.ptr, address);
         assert!(
             second.as_slice()[0].is_nan(),
@@ -226,7 +240,7 @@ mod tests {
     #[test]
     fn chunks_keep_the_pool_alive_after_the_store_lets_go() {
         let pool = Arc::new(ChunkPool::default());
-        let chunk = pool.chunk_with(0, &[7.0]);
+        let (chunk, _) = pool.chunk_with(0, &[7.0]);
         drop(pool);
         assert_eq!(chunk.as_slice()[0], 7.0);
     }

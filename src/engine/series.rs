@@ -9,18 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::chunks::{CHUNK_SLOTS, Chunk, ChunkPool};
-
-/// Copies `source` into `target` and returns how many of the values
-/// written are not NaN (one pass; the compiler vectorises it).
-fn copy_counting(target: &mut [f32], source: &[f32]) -> u64 {
-    let mut valid = 0u64;
-    for (t, s) in target.iter_mut().zip(source) {
-        *t = *s;
-        valid += u64::from(!s.is_nan());
-    }
-    valid
-}
+use super::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting};
 
 #[derive(Default)]
 pub struct SeriesData {
@@ -68,11 +57,11 @@ impl SeriesData {
                 self.valid = self.valid + added - removed;
             }
             None => {
-                let added = count_valid(part);
+                let (chunk, added) = pool.chunk_with(offset, part);
                 // NaN means missing: writing only NaN where nothing is stored
-                // changes nothing, so it allocates nothing.
+                // changes nothing, so the chunk goes straight back.
                 if added > 0 {
-                    self.chunks.insert(key, pool.chunk_with(offset, part));
+                    self.chunks.insert(key, chunk);
                     self.valid += added;
                 }
             }
