@@ -75,25 +75,30 @@ impl Catalog {
         &self.metrics[id as usize]
     }
 
-    /// Defines a metric; defining it again identically is a no-op.
-    pub fn define_metric(&mut self, def: MetricDef) -> Result<(), EngineError> {
-        if let Some(&id) = self.metric_ids.get(&def.name) {
-            let existing = &self.metrics[id as usize];
-            if existing == &def {
-                return Ok(());
-            }
-            return Err(EngineError::MetricConflict {
-                name: def.name,
-                existing_frequency: existing.frequency,
-                existing_aggregation: existing.aggregation.as_str().to_owned(),
-                frequency: def.frequency,
-                aggregation: def.aggregation.as_str().to_owned(),
-            });
+    /// Whether `def` is already defined identically (`Ok(true)`), new
+    /// (`Ok(false)`), or conflicts with an existing definition.
+    pub fn check_definition(&self, def: &MetricDef) -> Result<bool, EngineError> {
+        let Some(&id) = self.metric_ids.get(&def.name) else {
+            return Ok(false);
+        };
+        let existing = &self.metrics[id as usize];
+        if existing == def {
+            return Ok(true);
         }
+        Err(EngineError::MetricConflict {
+            name: def.name.clone(),
+            existing_frequency: existing.frequency,
+            existing_aggregation: existing.aggregation.as_str().to_owned(),
+            frequency: def.frequency,
+            aggregation: def.aggregation.as_str().to_owned(),
+        })
+    }
+
+    /// Defines a new metric (checked with `check_definition`).
+    pub fn define_metric(&mut self, def: MetricDef) {
         let id = self.metrics.len() as MetricId;
         self.metric_ids.insert(def.name.clone(), id);
         self.metrics.push(def);
-        Ok(())
     }
 
     fn find_node<S: AsRef<str>>(&self, path: &[S]) -> Option<NodeId> {

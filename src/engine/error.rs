@@ -58,9 +58,61 @@ pub enum EngineError {
     /// The store was closed; open it again to use it.
     #[error("the store is closed")]
     Closed,
+
+    /// A file of the store is damaged where damage cannot be a torn write.
+    /// Nothing was changed; inspect the file (`python -m metricstore
+    /// verify`), restore it, or open with a more tolerant recovery mode.
+    #[error("{file}: corrupt at offset {offset}{}: {reason}", lsn.map(|l| format!(" (LSN {l})")).unwrap_or_default())]
+    Corruption {
+        file: String,
+        offset: u64,
+        lsn: Option<u64>,
+        reason: String,
+    },
+
+    /// A file was written by a format version this code does not read.
+    #[error("{file}: {reason}")]
+    Format { file: String, reason: String },
+
+    /// An operating-system call failed. `errno` is the OS error number.
+    #[error("{action} {path}: {message}")]
+    Io {
+        action: String,
+        path: String,
+        errno: Option<i32>,
+        message: String,
+    },
+
+    /// An earlier write or sync of the log failed, so what is on disk is
+    /// unknown. Writes are refused until the store is opened again, which
+    /// recovers from what is really on disk.
+    #[error("the store is poisoned by an earlier failure ({reason}); close it and open it again")]
+    Poisoned { reason: String },
+
+    /// Another writer holds the store directory.
+    #[error("{path} is locked by another writer{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: String, pid: Option<u32> },
+
+    /// The store was opened for writing in another process (this one is a
+    /// forked child). Open it again in this process.
+    #[error("the store was opened for writing in process {owner}; this is process {current}")]
+    WrongProcess { owner: u32, current: u32 },
+
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
 }
 
 impl EngineError {
+    pub(crate) fn io(action: &str, path: &std::path::Path, error: &std::io::Error) -> Self {
+        EngineError::Io {
+            action: action.to_owned(),
+            path: path.display().to_string(),
+            errno: error.raw_os_error(),
+            message: error.to_string(),
+        }
+    }
+
     pub(crate) fn argument(argument: &str, message: impl Into<String>) -> Self {
         EngineError::InvalidArgument {
             argument: argument.to_owned(),

@@ -17,18 +17,26 @@
 mod aggregate;
 mod catalog;
 mod chunks;
+mod durable;
 mod error;
 mod metric;
 mod names;
 mod ops;
 mod series;
+mod storage;
 mod store;
 mod time;
+mod wal;
 
 pub use chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
+pub use durable::{OpenOptions, RecoveryReport, SyncMode};
 pub use error::EngineError;
 pub use metric::{Aggregation, MetricDef};
 pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
 pub use ops::Op;
+pub use storage::{FsStorage, Storage, StorageFile};
 pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
 pub use time::{MAX_READ_SLOTS, TimeUnit};
+pub use wal::reader::{Damage, RecoveryMode};
+pub use wal::record::{MAX_FRAGMENT, RECORD_HEADER, SEGMENT_HEADER};
+pub use wal::segment_name;

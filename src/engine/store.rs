@@ -16,10 +16,11 @@ use super::aggregate::combine;
 pub use super::catalog::SeriesId;
 use super::catalog::{Catalog, MetricId};
 use super::chunks::ChunkPool;
+use super::durable::Durable;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
-use super::ops::Op;
+use super::ops::{Op, OwnedOp, decode, encode};
 use super::series::SeriesData;
 use super::time::{TimeUnit, check_slot_run, nearest_slot, read_slots};
 
@@ -81,10 +82,30 @@ struct Counters {
 
 pub struct Store {
     unit: TimeUnit,
+    /// The log and everything about the store directory; `None` for a
+    /// purely in-memory store.
+    pub(crate) durable: Option<Durable>,
+    readonly: bool,
     pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
     catalog: RwLock<Catalog>,
     counters: Counters,
+}
+
+/// What applying a checked op will do.
+#[derive(Debug)]
+enum Plan {
+    /// Nothing changes (a metric defined again identically).
+    Nothing,
+    /// The series exists already: nothing to log or change.
+    Existing(SeriesId),
+    Define,
+    /// The series will get this handle.
+    Create(SeriesId),
+    /// A block's first slot.
+    Block(i64),
+    /// The slot of each element of a tick or points op.
+    Slots(Vec<i64>),
 }
 
 /// A resolved read target: where its values come from.
@@ -113,6 +134,8 @@ impl Store {
     pub fn new(unit: TimeUnit) -> Self {
         Store {
             unit,
+            durable: None,
+            readonly: false,
             pool: Arc::default(),
             sequencer: Mutex::new(()),
             catalog: RwLock::new(Catalog::new()),
@@ -124,10 +147,81 @@ impl Store {
         self.unit
     }
 
-    /// Applies one op. Returns the handle for `CreateSeries`, else `None`.
+    fn check_writable(&self) -> Result<(), EngineError> {
+        if self.readonly {
+            return Err(EngineError::ReadOnly);
+        }
+        match &self.durable {
+            Some(durable) => durable.check_writable(),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_readonly(&mut self) {
+        self.readonly = true;
+    }
+
+    /// Holding this, no op is being applied.
+    pub(crate) fn lock_sequencer(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.sequencer.lock()
+    }
+
+    /// Applies one op: checks all of it, logs it (if the store has a log),
+    /// then changes memory. Returns the handle for `CreateSeries`.
     pub fn apply(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
-        let _order = self.sequencer.lock();
-        match op {
+        let lsn;
+        let result;
+        {
+            let _order = self.sequencer.lock();
+            self.check_writable()?;
+            let plan = self.plan(op)?;
+            if let Plan::Existing(id) = plan {
+                return Ok(Some(id));
+            }
+            lsn = match &self.durable {
+                Some(durable) => {
+                    let created = match plan {
+                        Plan::Create(id) => Some(id),
+                        _ => None,
+                    };
+                    Some(durable.wal.append(|buf| encode(op, created, buf))?)
+                }
+                None => None,
+            };
+            result = self.execute(op, plan);
+        }
+        // Outside the sequencer, so concurrent writers share one sync.
+        if let (Some(durable), Some(lsn)) = (&self.durable, lsn) {
+            durable.after_append(lsn)?;
+        }
+        Ok(result)
+    }
+
+    /// Applies an op read back from the log during recovery.
+    pub(crate) fn replay(&self, kind: u8, payload: &[u8]) -> Result<(), String> {
+        let owned = decode(kind, payload)?;
+        let op = owned.as_op();
+        let plan = self
+            .plan(&op)
+            .map_err(|e| format!("the logged op is invalid: {e}"))?;
+        if let OwnedOp::CreateSeries { id, .. } = owned {
+            match plan {
+                Plan::Create(new) if new == id => {}
+                other => {
+                    return Err(format!(
+                        "the log created series {id} here, but replay gives {other:?}"
+                    ));
+                }
+            }
+        }
+        self.execute(&op, plan);
+        Ok(())
+    }
+
+    /// Checks an op completely without changing anything.
+    fn plan(&self, op: &Op<'_>) -> Result<Plan, EngineError> {
+        let catalog = self.catalog.read();
+        Ok(match op {
             Op::DefineMetric(def) => {
                 validate_metric_name(&def.name)?;
                 if def.frequency < 1 {
@@ -136,11 +230,13 @@ impl Store {
                         format!("must be a positive number of ticks, got {}", def.frequency),
                     ));
                 }
-                self.catalog.write().define_metric(def.clone())?;
-                Ok(None)
+                if catalog.check_definition(def)? {
+                    Plan::Nothing
+                } else {
+                    Plan::Define
+                }
             }
             Op::CreateSeries { metric, path } => {
-                let mut catalog = self.catalog.write();
                 let metric_id = catalog.metric_id(metric)?;
                 validate_path(path, "path")?;
                 if path.is_empty() {
@@ -149,17 +245,16 @@ impl Store {
                         "a series needs a path of at least one name",
                     ));
                 }
-                if let Some(id) = catalog.find_series(metric_id, path) {
-                    return Ok(Some(id));
+                match catalog.find_series(metric_id, path) {
+                    Some(id) => Plan::Existing(id),
+                    None => Plan::Create(catalog.series_count() as SeriesId),
                 }
-                Ok(Some(catalog.create_series(metric_id, path)))
             }
             Op::WriteBlock {
                 series,
                 start,
                 values,
             } => {
-                let catalog = self.catalog.read();
                 let entry = catalog.entry(*series).ok_or_else(|| {
                     EngineError::argument(
                         "series",
@@ -171,9 +266,7 @@ impl Store {
                 })?;
                 let first = nearest_slot(*start, entry.frequency, "start")?;
                 check_slot_run(first, values.len(), entry.frequency, "values")?;
-                entry.data.write().write(&self.pool, first, values);
-                self.count_write(values.len());
-                Ok(None)
+                Plan::Block(first)
             }
             Op::WriteTick {
                 timestamp,
@@ -181,22 +274,16 @@ impl Store {
                 values,
             } => {
                 check_lengths("values", values.len(), "series", series.len())?;
-                let catalog = self.catalog.read();
-                let slots = series
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &id)| {
-                        let entry = self.entry_at(&catalog, id, i)?;
-                        nearest_slot(*timestamp, entry.frequency, "timestamp")
-                    })
-                    .collect::<Result<Vec<i64>, EngineError>>()?;
-                for ((&id, &slot), &value) in series.iter().zip(&slots).zip(values.iter()) {
-                    self.data_of(&catalog, id)
-                        .write()
-                        .write_one(&self.pool, slot, value);
-                }
-                self.count_write(values.len());
-                Ok(None)
+                Plan::Slots(
+                    series
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &id)| {
+                            let entry = self.entry_at(&catalog, id, i)?;
+                            nearest_slot(*timestamp, entry.frequency, "timestamp")
+                        })
+                        .collect::<Result<Vec<i64>, EngineError>>()?,
+                )
             }
             Op::WritePoints {
                 series,
@@ -205,17 +292,46 @@ impl Store {
             } => {
                 check_lengths("timestamps", timestamps.len(), "series", series.len())?;
                 check_lengths("values", values.len(), "series", series.len())?;
+                Plan::Slots(
+                    series
+                        .iter()
+                        .zip(timestamps.iter())
+                        .enumerate()
+                        .map(|(i, (&id, &ts))| {
+                            let entry = self.entry_at(&catalog, id, i)?;
+                            nearest_slot(ts, entry.frequency, "timestamps")
+                                .map_err(|e| at_index(e, i))
+                        })
+                        .collect::<Result<Vec<i64>, EngineError>>()?,
+                )
+            }
+        })
+    }
+
+    /// Changes memory as planned; cannot fail.
+    fn execute(&self, op: &Op<'_>, plan: Plan) -> Option<SeriesId> {
+        match (op, plan) {
+            (Op::DefineMetric(def), Plan::Define) => {
+                self.catalog.write().define_metric(def.clone());
+                None
+            }
+            (Op::CreateSeries { metric, path }, Plan::Create(_)) => {
+                let mut catalog = self.catalog.write();
+                let metric_id = catalog.metric_id(metric).expect("checked by plan");
+                Some(catalog.create_series(metric_id, path))
+            }
+            (Op::WriteBlock { series, values, .. }, Plan::Block(first)) => {
                 let catalog = self.catalog.read();
-                let slots = series
-                    .iter()
-                    .zip(timestamps.iter())
-                    .enumerate()
-                    .map(|(i, (&id, &ts))| {
-                        let entry = self.entry_at(&catalog, id, i)?;
-                        nearest_slot(ts, entry.frequency, "timestamps").map_err(|e| at_index(e, i))
-                    })
-                    .collect::<Result<Vec<i64>, EngineError>>()?;
-                // Consecutive points of one series share one lock acquisition.
+                self.data_of(&catalog, *series)
+                    .write()
+                    .write(&self.pool, first, values);
+                self.count_write(values.len());
+                None
+            }
+            (Op::WriteTick { series, values, .. }, Plan::Slots(slots))
+            | (Op::WritePoints { series, values, .. }, Plan::Slots(slots)) => {
+                let catalog = self.catalog.read();
+                // Consecutive writes to one series share one lock acquisition.
                 let mut i = 0;
                 while i < series.len() {
                     let id = series[i];
@@ -226,8 +342,10 @@ impl Store {
                     }
                 }
                 self.count_write(values.len());
-                Ok(None)
+                None
             }
+            (_, Plan::Nothing | Plan::Existing(_)) => None,
+            (op, plan) => unreachable!("plan {plan:?} does not fit op {op:?}"),
         }
     }
 

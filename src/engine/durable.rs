@@ -1,0 +1,443 @@
+//! A store backed by a directory: opening (lock, metadata, recovery),
+//! sync modes, flush and close.
+//!
+//! Directory layout (docs/format.md):
+//!     STORE                  format version and time unit, written once
+//!     LOCK                   flock'ed by the one writer; holds its pid
+//!     wal-<first LSN>.log    log segments
+//!
+//! Durability contract (docs/guarantees.md): every write call is appended
+//! to the log, handed to the operating system, and only then applied to
+//! memory and acknowledged. `always` also waits for fdatasync (shared by
+//! concurrent writers); `interval` syncs in the background every N ms;
+//! `none` syncs only at segment rotation, `flush()` and `close()`.
+
+use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::error::EngineError;
+use super::storage::{FsStorage, Storage};
+use super::store::Store;
+use super::time::TimeUnit;
+use super::wal::reader::{self, Damage, RecoveryMode, ReplayOptions};
+use super::wal::segment_name;
+use super::wal::writer::WalWriter;
+
+/// When appended records are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Each write returns after fdatasync; concurrent writers share one.
+    Always,
+    /// A background thread syncs every interval. A killed process loses
+    /// nothing acknowledged; a power cut loses at most the last interval.
+    Interval(Duration),
+    /// Sync only at segment rotation, flush and close.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The unit of a new store; an existing store must match if given.
+    pub unit: Option<TimeUnit>,
+    pub sync: SyncMode,
+    pub recovery: RecoveryMode,
+    pub readonly: bool,
+    /// Size at which a log segment is finished and a new one started.
+    pub segment_bytes: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            unit: None,
+            sync: SyncMode::Interval(Duration::from_millis(200)),
+            recovery: RecoveryMode::TolerateTail,
+            readonly: false,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What opening a store found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Ops replayed from the log.
+    pub records: u64,
+    /// Bytes of the ops replayed.
+    pub bytes: u64,
+    /// LSN of the last op recovered (0 for an empty store).
+    pub last_lsn: u64,
+    /// A torn tail cut off (or, read-only, ignored).
+    pub torn: Option<Damage>,
+    /// Point-in-time recovery: where replay stopped, and files set aside.
+    pub stopped: Option<Damage>,
+    pub set_aside: Vec<String>,
+    pub seconds: f64,
+}
+
+const META_FILE: &str = "STORE";
+const META_MAGIC: &[u8; 8] = b"MSSTORE\0";
+const META_VERSION: u32 = 1;
+const LOCK_FILE: &str = "LOCK";
+
+fn unit_code(unit: TimeUnit) -> u8 {
+    match unit {
+        TimeUnit::Seconds => 0,
+        TimeUnit::Milliseconds => 1,
+        TimeUnit::Microseconds => 2,
+        TimeUnit::Nanoseconds => 3,
+    }
+}
+
+fn encode_meta(unit: TimeUnit) -> Vec<u8> {
+    let mut out = META_MAGIC.to_vec();
+    out.extend_from_slice(&META_VERSION.to_le_bytes());
+    out.push(unit_code(unit));
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode_meta(bytes: &[u8], file: &Path) -> Result<TimeUnit, EngineError> {
+    let bad = |reason: &str| EngineError::Corruption {
+        file: file.display().to_string(),
+        offset: 0,
+        lsn: None,
+        reason: reason.to_owned(),
+    };
+    if bytes.len() != 17 || &bytes[..8] != META_MAGIC {
+        return Err(bad("not a metricstore STORE file"));
+    }
+    let crc = u32::from_le_bytes(bytes[13..17].try_into().expect("4 bytes"));
+    if crc != crc32fast::hash(&bytes[..13]) {
+        return Err(bad("STORE file checksum mismatch"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != META_VERSION {
+        return Err(EngineError::Format {
+            file: file.display().to_string(),
+            reason: format!(
+                "store format version {version}; this metricstore reads {META_VERSION}"
+            ),
+        });
+    }
+    Ok(match bytes[12] {
+        0 => TimeUnit::Seconds,
+        1 => TimeUnit::Milliseconds,
+        2 => TimeUnit::Microseconds,
+        3 => TimeUnit::Nanoseconds,
+        _ => return Err(bad("unknown time unit code")),
+    })
+}
+
+/// The unit of the store in `dir`, creating its STORE file if it has none.
+fn store_unit(
+    storage: &dyn Storage,
+    dir: &Path,
+    wanted: Option<TimeUnit>,
+    readonly: bool,
+) -> Result<TimeUnit, EngineError> {
+    let path = dir.join(META_FILE);
+    let unit = match storage.read(&path) {
+        Ok(bytes) => decode_meta(&bytes, &path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !readonly => {
+            let unit = wanted.unwrap_or(TimeUnit::Seconds);
+            let temp = dir.join(format!("{META_FILE}.tmp"));
+            let _ = storage.remove(&temp);
+            let file = storage
+                .create(&temp)
+                .map_err(|e| EngineError::io("creating", &temp, &e))?;
+            file.append(&encode_meta(unit))
+                .and_then(|()| file.sync_data())
+                .map_err(|e| EngineError::io("writing", &temp, &e))?;
+            storage
+                .rename(&temp, &path)
+                .and_then(|()| storage.sync_dir(dir))
+                .map_err(|e| EngineError::io("renaming", &temp, &e))?;
+            return Ok(unit);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(EngineError::argument(
+                "path",
+                format!(
+                    "{} is not a metricstore directory (no STORE file)",
+                    dir.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(EngineError::io("reading", &path, &e)),
+    };
+    if let Some(wanted) = wanted
+        && wanted != unit
+    {
+        return Err(EngineError::argument(
+            "unit",
+            format!(
+                "the store at {} uses {:?}, not {:?}",
+                dir.display(),
+                unit.as_str(),
+                wanted.as_str()
+            ),
+        ));
+    }
+    Ok(unit)
+}
+
+/// The exclusive lock of a store directory, held while a writer is open.
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock, EngineError> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = FsOpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| EngineError::io("opening", &path, &e))?;
+        // flock locks belong to the open file description, so a second open
+        // in this same process conflicts too.
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let locked = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)
+        };
+        if locked != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(EngineError::Locked {
+                    path: dir.display().to_string(),
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            return Err(EngineError::io("locking", &path, &error));
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .map_err(|e| EngineError::io("writing", &path, &e))?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl Flusher {
+    fn start(wal: Arc<WalWriter>, every: Duration) -> Flusher {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("metricstore-sync".to_owned())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let mut stopped = stopped.lock();
+                while !*stopped {
+                    wake.wait_for(&mut stopped, every);
+                    // A failure poisons the log; the next write reports it.
+                    if wal.written_lsn() > wal.synced_lsn() && wal.sync_all().is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the sync thread");
+        Flusher { stop, thread }
+    }
+
+    fn stop(self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        let _ = self.thread.join();
+    }
+}
+
+/// The writer side of a store directory.
+pub(crate) struct Durable {
+    pub(crate) wal: Arc<WalWriter>,
+    sync: SyncMode,
+    owner_pid: u32,
+    closed: AtomicBool,
+    lock: Mutex<Option<DirLock>>,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+impl Durable {
+    /// What an acknowledged append still needs in this sync mode.
+    pub(crate) fn after_append(&self, lsn: u64) -> Result<(), EngineError> {
+        match self.sync {
+            SyncMode::Always => self.wal.sync_through(lsn),
+            SyncMode::Interval(_) | SyncMode::None => Ok(()),
+        }
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), EngineError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        let current = std::process::id();
+        if current != self.owner_pid {
+            return Err(EngineError::WrongProcess {
+                owner: self.owner_pid,
+                current,
+            });
+        }
+        if let Some(reason) = self.wal.poisoned() {
+            return Err(EngineError::Poisoned { reason });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        // Dropped without close(): stop the sync thread and sync what was
+        // written, as closing a file does; errors have no one to go to.
+        if let Some(flusher) = self.flusher.get_mut().take() {
+            flusher.stop();
+        }
+        if !self.closed.load(Ordering::Acquire) && self.wal.poisoned().is_none() {
+            let _ = self.wal.sync_all();
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in directory `dir` on the real file
+    /// system, taking its lock unless read-only.
+    pub fn open(dir: &Path, options: &OpenOptions) -> Result<(Store, RecoveryReport), EngineError> {
+        let lock = if options.readonly {
+            None
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::io("creating", dir, &e))?;
+            Some(DirLock::acquire(dir)?)
+        };
+        Store::open_with(Arc::new(FsStorage), dir, options, lock)
+    }
+
+    /// Opens a store on any storage (tests use a simulated one).
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: &OpenOptions,
+    ) -> Result<(Store, RecoveryReport), EngineError> {
+        if !options.readonly {
+            storage
+                .create_dir_all(dir)
+                .map_err(|e| EngineError::io("creating", dir, &e))?;
+        }
+        Store::open_with(storage, dir, options, None)
+    }
+
+    fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: &OpenOptions,
+        lock: Option<DirLock>,
+    ) -> Result<(Store, RecoveryReport), EngineError> {
+        let started = Instant::now();
+        let unit = store_unit(storage.as_ref(), dir, options.unit, options.readonly)?;
+        let mut store = Store::new(unit);
+        let replay = ReplayOptions {
+            mode: options.recovery,
+            readonly: options.readonly,
+            after_lsn: 0,
+        };
+        let stats = reader::replay(storage.as_ref(), dir, replay, |_, kind, payload| {
+            store.replay(kind, payload)
+        })?;
+        let report = RecoveryReport {
+            segments: stats.segments,
+            records: stats.records,
+            bytes: stats.bytes,
+            last_lsn: stats.last_lsn,
+            torn: stats.torn,
+            stopped: stats.stopped,
+            set_aside: stats.set_aside,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if options.readonly {
+            store.set_readonly();
+            return Ok((store, report));
+        }
+        // A segment named after the next LSN holds no complete record (else
+        // replay would have seen it): an empty or cut segment. Replace it.
+        let next_segment = dir.join(segment_name(report.last_lsn + 1));
+        match storage.remove(&next_segment) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io("removing empty segment", &next_segment, &e)),
+        }
+        let wal = Arc::new(WalWriter::create(
+            Arc::clone(&storage),
+            dir,
+            report.last_lsn + 1,
+            options.segment_bytes,
+        )?);
+        let flusher = match options.sync {
+            SyncMode::Interval(every) => Some(Flusher::start(Arc::clone(&wal), every)),
+            SyncMode::Always | SyncMode::None => None,
+        };
+        store.durable = Some(Durable {
+            wal,
+            sync: options.sync,
+            owner_pid: std::process::id(),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(lock),
+            flusher: Mutex::new(flusher),
+        });
+        Ok((store, report))
+    }
+
+    /// Returns once every write acknowledged before the call is durable.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        match &self.durable {
+            Some(durable) => {
+                durable.check_writable()?;
+                durable.wal.sync_all()
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Finishes the log (waiting for writes in flight), syncs it and
+    /// releases the directory. Later writes raise `Closed`. Idempotent.
+    pub fn close(&self) -> Result<(), EngineError> {
+        let Some(durable) = &self.durable else {
+            return Ok(());
+        };
+        let _order = self.lock_sequencer();
+        if durable.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(flusher) = durable.flusher.lock().take() {
+            flusher.stop();
+        }
+        let synced = if durable.wal.poisoned().is_some() {
+            Ok(())
+        } else {
+            durable.wal.sync_all()
+        };
+        durable.lock.lock().take();
+        synced
+    }
+}
+
+#[cfg(test)]
+#[path = "durable_tests.rs"]
+mod tests;

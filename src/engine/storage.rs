@@ -1,0 +1,102 @@
+//! The file operations durability needs, behind a trait.
+//!
+//! The write-ahead log and snapshots touch files only through [`Storage`],
+//! so tests can swap the real file system for a simulated one that keeps
+//! what was synced apart from what was only written, and loses the latter
+//! in a simulated power cut.
+//!
+//! Contract (what the simulated storage must model): `append` and `create`
+//! make data visible to readers at once but not durable; `sync_data` makes a
+//! file's contents durable; a new, renamed or removed directory entry is
+//! durable only after `sync_dir` of its directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// A file opened for appending.
+pub trait StorageFile: Send + Sync {
+    /// Appends all of `data` at the end of the file.
+    fn append(&self, data: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+pub trait Storage: Send + Sync {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the files in `dir` (not paths), in no particular order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates `path` empty for appending; fails if it exists.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// The whole contents of `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Cuts `path` to `len` bytes and makes that durable.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of `dir` (created, renamed, removed files) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsStorage;
+
+struct FsFile(File);
+
+impl StorageFile for FsFile {
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(data)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(FsFile(file)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
