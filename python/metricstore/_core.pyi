@@ -14,6 +14,23 @@ MAX_READ_SLOTS: int
 @final
 class Store:
     def __new__(cls, unit: str = "s") -> Store: ...
+    @staticmethod
+    def open(
+        path: str,
+        unit: str | None = None,
+        sync: str = "interval",
+        sync_interval_ms: int = 200,
+        recovery: str = "tolerate_tail",
+        readonly: bool = False,
+        segment_bytes: int = 67108864,
+    ) -> Store: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def readonly(self) -> bool: ...
+    @property
+    def recovery(self) -> dict[str, Any] | None: ...
+    def flush(self) -> None: ...
     @property
     def unit(self) -> str: ...
     @property

@@ -7,7 +7,9 @@ the work with the GIL released and is safe to share between threads.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, TypeAlias
 
@@ -17,7 +19,7 @@ from numpy.typing import NDArray
 from . import _core
 from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
 
-__all__ = ["Metric", "ReadResult", "Store"]
+__all__ = ["Damage", "Metric", "ReadResult", "RecoveryReport", "Store", "open"]
 
 PathLike: TypeAlias = str | Sequence[str]
 """A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
@@ -31,6 +33,46 @@ class Metric(NamedTuple):
     name: str
     frequency: int
     aggregation: str
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Where recovery found a damaged log and what it dropped."""
+
+    file: str
+    offset: int
+    bytes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What opening a store directory found and did.
+
+    ``records`` ops were replayed from ``segments`` log segments (``bytes`` of
+    them); ``last_lsn`` is the log sequence number of the last op recovered.
+    ``torn`` is a torn tail cut off the last segment (an append cut short by
+    a crash; nothing acknowledged is lost with it unless the sync mode
+    allowed it). ``stopped`` is where point-in-time recovery stopped, and
+    ``set_aside`` the files it renamed to ``*.broken``.
+    """
+
+    segments: int
+    records: int
+    bytes: int
+    last_lsn: int
+    torn: Damage | None
+    stopped: Damage | None
+    set_aside: list[str]
+    seconds: float
+
+    @classmethod
+    def _from_core(cls, report: dict[str, Any]) -> RecoveryReport:
+        fields = dict(report)
+        for key in ("torn", "stopped"):
+            if fields[key] is not None:
+                fields[key] = Damage(**fields[key])
+        return cls(**fields)
 
 
 class ReadResult:
@@ -84,7 +126,8 @@ def _format_bytes(n: int) -> str:
 
 
 class Store:
-    """An in-memory metric store.
+    """A metric store: in memory with ``Store()``, or in a directory with
+    :func:`metricstore.open`.
 
     ``unit`` fixes the unit of every timestamp and frequency: ``"s"``
     (default, as cc-backend), ``"ms"``, ``"us"`` or ``"ns"``. Plain ints are
@@ -92,11 +135,35 @@ class Store:
     A store is safe to use from many threads at once.
     """
 
-    __slots__ = ("__weakref__", "_core", "_unit")
+    __slots__ = ("__weakref__", "_core", "_recovery", "_unit")
 
     def __init__(self, *, unit: str = "s") -> None:
-        self._core = _core.Store(unit)
-        self._unit: str = self._core.unit
+        self._attach(_core.Store(unit))
+
+    def _attach(self, core: _core.Store) -> None:
+        self._core = core
+        self._unit: str = core.unit
+        report = core.recovery
+        self._recovery = None if report is None else RecoveryReport._from_core(report)
+
+    @property
+    def path(self) -> str | None:
+        """The store directory, or None for an in-memory store."""
+        return self._core.path
+
+    @property
+    def readonly(self) -> bool:
+        return self._core.readonly
+
+    @property
+    def recovery(self) -> RecoveryReport | None:
+        """What opening the directory found and did (None in memory)."""
+        return self._recovery
+
+    def flush(self) -> None:
+        """Returns once every write acknowledged before the call is on disk
+        (a durability barrier); a no-op in memory."""
+        self._core.flush()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -110,7 +177,8 @@ class Store:
         return self._core.closed
 
     def close(self) -> None:
-        """Releases the data. Later calls raise ClosedError; closing twice is fine."""
+        """Syncs the log, releases the directory and the data. Later calls
+        raise ClosedError; closing twice is fine."""
         self._core.close()
 
     def __enter__(self) -> Store:
@@ -275,11 +343,55 @@ class Store:
         return self._core.stats()
 
     def __repr__(self) -> str:
+        where = "" if self.path is None else f" path={self.path!r}"
+        if self.readonly:
+            where += " readonly"
         if self.closed:
-            return f"<metricstore.Store unit={self._unit!r} closed>"
+            return f"<metricstore.Store{where} unit={self._unit!r} closed>"
         s = self._core.stats()
         return (
-            f"<metricstore.Store unit={self._unit!r} metrics={s['metrics']} "
+            f"<metricstore.Store{where} unit={self._unit!r} metrics={s['metrics']} "
             f"series={s['series']} samples={s['samples']:,} "
             f"memory={_format_bytes(s['data_bytes'])}>"
         )
+
+
+def open(
+    path: str | os.PathLike[str],
+    *,
+    unit: str | None = None,
+    sync: str = "interval",
+    sync_interval_ms: int = 200,
+    recovery: str = "tolerate_tail",
+    readonly: bool = False,
+    segment_bytes: int = 64 << 20,
+) -> Store:
+    """Opens (or creates) the store in directory ``path`` and recovers it.
+
+    ``sync`` says when acknowledged writes reach the disk: ``"always"``
+    (every write waits for fdatasync; concurrent writers share one),
+    ``"interval"`` (the default: a background sync every
+    ``sync_interval_ms``; a killed process loses nothing acknowledged, a
+    power cut at most the interval) or ``"none"`` (only at segment rotation,
+    ``flush()`` and ``close()``). ``recovery`` is ``"tolerate_tail"``
+    (default: a torn end of the log is cut off and reported), ``"strict"``
+    or ``"point_in_time"``. ``readonly=True`` takes no lock and writes
+    nothing, so it can read a store a writer has open. ``unit`` is the time
+    unit of a new store (default "s"); for an existing one it must match.
+
+    One writer per directory: a second one raises LockedError. See
+    ``store.recovery`` for what opening found.
+    """
+    store = Store.__new__(Store)
+    store._attach(
+        _core.Store.open(
+            os.fspath(path),
+            unit=unit,
+            sync=sync,
+            sync_interval_ms=sync_interval_ms,
+            recovery=recovery,
+            readonly=readonly,
+            segment_bytes=segment_bytes,
+        )
+    )
+    return store

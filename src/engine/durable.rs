@@ -308,7 +308,13 @@ impl Drop for Durable {
     fn drop(&mut self) {
         // Dropped without close(): stop the sync thread and sync what was
         // written, as closing a file does; errors have no one to go to.
-        if let Some(flusher) = self.flusher.get_mut().take() {
+        let flusher = self.flusher.get_mut().take();
+        if std::process::id() != self.owner_pid {
+            // A forked child: the sync thread exists only in the parent.
+            std::mem::forget(flusher);
+            return;
+        }
+        if let Some(flusher) = flusher {
             flusher.stop();
         }
         if !self.closed.load(Ordering::Acquire) && self.wal.poisoned().is_none() {
@@ -422,6 +428,13 @@ impl Store {
             return Ok(());
         };
         let _order = self.lock_sequencer();
+        if std::process::id() != durable.owner_pid {
+            // A forked child closing its inherited copy: the parent owns the
+            // log and its sync thread; leave both alone.
+            durable.closed.store(true, Ordering::Release);
+            std::mem::forget(durable.flusher.lock().take());
+            return Ok(());
+        }
         if durable.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

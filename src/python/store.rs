@@ -13,13 +13,32 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::engine::{Aggregation, EngineError, SeriesId, Store, Target, TimeUnit};
+use crate::engine::{
+    Aggregation, Damage, EngineError, OpenOptions, RecoveryMode, RecoveryReport, SeriesId, Store,
+    SyncMode, Target, TimeUnit,
+};
 
 #[pyclass(frozen, module = "metricstore._core", name = "Store")]
 pub struct PyStore {
     /// `None` once closed; calls then raise ClosedError.
     inner: RwLock<Option<Arc<Store>>>,
     unit: TimeUnit,
+    /// The directory of a store opened with `open`; `None` in memory.
+    path: Option<String>,
+    readonly: bool,
+    recovery: Option<RecoveryReport>,
+}
+
+fn damage_dict<'py>(py: Python<'py>, damage: &Option<Damage>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let Some(damage) = damage else {
+        return Ok(None);
+    };
+    let dict = PyDict::new(py);
+    dict.set_item("file", &damage.file)?;
+    dict.set_item("offset", damage.offset)?;
+    dict.set_item("bytes", damage.bytes)?;
+    dict.set_item("reason", &damage.reason)?;
+    Ok(Some(dict))
 }
 
 /// A read target as Python passes it: a handle, or (metric, path).
@@ -57,7 +76,101 @@ impl PyStore {
         Ok(PyStore {
             inner: RwLock::new(Some(Arc::new(Store::new(unit)))),
             unit,
+            path: None,
+            readonly: false,
+            recovery: None,
         })
+    }
+
+    /// Opens or creates the store in directory `path` and recovers it.
+    #[staticmethod]
+    #[pyo3(signature = (path, unit = None, sync = "interval", sync_interval_ms = 200,
+                        recovery = "tolerate_tail", readonly = false, segment_bytes = 67_108_864))]
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        py: Python<'_>,
+        path: String,
+        unit: Option<&str>,
+        sync: &str,
+        sync_interval_ms: u64,
+        recovery: &str,
+        readonly: bool,
+        segment_bytes: u64,
+    ) -> PyResult<Self> {
+        let sync = match sync {
+            "always" => SyncMode::Always,
+            "interval" if sync_interval_ms > 0 => {
+                SyncMode::Interval(std::time::Duration::from_millis(sync_interval_ms))
+            }
+            "interval" => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "sync_interval: must be positive",
+                ));
+            }
+            "none" => SyncMode::None,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "sync: unknown sync mode {other:?}; use \"always\", \"interval\" or \"none\""
+                )));
+            }
+        };
+        if segment_bytes < 4096 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "segment_bytes: must be at least 4096",
+            ));
+        }
+        let options = OpenOptions {
+            unit: unit.map(TimeUnit::parse).transpose()?,
+            sync,
+            recovery: RecoveryMode::parse(recovery)?,
+            readonly,
+            segment_bytes,
+        };
+        let dir = std::path::PathBuf::from(&path);
+        let (store, report) = py.detach(|| Store::open(&dir, &options))?;
+        Ok(PyStore {
+            unit: store.unit(),
+            inner: RwLock::new(Some(Arc::new(store))),
+            path: Some(path),
+            readonly,
+            recovery: Some(report),
+        })
+    }
+
+    /// The store directory, or None for an in-memory store.
+    #[getter]
+    fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    #[getter]
+    fn readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// What opening found and did, or None for an in-memory store.
+    #[getter]
+    fn recovery<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(report) = &self.recovery else {
+            return Ok(None);
+        };
+        let dict = PyDict::new(py);
+        dict.set_item("segments", report.segments)?;
+        dict.set_item("records", report.records)?;
+        dict.set_item("bytes", report.bytes)?;
+        dict.set_item("last_lsn", report.last_lsn)?;
+        dict.set_item("torn", damage_dict(py, &report.torn)?)?;
+        dict.set_item("stopped", damage_dict(py, &report.stopped)?)?;
+        dict.set_item("set_aside", report.set_aside.clone())?;
+        dict.set_item("seconds", report.seconds)?;
+        Ok(Some(dict))
+    }
+
+    /// Returns once every write acknowledged before the call is durable.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let store = self.store()?;
+        py.detach(|| store.flush())?;
+        Ok(())
     }
 
     /// The store's time unit: "s", "ms", "us" or "ns".
@@ -71,10 +184,15 @@ impl PyStore {
         self.inner.read().is_none()
     }
 
-    /// Releases the data; later calls raise ClosedError. Idempotent.
-    fn close(&self, py: Python<'_>) {
+    /// Syncs and releases a store directory and the data; later calls raise
+    /// ClosedError. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let store = self.inner.write().take();
-        py.detach(move || drop(store));
+        py.detach(move || match store {
+            Some(store) => store.close(),
+            None => Ok(()),
+        })?;
+        Ok(())
     }
 
     fn define_metric(
