@@ -4,6 +4,9 @@ parent knows exactly what was acknowledged when it kills this process.
 
     python crash_child.py DIR SYNC KIND [THREADS]
 
+KIND is "block" (bulk writes), "points" (points calls) or "checkpoint" (bulk
+writes while another thread takes snapshots without pause).
+
 Write i of thread t goes to series (t, i % SERIES) at its own slots, so every
 write is distinguishable: ``expected(t, i)`` gives its series, first slot and
 values. Each run continues each thread's sequence after the writes already
@@ -71,12 +74,19 @@ def main() -> None:
     lock = threading.Lock()
 
     starts = {t: present_prefix(store, t) for t in range(threads)}
+    if kind == "checkpoint":
+        # Snapshots all the time, so kills land inside them too.
+        def checkpointer() -> None:
+            while True:
+                store.checkpoint()
+
+        threading.Thread(target=checkpointer, daemon=True).start()
 
     def writer(thread: int) -> None:
         for i in range(starts[thread], 10**9):
             _, first, values = expected(thread, i)
             handle = handles[thread, i % SERIES]
-            if kind == "block":
+            if kind in ("block", "checkpoint"):
                 store.write(handle, first * FREQUENCY, values)
             else:  # one tick per slot would be slow; a points call is one op too
                 slots = np.arange(first, first + BLOCK, dtype=np.int64) * FREQUENCY

@@ -60,8 +60,13 @@ def run_and_kill(
 
 @pytest.mark.parametrize(
     "sync, kind, threads",
-    [("interval", "block", 1), ("always", "points", 1), ("none", "block", 2)],
-    ids=["interval-blocks", "always-points", "none-two-threads"],
+    [
+        ("interval", "block", 1),
+        ("always", "points", 1),
+        ("none", "block", 2),
+        ("interval", "checkpoint", 1),
+    ],
+    ids=["interval-blocks", "always-points", "none-two-threads", "during-checkpoints"],
 )
 def test_kill9_recovers_every_acknowledged_write_as_an_exact_prefix(
     tmp_path: Path, sync: str, kind: str, threads: int
@@ -71,7 +76,7 @@ def test_kill9_recovers_every_acknowledged_write_as_an_exact_prefix(
     present = dict.fromkeys(range(threads), 0)
     for cycle in range(CYCLES):
         acked = run_and_kill(path, sync, kind, threads, rng.randint(1, 40))
-        with metricstore.open(path) as store:
+        with metricstore.open(path) as store:  # closing writes a snapshot
             report = store.recovery
             assert report is not None and report.stopped is None
             for thread in range(threads):

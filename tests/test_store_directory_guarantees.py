@@ -21,15 +21,17 @@ FREQ = 10
 
 
 def populate(path: Path, writes: int, sync: str = "none") -> list[np.ndarray]:
-    """A store with `writes` blocks of 8 values to one series; returns them."""
+    """A store with `writes` blocks of 8 values to one series, all in one log
+    segment (closed without a snapshot); returns the blocks."""
     blocks = []
-    with metricstore.open(path, sync=sync) as store:
-        store.define_metric("m", FREQ, "sum")
-        h = store.series("m", "c/h")
-        for i in range(writes):
-            values = np.arange(8, dtype=np.float32) + 100 * i
-            store.write(h, i * 8 * FREQ, values)
-            blocks.append(values)
+    store = metricstore.open(path, sync=sync)
+    store.define_metric("m", FREQ, "sum")
+    h = store.series("m", "c/h")
+    for i in range(writes):
+        values = np.arange(8, dtype=np.float32) + 100 * i
+        store.write(h, i * 8 * FREQ, values)
+        blocks.append(values)
+    store.close(checkpoint=False)
     return blocks
 
 
@@ -239,3 +241,61 @@ def test_a_failed_write_poisons_the_handle_until_reopened(tmp_path: Path) -> Non
         values = store.read(("m", "c/h"), 0, 200).values
         np.testing.assert_array_equal(values[:8], np.ones(8, dtype=np.float32))
         assert np.isnan(values[8:]).all()
+
+
+def test_a_checkpoint_leaves_only_the_later_log_to_replay(tmp_path: Path) -> None:
+    blocks = populate(tmp_path, 4)
+    with metricstore.open(tmp_path) as store:
+        info = store.checkpoint()
+        assert (info.lsn, info.series, info.removed_segments) == (6, 1, 0)
+        assert Path(info.file).name == "snapshot-00000000000000000006.snap"
+        assert 0 <= info.writers_held_seconds <= info.seconds
+        store.write(("m", "c/h"), 4 * 8 * FREQ, np.full(8, 7.0, dtype=np.float32))
+        store.close(checkpoint=False)
+    with metricstore.open(tmp_path) as store:
+        report = store.recovery
+        assert report is not None
+        assert (report.snapshot, report.snapshot_lsn, report.records) == (info.file, 6, 1)
+        assert stored_blocks(store, 4) == 4
+        np.testing.assert_array_equal(store.read(("m", "c/h"), 0, 32 * FREQ).values,
+                                      np.concatenate(blocks))  # fmt: skip
+
+
+def test_closing_writes_a_snapshot_so_the_next_open_replays_nothing(tmp_path: Path) -> None:
+    with metricstore.open(tmp_path) as store:
+        store.define_metric("m", FREQ, "sum")
+        store.write(("m", "c/h"), 0, [1.0, 2.0])
+    with metricstore.open(tmp_path) as store:
+        report = store.recovery
+        assert report is not None and (report.snapshot_lsn, report.records) == (3, 0)
+        np.testing.assert_array_equal(store.read(("m", "c/h"), 0, 2 * FREQ).values, [1.0, 2.0])
+
+
+def test_a_damaged_snapshot_falls_back_and_says_why(tmp_path: Path) -> None:
+    populate(tmp_path, 2)
+    with metricstore.open(tmp_path) as store:
+        first = store.checkpoint()
+        # The third block of the populate() sequence.
+        store.write(("m", "c/h"), 16 * FREQ, np.arange(8, dtype=np.float32) + 200)
+        second = store.checkpoint()
+        store.close(checkpoint=False)
+    newest = Path(second.file)
+    full = newest.read_bytes()
+    newest.write_bytes(full[:-7])  # an incomplete file
+    end_block = len(full) - (12 + 8)  # header and block count of the end block
+    with metricstore.open(tmp_path) as store:
+        report = store.recovery
+        assert report is not None
+        assert report.snapshot == first.file
+        assert report.skipped_snapshots == [
+            (
+                second.file,
+                f"block at offset {end_block} runs past the end of the file",
+            )
+        ]
+        assert stored_blocks(store, 3) == 3
+
+
+def test_checkpoints_need_a_store_directory() -> None:
+    with pytest.raises(ValueError, match=r"^store: an in-memory store has nothing to checkpoint"):
+        metricstore.Store().checkpoint()

@@ -29,10 +29,11 @@ from .exceptions import (
     UnknownSeriesError,
     WrongProcessError,
 )
-from .store import Damage, Metric, ReadResult, RecoveryReport, Store, open
+from .store import CheckpointInfo, Damage, Metric, ReadResult, RecoveryReport, Store, open
 
 __all__ = [
     "AggregationError",
+    "CheckpointInfo",
     "ClosedError",
     "CorruptionError",
     "Damage",

@@ -19,7 +19,15 @@ from numpy.typing import NDArray
 from . import _core
 from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
 
-__all__ = ["Damage", "Metric", "ReadResult", "RecoveryReport", "Store", "open"]
+__all__ = [
+    "CheckpointInfo",
+    "Damage",
+    "Metric",
+    "ReadResult",
+    "RecoveryReport",
+    "Store",
+    "open",
+]
 
 PathLike: TypeAlias = str | Sequence[str]
 """A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
@@ -46,17 +54,42 @@ class Damage:
 
 
 @dataclass(frozen=True)
+class CheckpointInfo:
+    """What :meth:`Store.checkpoint` wrote and removed.
+
+    ``lsn`` is the last op the snapshot ``file`` covers. Writers waited only
+    ``writers_held_seconds`` (to fix the LSN, start a log segment and copy
+    the catalog); the series were copied while writes went on.
+    """
+
+    lsn: int
+    file: str
+    bytes: int
+    series: int
+    removed_segments: int
+    removed_snapshots: int
+    writers_held_seconds: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class RecoveryReport:
     """What opening a store directory found and did.
 
-    ``records`` ops were replayed from ``segments`` log segments (``bytes`` of
-    them); ``last_lsn`` is the log sequence number of the last op recovered.
+    Recovery loaded ``snapshot`` (None if there was none usable), which
+    covers ops up to ``snapshot_lsn``; ``skipped_snapshots`` lists newer
+    snapshots it could not use, as (file, reason). Then ``records`` ops were
+    replayed from ``segments`` log segments (``bytes`` of them); ``last_lsn``
+    is the log sequence number of the last op recovered.
     ``torn`` is a torn tail cut off the last segment (an append cut short by
     a crash; nothing acknowledged is lost with it unless the sync mode
     allowed it). ``stopped`` is where point-in-time recovery stopped, and
     ``set_aside`` the files it renamed to ``*.broken``.
     """
 
+    snapshot: str | None
+    snapshot_lsn: int
+    skipped_snapshots: list[tuple[str, str]]
     segments: int
     records: int
     bytes: int
@@ -176,10 +209,17 @@ class Store:
     def closed(self) -> bool:
         return self._core.closed
 
-    def close(self) -> None:
-        """Syncs the log, releases the directory and the data. Later calls
-        raise ClosedError; closing twice is fine."""
-        self._core.close()
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Writes a final snapshot (if anything changed since the last one and
+        ``checkpoint`` is true), syncs the log, releases the directory and the
+        data. Later calls raise ClosedError; closing twice is fine."""
+        self._core.close(checkpoint)
+
+    def checkpoint(self) -> CheckpointInfo:
+        """Writes a snapshot of the store, so reopening replays only the log
+        written after it, and deletes log segments and snapshots no longer
+        needed (the newest two snapshots are kept)."""
+        return CheckpointInfo(**self._core.checkpoint())
 
     def __enter__(self) -> Store:
         return self

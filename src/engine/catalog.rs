@@ -215,6 +215,13 @@ impl Catalog {
         Ok(found)
     }
 
+    /// Every series as (metric id, path) in handle order.
+    pub fn series_paths(&self) -> Vec<(MetricId, Vec<String>)> {
+        (0..self.series.len() as SeriesId)
+            .map(|id| (self.series[id as usize].metric, self.path_of(id)))
+            .collect()
+    }
+
     pub fn aggregation(&self, metric: MetricId) -> Aggregation {
         self.metrics[metric as usize].aggregation
     }

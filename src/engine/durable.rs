@@ -14,7 +14,7 @@
 
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::error::EngineError;
+use super::snapshot::list_snapshots;
 use super::storage::{FsStorage, Storage};
 use super::store::Store;
 use super::time::TimeUnit;
@@ -68,6 +69,11 @@ impl Default for OpenOptions {
 /// What opening a store found and did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecoveryReport {
+    /// The snapshot recovery started from, and the LSN it covers.
+    pub snapshot: Option<String>,
+    pub snapshot_lsn: u64,
+    /// Snapshots that could not be used (newest first), and why.
+    pub skipped_snapshots: Vec<(String, String)>,
     pub segments: usize,
     /// Ops replayed from the log.
     pub records: u64,
@@ -191,6 +197,21 @@ fn store_unit(
     Ok(unit)
 }
 
+/// Removes what an interrupted write left: `*.tmp` files (a snapshot or
+/// STORE file never renamed into place).
+fn remove_temporary_files(storage: &dyn Storage, dir: &Path) -> Result<(), EngineError> {
+    let names = storage
+        .list(dir)
+        .map_err(|e| EngineError::io("listing", dir, &e))?;
+    for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let path = dir.join(name);
+        storage
+            .remove(&path)
+            .map_err(|e| EngineError::io("removing", &path, &e))?;
+    }
+    Ok(())
+}
+
 /// The exclusive lock of a store directory, held while a writer is open.
 struct DirLock {
     _file: File,
@@ -270,6 +291,10 @@ impl Flusher {
 /// The writer side of a store directory.
 pub(crate) struct Durable {
     pub(crate) wal: Arc<WalWriter>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) dir: PathBuf,
+    /// Checkpoints run one at a time.
+    pub(crate) checkpoint_lock: Mutex<()>,
     sync: SyncMode,
     owner_pid: u32,
     closed: AtomicBool,
@@ -284,6 +309,12 @@ impl Durable {
             SyncMode::Always => self.wal.sync_through(lsn),
             SyncMode::Interval(_) | SyncMode::None => Ok(()),
         }
+    }
+
+    fn last_snapshot_lsn(&self) -> Result<u64, EngineError> {
+        Ok(list_snapshots(self.storage.as_ref(), &self.dir)?
+            .first()
+            .map_or(0, |(lsn, _)| *lsn))
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), EngineError> {
@@ -358,16 +389,43 @@ impl Store {
     ) -> Result<(Store, RecoveryReport), EngineError> {
         let started = Instant::now();
         let unit = store_unit(storage.as_ref(), dir, options.unit, options.readonly)?;
+        if !options.readonly {
+            remove_temporary_files(storage.as_ref(), dir)?;
+        }
         let mut store = Store::new(unit);
+        let mut skipped_snapshots = Vec::new();
+        let mut snapshot = None;
+        for (_, name) in list_snapshots(storage.as_ref(), dir)? {
+            let path = dir.join(&name);
+            let loaded = storage
+                .read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    let mut candidate = Store::new(unit);
+                    candidate.load_snapshot(&bytes).map(|lsn| (candidate, lsn))
+                });
+            match loaded {
+                Ok((candidate, lsn)) => {
+                    store = candidate;
+                    snapshot = Some((path.display().to_string(), lsn));
+                    break;
+                }
+                Err(reason) => skipped_snapshots.push((path.display().to_string(), reason)),
+            }
+        }
+        let snapshot_lsn = snapshot.as_ref().map_or(0, |(_, lsn)| *lsn);
         let replay = ReplayOptions {
             mode: options.recovery,
             readonly: options.readonly,
-            after_lsn: 0,
+            after_lsn: snapshot_lsn,
         };
         let stats = reader::replay(storage.as_ref(), dir, replay, |_, kind, payload| {
             store.replay(kind, payload)
         })?;
         let report = RecoveryReport {
+            snapshot: snapshot.map(|(file, _)| file),
+            snapshot_lsn,
+            skipped_snapshots,
             segments: stats.segments,
             records: stats.records,
             bytes: stats.bytes,
@@ -401,6 +459,9 @@ impl Store {
         };
         store.durable = Some(Durable {
             wal,
+            storage,
+            dir: dir.to_owned(),
+            checkpoint_lock: Mutex::new(()),
             sync: options.sync,
             owner_pid: std::process::id(),
             closed: AtomicBool::new(false),
@@ -419,6 +480,21 @@ impl Store {
             }
             None => Ok(()),
         }
+    }
+
+    /// Writes a final snapshot if anything was logged since the last one
+    /// (when `checkpoint`), then closes.
+    pub fn close_with(&self, checkpoint: bool) -> Result<(), EngineError> {
+        if let Some(durable) = &self.durable
+            && checkpoint
+            && !durable.closed.load(Ordering::Acquire)
+            && std::process::id() == durable.owner_pid
+            && durable.wal.poisoned().is_none()
+            && durable.wal.written_lsn() > durable.last_snapshot_lsn()?
+        {
+            self.checkpoint()?;
+        }
+        self.close()
     }
 
     /// Finishes the log (waiting for writes in flight), syncs it and

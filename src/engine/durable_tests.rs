@@ -118,3 +118,118 @@ fn concurrent_writers_to_the_same_slots_recover_bit_for_bit() {
     let recovered: Vec<Vec<u32>> = ids.iter().map(|&id| bits(&again, id, 0, 10)).collect();
     assert_eq!(recovered, live);
 }
+
+fn everything(store: &Store, ids: &[u32], stop: i64) -> Vec<Vec<u32>> {
+    ids.iter().map(|&id| bits(store, id, -5000, stop)).collect()
+}
+
+#[test]
+fn a_checkpoint_makes_reopening_replay_only_the_log_after_it() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 10, Aggregation::Avg).unwrap();
+    let a = store.series("m", &["c", "a"]).unwrap();
+    let values: Vec<f32> = (0..5000).map(|i| i as f32 * 0.25).collect();
+    store.write_block(a, -3000, &values).unwrap();
+    let info = store.checkpoint().unwrap();
+    assert_eq!((info.lsn, info.series), (3, 1));
+    let b = store.series("m", &["c", "b"]).unwrap();
+    store.write_tick(0, &[a, b], &[f32::NAN, 7.0]).unwrap();
+    let live = everything(&store, &[a, b], 60_000);
+    store.close().unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot_lsn, 3);
+    assert!(
+        report
+            .snapshot
+            .unwrap()
+            .ends_with("snapshot-00000000000000000003.snap")
+    );
+    assert_eq!((report.records, report.last_lsn), (2, 5));
+    assert_eq!(everything(&again, &[a, b], 60_000), live);
+    assert_eq!(again.stats().samples, 5000 - 1 + 1);
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_older_one_and_the_log() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    let mut names = Vec::new();
+    for round in 0..3 {
+        store
+            .write_block(a, round * 10, &[round as f32; 10])
+            .unwrap();
+        names.push(store.checkpoint().unwrap().file);
+    }
+    store.write_block(a, 30, &[9.0; 5]).unwrap();
+    let live = everything(&store, &[a], 100);
+    store.close().unwrap();
+    drop(store);
+    // Two snapshots are kept; the first was removed with the log it needed.
+    assert!(!Path::new(&names[0]).exists());
+    let newest = Path::new(&names[2]);
+    let mut bytes = std::fs::read(newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(newest, bytes).unwrap();
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(names[1].as_str()));
+    assert_eq!(report.skipped_snapshots.len(), 1);
+    assert_eq!(report.skipped_snapshots[0].0, names[2]);
+    assert!(
+        report.skipped_snapshots[0].1.contains("checksum mismatch"),
+        "{report:?}"
+    );
+    assert_eq!(everything(&again, &[a], 100), live);
+}
+
+#[test]
+fn writes_racing_a_checkpoint_are_in_the_snapshot_or_the_log() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let ids: Vec<u32> = (0..50)
+        .map(|i| store.series("m", &[format!("s{i}")]).unwrap())
+        .collect();
+    let store = Arc::new(store);
+    let writer = {
+        let store = Arc::clone(&store);
+        let ids = ids.clone();
+        std::thread::spawn(move || {
+            for round in 0..2000i64 {
+                let values = vec![round as f32; ids.len()];
+                // Overwrites the same ten slots again and again.
+                store.write_tick(round % 10, &ids, &values).unwrap();
+            }
+        })
+    };
+    for _ in 0..5 {
+        store.checkpoint().unwrap();
+    }
+    writer.join().unwrap();
+    let live = everything(&store, &ids, 10);
+    store.close().unwrap();
+    drop(store);
+    let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(everything(&again, &ids, 10), live);
+}
+
+#[test]
+fn close_with_checkpoint_leaves_nothing_to_replay() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0, 2.0]).unwrap();
+    store.close_with(true).unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (3, 0));
+    assert_eq!(
+        bits(&again, a, 0, 2),
+        vec![1.0f32.to_bits(), 2.0f32.to_bits()]
+    );
+}

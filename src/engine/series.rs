@@ -95,6 +95,28 @@ impl SeriesData {
         }
     }
 
+    /// Appends every chunk as `key i64` and its slots' bits, in key order,
+    /// after the chunk count `u32` (the snapshot's series layout).
+    pub fn encode_chunks(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
+        for (key, chunk) in &self.chunks {
+            out.extend_from_slice(&key.to_le_bytes());
+            for v in chunk.as_slice() {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// Adds a whole chunk read from a snapshot (replacing any with its key).
+    pub fn load_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, slots: &[f32]) {
+        debug_assert_eq!(slots.len(), CHUNK_SLOTS);
+        let (chunk, valid) = pool.chunk_with(0, slots);
+        if let Some(old) = self.chunks.insert(key, chunk) {
+            self.valid -= count_valid(old.as_slice());
+        }
+        self.valid += valid;
+    }
+
     /// Non-NaN slots stored.
     pub fn valid(&self) -> u64 {
         self.valid

@@ -86,9 +86,9 @@ pub struct Store {
     /// purely in-memory store.
     pub(crate) durable: Option<Durable>,
     readonly: bool,
-    pool: Arc<ChunkPool>,
+    pub(super) pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
-    catalog: RwLock<Catalog>,
+    pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
 }
 

@@ -51,8 +51,9 @@ fn class_and_args<'py>(
             "StoreIOError",
             match errno {
                 // OSError(errno, strerror, filename) sets .errno and friends.
-                Some(errno) => (*errno, format!("{action}: {detail}"), path.clone())
-                    .into_pyobject(py)?,
+                Some(errno) => {
+                    (*errno, format!("{action}: {detail}"), path.clone()).into_pyobject(py)?
+                }
                 None => PyTuple::new(py, [message])?,
             },
         ))),

@@ -29,7 +29,10 @@ pub struct PyStore {
     recovery: Option<RecoveryReport>,
 }
 
-fn damage_dict<'py>(py: Python<'py>, damage: &Option<Damage>) -> PyResult<Option<Bound<'py, PyDict>>> {
+fn damage_dict<'py>(
+    py: Python<'py>,
+    damage: &Option<Damage>,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
     let Some(damage) = damage else {
         return Ok(None);
     };
@@ -155,6 +158,9 @@ impl PyStore {
             return Ok(None);
         };
         let dict = PyDict::new(py);
+        dict.set_item("snapshot", report.snapshot.clone())?;
+        dict.set_item("snapshot_lsn", report.snapshot_lsn)?;
+        dict.set_item("skipped_snapshots", report.skipped_snapshots.clone())?;
         dict.set_item("segments", report.segments)?;
         dict.set_item("records", report.records)?;
         dict.set_item("bytes", report.bytes)?;
@@ -184,15 +190,34 @@ impl PyStore {
         self.inner.read().is_none()
     }
 
-    /// Syncs and releases a store directory and the data; later calls raise
-    /// ClosedError. Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    /// Writes a final snapshot (unless `checkpoint` is false or nothing
+    /// changed), syncs and releases a store directory and the data; later
+    /// calls raise ClosedError. Idempotent.
+    #[pyo3(signature = (checkpoint = true))]
+    fn close(&self, py: Python<'_>, checkpoint: bool) -> PyResult<()> {
         let store = self.inner.write().take();
         py.detach(move || match store {
-            Some(store) => store.close(),
+            Some(store) => store.close_with(checkpoint),
             None => Ok(()),
         })?;
         Ok(())
+    }
+
+    /// Writes a snapshot and deletes the log segments and snapshots it makes
+    /// unneeded; returns what it did.
+    fn checkpoint<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let store = self.store()?;
+        let info = py.detach(|| store.checkpoint())?;
+        let dict = PyDict::new(py);
+        dict.set_item("lsn", info.lsn)?;
+        dict.set_item("file", info.file)?;
+        dict.set_item("bytes", info.bytes)?;
+        dict.set_item("series", info.series)?;
+        dict.set_item("removed_segments", info.removed_segments)?;
+        dict.set_item("removed_snapshots", info.removed_snapshots)?;
+        dict.set_item("writers_held_seconds", info.writers_held_seconds)?;
+        dict.set_item("seconds", info.seconds)?;
+        Ok(dict)
     }
 
     fn define_metric(

@@ -175,6 +175,19 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Finishes the current segment (if it holds any record) so the next
+    /// record starts a new one; returns the LSN that record will get. A
+    /// checkpoint calls this so older segments hold only what it covers.
+    pub fn start_segment(&self) -> Result<u64, EngineError> {
+        self.check_poison()?;
+        let mut current = self.current.lock();
+        let next = current.next_lsn;
+        if current.len > SEGMENT_HEADER as u64 {
+            self.rotate(&mut current, next)?;
+        }
+        Ok(next)
+    }
+
     /// Returns once every record up to `lsn` is durable.
     pub fn sync_through(&self, lsn: u64) -> Result<(), EngineError> {
         if self.synced.load(Ordering::Acquire) >= lsn {

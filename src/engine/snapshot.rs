@@ -1,0 +1,488 @@
+//! Snapshots: the whole store in one file, so recovery replays only the log
+//! written after it, and older log segments can be deleted.
+//!
+//! A snapshot is fuzzy, and exact after replay. Under the sequencer (the
+//! only time writers wait) a checkpoint notes the last applied LSN `L`,
+//! finishes the log segment so older segments hold only records up to `L`,
+//! and copies the catalog. Then it copies each series under that series'
+//! own lock, while writers go on; a copy may include writes after `L`.
+//! Every op only overwrites slots, so replaying the log from `L + 1` over
+//! such a copy gives exactly the live state.
+//!
+//! Files are written as `snapshot-<L>.snap.tmp`, synced, renamed, and the
+//! directory synced. The newest two snapshots are kept; a log segment is
+//! deleted only when the older kept snapshot covers all its records, so a
+//! damaged newest snapshot falls back to the older one plus the log.
+//! Layout: docs/format.md.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use super::error::EngineError;
+use super::metric::{Aggregation, MetricDef};
+use super::series::SeriesData;
+use super::storage::Storage;
+use super::store::Store;
+use super::time::TimeUnit;
+use super::wal::list_segments;
+
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
+pub const SNAPSHOT_VERSION: u32 = 1;
+const HEADER: usize = 32;
+const BLOCK_HEADER: usize = 12;
+/// Series are packed into blocks of about this size, each with its CRC.
+const BLOCK_TARGET: usize = 4 << 20;
+const BLOCK_CATALOG: u8 = 1;
+const BLOCK_SERIES: u8 = 2;
+const BLOCK_END: u8 = 3;
+
+pub fn snapshot_name(lsn: u64) -> String {
+    format!("snapshot-{lsn:020}.snap")
+}
+
+pub fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+/// The snapshots in `dir` as (LSN, file name), newest first.
+pub fn list_snapshots(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Vec<(u64, String)>, EngineError> {
+    let mut found: Vec<(u64, String)> = storage
+        .list(dir)
+        .map_err(|e| EngineError::io("listing", dir, &e))?
+        .into_iter()
+        .filter_map(|name| parse_snapshot_name(&name).map(|lsn| (lsn, name)))
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    Ok(found)
+}
+
+/// What a checkpoint wrote and removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    pub lsn: u64,
+    pub file: String,
+    pub bytes: u64,
+    pub series: usize,
+    pub removed_segments: usize,
+    pub removed_snapshots: usize,
+    /// How long writers were held (LSN, segment switch, catalog copy).
+    pub writers_held_seconds: f64,
+    pub seconds: f64,
+}
+
+fn unit_code(unit: TimeUnit) -> u8 {
+    match unit {
+        TimeUnit::Seconds => 0,
+        TimeUnit::Milliseconds => 1,
+        TimeUnit::Microseconds => 2,
+        TimeUnit::Nanoseconds => 3,
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Appends a block: `len u32 | crc u32 | kind u8 | 3 zero bytes | payload`,
+/// the CRC over the length, kind, padding and payload.
+fn seal_block(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    let mut head = [0u8; BLOCK_HEADER];
+    head[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[8] = kind;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head[0..4]);
+    hasher.update(&head[8..12]);
+    hasher.update(payload);
+    head[4..8].copy_from_slice(&hasher.finalize().to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(payload);
+}
+
+/// Writes blocks to a file as they fill.
+struct BlockWriter<'a> {
+    file: Box<dyn super::storage::StorageFile>,
+    path: &'a Path,
+    staged: Vec<u8>,
+    blocks: u64,
+    bytes: u64,
+}
+
+impl BlockWriter<'_> {
+    fn block(&mut self, kind: u8, payload: &[u8]) -> Result<(), EngineError> {
+        self.staged.clear();
+        seal_block(&mut self.staged, kind, payload);
+        self.raw()?;
+        self.blocks += 1;
+        Ok(())
+    }
+
+    fn raw(&mut self) -> Result<(), EngineError> {
+        self.file
+            .append(&self.staged)
+            .map_err(|e| EngineError::io("writing snapshot", self.path, &e))?;
+        self.bytes += self.staged.len() as u64;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Writes a snapshot of the store and deletes what it makes unneeded.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
+        let Some(durable) = &self.durable else {
+            return Err(EngineError::argument(
+                "store",
+                "an in-memory store has nothing to checkpoint; use metricstore.open(path)",
+            ));
+        };
+        let _one_at_a_time = durable.checkpoint_lock.lock();
+        durable.check_writable()?;
+        let started = Instant::now();
+        let (lsn, metrics, paths, data) = {
+            let _order = self.lock_sequencer();
+            let lsn = durable.wal.start_segment()? - 1;
+            let catalog = self.catalog.read();
+            let data: Vec<Arc<RwLock<SeriesData>>> = catalog
+                .entries()
+                .iter()
+                .map(|e| Arc::clone(&e.data))
+                .collect();
+            (
+                lsn,
+                catalog.metrics().to_vec(),
+                catalog.series_paths(),
+                data,
+            )
+        };
+        let writers_held_seconds = started.elapsed().as_secs_f64();
+        let storage = durable.storage.as_ref();
+        let dir = durable.dir.as_path();
+        let name = snapshot_name(lsn);
+        let path = dir.join(&name);
+        let temp = dir.join(format!("{name}.tmp"));
+        let _ = storage.remove(&temp);
+        let written = self.write_snapshot(storage, &temp, lsn, &metrics, &paths, &data);
+        let bytes = match written.and_then(|bytes| {
+            storage
+                .rename(&temp, &path)
+                .map_err(|e| EngineError::io("renaming snapshot", &temp, &e))?;
+            storage
+                .sync_dir(dir)
+                .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
+            Ok(bytes)
+        }) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // The log is untouched and still has everything.
+                let _ = storage.remove(&temp);
+                return Err(error);
+            }
+        };
+        let (removed_segments, removed_snapshots) = remove_unneeded(storage, dir)?;
+        Ok(CheckpointInfo {
+            lsn,
+            file: path.display().to_string(),
+            bytes,
+            series: paths.len(),
+            removed_segments,
+            removed_snapshots,
+            writers_held_seconds,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn write_snapshot(
+        &self,
+        storage: &dyn Storage,
+        temp: &Path,
+        lsn: u64,
+        metrics: &[MetricDef],
+        paths: &[(u32, Vec<String>)],
+        data: &[Arc<RwLock<SeriesData>>],
+    ) -> Result<u64, EngineError> {
+        let file = storage
+            .create(temp)
+            .map_err(|e| EngineError::io("creating snapshot", temp, &e))?;
+        let mut out = BlockWriter {
+            file,
+            path: temp,
+            staged: Vec::new(),
+            blocks: 0,
+            bytes: 0,
+        };
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(&SNAPSHOT_MAGIC);
+        header.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        header.extend_from_slice(&[unit_code(self.unit()), 0, 0, 0]);
+        header.extend_from_slice(&lsn.to_le_bytes());
+        header.extend_from_slice(&(paths.len() as u32).to_le_bytes());
+        let crc = crc32fast::hash(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        out.staged = header;
+        out.raw()?;
+
+        let mut catalog = Vec::new();
+        catalog.extend_from_slice(&(metrics.len() as u32).to_le_bytes());
+        for def in metrics {
+            put_str(&mut catalog, &def.name);
+            catalog.extend_from_slice(&def.frequency.to_le_bytes());
+            catalog.push(match def.aggregation {
+                Aggregation::None => 0,
+                Aggregation::Sum => 1,
+                Aggregation::Avg => 2,
+            });
+        }
+        catalog.extend_from_slice(&(paths.len() as u32).to_le_bytes());
+        for (metric, path) in paths {
+            catalog.extend_from_slice(&metric.to_le_bytes());
+            catalog.push(path.len() as u8);
+            for name in path {
+                put_str(&mut catalog, name);
+            }
+        }
+        out.block(BLOCK_CATALOG, &catalog)?;
+
+        // Series blocks: `series u32 | chunk count u32 | (key i64, slots)*`,
+        // one series copied at a time under its own read lock.
+        let mut block = Vec::with_capacity(BLOCK_TARGET + (1 << 16));
+        for (id, series) in data.iter().enumerate() {
+            block.extend_from_slice(&(id as u32).to_le_bytes());
+            series.read().encode_chunks(&mut block);
+            if block.len() >= BLOCK_TARGET {
+                out.block(BLOCK_SERIES, &block)?;
+                block.clear();
+            }
+        }
+        if !block.is_empty() {
+            out.block(BLOCK_SERIES, &block)?;
+        }
+        let end = (out.blocks + 1).to_le_bytes();
+        out.block(BLOCK_END, &end)?;
+        out.file
+            .sync_data()
+            .map_err(|e| EngineError::io("syncing snapshot", temp, &e))?;
+        Ok(out.bytes)
+    }
+
+    /// Fills an empty store from snapshot bytes; returns the LSN it covers.
+    /// The error says why the snapshot cannot be used.
+    pub(crate) fn load_snapshot(&mut self, bytes: &[u8]) -> Result<u64, String> {
+        if bytes.len() < HEADER || bytes[..8] != SNAPSHOT_MAGIC {
+            return Err("not a snapshot (no magic)".to_owned());
+        }
+        let crc = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
+        if crc != crc32fast::hash(&bytes[..28]) {
+            return Err("snapshot header checksum mismatch".to_owned());
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "snapshot format version {version}; this metricstore reads {SNAPSHOT_VERSION}"
+            ));
+        }
+        if bytes[12] != unit_code(self.unit()) {
+            return Err("snapshot time unit differs from the STORE file".to_owned());
+        }
+        let lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        let series_count = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+        let mut offset = HEADER;
+        let mut blocks = 0u64;
+        let mut ended = false;
+        while offset < bytes.len() {
+            if ended {
+                return Err(format!("bytes after the end block at offset {offset}"));
+            }
+            let (kind, payload, next) = read_block(bytes, offset)?;
+            blocks += 1;
+            match kind {
+                BLOCK_CATALOG if blocks == 1 => self.load_catalog(payload)?,
+                BLOCK_SERIES if blocks > 1 => self.load_series(payload)?,
+                BLOCK_END => {
+                    let count = payload
+                        .try_into()
+                        .map(u64::from_le_bytes)
+                        .map_err(|_| "end block of the wrong size".to_owned())?;
+                    if count != blocks {
+                        return Err(format!("end block counts {count} blocks, found {blocks}"));
+                    }
+                    ended = true;
+                }
+                other => return Err(format!("unexpected block kind {other} at offset {offset}")),
+            }
+            offset = next;
+        }
+        if !ended {
+            return Err("the snapshot ends before its end block (incomplete file)".to_owned());
+        }
+        if self.stats().series != series_count as usize {
+            return Err("series count differs from the header".to_owned());
+        }
+        Ok(lsn)
+    }
+
+    fn load_catalog(&mut self, payload: &[u8]) -> Result<(), String> {
+        let mut r = Cursor { bytes: payload };
+        let metric_count = r.u32()?;
+        for _ in 0..metric_count {
+            let name = r.string()?;
+            let frequency = r.i64()?;
+            let aggregation = match r.u8()? {
+                0 => Aggregation::None,
+                1 => Aggregation::Sum,
+                2 => Aggregation::Avg,
+                other => return Err(format!("unknown aggregation code {other}")),
+            };
+            self.catalog.get_mut().define_metric(MetricDef {
+                name,
+                frequency,
+                aggregation,
+            });
+        }
+        let series_count = r.u32()?;
+        for expected in 0..series_count {
+            let metric = r.u32()?;
+            if metric >= metric_count {
+                return Err(format!(
+                    "series {expected} names metric {metric}, which does not exist"
+                ));
+            }
+            let depth = r.u8()? as usize;
+            let path = (0..depth)
+                .map(|_| r.string())
+                .collect::<Result<Vec<_>, _>>()?;
+            let catalog = self.catalog.get_mut();
+            if catalog.find_series(metric, &path).is_some() {
+                return Err(format!("series {expected} appears twice"));
+            }
+            catalog.create_series(metric, &path);
+        }
+        if !r.bytes.is_empty() {
+            return Err("bytes left over in the catalog block".to_owned());
+        }
+        Ok(())
+    }
+
+    fn load_series(&mut self, payload: &[u8]) -> Result<(), String> {
+        let pool = Arc::clone(&self.pool);
+        let catalog = self.catalog.get_mut();
+        let mut r = Cursor { bytes: payload };
+        let mut slots = vec![0f32; super::chunks::CHUNK_SLOTS];
+        while !r.bytes.is_empty() {
+            let id = r.u32()?;
+            let entry = catalog
+                .entry(id)
+                .ok_or_else(|| format!("data for series {id}, which the catalog lacks"))?;
+            let mut data = entry.data.write();
+            let chunks = r.u32()?;
+            for _ in 0..chunks {
+                let key = r.i64()?;
+                let raw = r.take(super::chunks::CHUNK_BYTES)?;
+                for (slot, b) in slots.iter_mut().zip(raw.chunks_exact(4)) {
+                    *slot = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+                }
+                data.load_chunk(&pool, key, &slots);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The block at `offset`: (kind, payload, offset after it), checked.
+fn read_block(bytes: &[u8], offset: usize) -> Result<(u8, &[u8], usize), String> {
+    let head = bytes
+        .get(offset..offset + BLOCK_HEADER)
+        .ok_or_else(|| format!("block header cut short at offset {offset}"))?;
+    let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+    let payload = bytes
+        .get(offset + BLOCK_HEADER..offset + BLOCK_HEADER + len)
+        .ok_or_else(|| format!("block at offset {offset} runs past the end of the file"))?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head[0..4]);
+    hasher.update(&head[8..12]);
+    hasher.update(payload);
+    let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+    if crc != hasher.finalize() {
+        return Err(format!("block checksum mismatch at offset {offset}"));
+    }
+    Ok((head[8], payload, offset + BLOCK_HEADER + len))
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.bytes.len() {
+            return Err("a block ends early".to_owned());
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "a name is not UTF-8".to_owned())
+    }
+}
+
+/// Deletes snapshots beyond the newest two, and log segments whose records
+/// the older kept snapshot covers. Returns (segments, snapshots) removed.
+fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), EngineError> {
+    let snapshots = list_snapshots(storage, dir)?;
+    let mut removed_snapshots = 0;
+    for (_, name) in snapshots.iter().skip(2) {
+        let path = dir.join(name);
+        storage
+            .remove(&path)
+            .map_err(|e| EngineError::io("removing old snapshot", &path, &e))?;
+        removed_snapshots += 1;
+    }
+    let mut removed_segments = 0;
+    // With one snapshot, keep the whole log: it is the fallback.
+    if let Some(&(older, _)) = snapshots.get(1) {
+        let segments = list_segments(storage, dir)?;
+        for pair in segments.windows(2) {
+            let (_, name) = &pair[0];
+            let (next_first, _) = pair[1];
+            // Segment records run up to the next segment's first LSN - 1.
+            if next_first.saturating_sub(1) <= older {
+                let path = dir.join(name);
+                storage
+                    .remove(&path)
+                    .map_err(|e| EngineError::io("removing log segment", &path, &e))?;
+                removed_segments += 1;
+            }
+        }
+    }
+    if removed_segments + removed_snapshots > 0 {
+        storage
+            .sync_dir(dir)
+            .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
+    }
+    Ok((removed_segments, removed_snapshots))
+}
