@@ -299,3 +299,52 @@ def test_a_damaged_snapshot_falls_back_and_says_why(tmp_path: Path) -> None:
 def test_checkpoints_need_a_store_directory() -> None:
     with pytest.raises(ValueError, match=r"^store: an in-memory store has nothing to checkpoint"):
         metricstore.Store().checkpoint()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metricstore", *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_verify_passes_a_healthy_store_and_inspect_lists_its_files(tmp_path: Path) -> None:
+    populate(tmp_path, 3)
+    with metricstore.open(tmp_path) as store:
+        store.checkpoint()
+        store.write(("m", "c/h"), 0, [1.0])
+        store.close(checkpoint=False)
+    done = run_cli("verify", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "ok"
+    shown = run_cli("inspect", str(tmp_path)).stdout
+    assert "snapshot-00000000000000000005.snap  LSN 5" in shown
+    assert "wal-00000000000000000001.log" in shown
+    assert "LSN 1..5  (1 define_metric, 1 create_series, 3 write_block)" in shown
+    assert "LSN 6..6  (1 write_block)" in shown
+
+
+def test_verify_fails_on_corruption_and_names_the_place(tmp_path: Path) -> None:
+    populate(tmp_path, 4)
+    [segment] = segments(tmp_path)
+    data = bytearray(segment.read_bytes())
+    damaged_at = len(data) - 2 * BLOCK_RECORD
+    data[damaged_at + 25] ^= 0x04
+    segment.write_bytes(bytes(data))
+    done = run_cli("verify", str(tmp_path))
+    assert done.returncode == 1
+    assert f"stops at offset {damaged_at}: record checksum mismatch" in done.stdout
+    assert "CORRUPT" in done.stdout
+
+
+def test_verify_accepts_a_torn_tail_and_says_so(tmp_path: Path) -> None:
+    populate(tmp_path, 2)
+    [segment] = segments(tmp_path)
+    os.truncate(segment, segment.stat().st_size - 3)
+    done = run_cli("verify", str(tmp_path))
+    assert done.returncode == 0
+    assert "ends in a torn tail" in done.stdout.splitlines()[-1]
+
+
+def test_verify_of_a_directory_that_is_no_store_fails_clearly(tmp_path: Path) -> None:
+    done = run_cli("verify", str(tmp_path))
+    assert done.returncode == 1
+    assert "is not a metricstore directory" in done.stderr

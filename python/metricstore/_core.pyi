@@ -5,11 +5,13 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CHUNK_SLOTS", "MAX_READ_SLOTS", "Store", "__version__"]
+__all__ = ["CHUNK_SLOTS", "MAX_READ_SLOTS", "Store", "__version__", "inspect"]
 
 __version__: str
 CHUNK_SLOTS: int
 MAX_READ_SLOTS: int
+
+def inspect(path: str) -> dict[str, Any]: ...
 
 @final
 class Store:

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::error::EngineError;
+use super::inspect::{Inspection, inspect};
 use super::snapshot::list_snapshots;
 use super::storage::{FsStorage, Storage};
 use super::store::Store;
@@ -469,6 +470,13 @@ impl Store {
             flusher: Mutex::new(flusher),
         });
         Ok((store, report))
+    }
+
+    /// Reads every log segment and snapshot of the store in `dir` without
+    /// changing anything (what `inspect` and `verify` report).
+    pub fn inspect(dir: &Path) -> Result<(TimeUnit, Inspection), EngineError> {
+        let unit = store_unit(&FsStorage, dir, None, true)?;
+        Ok((unit, inspect(&FsStorage, dir, unit)?))
     }
 
     /// Returns once every write acknowledged before the call is durable.

@@ -14,6 +14,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::store::PyStore;
+    #[pymodule_export]
+    use super::store::inspect;
 
     use pyo3::prelude::*;
 

@@ -377,3 +377,56 @@ impl PyStore {
         Ok(dict)
     }
 }
+
+/// Every log segment and snapshot of the store in `path`, read without
+/// changing anything: {"unit", "segments": [...], "snapshots": [...],
+/// "gaps": [...], "corrupt": bool}.
+#[pyfunction]
+pub fn inspect(py: Python<'_>, path: String) -> PyResult<Bound<'_, PyDict>> {
+    let dir = std::path::PathBuf::from(path);
+    let (unit, found) = py.detach(|| Store::inspect(&dir))?;
+    let dict = PyDict::new(py);
+    dict.set_item("unit", unit.as_str())?;
+    let segments = pyo3::types::PyList::empty(py);
+    for s in &found.segments {
+        let d = PyDict::new(py);
+        d.set_item("file", &s.file)?;
+        d.set_item("first_lsn", s.first_lsn)?;
+        d.set_item("needed", s.needed)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("lsns", s.lsns)?;
+        let kinds = PyDict::new(py);
+        for (kind, count) in &s.ops_by_kind {
+            kinds.set_item(op_kind_name(*kind), count)?;
+        }
+        d.set_item("ops", kinds)?;
+        d.set_item("damage", s.damage.clone())?;
+        segments.append(d)?;
+    }
+    dict.set_item("segments", segments)?;
+    let snapshots = pyo3::types::PyList::empty(py);
+    for s in &found.snapshots {
+        let d = PyDict::new(py);
+        d.set_item("file", &s.file)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("lsn", s.lsn)?;
+        d.set_item("problem", s.problem.clone())?;
+        snapshots.append(d)?;
+    }
+    dict.set_item("snapshots", snapshots)?;
+    dict.set_item("gaps", found.gaps.clone())?;
+    dict.set_item("corrupt", found.corrupt())?;
+    Ok(dict)
+}
+
+fn op_kind_name(kind: u8) -> String {
+    use crate::engine::op_kind;
+    match kind {
+        op_kind::DEFINE_METRIC => "define_metric".to_owned(),
+        op_kind::CREATE_SERIES => "create_series".to_owned(),
+        op_kind::WRITE_BLOCK => "write_block".to_owned(),
+        op_kind::WRITE_TICK => "write_tick".to_owned(),
+        op_kind::WRITE_POINTS => "write_points".to_owned(),
+        other => format!("kind {other}"),
+    }
+}

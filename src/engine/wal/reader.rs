@@ -82,13 +82,22 @@ pub struct ReplayOptions {
 
 /// Whether a valid record with an LSN at or after `next_lsn` starts anywhere
 /// after `offset` (then the damage at `offset` is not a torn tail).
-fn valid_record_after(bytes: &[u8], offset: usize, next_lsn: u64) -> bool {
+pub(crate) fn valid_record_after(bytes: &[u8], offset: usize, next_lsn: u64) -> bool {
     let last_start = bytes.len().saturating_sub(RECORD_HEADER);
     (offset + 1..=last_start).any(|pos| {
         let lsn = u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().expect("8 bytes"));
         // Cheap filter before the checksum: a plausible LSN.
         lsn >= next_lsn && lsn - next_lsn < 1 << 32 && record::parse(bytes, pos).is_ok()
     })
+}
+
+/// Index of the segment holding LSN `after_lsn + 1` (the first one replay
+/// needs), given segments as (first LSN, name) in order.
+pub fn first_needed_segment(segments: &[(u64, String)], after_lsn: u64) -> usize {
+    segments
+        .iter()
+        .rposition(|(first, _)| *first <= after_lsn + 1)
+        .unwrap_or(0)
 }
 
 struct Group {
@@ -107,7 +116,12 @@ pub fn replay(
     options: ReplayOptions,
     mut apply: impl FnMut(u64, u8, &[u8]) -> Result<(), String>,
 ) -> Result<ReplayStats, EngineError> {
-    let segments = list_segments(storage, dir)?;
+    let mut segments = list_segments(storage, dir)?;
+    // Segments whose records the snapshot covers are not read (they are
+    // kept only as the older snapshot's fallback): start at the last one
+    // whose first LSN is at most the first LSN needed.
+    let skip = first_needed_segment(&segments, options.after_lsn);
+    segments.drain(..skip);
     let mut stats = ReplayStats {
         last_lsn: options.after_lsn,
         ..ReplayStats::default()
@@ -160,6 +174,17 @@ pub fn replay(
                     }
                     break;
                 }
+                if options.mode == RecoveryMode::PointInTime {
+                    stop_here(
+                        storage,
+                        dir,
+                        &segments[index..],
+                        options,
+                        &mut stats,
+                        reason,
+                    )?;
+                    break;
+                }
                 return Err(corrupt(0, None, reason));
             }
         };
@@ -170,38 +195,45 @@ pub fn replay(
                 format!("header says first LSN {first_lsn} but the file name says {name_lsn}"),
             ));
         }
-        match next_lsn {
-            Some(expected) if first_lsn != expected => {
-                return Err(corrupt(
-                    0,
-                    Some(first_lsn),
-                    format!(
-                        "segment starts at LSN {first_lsn}, but LSN {expected} was next: a segment is missing"
-                    ),
-                ));
+        let gap = match next_lsn {
+            Some(expected) if first_lsn != expected => Some(format!(
+                "segment starts at LSN {first_lsn}, but LSN {expected} was next: a segment is missing"
+            )),
+            None if first_lsn > options.after_lsn + 1 => Some(format!(
+                "the log starts at LSN {first_lsn}, but the snapshot covers only up to LSN {}",
+                options.after_lsn
+            )),
+            _ => None,
+        };
+        if let Some(reason) = gap {
+            if options.mode == RecoveryMode::PointInTime {
+                stop_here(
+                    storage,
+                    dir,
+                    &segments[index..],
+                    options,
+                    &mut stats,
+                    reason,
+                )?;
+                break;
             }
-            None if first_lsn > options.after_lsn + 1 => {
-                return Err(corrupt(
-                    0,
-                    Some(first_lsn),
-                    format!(
-                        "the log starts at LSN {first_lsn}, but the snapshot covers only up to LSN {}",
-                        options.after_lsn
-                    ),
-                ));
-            }
-            _ => {}
+            return Err(corrupt(0, Some(first_lsn), reason));
         }
         stats.segments += 1;
         let mut next = first_lsn;
         let mut offset = SEGMENT_HEADER;
         let mut group: Option<Group> = None;
-        let mut damage: Option<(usize, String)> = None;
+        // (where the damage starts, where to look for valid data after it, why)
+        let mut damage: Option<(usize, usize, String)> = None;
         while offset < bytes.len() {
             let rec = match record::parse(&bytes, offset) {
                 Ok(rec) => rec,
                 Err(problem) => {
-                    damage = Some((offset, problem.to_string()));
+                    // Inside an op's fragments the whole op goes: the cut is
+                    // at its FIRST fragment; later data is searched for
+                    // from the failure on.
+                    let start = group.as_ref().map_or(offset, |g| g.offset);
+                    damage = Some((start, offset, problem.to_string()));
                     break;
                 }
             };
@@ -258,11 +290,12 @@ pub fn replay(
         {
             damage = Some((
                 g.offset,
+                bytes.len(),
                 "an op's fragments end before its LAST fragment".to_owned(),
             ));
         }
         next_lsn = Some(next);
-        let Some((at, reason)) = damage else {
+        let Some((at, search_from, reason)) = damage else {
             continue;
         };
         let found = Damage {
@@ -271,22 +304,15 @@ pub fn replay(
             bytes: (bytes.len() - at) as u64,
             reason: reason.clone(),
         };
-        let torn = is_last && !valid_record_after(&bytes, at, next);
+        let torn = is_last && !valid_record_after(&bytes, search_from, next);
         match options.mode {
             RecoveryMode::PointInTime => {
                 if !options.readonly {
+                    // Later segments are set aside before the damaged one is
+                    // cut, so a crash in between leaves no gap: running
+                    // recovery again finds the same damage at the end.
+                    set_aside(storage, dir, &segments[index + 1..], &mut stats)?;
                     cut(storage, &path, at)?;
-                    for (_, later) in &segments[index + 1..] {
-                        let from = dir.join(later);
-                        let to = dir.join(format!("{later}.broken"));
-                        storage
-                            .rename(&from, &to)
-                            .map_err(|e| EngineError::io("setting aside", &from, &e))?;
-                        stats.set_aside.push(to.display().to_string());
-                    }
-                    storage
-                        .sync_dir(dir)
-                        .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
                 }
                 stats.stopped = Some(found);
                 break;
@@ -313,6 +339,54 @@ pub fn replay(
         }
     }
     Ok(stats)
+}
+
+/// Point-in-time recovery stopping before `rest[0]` (a damaged header or a
+/// gap): reports it and, unless read-only, sets `rest` aside.
+fn stop_here(
+    storage: &dyn Storage,
+    dir: &Path,
+    rest: &[(u64, String)],
+    options: ReplayOptions,
+    stats: &mut ReplayStats,
+    reason: String,
+) -> Result<(), EngineError> {
+    let path = dir.join(&rest[0].1);
+    let bytes = storage
+        .read(&path)
+        .map(|b| b.len() as u64)
+        .map_err(|e| EngineError::io("reading log segment", &path, &e))?;
+    stats.stopped = Some(Damage {
+        file: path.display().to_string(),
+        offset: 0,
+        bytes,
+        reason,
+    });
+    if !options.readonly {
+        set_aside(storage, dir, rest, stats)?;
+    }
+    Ok(())
+}
+
+/// Point-in-time recovery: renames `segments` to `*.broken` and syncs the
+/// directory, recording them in `stats`.
+fn set_aside(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &[(u64, String)],
+    stats: &mut ReplayStats,
+) -> Result<(), EngineError> {
+    for (_, name) in segments {
+        let from = dir.join(name);
+        let to = dir.join(format!("{name}.broken"));
+        storage
+            .rename(&from, &to)
+            .map_err(|e| EngineError::io("setting aside", &from, &e))?;
+        stats.set_aside.push(to.display().to_string());
+    }
+    storage
+        .sync_dir(dir)
+        .map_err(|e| EngineError::io("syncing directory", dir, &e))
 }
 
 fn cut(storage: &dyn Storage, path: &Path, at: usize) -> Result<(), EngineError> {
