@@ -17,6 +17,8 @@
 mod aggregate;
 mod catalog;
 mod chunks;
+#[cfg(test)]
+mod crash_tests;
 mod durable;
 mod error;
 mod inspect;
@@ -24,6 +26,8 @@ mod metric;
 mod names;
 mod ops;
 mod series;
+#[cfg(test)]
+mod sim_storage;
 mod snapshot;
 mod storage;
 mod store;
