@@ -274,13 +274,23 @@ impl Store {
                 values,
             } => {
                 check_lengths("values", values.len(), "series", series.len())?;
+                // Series of one frequency share the tick's slot: compute it
+                // once per frequency met.
+                let mut last: Option<(i64, i64)> = None;
                 Plan::Slots(
                     series
                         .iter()
                         .enumerate()
                         .map(|(i, &id)| {
-                            let entry = self.entry_at(&catalog, id, i)?;
-                            nearest_slot(*timestamp, entry.frequency, "timestamp")
+                            let frequency = self.entry_at(&catalog, id, i)?.frequency;
+                            match last {
+                                Some((f, slot)) if f == frequency => Ok(slot),
+                                _ => {
+                                    let slot = nearest_slot(*timestamp, frequency, "timestamp")?;
+                                    last = Some((frequency, slot));
+                                    Ok(slot)
+                                }
+                            }
                         })
                         .collect::<Result<Vec<i64>, EngineError>>()?,
                 )

@@ -54,6 +54,15 @@ pub fn nearest_slot(ts: i64, frequency: i64, argument: &str) -> Result<i64, Engi
             "timestamp is i64::MIN, the NaT marker; missing timestamps cannot be stored",
         ));
     }
+    // Fast path: when ts + f/2 fits in i64 the floor division does too, and
+    // the slot's time is then at most ts + f/2, so it fits as well unless
+    // rounding down went below i64::MIN (checked).
+    if let Some(shifted) = ts.checked_add(frequency / 2) {
+        let slot = shifted.div_euclid(frequency);
+        if slot.checked_mul(frequency).is_some_and(|t| t > i64::MIN) {
+            return Ok(slot);
+        }
+    }
     let f = i128::from(frequency);
     let slot = (i128::from(ts) + f / 2).div_euclid(f);
     checked_slot(slot, frequency, argument, ts)

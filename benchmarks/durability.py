@@ -1,0 +1,228 @@
+"""Durability benchmark: the write-ahead log, group commit, snapshots and
+replay, next to what the disk itself does, measured in one run.
+
+- bulk load through the log (sync "none" and "interval") against sequential
+  write+fsync bandwidth of the same disk (one file, 4 MiB writes, one fsync);
+- ticks of TICK_SERIES series in sync "always" against a bare loop that
+  appends the same bytes and fdatasyncs once per tick;
+- commits per second of 4 writer threads against 1 in sync "always";
+- snapshot write (checkpoint) and load (open with nothing to replay), GB/s;
+- log replay at open, MB/s and records/s.
+
+Every figure is the median of --repeat runs, in a fresh directory under
+--dir (default: a temporary directory; use a path on the disk you care about).
+Targets (issue 3): log load >= 50% of write+fsync bandwidth; always ticks >=
+80% of one fdatasync per tick; 4 threads >= 2x one; snapshot load >= 1 GB/s;
+replay >= 300 MB/s.
+
+    python benchmarks/durability.py                  # about two minutes
+    python benchmarks/durability.py --series 100     # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import metricstore
+
+FREQUENCY = 10
+
+
+def median(run: Callable[[], float], repeat: int) -> float:
+    return statistics.median(run() for _ in range(repeat))
+
+
+def fresh(base: Path, name: str) -> Path:
+    path = base / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def disk_write_fsync(base: Path, total: int) -> float:
+    """Seconds to write `total` bytes sequentially in 4 MiB writes and fsync."""
+    path = base / "raw.bin"
+    block = os.urandom(4 << 20)
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        written = 0
+        while written < total:
+            written += os.write(fd, block[: min(len(block), total - written)])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return seconds
+
+
+def load(base: Path, data: np.ndarray, sync: str) -> float:
+    """Seconds to bulk-load `data` (one write per series) and flush."""
+    path = fresh(base, f"load-{sync}")
+    store = metricstore.open(path, sync=sync)
+    store.define_metric("m", FREQUENCY, "sum")
+    handles = [store.series("m", ("c", f"h{i}")) for i in range(len(data))]
+    t0 = time.perf_counter()
+    for handle, row in zip(handles, data, strict=True):
+        store.write(handle, 0, row)
+    store.flush()
+    seconds = time.perf_counter() - t0
+    store.close(checkpoint=False)
+    return seconds
+
+
+def bare_ticks(base: Path, series: int, ticks: int) -> float:
+    """Seconds for `ticks` appends of a tick's worth of bytes, each followed
+    by fdatasync: the floor for one durable commit per tick."""
+    path = base / "ticks.bin"
+    payload = os.urandom(series * 8 + 40)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(ticks):
+            os.write(fd, payload)
+            os.fdatasync(fd)
+        seconds = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+    path.unlink()
+    return seconds
+
+
+def store_ticks(base: Path, series: int, ticks: int, threads: int) -> float:
+    """Seconds for `ticks` durable tick writes of `series` values in total,
+    split over `threads` threads (each its own series)."""
+    path = fresh(base, f"ticks-{threads}")
+    store = metricstore.open(path, sync="always")
+    store.define_metric("m", FREQUENCY, "sum")
+    per_thread = series // threads
+    handles = [
+        np.array([store.series("m", (f"t{t}", f"s{i}")) for i in range(per_thread)], np.uint32)
+        for t in range(threads)
+    ]
+    values = np.ones(per_thread, dtype=np.float32)
+    barrier = threading.Barrier(threads + 1)
+
+    def writer(t: int) -> None:
+        barrier.wait()
+        for tick in range(ticks // threads):
+            store.write_tick(tick * FREQUENCY, handles[t], values)
+
+    workers = [threading.Thread(target=writer, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    seconds = time.perf_counter() - t0
+    store.close(checkpoint=False)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--tick-series", type=int, default=10_000)
+    parser.add_argument("--ticks", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None)
+    args = parser.parse_args()
+    base = args.dir or Path(tempfile.mkdtemp(prefix="metricstore-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(1).random((args.series, args.points), dtype=np.float32)
+    samples = data.size
+    log_bytes = samples * 4 + args.series * (20 + 20)
+    print(f"metricstore {metricstore.__version__}, numpy {np.__version__}; directory {base}")
+    print(f"bulk: {args.series:,} series x {args.points:,} points ({samples * 4 / 1e6:,.0f} MB); "
+          f"ticks: {args.tick_series:,} series x {args.ticks} ticks; "
+          f"median of {args.repeat} runs\n")  # fmt: skip
+
+    t_disk = median(lambda: disk_write_fsync(base, log_bytes), args.repeat)
+    disk_mb = log_bytes / t_disk / 1e6
+    print(f"{'bulk load':44} {'samples/s':>14} {'MB/s':>8} {'vs disk':>8}")
+    print(f"{'disk: sequential write + fsync':44} {'':>14} {disk_mb:8,.0f} {1.0:8.2f}")
+    ratios = {}
+    for sync in ("none", "interval"):
+        t = median(lambda sync=sync: load(base, data, sync), args.repeat)
+        ratios[sync] = t_disk / t
+        print(f"{'metricstore, sync=' + sync:44} {samples / t:14,.0f} "
+              f"{log_bytes / t / 1e6:8,.0f} {t_disk / t:8.2f}")  # fmt: skip
+
+    t_bare = median(lambda: bare_ticks(base, args.tick_series, args.ticks), args.repeat)
+    t_one = median(lambda: store_ticks(base, args.tick_series, args.ticks, 1), args.repeat)
+    t_four = median(lambda: store_ticks(base, args.tick_series, args.ticks * 4, 4), args.repeat)
+    print(f"\n{'durable ticks (sync=always)':44} {'commits/s':>14} {'vs bare':>8}")
+    print(f"{'bare append + fdatasync per tick':44} {args.ticks / t_bare:14,.0f} {1.0:8.2f}")
+    print(f"{'metricstore, 1 writer':44} {args.ticks / t_one:14,.0f} {t_bare / t_one:8.2f}")
+    four_rate = args.ticks * 4 / t_four
+    versus_one = four_rate / (args.ticks / t_one)
+    print(f"{'metricstore, 4 writers (group commit)':44} {four_rate:14,.0f} "
+          f"{four_rate / (args.ticks / t_bare):8.2f}   {versus_one:.2f}x one writer")  # fmt: skip
+
+    path = fresh(base, "snapshot")
+    store = metricstore.open(path, sync="none")
+    store.define_metric("m", FREQUENCY, "sum")
+    for i, row in enumerate(data):
+        store.write(("m", ("c", f"h{i}")), 0, row)
+    store.flush()
+    checkpoints = []
+    for _ in range(args.repeat):
+        info = store.checkpoint()
+        checkpoints.append((info.seconds, info.bytes, info.writers_held_seconds))
+    store.close(checkpoint=False)
+    t_snap, snap_bytes, held = (statistics.median(c[i] for c in checkpoints) for i in range(3))
+
+    def reopen() -> float:
+        t0 = time.perf_counter()
+        metricstore.open(path, readonly=True).close()
+        return time.perf_counter() - t0
+
+    reopen()  # page cache
+    t_load = median(reopen, args.repeat)
+
+    path = fresh(base, "replay")
+    store = metricstore.open(path, sync="none")
+    store.define_metric("m", FREQUENCY, "sum")
+    for i, row in enumerate(data):
+        store.write(("m", ("c", f"h{i}")), 0, row)
+    store.close(checkpoint=False)
+    reports = []
+    for _ in range(args.repeat + 1):
+        t0 = time.perf_counter()
+        reader = metricstore.open(path, readonly=True)
+        reports.append((time.perf_counter() - t0, reader.recovery))
+        reader.close()
+    t_replay = statistics.median(t for t, _ in reports[1:])
+    report = reports[-1][1]
+    assert report is not None
+    print(f"\n{'snapshots and replay':44} {'GB/s or MB/s':>14}")
+    print(f"{'snapshot write (checkpoint)':44} {snap_bytes / t_snap / 1e9:11.2f} GB/s "
+          f"(writers held {held * 1e3:.2f} ms)")  # fmt: skip
+    print(f"{'snapshot load (open, page cache)':44} {snap_bytes / t_load / 1e9:11.2f} GB/s")
+    print(f"{'log replay (open, page cache)':44} {report.bytes / t_replay / 1e6:11,.0f} MB/s "
+          f"({report.records / t_replay:,.0f} records/s)")  # fmt: skip
+
+    print("\ntargets: "
+          f"log load >= 0.5 x disk: none {ratios['none']:.2f}, interval {ratios['interval']:.2f}; "
+          f"always ticks >= 0.8 x bare: {t_bare / t_one:.2f}; "
+          f"4 writers >= 2x one: {versus_one:.2f}; "
+          f"snapshot load >= 1 GB/s: {snap_bytes / t_load / 1e9:.2f}; "
+          f"replay >= 300 MB/s: {report.bytes / t_replay / 1e6:,.0f}")  # fmt: skip
+    if args.dir is None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
