@@ -256,36 +256,98 @@ impl DirLock {
     }
 }
 
-struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: JoinHandle<()>,
+/// The background sync thread. In `interval` mode it syncs every interval;
+/// in `always` mode each append wakes it, so the fdatasync runs while the
+/// writer applies its op to memory, and concurrent writers share syncs.
+struct SyncShared {
+    state: Mutex<SyncState>,
+    /// Wakes the sync thread (a request, or stop).
+    wake: Condvar,
+    /// Wakes writers waiting for their LSN to be synced.
+    synced: Condvar,
 }
 
-impl Flusher {
-    fn start(wal: Arc<WalWriter>, every: Duration) -> Flusher {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = Arc::clone(&stop);
+#[derive(Default)]
+struct SyncState {
+    stop: bool,
+    /// Highest LSN a writer is waiting for.
+    requested: u64,
+}
+
+impl SyncShared {
+    /// Starts the sync thread; returns what writers share with it.
+    fn start(wal: Arc<WalWriter>, mode: SyncMode) -> (Arc<SyncShared>, JoinHandle<()>) {
+        let shared = Arc::new(SyncShared {
+            state: Mutex::new(SyncState::default()),
+            wake: Condvar::new(),
+            synced: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("metricstore-sync".to_owned())
             .spawn(move || {
-                let (stopped, wake) = &*signal;
-                let mut stopped = stopped.lock();
-                while !*stopped {
-                    wake.wait_for(&mut stopped, every);
-                    // A failure poisons the log; the next write reports it.
-                    if wal.written_lsn() > wal.synced_lsn() && wal.sync_all().is_err() {
+                let mut state = worker.state.lock();
+                loop {
+                    if state.stop {
+                        return;
+                    }
+                    match mode {
+                        SyncMode::Interval(every) => {
+                            worker.wake.wait_for(&mut state, every);
+                        }
+                        _ if state.requested <= wal.synced_lsn() => {
+                            worker.wake.wait(&mut state);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    drop(state);
+                    // A failure poisons the log; waiters see it when woken.
+                    let failed = wal.written_lsn() > wal.synced_lsn() && wal.sync_all().is_err();
+                    state = worker.state.lock();
+                    worker.synced.notify_all();
+                    if failed {
                         return;
                     }
                 }
             })
             .expect("spawning the sync thread");
-        Flusher { stop, thread }
+        (shared, thread)
     }
 
-    fn stop(self) {
-        *self.stop.0.lock() = true;
-        self.stop.1.notify_all();
-        let _ = self.thread.join();
+    /// Asks for everything up to `lsn` to be synced (without waiting).
+    fn request(&self, lsn: u64) {
+        let mut state = self.state.lock();
+        if state.requested < lsn {
+            state.requested = lsn;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits until `lsn` is synced, or the log is poisoned.
+    fn wait(&self, wal: &WalWriter, lsn: u64) -> Result<(), EngineError> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(reason) = wal.poisoned() {
+                return Err(EngineError::Poisoned { reason });
+            }
+            if wal.synced_lsn() >= lsn {
+                return Ok(());
+            }
+            if state.stop {
+                drop(state);
+                return wal.sync_through(lsn);
+            }
+            self.synced.wait(&mut state);
+        }
+    }
+
+    /// Stops the thread (waiters then sync for themselves) and joins it.
+    fn stop(&self, thread: JoinHandle<()>) {
+        self.state.lock().stop = true;
+        self.wake.notify_all();
+        self.synced.notify_all();
+        let _ = thread.join();
     }
 }
 
@@ -300,15 +362,31 @@ pub(crate) struct Durable {
     owner_pid: u32,
     closed: AtomicBool,
     lock: Mutex<Option<DirLock>>,
-    flusher: Mutex<Option<Flusher>>,
+    /// Shared with the sync thread (interval and always modes).
+    syncer: Option<Arc<SyncShared>>,
+    sync_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Durable {
-    /// What an acknowledged append still needs in this sync mode.
+    /// Called right after an append, before the op is applied to memory:
+    /// in `always` mode the sync starts now, in parallel with the apply.
+    pub(crate) fn appended(&self, lsn: u64) {
+        if self.sync == SyncMode::Always
+            && let Some(syncer) = &self.syncer
+        {
+            syncer.request(lsn);
+        }
+    }
+
+    /// What an acknowledged append still needs in this sync mode: in
+    /// `always`, that its record is synced.
     pub(crate) fn after_append(&self, lsn: u64) -> Result<(), EngineError> {
-        match self.sync {
-            SyncMode::Always => self.wal.sync_through(lsn),
-            SyncMode::Interval(_) | SyncMode::None => Ok(()),
+        if self.sync != SyncMode::Always {
+            return Ok(());
+        }
+        match &self.syncer {
+            Some(syncer) => syncer.wait(&self.wal, lsn),
+            None => self.wal.sync_through(lsn),
         }
     }
 
@@ -340,14 +418,14 @@ impl Drop for Durable {
     fn drop(&mut self) {
         // Dropped without close(): stop the sync thread and sync what was
         // written, as closing a file does; errors have no one to go to.
-        let flusher = self.flusher.get_mut().take();
+        let thread = self.sync_thread.get_mut().take();
         if std::process::id() != self.owner_pid {
             // A forked child: the sync thread exists only in the parent.
-            std::mem::forget(flusher);
+            std::mem::forget(thread);
             return;
         }
-        if let Some(flusher) = flusher {
-            flusher.stop();
+        if let (Some(syncer), Some(thread)) = (&self.syncer, thread) {
+            syncer.stop(thread);
         }
         if !self.closed.load(Ordering::Acquire) && self.wal.poisoned().is_none() {
             let _ = self.wal.sync_all();
@@ -454,9 +532,12 @@ impl Store {
             report.last_lsn + 1,
             options.segment_bytes,
         )?);
-        let flusher = match options.sync {
-            SyncMode::Interval(every) => Some(Flusher::start(Arc::clone(&wal), every)),
-            SyncMode::Always | SyncMode::None => None,
+        let (syncer, sync_thread) = match options.sync {
+            SyncMode::Interval(_) | SyncMode::Always => {
+                let (shared, thread) = SyncShared::start(Arc::clone(&wal), options.sync);
+                (Some(shared), Some(thread))
+            }
+            SyncMode::None => (None, None),
         };
         store.durable = Some(Durable {
             wal,
@@ -467,7 +548,8 @@ impl Store {
             owner_pid: std::process::id(),
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
-            flusher: Mutex::new(flusher),
+            syncer,
+            sync_thread: Mutex::new(sync_thread),
         });
         Ok((store, report))
     }
@@ -516,14 +598,14 @@ impl Store {
             // A forked child closing its inherited copy: the parent owns the
             // log and its sync thread; leave both alone.
             durable.closed.store(true, Ordering::Release);
-            std::mem::forget(durable.flusher.lock().take());
+            std::mem::forget(durable.sync_thread.lock().take());
             return Ok(());
         }
         if durable.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        if let Some(flusher) = durable.flusher.lock().take() {
-            flusher.stop();
+        if let (Some(syncer), Some(thread)) = (&durable.syncer, durable.sync_thread.lock().take()) {
+            syncer.stop(thread);
         }
         let synced = if durable.wal.poisoned().is_some() {
             Ok(())

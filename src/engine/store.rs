@@ -184,7 +184,9 @@ impl Store {
                         Plan::Create(id) => Some(id),
                         _ => None,
                     };
-                    Some(durable.wal.append(|buf| encode(op, created, buf))?)
+                    let lsn = durable.wal.append(|buf| encode(op, created, buf))?;
+                    durable.appended(lsn);
+                    Some(lsn)
                 }
                 None => None,
             };
