@@ -348,3 +348,25 @@ def test_verify_of_a_directory_that_is_no_store_fails_clearly(tmp_path: Path) ->
     done = run_cli("verify", str(tmp_path))
     assert done.returncode == 1
     assert "is not a metricstore directory" in done.stderr
+
+
+def test_a_background_checkpoint_follows_log_growth(tmp_path: Path) -> None:
+    import time
+
+    with metricstore.open(tmp_path, checkpoint_log_bytes=64 << 10) as store:
+        store.define_metric("m", FREQ, "sum")
+        store.write(("m", "c/h"), 0, np.ones(32 << 10, dtype=np.float32))
+        deadline = time.monotonic() + 10
+        while not list(tmp_path.glob("snapshot-*.snap")):
+            assert time.monotonic() < deadline, "no background checkpoint"
+            time.sleep(0.02)
+        assert store.stats()["failed_checkpoints"] == 0
+        store.close(checkpoint=False)
+    with metricstore.open(tmp_path) as again:
+        report = again.recovery
+        assert report is not None and (report.snapshot_lsn, report.records) == (3, 0)
+
+
+def test_a_bad_checkpoint_interval_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^checkpoint_interval_s: must be a positive number"):
+        metricstore.open(tmp_path, checkpoint_interval_s=0)

@@ -25,6 +25,8 @@ class Store:
         recovery: str = "tolerate_tail",
         readonly: bool = False,
         segment_bytes: int = 67108864,
+        checkpoint_interval_s: float | None = None,
+        checkpoint_log_bytes: int | None = None,
     ) -> Store: ...
     @property
     def path(self) -> str | None: ...

@@ -405,6 +405,8 @@ def open(
     recovery: str = "tolerate_tail",
     readonly: bool = False,
     segment_bytes: int = 64 << 20,
+    checkpoint_interval_s: float | None = 600.0,
+    checkpoint_log_bytes: int | None = 512 << 20,
 ) -> Store:
     """Opens (or creates) the store in directory ``path`` and recovers it.
 
@@ -419,6 +421,11 @@ def open(
     nothing, so it can read a store a writer has open. ``unit`` is the time
     unit of a new store (default "s"); for an existing one it must match.
 
+    A background thread writes a snapshot (see :meth:`Store.checkpoint`)
+    every ``checkpoint_interval_s`` and whenever the log has grown by
+    ``checkpoint_log_bytes`` since the last one (None turns either off), so
+    reopening never replays much log. ``close()`` writes a final snapshot.
+
     One writer per directory: a second one raises LockedError. See
     ``store.recovery`` for what opening found.
     """
@@ -432,6 +439,8 @@ def open(
             recovery=recovery,
             readonly=readonly,
             segment_bytes=segment_bytes,
+            checkpoint_interval_s=checkpoint_interval_s,
+            checkpoint_log_bytes=checkpoint_log_bytes,
         )
     )
     return store

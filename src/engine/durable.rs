@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,10 @@ pub struct OpenOptions {
     pub readonly: bool,
     /// Size at which a log segment is finished and a new one started.
     pub segment_bytes: u64,
+    /// Background checkpoints: after this long since the last one...
+    pub checkpoint_every: Option<Duration>,
+    /// ...or once the log has grown this much since the last one.
+    pub checkpoint_log_bytes: Option<u64>,
 }
 
 impl Default for OpenOptions {
@@ -63,6 +67,8 @@ impl Default for OpenOptions {
             recovery: RecoveryMode::TolerateTail,
             readonly: false,
             segment_bytes: 64 << 20,
+            checkpoint_every: Some(Duration::from_secs(600)),
+            checkpoint_log_bytes: Some(512 << 20),
         }
     }
 }
@@ -351,6 +357,9 @@ impl SyncShared {
     }
 }
 
+/// The background checkpoint thread: its stop flag and handle.
+type Checkpointer = (Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>);
+
 /// The writer side of a store directory.
 pub(crate) struct Durable {
     pub(crate) wal: Arc<WalWriter>,
@@ -358,6 +367,12 @@ pub(crate) struct Durable {
     pub(crate) dir: PathBuf,
     /// Checkpoints run one at a time.
     pub(crate) checkpoint_lock: Mutex<()>,
+    /// `appended_bytes` of the log when the last checkpoint started.
+    pub(crate) checkpointed_at_bytes: AtomicU64,
+    checkpointer: Mutex<Option<Checkpointer>>,
+    /// Background checkpoints that failed, and the last error.
+    pub(crate) failed_checkpoints: AtomicU64,
+    pub(crate) last_checkpoint_error: Mutex<Option<String>>,
     sync: SyncMode,
     owner_pid: u32,
     closed: AtomicBool,
@@ -390,6 +405,23 @@ impl Durable {
         }
     }
 
+    /// Stops the background checkpoint thread and waits for it, unless
+    /// called on that thread (which then simply ends after this call).
+    fn stop_checkpointer(&self) {
+        let Some((stop, thread)) = self.checkpointer.lock().take() else {
+            return;
+        };
+        *stop.0.lock() = true;
+        stop.1.notify_all();
+        if thread.thread().id() != std::thread::current().id() {
+            let _ = thread.join();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn last_snapshot_lsn(&self) -> Result<u64, EngineError> {
         Ok(list_snapshots(self.storage.as_ref(), &self.dir)?
             .first()
@@ -418,6 +450,11 @@ impl Drop for Durable {
     fn drop(&mut self) {
         // Dropped without close(): stop the sync thread and sync what was
         // written, as closing a file does; errors have no one to go to.
+        if std::process::id() == self.owner_pid {
+            self.stop_checkpointer();
+        } else {
+            std::mem::forget(self.checkpointer.get_mut().take());
+        }
         let thread = self.sync_thread.get_mut().take();
         if std::process::id() != self.owner_pid {
             // A forked child: the sync thread exists only in the parent.
@@ -434,6 +471,67 @@ impl Drop for Durable {
 }
 
 impl Store {
+    /// Starts background checkpoints for a store shared through `Arc`:
+    /// after `every` since the last checkpoint, or once the log has grown
+    /// by `log_bytes`. The thread holds only a weak reference and stops when
+    /// the store closes or is dropped.
+    pub fn start_checkpoints(self: &Arc<Store>, every: Option<Duration>, log_bytes: Option<u64>) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        if every.is_none() && log_bytes.is_none() {
+            return;
+        }
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let store = Arc::downgrade(self);
+        // Checking often enough to notice the log growing.
+        let poll = every
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_millis(50));
+        let thread = std::thread::Builder::new()
+            .name("metricstore-checkpoint".to_owned())
+            .spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    {
+                        let mut stopped = signal.0.lock();
+                        if *stopped {
+                            return;
+                        }
+                        signal.1.wait_for(&mut stopped, poll);
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    let Some(store) = store.upgrade() else {
+                        return;
+                    };
+                    let Some(durable) = &store.durable else {
+                        return;
+                    };
+                    let grown = durable.wal.appended_bytes()
+                        - durable.checkpointed_at_bytes.load(Ordering::Relaxed);
+                    let due = every.is_some_and(|e| last.elapsed() >= e)
+                        || log_bytes.is_some_and(|b| grown >= b);
+                    if !due || grown == 0 {
+                        continue;
+                    }
+                    last = Instant::now();
+                    match store.checkpoint() {
+                        Ok(_) => {}
+                        Err(EngineError::Closed) => return,
+                        Err(error) => {
+                            durable.failed_checkpoints.fetch_add(1, Ordering::Relaxed);
+                            *durable.last_checkpoint_error.lock() = Some(error.to_string());
+                        }
+                    }
+                }
+            })
+            .expect("spawning the checkpoint thread");
+        *durable.checkpointer.lock() = Some((stop, thread));
+    }
+
     /// Opens (or creates) the store in directory `dir` on the real file
     /// system, taking its lock unless read-only.
     pub fn open(dir: &Path, options: &OpenOptions) -> Result<(Store, RecoveryReport), EngineError> {
@@ -544,6 +642,10 @@ impl Store {
             storage,
             dir: dir.to_owned(),
             checkpoint_lock: Mutex::new(()),
+            checkpointed_at_bytes: AtomicU64::new(0),
+            checkpointer: Mutex::new(None),
+            failed_checkpoints: AtomicU64::new(0),
+            last_checkpoint_error: Mutex::new(None),
             sync: options.sync,
             owner_pid: std::process::id(),
             closed: AtomicBool::new(false),
@@ -593,6 +695,12 @@ impl Store {
         let Some(durable) = &self.durable else {
             return Ok(());
         };
+        // No background checkpoint may run once the directory is released:
+        // stop the thread and wait for a checkpoint in flight, before
+        // taking the sequencer (a checkpoint takes it too).
+        if std::process::id() == durable.owner_pid {
+            durable.stop_checkpointer();
+        }
         let _order = self.lock_sequencer();
         if std::process::id() != durable.owner_pid {
             // A forked child closing its inherited copy: the parent owns the
@@ -604,6 +712,7 @@ impl Store {
         if durable.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+
         if let (Some(syncer), Some(thread)) = (&durable.syncer, durable.sync_thread.lock().take()) {
             syncer.stop(thread);
         }

@@ -233,3 +233,68 @@ fn close_with_checkpoint_leaves_nothing_to_replay() {
         vec![1.0f32.to_bits(), 2.0f32.to_bits()]
     );
 }
+
+fn snapshot_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".snap")
+        })
+        .count()
+}
+
+#[test]
+fn a_background_checkpoint_follows_log_growth() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    let store = Arc::new(store);
+    store.start_checkpoints(None, Some(64 << 10));
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    assert_eq!(snapshot_count(dir.path()), 0);
+    store.write_block(a, 0, &vec![1.5; 32 << 10]).unwrap(); // 128 KiB of log
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while snapshot_count(dir.path()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store.stats().failed_checkpoints, 0);
+    store.close().unwrap();
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (3, 0));
+    assert_eq!(again.stats().samples, 32 << 10);
+}
+
+#[test]
+fn closing_during_background_checkpoints_leaves_one_consistent_directory() {
+    for round in 0..5 {
+        let dir = TempDir::new();
+        let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        let store = Arc::new(store);
+        // A checkpoint after every few KiB of log: they run all the time.
+        store.start_checkpoints(None, Some(1));
+        store.define_metric("m", 1, Aggregation::Sum).unwrap();
+        let a = store.series("m", &["a"]).unwrap();
+        for i in 0..200 {
+            store.write_block(a, i * 8, &[i as f32; 8]).unwrap();
+            if i % 50 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(60));
+            }
+        }
+        assert!(
+            snapshot_count(dir.path()) > 0,
+            "no checkpoint ran while writing: {:?}",
+            store.stats()
+        );
+        let live = bits(&store, a, 0, 1600);
+        store.close().unwrap();
+        // The lock is free and nothing writes any more: a new writer opens
+        // and sees exactly what the old one had.
+        let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        assert_eq!(bits(&again, a, 0, 1600), live, "round {round}");
+    }
+}

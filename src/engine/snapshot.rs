@@ -147,7 +147,14 @@ impl Store {
         let started = Instant::now();
         let (lsn, metrics, paths, data) = {
             let _order = self.lock_sequencer();
+            if durable.is_closed() {
+                return Err(EngineError::Closed);
+            }
             let lsn = durable.wal.start_segment()? - 1;
+            durable.checkpointed_at_bytes.store(
+                durable.wal.appended_bytes(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let catalog = self.catalog.read();
             let data: Vec<Arc<RwLock<SeriesData>>> = catalog
                 .entries()

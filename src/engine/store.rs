@@ -70,6 +70,9 @@ pub struct StoreStats {
     pub samples_written: u64,
     pub read_calls: u64,
     pub samples_read: u64,
+    /// Background checkpoints that failed, and the last one's error.
+    pub failed_checkpoints: u64,
+    pub last_checkpoint_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -652,6 +655,10 @@ impl Store {
             let data = entry.data.read();
             stats.chunks += data.chunk_count();
             stats.samples += data.valid();
+        }
+        if let Some(durable) = &self.durable {
+            stats.failed_checkpoints = durable.failed_checkpoints.load(Ordering::Relaxed);
+            stats.last_checkpoint_error = durable.last_checkpoint_error.lock().clone();
         }
         let usage = self.pool.usage();
         stats.data_bytes = usage.in_use;

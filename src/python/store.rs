@@ -86,9 +86,12 @@ impl PyStore {
     }
 
     /// Opens or creates the store in directory `path` and recovers it.
+    /// `checkpoint_*` None means no background checkpoints of that kind
+    /// (`metricstore.open` passes its defaults).
     #[staticmethod]
     #[pyo3(signature = (path, unit = None, sync = "interval", sync_interval_ms = 200,
-                        recovery = "tolerate_tail", readonly = false, segment_bytes = 67_108_864))]
+                        recovery = "tolerate_tail", readonly = false, segment_bytes = 67_108_864,
+                        checkpoint_interval_s = None, checkpoint_log_bytes = None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -99,6 +102,8 @@ impl PyStore {
         recovery: &str,
         readonly: bool,
         segment_bytes: u64,
+        checkpoint_interval_s: Option<f64>,
+        checkpoint_log_bytes: Option<u64>,
     ) -> PyResult<Self> {
         let sync = match sync {
             "always" => SyncMode::Always,
@@ -122,18 +127,32 @@ impl PyStore {
                 "segment_bytes: must be at least 4096",
             ));
         }
+        let checkpoint_every = match checkpoint_interval_s {
+            Some(seconds) if !(seconds.is_finite() && seconds > 0.0) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "checkpoint_interval_s: must be a positive number of seconds or None, got {seconds}"
+                )));
+            }
+            other => other.map(std::time::Duration::from_secs_f64),
+        };
         let options = OpenOptions {
             unit: unit.map(TimeUnit::parse).transpose()?,
             sync,
             recovery: RecoveryMode::parse(recovery)?,
             readonly,
             segment_bytes,
+            checkpoint_every,
+            checkpoint_log_bytes,
         };
         let dir = std::path::PathBuf::from(&path);
         let (store, report) = py.detach(|| Store::open(&dir, &options))?;
+        let store = Arc::new(store);
+        if !readonly {
+            store.start_checkpoints(options.checkpoint_every, options.checkpoint_log_bytes);
+        }
         Ok(PyStore {
             unit: store.unit(),
-            inner: RwLock::new(Some(Arc::new(store))),
+            inner: RwLock::new(Some(store)),
             path: Some(path),
             readonly,
             recovery: Some(report),
@@ -374,6 +393,8 @@ impl PyStore {
         dict.set_item("samples_written", s.samples_written)?;
         dict.set_item("read_calls", s.read_calls)?;
         dict.set_item("samples_read", s.samples_read)?;
+        dict.set_item("failed_checkpoints", s.failed_checkpoints)?;
+        dict.set_item("last_checkpoint_error", s.last_checkpoint_error)?;
         Ok(dict)
     }
 }

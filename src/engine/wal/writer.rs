@@ -42,6 +42,8 @@ pub struct WalWriter {
     written: AtomicU64,
     /// Highest LSN known to be durable.
     synced: AtomicU64,
+    /// Bytes appended since this writer was created.
+    appended_bytes: AtomicU64,
     poison: Mutex<Option<String>>,
 }
 
@@ -88,6 +90,7 @@ impl WalWriter {
             sync_lock: Mutex::new(()),
             written: AtomicU64::new(next_lsn - 1),
             synced: AtomicU64::new(next_lsn - 1),
+            appended_bytes: AtomicU64::new(0),
             poison: Mutex::new(None),
         })
     }
@@ -116,6 +119,11 @@ impl WalWriter {
 
     pub fn written_lsn(&self) -> u64 {
         self.written.load(Ordering::Acquire)
+    }
+
+    /// Bytes appended since this writer was created.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes.load(Ordering::Relaxed)
     }
 
     pub fn synced_lsn(&self) -> u64 {
@@ -155,6 +163,7 @@ impl WalWriter {
             return Err(self.poison_with(error));
         }
         current.len += len;
+        self.appended_bytes.fetch_add(len, Ordering::Relaxed);
         current.next_lsn = lsn + 1;
         self.written.store(lsn, Ordering::Release);
         Ok(())
