@@ -126,6 +126,18 @@ impl ChunkPool {
         (chunk, valid)
     }
 
+    /// A chunk decoded from `CHUNK_BYTES` little-endian float32 bytes, and
+    /// its count of non-NaN values (one pass, straight into the chunk).
+    pub fn chunk_from_le_bytes(self: &Arc<Self>, bytes: &[u8]) -> (Chunk, u64) {
+        let mut chunk = self.take_slot();
+        let mut valid = 0u64;
+        for (slot, raw) in chunk.as_mut_slice().iter_mut().zip(bytes.chunks_exact(4)) {
+            *slot = f32::from_le_bytes(raw.try_into().expect("4 bytes"));
+            valid += u64::from(!slot.is_nan());
+        }
+        (chunk, valid)
+    }
+
     fn take_slot(self: &Arc<Self>) -> Chunk {
         let mut state = self.state.lock();
         let ptr = match state.free.pop() {

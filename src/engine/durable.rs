@@ -575,7 +575,7 @@ impl Store {
         for (_, name) in list_snapshots(storage.as_ref(), dir)? {
             let path = dir.join(&name);
             let loaded = storage
-                .read(&path)
+                .read_immutable(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
                     let mut candidate = Store::new(unit);

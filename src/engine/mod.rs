@@ -25,6 +25,7 @@ mod inspect;
 mod metric;
 mod names;
 mod ops;
+mod parallel;
 mod series;
 #[cfg(test)]
 mod sim_storage;

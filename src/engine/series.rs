@@ -107,10 +107,10 @@ impl SeriesData {
         }
     }
 
-    /// Adds a whole chunk read from a snapshot (replacing any with its key).
-    pub fn load_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, slots: &[f32]) {
-        debug_assert_eq!(slots.len(), CHUNK_SLOTS);
-        let (chunk, valid) = pool.chunk_with(0, slots);
+    /// Adds a whole chunk read from a snapshot, given as its little-endian
+    /// bytes (replacing any chunk with its key).
+    pub fn load_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, bytes: &[u8]) {
+        let (chunk, valid) = pool.chunk_from_le_bytes(bytes);
         if let Some(old) = self.chunks.insert(key, chunk) {
             self.valid -= count_valid(old.as_slice());
         }

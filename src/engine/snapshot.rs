@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
+use rayon::prelude::*;
 
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
@@ -299,35 +300,56 @@ impl Store {
         }
         let lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
         let series_count = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+        // Find the blocks (headers only), then check and decode them; the
+        // series blocks are independent, so they load on all cores.
+        let mut blocks = Vec::new();
         let mut offset = HEADER;
-        let mut blocks = 0u64;
-        let mut ended = false;
         while offset < bytes.len() {
-            if ended {
-                return Err(format!("bytes after the end block at offset {offset}"));
+            let (kind, start, end) = block_bounds(bytes, offset)?;
+            blocks.push((kind, offset, start, end));
+            offset = end;
+            if kind == BLOCK_END {
+                break;
             }
-            let (kind, payload, next) = read_block(bytes, offset)?;
-            blocks += 1;
-            match kind {
-                BLOCK_CATALOG if blocks == 1 => self.load_catalog(payload)?,
-                BLOCK_SERIES if blocks > 1 => self.load_series(payload)?,
-                BLOCK_END => {
-                    let count = payload
-                        .try_into()
-                        .map(u64::from_le_bytes)
-                        .map_err(|_| "end block of the wrong size".to_owned())?;
-                    if count != blocks {
-                        return Err(format!("end block counts {count} blocks, found {blocks}"));
-                    }
-                    ended = true;
-                }
-                other => return Err(format!("unexpected block kind {other} at offset {offset}")),
-            }
-            offset = next;
         }
-        if !ended {
+        if offset != bytes.len() {
+            return Err(format!("bytes after the end block at offset {offset}"));
+        }
+        let Some(&(BLOCK_END, end_at, end_start, end_end)) = blocks.last() else {
             return Err("the snapshot ends before its end block (incomplete file)".to_owned());
+        };
+        check_block(bytes, end_at)?;
+        let count = u64::from_le_bytes(
+            bytes[end_start..end_end]
+                .try_into()
+                .map_err(|_| "end block of the wrong size".to_owned())?,
+        );
+        if count != blocks.len() as u64 {
+            return Err(format!(
+                "end block counts {count} blocks, found {}",
+                blocks.len()
+            ));
         }
+        match blocks.first() {
+            Some(&(BLOCK_CATALOG, at, start, end)) => {
+                check_block(bytes, at)?;
+                self.load_catalog(&bytes[start..end])?;
+            }
+            _ => return Err("the first block is not the catalog".to_owned()),
+        }
+        let series_blocks = &blocks[1..blocks.len() - 1];
+        if let Some(&(kind, at, _, _)) = series_blocks.iter().find(|b| b.0 != BLOCK_SERIES) {
+            return Err(format!("unexpected block kind {kind} at offset {at}"));
+        }
+        let this: &Store = self;
+        super::parallel::pool().install(|| {
+            series_blocks
+                .par_iter()
+                .try_for_each(|&(_, at, start, end)| {
+                    check_block(bytes, at)?;
+                    this.load_series(&bytes[start..end])
+                })
+        })?;
         if self.stats().series != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
@@ -376,11 +398,10 @@ impl Store {
         Ok(())
     }
 
-    fn load_series(&mut self, payload: &[u8]) -> Result<(), String> {
-        let pool = Arc::clone(&self.pool);
-        let catalog = self.catalog.get_mut();
+    fn load_series(&self, payload: &[u8]) -> Result<(), String> {
+        let pool = &self.pool;
+        let catalog = self.catalog.read();
         let mut r = Cursor { bytes: payload };
-        let mut slots = vec![0f32; super::chunks::CHUNK_SLOTS];
         while !r.bytes.is_empty() {
             let id = r.u32()?;
             let entry = catalog
@@ -390,26 +411,34 @@ impl Store {
             let chunks = r.u32()?;
             for _ in 0..chunks {
                 let key = r.i64()?;
-                let raw = r.take(super::chunks::CHUNK_BYTES)?;
-                for (slot, b) in slots.iter_mut().zip(raw.chunks_exact(4)) {
-                    *slot = f32::from_le_bytes(b.try_into().expect("4 bytes"));
-                }
-                data.load_chunk(&pool, key, &slots);
+                data.load_chunk(pool, key, r.take(super::chunks::CHUNK_BYTES)?);
             }
         }
         Ok(())
     }
 }
 
-/// The block at `offset`: (kind, payload, offset after it), checked.
-fn read_block(bytes: &[u8], offset: usize) -> Result<(u8, &[u8], usize), String> {
+/// The block at `offset`: (kind, payload start, payload end), with its
+/// length checked against the file but its CRC not yet checked.
+fn block_bounds(bytes: &[u8], offset: usize) -> Result<(u8, usize, usize), String> {
     let head = bytes
         .get(offset..offset + BLOCK_HEADER)
         .ok_or_else(|| format!("block header cut short at offset {offset}"))?;
     let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
-    let payload = bytes
-        .get(offset + BLOCK_HEADER..offset + BLOCK_HEADER + len)
-        .ok_or_else(|| format!("block at offset {offset} runs past the end of the file"))?;
+    let start = offset + BLOCK_HEADER;
+    if bytes.len() - start < len {
+        return Err(format!(
+            "block at offset {offset} runs past the end of the file"
+        ));
+    }
+    Ok((head[8], start, start + len))
+}
+
+/// Checks the CRC of the block at `offset` (bounds already checked).
+fn check_block(bytes: &[u8], offset: usize) -> Result<(), String> {
+    let head = &bytes[offset..offset + BLOCK_HEADER];
+    let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+    let payload = &bytes[offset + BLOCK_HEADER..offset + BLOCK_HEADER + len];
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&head[0..4]);
     hasher.update(&head[8..12]);
@@ -418,7 +447,7 @@ fn read_block(bytes: &[u8], offset: usize) -> Result<(u8, &[u8], usize), String>
     if crc != hasher.finalize() {
         return Err(format!("block checksum mismatch at offset {offset}"));
     }
-    Ok((head[8], payload, offset + BLOCK_HEADER + len))
+    Ok(())
 }
 
 struct Cursor<'a> {

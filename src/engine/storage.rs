@@ -12,6 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Deref;
 use std::path::Path;
 
 /// A file opened for appending.
@@ -30,6 +31,14 @@ pub trait Storage: Send + Sync {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// The whole contents of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The contents of a file that is never modified once written (a
+    /// snapshot), without copying where the storage can map it.
+    fn read_immutable(
+        &self,
+        path: &Path,
+    ) -> io::Result<Box<dyn Deref<Target = [u8]> + Send + Sync>> {
+        Ok(Box::new(self.read(path)?))
+    }
     /// Cuts `path` to `len` bytes and makes that durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -82,6 +91,18 @@ impl Storage for FsStorage {
         fs::read(path)
     }
 
+    fn read_immutable(
+        &self,
+        path: &Path,
+    ) -> io::Result<Box<dyn Deref<Target = [u8]> + Send + Sync>> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Ok(Box::new(Vec::new()));
+        }
+        Ok(Box::new(Mapped::new(&file, len)?))
+    }
+
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let file = OpenOptions::new().write(true).open(path)?;
         file.set_len(len)?;
@@ -98,5 +119,58 @@ impl Storage for FsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+}
+
+/// A read-only, private memory map of a whole file.
+struct Mapped {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    fn new(file: &File, len: usize) -> io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh read-only private mapping of `len` bytes of an
+        // open file; the kernel picks the address. Only immutable files
+        // (snapshots, never truncated after they are renamed into place)
+        // are mapped, so the pages stay valid while mapped.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapped { ptr, len })
+    }
+}
+
+impl Deref for Mapped {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes are mapped at `ptr` until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
     }
 }
