@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import numpy as np
 import pytest
@@ -137,3 +138,47 @@ def test_read_results_describe_themselves(store: metricstore.Store) -> None:
     h = store.series("load", "a")
     result = store.read(h, 0, 600)
     assert repr(result) == ("ReadResult(series=0, start=0, step=60, unit='s', values=<float32 10>)")
+
+
+def test_the_memory_limit_drops_the_oldest_data_across_series() -> None:
+    chunk = metricstore._core.CHUNK_SLOTS * 4
+    store = metricstore.Store(memory_limit=10 * chunk)
+    store.define_metric("m", 1, "sum")
+    old, new = store.series("m", "c/old"), store.series("m", "c/new")
+    store.write(old, 0, np.ones(8 * 1024, dtype=np.float32))
+    store.write(new, 102_400, np.full(8 * 1024, 2.0, dtype=np.float32))  # chunk-aligned
+    stats = store.stats()
+    # 16 chunks against a limit of 10: down to 90% of it, so the 7 oldest go.
+    assert stats["data_bytes"] == 9 * chunk and stats["memory_limit"] == 10 * chunk
+    assert (stats["evictions"], stats["dropped_chunks"]) == (1, 7)
+    # Everything of "new" is kept; what went came from "old", oldest first.
+    np.testing.assert_array_equal(store.read(new, 102_400, 102_400 + 8 * 1024).values, 2.0)
+    kept = store.read(old, 0, 8 * 1024).values
+    assert np.isnan(kept[: 7 * 1024]).all() and (kept[7 * 1024 :] == 1.0).all()
+
+
+def test_retention_keeps_only_recent_data() -> None:
+    store = metricstore.Store()
+    store.define_metric("m", 1, "sum")
+    now = int(time.time())
+    store.write(("m", "a"), now - 3600, np.ones(3600, dtype=np.float32))
+    store.set_retention(dt.timedelta(minutes=10))
+    values = store.read(("m", "a"), now - 3600, now).values
+    assert 599 <= int((~np.isnan(values)).sum()) <= 601
+    assert np.isnan(values[: 3600 - 602]).all()
+
+
+def test_drop_before_takes_any_timestamp_and_bad_limits_are_named() -> None:
+    store = metricstore.Store()
+    store.define_metric("m", 60, "sum")
+    store.write(("m", "a"), "2020-12-25T19:00", np.arange(10, dtype=np.float32))
+    store.drop_before("2020-12-25T19:05")
+    values = store.read(("m", "a"), "2020-12-25T19:00", "2020-12-25T19:10").values
+    np.testing.assert_array_equal(values, [np.nan] * 5 + [5, 6, 7, 8, 9])
+    assert store.stats()["drops"] == 1
+    with pytest.raises(ValueError, match=r"^memory_limit: must be positive"):
+        store.set_memory_limit(0)
+    with pytest.raises(TypeError, match=r"^memory_limit: expected an int"):
+        store.set_memory_limit(1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^retention: must be positive"):
+        store.set_retention(-5)

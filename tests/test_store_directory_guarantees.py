@@ -370,3 +370,14 @@ def test_a_background_checkpoint_follows_log_growth(tmp_path: Path) -> None:
 def test_a_bad_checkpoint_interval_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^checkpoint_interval_s: must be a positive number"):
         metricstore.open(tmp_path, checkpoint_interval_s=0)
+
+
+def test_cuts_of_old_data_survive_reopening(tmp_path: Path) -> None:
+    populate(tmp_path, 4)
+    with metricstore.open(tmp_path) as store:
+        store.drop_before(16 * FREQ)
+        store.close(checkpoint=False)
+    with metricstore.open(tmp_path) as store:
+        assert np.isnan(store.read(("m", "c/h"), 0, 16 * FREQ).values).all()
+        np.testing.assert_array_equal(store.read(("m", "c/h"), 16 * FREQ, 24 * FREQ).values,
+                                      np.arange(8, dtype=np.float32) + 200)  # fmt: skip

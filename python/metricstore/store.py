@@ -170,8 +170,41 @@ class Store:
 
     __slots__ = ("__weakref__", "_core", "_recovery", "_unit")
 
-    def __init__(self, *, unit: str = "s") -> None:
+    def __init__(
+        self, *, unit: str = "s", memory_limit: int | None = None, retention: object = None
+    ) -> None:
         self._attach(_core.Store(unit))
+        self._limit(memory_limit, retention)
+
+    def _limit(self, memory_limit: int | None, retention: object) -> None:
+        if memory_limit is not None:
+            self.set_memory_limit(memory_limit)
+        if retention is not None:
+            self.set_retention(retention)
+
+    def set_memory_limit(self, limit: int | None) -> None:
+        """Limits the bytes of series data (``stats()["data_bytes"]``). When a
+        write passes the limit, the oldest data across all series is dropped
+        until it is back under 90% of the limit; the cut is logged like any
+        write. None removes the limit."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"memory_limit: expected an int of bytes or None, got {limit!r}")
+        if limit is not None and limit <= 0:
+            raise ValueError(f"memory_limit: must be positive or None, got {limit}")
+        self._core.set_memory_limit(limit)
+
+    def set_retention(self, keep: object) -> None:
+        """Keeps only data newer than ``keep`` (ticks of the store unit or a
+        timedelta) before the wall clock; older data is cut as writes arrive
+        (at most every tenth of ``keep``, between 1 s and 60 s). None keeps
+        everything."""
+        ticks = None if keep is None else to_frequency(keep, self._unit, "retention")
+        self._core.set_retention(ticks)
+
+    def drop_before(self, before: object) -> None:
+        """Drops every sample before ``before`` from every series (one logged
+        op, so recovery repeats it)."""
+        self._core.drop_before(to_ticks(before, self._unit, "before"))
 
     def _attach(self, core: _core.Store) -> None:
         self._core = core
@@ -407,6 +440,8 @@ def open(
     segment_bytes: int = 64 << 20,
     checkpoint_interval_s: float | None = 600.0,
     checkpoint_log_bytes: int | None = 512 << 20,
+    memory_limit: int | None = None,
+    retention: object = None,
 ) -> Store:
     """Opens (or creates) the store in directory ``path`` and recovers it.
 
@@ -425,6 +460,8 @@ def open(
     every ``checkpoint_interval_s`` and whenever the log has grown by
     ``checkpoint_log_bytes`` since the last one (None turns either off), so
     reopening never replays much log. ``close()`` writes a final snapshot.
+    ``memory_limit`` and ``retention``: see :meth:`Store.set_memory_limit`
+    and :meth:`Store.set_retention`.
 
     One writer per directory: a second one raises LockedError. See
     ``store.recovery`` for what opening found.
@@ -443,4 +480,6 @@ def open(
             checkpoint_log_bytes=checkpoint_log_bytes,
         )
     )
+    if not readonly:
+        store._limit(memory_limit, retention)
     return store

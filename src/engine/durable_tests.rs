@@ -298,3 +298,23 @@ fn closing_during_background_checkpoints_leaves_one_consistent_directory() {
         assert_eq!(bits(&again, a, 0, 1600), live, "round {round}");
     }
 }
+
+#[test]
+fn cuts_of_old_data_are_logged_and_replayed_exactly() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &vec![1.0; 4096]).unwrap();
+    store.drop_before(1500).unwrap();
+    store
+        .set_memory_limit(Some(3 * crate::engine::CHUNK_BYTES))
+        .unwrap();
+    store.write_block(a, 4096, &vec![2.0; 2048]).unwrap(); // over the limit
+    let live = bits(&store, a, 0, 8192);
+    assert!(store.stats().evictions >= 1);
+    store.close().unwrap();
+    drop(store);
+    let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(bits(&again, a, 0, 8192), live);
+}

@@ -29,6 +29,9 @@ pub enum Op<'a> {
         timestamps: &'a [i64],
         values: &'a [f32],
     },
+    /// Drops every slot before `before` from every series (retention, the
+    /// memory limit, or an explicit cut).
+    DropBefore { before: i64 },
 }
 
 /// Record kinds in the log (one per op variant).
@@ -38,6 +41,7 @@ pub mod kind {
     pub const WRITE_BLOCK: u8 = 3;
     pub const WRITE_TICK: u8 = 4;
     pub const WRITE_POINTS: u8 = 5;
+    pub const DROP_BEFORE: u8 = 6;
 }
 
 /// An op decoded from the log, owning its arrays.
@@ -64,6 +68,9 @@ pub enum OwnedOp {
         series: Vec<SeriesId>,
         timestamps: Vec<i64>,
         values: Vec<f32>,
+    },
+    DropBefore {
+        before: i64,
     },
 }
 
@@ -102,6 +109,7 @@ impl OwnedOp {
                 timestamps,
                 values,
             },
+            OwnedOp::DropBefore { before } => Op::DropBefore { before: *before },
         }
     }
 }
@@ -181,6 +189,10 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
             }
             put_f32s(out, values);
             kind::WRITE_POINTS
+        }
+        Op::DropBefore { before } => {
+            out.extend_from_slice(&before.to_le_bytes());
+            kind::DROP_BEFORE
         }
     }
 }
@@ -321,6 +333,7 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
                 values: r.f32s(n)?,
             }
         }
+        kind::DROP_BEFORE => OwnedOp::DropBefore { before: r.i64()? },
         other => return Err(format!("unknown record kind {other}")),
     };
     r.finish()?;
@@ -373,6 +386,7 @@ mod tests {
             },
             None,
         );
+        round_trip(Op::DropBefore { before: -7 }, None);
         round_trip(
             Op::WritePoints {
                 series: &[1, 1],

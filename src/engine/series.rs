@@ -117,6 +117,31 @@ impl SeriesData {
         self.valid += valid;
     }
 
+    /// Removes every slot before `first_kept`: whole chunks are freed, the
+    /// slots of a chunk that straddles it become NaN. Returns chunks freed.
+    pub fn drop_before(&mut self, first_kept: i64) -> usize {
+        let (key, offset) = split(first_kept);
+        let kept = self.chunks.split_off(&key);
+        let dropped = std::mem::replace(&mut self.chunks, kept);
+        let freed = dropped.len();
+        for chunk in dropped.values() {
+            self.valid -= count_valid(chunk.as_slice());
+        }
+        if offset > 0
+            && let Some(chunk) = self.chunks.get_mut(&key)
+        {
+            let head = &mut chunk.as_mut_slice()[..offset];
+            self.valid -= count_valid(head);
+            head.fill(f32::NAN);
+        }
+        freed
+    }
+
+    /// The first slot of each chunk, in order (for choosing what to evict).
+    pub fn chunk_starts(&self) -> impl Iterator<Item = i64> + '_ {
+        self.chunks.keys().map(|key| key * CHUNK_SLOTS as i64)
+    }
+
     /// Non-NaN slots stored.
     pub fn valid(&self) -> u64 {
         self.valid
@@ -184,6 +209,22 @@ mod tests {
         assert_eq!(series.chunk_count(), 2);
         assert_eq!(read(&series, 1 << 40, 1), vec![1.0]);
         assert_eq!(read(&series, -(1 << 40), 1), vec![2.0]);
+    }
+
+    #[test]
+    fn dropping_before_a_slot_frees_whole_chunks_and_blanks_a_partial_one() {
+        let (pool, mut series) = (pool(), SeriesData::default());
+        let values: Vec<f32> = (0..3000).map(|i| i as f32).collect();
+        series.write(&pool, 0, &values);
+        assert_eq!(series.drop_before(1500), 1);
+        assert_eq!(series.chunk_count(), 2);
+        assert_eq!(series.valid(), 1500);
+        let got = read(&series, 1020, 1000);
+        assert!(got[..480].iter().all(|v| v.is_nan()));
+        assert_eq!(got[480], 1500.0);
+        assert_eq!(series.drop_before(-5), 0);
+        assert_eq!(series.drop_before(1 << 20), 2);
+        assert_eq!(series.valid(), 0);
     }
 
     #[test]

@@ -15,14 +15,14 @@ use parking_lot::{Mutex, RwLock};
 use super::aggregate::combine;
 pub use super::catalog::SeriesId;
 use super::catalog::{Catalog, MetricId};
-use super::chunks::ChunkPool;
+use super::chunks::{CHUNK_BYTES, CHUNK_SLOTS, ChunkPool};
 use super::durable::Durable;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
 use super::ops::{Op, OwnedOp, decode, encode};
 use super::series::SeriesData;
-use super::time::{TimeUnit, check_slot_run, nearest_slot, read_slots};
+use super::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot, read_slots};
 
 /// A read of one series or one aggregated path: `values[i]` is the slot at
 /// time `start + i * step`.
@@ -70,6 +70,13 @@ pub struct StoreStats {
     pub samples_written: u64,
     pub read_calls: u64,
     pub samples_read: u64,
+    /// Cuts of old data (retention, memory limit, `drop_before`), the
+    /// chunks they freed, and how many the memory limit made.
+    pub drops: u64,
+    pub dropped_chunks: u64,
+    pub evictions: u64,
+    /// The memory limit on data bytes, if any.
+    pub memory_limit: Option<usize>,
     /// Background checkpoints that failed, and the last one's error.
     pub failed_checkpoints: u64,
     pub last_checkpoint_error: Option<String>,
@@ -77,6 +84,12 @@ pub struct StoreStats {
 
 #[derive(Default)]
 struct Counters {
+    /// DropBefore ops applied (retention, memory limit, explicit), and the
+    /// chunks they freed.
+    drops: AtomicU64,
+    dropped_chunks: AtomicU64,
+    /// Of those, the ones the memory limit made.
+    evictions: AtomicU64,
     write_calls: AtomicU64,
     samples_written: AtomicU64,
     read_calls: AtomicU64,
@@ -85,6 +98,11 @@ struct Counters {
 
 pub struct Store {
     unit: TimeUnit,
+    /// Bytes of chunk data above which the oldest data is dropped; 0 = none.
+    memory_limit: std::sync::atomic::AtomicUsize,
+    /// Ticks of data kept before the wall clock; 0 = all.
+    retention: std::sync::atomic::AtomicI64,
+    last_retention_cut: Mutex<Option<std::time::Instant>>,
     /// The log and everything about the store directory; `None` for a
     /// purely in-memory store.
     pub(crate) durable: Option<Durable>,
@@ -109,6 +127,7 @@ enum Plan {
     Block(i64),
     /// The slot of each element of a tick or points op.
     Slots(Vec<i64>),
+    Drop,
 }
 
 /// A resolved read target: where its values come from.
@@ -137,6 +156,9 @@ impl Store {
     pub fn new(unit: TimeUnit) -> Self {
         Store {
             unit,
+            memory_limit: std::sync::atomic::AtomicUsize::new(0),
+            retention: std::sync::atomic::AtomicI64::new(0),
+            last_retention_cut: Mutex::new(None),
             durable: None,
             readonly: false,
             pool: Arc::default(),
@@ -170,8 +192,56 @@ impl Store {
     }
 
     /// Applies one op: checks all of it, logs it (if the store has a log),
-    /// then changes memory. Returns the handle for `CreateSeries`.
+    /// then changes memory; then, for writes, keeps the memory limit.
+    /// Returns the handle for `CreateSeries`.
     pub fn apply(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
+        let result = self.apply_logged(op)?;
+        if matches!(
+            op,
+            Op::WriteBlock { .. } | Op::WriteTick { .. } | Op::WritePoints { .. }
+        ) {
+            self.enforce_retention()?;
+            self.enforce_memory_limit()?;
+        }
+        Ok(result)
+    }
+
+    /// Keeps only data newer than `keep` ticks before the wall clock (None:
+    /// keep everything). Writes apply it: after a write, once a tenth of
+    /// `keep` (between 1 and 60 seconds) has passed since the last cut.
+    pub fn set_retention(&self, keep: Option<i64>) -> Result<(), EngineError> {
+        if keep.is_some_and(|k| k <= 0) {
+            return Err(EngineError::argument(
+                "retention",
+                "must be positive or None",
+            ));
+        }
+        self.retention.store(keep.unwrap_or(0), Ordering::Relaxed);
+        *self.last_retention_cut.lock() = None;
+        self.enforce_retention()
+    }
+
+    fn enforce_retention(&self) -> Result<(), EngineError> {
+        let keep = self.retention.load(Ordering::Relaxed);
+        if keep == 0 {
+            return Ok(());
+        }
+        let period = self.unit.duration(keep / 10).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
+        {
+            let mut last = self.last_retention_cut.lock();
+            if last.is_some_and(|at| at.elapsed() < period) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let before = self.unit.now().saturating_sub(keep);
+        self.apply_logged(&Op::DropBefore { before }).map(|_| ())
+    }
+
+    fn apply_logged(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
         let lsn;
         let result;
         {
@@ -200,6 +270,53 @@ impl Store {
             durable.after_append(lsn)?;
         }
         Ok(result)
+    }
+
+    /// Drops every slot before `before` from every series (one logged op).
+    pub fn drop_before(&self, before: i64) -> Result<(), EngineError> {
+        self.apply(&Op::DropBefore { before }).map(|_| ())
+    }
+
+    /// Sets the limit on bytes of chunk data (None: no limit) and enforces it.
+    pub fn set_memory_limit(&self, limit: Option<usize>) -> Result<(), EngineError> {
+        if limit == Some(0) {
+            return Err(EngineError::argument(
+                "memory_limit",
+                "must be positive or None",
+            ));
+        }
+        self.memory_limit
+            .store(limit.unwrap_or(0), Ordering::Relaxed);
+        self.enforce_memory_limit()
+    }
+
+    /// Over the limit, drops the oldest chunks (across all series, by the
+    /// time their data ends) until the data is at most 90% of the limit: one
+    /// `DropBefore` op at the end time of the last chunk to go.
+    fn enforce_memory_limit(&self) -> Result<(), EngineError> {
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        let in_use = self.pool.usage().in_use;
+        if limit == 0 || in_use <= limit {
+            return Ok(());
+        }
+        let target = limit / 10 * 9;
+        let mut ends: Vec<i128> = Vec::new();
+        for entry in self.catalog.read().entries() {
+            let span = i128::from(entry.frequency) * CHUNK_SLOTS as i128;
+            let data = entry.data.read();
+            ends.extend(
+                data.chunk_starts()
+                    .map(|slot| i128::from(slot) * i128::from(entry.frequency) + span),
+            );
+        }
+        ends.sort_unstable();
+        let excess = (in_use - target).div_ceil(CHUNK_BYTES);
+        let Some(&cut) = ends.get(excess.saturating_sub(1)) else {
+            return Ok(());
+        };
+        let before = cut.clamp(i128::from(i64::MIN) + 1, i128::from(i64::MAX)) as i64;
+        self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        self.apply_logged(&Op::DropBefore { before }).map(|_| ())
     }
 
     /// Applies an op read back from the log during recovery.
@@ -300,6 +417,15 @@ impl Store {
                         .collect::<Result<Vec<i64>, EngineError>>()?,
                 )
             }
+            Op::DropBefore { before } => {
+                if *before == i64::MIN {
+                    return Err(EngineError::argument(
+                        "before",
+                        "timestamp is i64::MIN, the NaT marker",
+                    ));
+                }
+                Plan::Drop
+            }
             Op::WritePoints {
                 series,
                 timestamps,
@@ -357,6 +483,21 @@ impl Store {
                     }
                 }
                 self.count_write(values.len());
+                None
+            }
+            (Op::DropBefore { before }, Plan::Drop) => {
+                let catalog = self.catalog.read();
+                let mut freed = 0;
+                for entry in catalog.entries() {
+                    let first_kept = first_slot_at_or_after(*before, entry.frequency)
+                        .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
+                        as i64;
+                    freed += entry.data.write().drop_before(first_kept);
+                }
+                self.counters.drops.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .dropped_chunks
+                    .fetch_add(freed as u64, Ordering::Relaxed);
                 None
             }
             (_, Plan::Nothing | Plan::Existing(_)) => None,
@@ -649,6 +790,13 @@ impl Store {
             samples_written: self.counters.samples_written.load(Ordering::Relaxed),
             read_calls: self.counters.read_calls.load(Ordering::Relaxed),
             samples_read: self.counters.samples_read.load(Ordering::Relaxed),
+            drops: self.counters.drops.load(Ordering::Relaxed),
+            dropped_chunks: self.counters.dropped_chunks.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+            memory_limit: match self.memory_limit.load(Ordering::Relaxed) {
+                0 => None,
+                limit => Some(limit),
+            },
             ..StoreStats::default()
         };
         for entry in catalog.entries() {

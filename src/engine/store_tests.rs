@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::engine::CHUNK_BYTES;
 
 fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
@@ -152,4 +153,48 @@ fn concurrent_writers_leave_the_state_of_their_ops_applied_in_order() {
         assert_eq!(bits(&read(&store, id, 0, 800)), bits(&expected));
     }
     assert_eq!(store.stats().samples, 8 * 800);
+}
+
+#[test]
+fn the_memory_limit_drops_the_oldest_data_first_across_series() {
+    let store = store_with(&[("m", 1, Aggregation::Sum), ("n", 2, Aggregation::Sum)]);
+    let old = store.series("m", &["old"]).unwrap();
+    let new = store.series("n", &["new"]).unwrap();
+    // "old" holds 8 chunks of slots 0..8192 (time 0..8192); "new" holds 8
+    // chunks from time 16384 on (frequency 2). 16 chunks = 64 KiB.
+    store.write_block(old, 0, &vec![1.0; 8 * 1024]).unwrap();
+    store.write_block(new, 16384, &vec![2.0; 8 * 1024]).unwrap();
+    assert_eq!(store.stats().data_bytes, 16 * CHUNK_BYTES);
+    store.set_memory_limit(Some(10 * CHUNK_BYTES)).unwrap();
+    let stats = store.stats();
+    // Down to at most 90% of the limit: 9 chunks; the 7 oldest went, all
+    // from "old" (its data ends earliest).
+    assert_eq!(stats.data_bytes, 9 * CHUNK_BYTES);
+    assert_eq!((stats.evictions, stats.dropped_chunks), (1, 7));
+    let kept = read(&store, old, 0, 8192);
+    assert!(kept[..7 * 1024].iter().all(|v| v.is_nan()));
+    assert!(kept[7 * 1024..].iter().all(|&v| v == 1.0));
+    assert_eq!(
+        read(&store, new, 16384, 16384 + 2 * 8 * 1024),
+        vec![2.0; 8 * 1024]
+    );
+    // A write that passes the limit again evicts again.
+    store.write_block(new, 40000, &vec![3.0; 2048]).unwrap();
+    assert!(store.stats().data_bytes <= 9 * CHUNK_BYTES);
+    assert_eq!(store.stats().evictions, 2);
+}
+
+#[test]
+fn retention_keeps_only_data_newer_than_the_window() {
+    let store = store_with(&[("m", 1, Aggregation::Sum)]);
+    let a = store.series("m", &["a"]).unwrap();
+    let now = TimeUnit::Seconds.now();
+    store.write_block(a, now - 5000, &vec![1.0; 5000]).unwrap();
+    store.set_retention(Some(1000)).unwrap();
+    let values = read(&store, a, now - 5000, now);
+    let kept = values.iter().filter(|v| !v.is_nan()).count();
+    // The cut is at "now - 1000" as of the cut; allow the clock a second.
+    assert!((999..=1001).contains(&kept), "kept {kept}");
+    assert!(values[..3900].iter().all(|v| v.is_nan()));
+    assert!(store.set_retention(Some(0)).is_err());
 }

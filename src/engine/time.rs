@@ -35,6 +35,29 @@ impl TimeUnit {
         }
     }
 
+    fn nanos_per_tick(self) -> i64 {
+        match self {
+            TimeUnit::Seconds => 1_000_000_000,
+            TimeUnit::Milliseconds => 1_000_000,
+            TimeUnit::Microseconds => 1_000,
+            TimeUnit::Nanoseconds => 1,
+        }
+    }
+
+    /// The wall clock now, in ticks of this unit since the Unix epoch.
+    pub fn now(self) -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (since.as_nanos() / self.nanos_per_tick() as u128) as i64
+    }
+
+    /// `ticks` of this unit as a duration (negative counts as zero).
+    pub fn duration(self, ticks: i64) -> std::time::Duration {
+        let nanos = i128::from(ticks.max(0)) * i128::from(self.nanos_per_tick());
+        std::time::Duration::from_nanos(nanos.min(i128::from(u64::MAX)) as u64)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TimeUnit::Seconds => "s",

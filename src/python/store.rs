@@ -191,6 +191,31 @@ impl PyStore {
         Ok(Some(dict))
     }
 
+    /// Drops every slot before `before` from every series (one logged op).
+    fn drop_before(&self, py: Python<'_>, before: i64) -> PyResult<()> {
+        let store = self.store()?;
+        py.detach(|| store.drop_before(before))?;
+        Ok(())
+    }
+
+    /// Limits bytes of chunk data (None: no limit); over it, the oldest data
+    /// is dropped.
+    #[pyo3(signature = (limit))]
+    fn set_memory_limit(&self, py: Python<'_>, limit: Option<usize>) -> PyResult<()> {
+        let store = self.store()?;
+        py.detach(|| store.set_memory_limit(limit))?;
+        Ok(())
+    }
+
+    /// Keeps only data newer than `keep` ticks before the wall clock (None:
+    /// everything).
+    #[pyo3(signature = (keep))]
+    fn set_retention(&self, py: Python<'_>, keep: Option<i64>) -> PyResult<()> {
+        let store = self.store()?;
+        py.detach(|| store.set_retention(keep))?;
+        Ok(())
+    }
+
     /// Returns once every write acknowledged before the call is durable.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let store = self.store()?;
@@ -393,6 +418,10 @@ impl PyStore {
         dict.set_item("samples_written", s.samples_written)?;
         dict.set_item("read_calls", s.read_calls)?;
         dict.set_item("samples_read", s.samples_read)?;
+        dict.set_item("memory_limit", s.memory_limit)?;
+        dict.set_item("drops", s.drops)?;
+        dict.set_item("dropped_chunks", s.dropped_chunks)?;
+        dict.set_item("evictions", s.evictions)?;
         dict.set_item("failed_checkpoints", s.failed_checkpoints)?;
         dict.set_item("last_checkpoint_error", s.last_checkpoint_error)?;
         Ok(dict)
