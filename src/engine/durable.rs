@@ -29,8 +29,8 @@ use super::storage::{FsStorage, Storage};
 use super::store::Store;
 use super::time::TimeUnit;
 use super::wal::reader::{self, Damage, RecoveryMode, ReplayOptions};
-use super::wal::segment_name;
 use super::wal::writer::WalWriter;
+use super::wal::{list_segments, segment_name};
 
 /// When appended records are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -615,6 +615,16 @@ impl Store {
         if options.readonly {
             store.set_readonly();
             return Ok((store, report));
+        }
+        // What was replayed may be only in the page cache (the last writer
+        // was killed before syncing): make it durable before anything is
+        // written after it, or a power cut could keep the new segment and
+        // lose the end of the old one, leaving a gap.
+        for (_, name) in list_segments(storage.as_ref(), dir)? {
+            let path = dir.join(&name);
+            storage
+                .sync_file(&path)
+                .map_err(|e| EngineError::io("syncing log segment", &path, &e))?;
         }
         // A segment named after the next LSN holds no complete record (else
         // replay would have seen it): an empty or cut segment. Replace it.

@@ -16,6 +16,8 @@
 
 mod aggregate;
 mod catalog;
+#[cfg(test)]
+mod checkpoint_crash_tests;
 mod chunks;
 #[cfg(test)]
 mod crash_tests;

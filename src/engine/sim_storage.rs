@@ -491,6 +491,15 @@ impl Storage for SimStorage {
         Ok(state.inodes[&inode].data.clone())
     }
 
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(OpKind::SyncData, path)?;
+        let id = state.lookup(path)?;
+        let inode = state.inodes.get_mut(&id).expect("an entry's inode");
+        inode.durable = inode.data.len();
+        Ok(())
+    }
+
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut state = self.state.lock();
         state.begin(OpKind::Truncate, path)?;

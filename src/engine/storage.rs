@@ -39,6 +39,8 @@ pub trait Storage: Send + Sync {
     ) -> io::Result<Box<dyn Deref<Target = [u8]> + Send + Sync>> {
         Ok(Box::new(self.read(path)?))
     }
+    /// Makes the contents of an existing file durable (fdatasync).
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
     /// Cuts `path` to `len` bytes and makes that durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -101,6 +103,10 @@ impl Storage for FsStorage {
             return Ok(Box::new(Vec::new()));
         }
         Ok(Box::new(Mapped::new(&file, len)?))
+    }
+
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_data()
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

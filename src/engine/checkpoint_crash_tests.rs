@@ -1,0 +1,1055 @@
+//! Crash tests of checkpoints, snapshot fallback, `drop_before` and the
+//! memory limit on [`SimStorage`].
+//!
+//! A workload is a list of calls: ops (each one log record when nothing is
+//! evicted) and checkpoints (no record). A run on a fresh simulated disk
+//! crashes just before its Nth storage operation, for every N (or a sample);
+//! the machine is rebooted and the store reopened, and the recovered state is
+//! compared bit for bit with an independent model after a prefix of the ops
+//! that holds every acknowledged op.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::sim_storage::{Fault, KeepPolicy, Rng, SimStorage};
+use super::{
+    Aggregation, EngineError, OpenOptions, RecoveryMode, RecoveryReport, Store, SyncMode, Target,
+};
+
+const DIR: &str = "/store";
+const SEGMENT_BYTES: u64 = 4096;
+const NAN_BITS: u32 = 0x7FC0_0000;
+
+fn dir() -> &'static Path {
+    Path::new(DIR)
+}
+
+// ---------------------------------------------------------------------------
+// Workload and model.
+
+#[derive(Debug, Clone)]
+enum Step {
+    Define {
+        name: &'static str,
+        frequency: i64,
+        aggregation: Aggregation,
+    },
+    Series {
+        metric: &'static str,
+        path: Vec<String>,
+        id: u32,
+    },
+    Block {
+        series: u32,
+        start: i64,
+        values: Vec<f32>,
+    },
+    Tick {
+        timestamp: i64,
+        series: Vec<u32>,
+        values: Vec<f32>,
+    },
+    Points {
+        series: Vec<u32>,
+        timestamps: Vec<i64>,
+        values: Vec<f32>,
+    },
+    DropBefore {
+        before: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Call {
+    Op(Step),
+    Checkpoint,
+}
+
+fn value(rng: &mut Rng) -> f32 {
+    match rng.below(10) {
+        0 => f32::NAN,
+        1 => {
+            const SPECIAL: [f32; 6] =
+                [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-45, f32::MAX];
+            SPECIAL[rng.below(SPECIAL.len() as u64) as usize]
+        }
+        _ => loop {
+            let v = f32::from_bits(rng.next_u64() as u32);
+            if !v.is_nan() {
+                break v;
+            }
+        },
+    }
+}
+
+fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| value(rng)).collect()
+}
+
+/// The setup ops: metrics (name, frequency, aggregation) and their series.
+fn setup(metrics: &[(&'static str, i64, Aggregation)], per_metric: usize) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut id = 0;
+    for &(name, frequency, aggregation) in metrics {
+        steps.push(Step::Define {
+            name,
+            frequency,
+            aggregation,
+        });
+        for i in 0..per_metric {
+            steps.push(Step::Series {
+                metric: name,
+                path: vec![format!("h{i}"), name.to_owned()],
+                id,
+            });
+            id += 1;
+        }
+    }
+    steps
+}
+
+/// A random write to `series` series with timestamps in `lo..=hi`.
+fn random_write(rng: &mut Rng, series: u32, lo: i64, hi: i64) -> Step {
+    let pick = |rng: &mut Rng| rng.below(u64::from(series)) as u32;
+    match rng.below(3) {
+        0 => {
+            let len = if rng.chance(1, 5) {
+                rng.range(100, 250)
+            } else {
+                rng.range(1, 40)
+            };
+            Step::Block {
+                series: pick(rng),
+                start: rng.range(lo, hi),
+                values: values(rng, len as usize),
+            }
+        }
+        1 => {
+            let n = rng.range(1, i64::from(series) + 1) as usize;
+            Step::Tick {
+                timestamp: rng.range(lo, hi),
+                series: (0..n).map(|_| pick(rng)).collect(),
+                values: values(rng, n),
+            }
+        }
+        _ => {
+            let n = rng.range(1, 12) as usize;
+            Step::Points {
+                series: (0..n).map(|_| pick(rng)).collect(),
+                timestamps: (0..n).map(|_| rng.range(lo, hi)).collect(),
+                values: values(rng, n),
+            }
+        }
+    }
+}
+
+const METRICS: [(&str, i64, Aggregation); 2] =
+    [("cpu", 10, Aggregation::Sum), ("mem", 7, Aggregation::Avg)];
+
+/// Setup, then `writes` random writes with checkpoints after the writes
+/// numbered in `checkpoints_after`.
+fn checkpoint_workload(seed: u64, writes: usize, checkpoints_after: &[usize]) -> Vec<Call> {
+    let mut rng = Rng::new(seed);
+    let mut calls: Vec<Call> = setup(&METRICS, 2).into_iter().map(Call::Op).collect();
+    for w in 1..=writes {
+        calls.push(Call::Op(random_write(&mut rng, 4, -300, 2000)));
+        if checkpoints_after.contains(&w) {
+            calls.push(Call::Checkpoint);
+        }
+    }
+    calls
+}
+
+/// The ops of a workload, in order (LSN i + 1 is op i when nothing is
+/// evicted).
+fn ops_of(calls: &[Call]) -> Vec<Step> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Op(step) => Some(step.clone()),
+            Call::Checkpoint => None,
+        })
+        .collect()
+}
+
+/// floor((ts + f/2) / f).
+fn slot(ts: i64, f: i64) -> i64 {
+    (i128::from(ts) + i128::from(f / 2)).div_euclid(i128::from(f)) as i64
+}
+
+fn frequencies(steps: &[Step]) -> Vec<i64> {
+    let mut metric_freq = BTreeMap::new();
+    let mut out = Vec::new();
+    for step in steps {
+        match step {
+            Step::Define {
+                name, frequency, ..
+            } => {
+                metric_freq.insert(*name, *frequency);
+            }
+            Step::Series { metric, id, .. } => {
+                assert_eq!(*id as usize, out.len());
+                out.push(metric_freq[metric]);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The (series, slot, value bits) a write stores, in order.
+fn cells(step: &Step, freqs: &[i64]) -> Vec<(u32, i64, u32)> {
+    match step {
+        Step::Block {
+            series,
+            start,
+            values,
+        } => {
+            let first = slot(*start, freqs[*series as usize]);
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (*series, first + i as i64, v.to_bits()))
+                .collect()
+        }
+        Step::Tick {
+            timestamp,
+            series,
+            values,
+        } => series
+            .iter()
+            .zip(values)
+            .map(|(&s, v)| (s, slot(*timestamp, freqs[s as usize]), v.to_bits()))
+            .collect(),
+        Step::Points {
+            series,
+            timestamps,
+            values,
+        } => series
+            .iter()
+            .zip(timestamps)
+            .zip(values)
+            .map(|((&s, &ts), v)| (s, slot(ts, freqs[s as usize]), v.to_bits()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Slots `lo..hi` covering every write.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    lo: i64,
+    hi: i64,
+}
+
+fn window(steps: &[Step]) -> Window {
+    let freqs = frequencies(steps);
+    let mut w = Window { lo: 0, hi: 1 };
+    for step in steps {
+        for (_, s, _) in cells(step, &freqs) {
+            w.lo = w.lo.min(s);
+            w.hi = w.hi.max(s + 1);
+        }
+    }
+    w
+}
+
+/// Everything recovery must restore.
+#[derive(Debug, Clone, PartialEq)]
+struct State {
+    metrics: Vec<(String, i64, Aggregation)>,
+    series: Vec<(String, Vec<String>)>,
+    /// Per series, the value bits of the window's slots.
+    values: Vec<Vec<u32>>,
+    samples: u64,
+}
+
+fn count_samples(values: &[Vec<u32>]) -> u64 {
+    values
+        .iter()
+        .flatten()
+        .filter(|&&b| !f32::from_bits(b).is_nan())
+        .count() as u64
+}
+
+/// Applies one op to a model state (the window must cover every write).
+fn model_apply(state: &mut State, step: &Step, freqs: &[i64], w: Window) {
+    let len = (w.hi - w.lo) as usize;
+    match step {
+        Step::Define {
+            name,
+            frequency,
+            aggregation,
+        } => state
+            .metrics
+            .push(((*name).to_owned(), *frequency, *aggregation)),
+        Step::Series { metric, path, .. } => {
+            state.series.push(((*metric).to_owned(), path.clone()));
+            state.values.push(vec![NAN_BITS; len]);
+        }
+        Step::DropBefore { before } => {
+            for (s, row) in state.values.iter_mut().enumerate() {
+                let f = freqs[s];
+                for (i, bits) in row.iter_mut().enumerate() {
+                    // Slot k holds time k * f; it goes if that is before.
+                    if i128::from(w.lo + i as i64) * i128::from(f) < i128::from(*before) {
+                        *bits = NAN_BITS;
+                    }
+                }
+            }
+        }
+        write => {
+            for (s, k, bits) in cells(write, freqs) {
+                state.values[s as usize][(k - w.lo) as usize] = bits;
+            }
+        }
+    }
+    state.samples = count_samples(&state.values);
+}
+
+fn empty_state() -> State {
+    State {
+        metrics: Vec::new(),
+        series: Vec::new(),
+        values: Vec::new(),
+        samples: 0,
+    }
+}
+
+/// The model after the first `k` ops.
+fn model_state(steps: &[Step], k: usize, w: Window) -> State {
+    let freqs = frequencies(steps);
+    let mut state = empty_state();
+    for step in &steps[..k] {
+        model_apply(&mut state, step, &freqs, w);
+    }
+    state
+}
+
+fn store_state(store: &Store, w: Window) -> State {
+    let metrics: Vec<(String, i64, Aggregation)> = store
+        .metrics()
+        .into_iter()
+        .map(|m| (m.name, m.frequency, m.aggregation))
+        .collect();
+    let mut series = Vec::new();
+    let mut values = Vec::new();
+    for (index, (id, metric, path)) in store.list_series().into_iter().enumerate() {
+        assert_eq!(id as usize, index, "series handles are dense");
+        let f = metrics
+            .iter()
+            .find(|m| m.0 == metric)
+            .expect("a series' metric is defined")
+            .1;
+        let read = store.read(Target::Series(id), w.lo * f, w.hi * f).unwrap();
+        assert_eq!(read.start, w.lo * f);
+        values.push(read.values.iter().map(|v| v.to_bits()).collect());
+        series.push((metric, path));
+    }
+    State {
+        metrics,
+        series,
+        values,
+        samples: store.stats().samples,
+    }
+}
+
+/// Panics with the first difference between two states.
+fn assert_same(got: &State, want: &State, w: Window, context: &str) {
+    if got == want {
+        return;
+    }
+    assert_eq!(got.metrics, want.metrics, "{context}: metrics");
+    assert_eq!(got.series, want.series, "{context}: series");
+    for (s, (g, m)) in got.values.iter().zip(&want.values).enumerate() {
+        if let Some(i) = (0..g.len()).find(|&i| g[i] != m[i]) {
+            panic!(
+                "{context}: series {s} slot {} holds bits {:#010x}, expected {:#010x}",
+                w.lo + i as i64,
+                g[i],
+                m[i]
+            );
+        }
+    }
+    assert_eq!(got.samples, want.samples, "{context}: samples");
+}
+
+fn apply(store: &Store, step: &Step) -> Result<(), EngineError> {
+    match step {
+        Step::Define {
+            name,
+            frequency,
+            aggregation,
+        } => store.define_metric(name, *frequency, *aggregation),
+        Step::Series { metric, path, id } => {
+            let got = store.series(metric, path)?;
+            assert_eq!(got, *id, "series handle of {metric}/{path:?}");
+            Ok(())
+        }
+        Step::Block {
+            series,
+            start,
+            values,
+        } => store.write_block(*series, *start, values),
+        Step::Tick {
+            timestamp,
+            series,
+            values,
+        } => store.write_tick(*timestamp, series, values),
+        Step::Points {
+            series,
+            timestamps,
+            values,
+        } => store.write_points(series, timestamps, values),
+        Step::DropBefore { before } => store.drop_before(*before),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running a workload on a simulated disk.
+
+fn options(sync: SyncMode) -> OpenOptions {
+    OpenOptions {
+        sync,
+        recovery: RecoveryMode::TolerateTail,
+        segment_bytes: SEGMENT_BYTES,
+        checkpoint_every: None,
+        checkpoint_log_bytes: None,
+        ..OpenOptions::default()
+    }
+}
+
+fn open(sim: &Arc<SimStorage>, sync: SyncMode) -> Result<(Store, RecoveryReport), EngineError> {
+    Store::open_on(sim.clone(), dir(), &options(sync))
+}
+
+/// What a run of calls was told.
+#[derive(Debug, Default)]
+struct Run {
+    /// Ops acknowledged (Ok) before the first failure.
+    acked: usize,
+    /// Ops acknowledged before the last checkpoint that returned Ok.
+    checkpointed: usize,
+    /// Whether the first failure was an op (which may have been logged).
+    op_failed: bool,
+    /// Checkpoints that returned Ok.
+    checkpoints: usize,
+    /// Storage op counts around each checkpoint call: (before, after).
+    checkpoint_ops: Vec<(u64, u64)>,
+    /// The first error, if any.
+    error: Option<EngineError>,
+}
+
+/// Opens a store on `sim` (if `memory_limit`, sets it), runs the calls,
+/// stopping at the first failure, and returns the store (if it opened).
+fn run_calls(
+    sim: &Arc<SimStorage>,
+    calls: &[Call],
+    sync: SyncMode,
+    memory_limit: Option<usize>,
+    mut after_call: impl FnMut(usize, &Store),
+) -> (Option<Store>, Run) {
+    let mut run = Run::default();
+    let store = match open(sim, sync) {
+        Ok((store, _)) => store,
+        Err(e) => {
+            run.error = Some(e);
+            return (None, run);
+        }
+    };
+    if let Err(e) = store.set_memory_limit(memory_limit) {
+        run.error = Some(e);
+        return (Some(store), run);
+    }
+    for (i, call) in calls.iter().enumerate() {
+        let result = match call {
+            Call::Op(step) => apply(&store, step),
+            Call::Checkpoint => {
+                let before = sim.op_count();
+                let result = store.checkpoint().map(|_| ());
+                run.checkpoint_ops.push((before, sim.op_count()));
+                result
+            }
+        };
+        match (result, call) {
+            (Ok(()), Call::Op(_)) => run.acked += 1,
+            (Ok(()), Call::Checkpoint) => {
+                run.checkpoints += 1;
+                run.checkpointed = run.acked;
+            }
+            (Err(e), call) => {
+                run.op_failed = matches!(call, Call::Op(_));
+                run.error = Some(e);
+                break;
+            }
+        }
+        after_call(i, &store);
+    }
+    (Some(store), run)
+}
+
+/// Storage operations of a whole clean run, open included.
+fn total_ops(calls: &[Call], sync: SyncMode, memory_limit: Option<usize>) -> (u64, Run) {
+    let sim = Arc::new(SimStorage::new());
+    let (store, run) = run_calls(&sim, calls, sync, memory_limit, |_, _| {});
+    assert!(run.error.is_none(), "clean run failed: {:?}", run.error);
+    let ops = sim.op_count();
+    drop(store);
+    (ops, run)
+}
+
+/// Crashes the machine under a live store (unless a fault did already),
+/// drops the store and reboots with no faults armed.
+fn crash(sim: &SimStorage, store: Option<Store>, policy: KeepPolicy) {
+    if !sim.is_down() {
+        sim.crash(policy);
+    }
+    drop(store);
+    sim.clear_faults();
+    sim.reboot();
+}
+
+/// Reopens after a crash; recovery must not fail.
+fn recover(sim: &Arc<SimStorage>, context: &str) -> (Store, RecoveryReport) {
+    match open(sim, SyncMode::None) {
+        Ok(opened) => opened,
+        Err(e) => panic!(
+            "{context}: recovery failed: {e}\ncrashes: {:?}",
+            sim.crash_log()
+        ),
+    }
+}
+
+/// The prefix length a recovery gives, checked to lie in `lo..=hi`, with the
+/// state checked against the model.
+fn check_recovery(
+    sim: &Arc<SimStorage>,
+    ops: &[Step],
+    lo: usize,
+    hi: usize,
+    context: &str,
+) -> (usize, RecoveryReport) {
+    let (store, report) = recover(sim, context);
+    let k = report.last_lsn as usize;
+    assert!(
+        lo <= k && k <= hi,
+        "{context}: recovered {k} ops, expected {lo}..={hi}\nreport: {report:?}\ncrashes: {:?}",
+        sim.crash_log()
+    );
+    assert!(
+        report.skipped_snapshots.is_empty(),
+        "{context}: a crash left an unusable snapshot: {:?}",
+        report.skipped_snapshots
+    );
+    assert!(report.snapshot_lsn <= report.last_lsn, "{context}");
+    let w = window(ops);
+    assert_same(
+        &store_state(&store, w),
+        &model_state(ops, k, w),
+        w,
+        &format!("{context}: after {k} ops"),
+    );
+    store.close().unwrap();
+    (k, report)
+}
+
+// ---------------------------------------------------------------------------
+// 1. Crashes anywhere in a run with checkpoints.
+
+#[test]
+fn a_crash_at_any_point_of_a_checkpoint_recovers_the_exact_state() {
+    let calls = checkpoint_workload(1, 70, &[20, 40, 55]);
+    let ops = ops_of(&calls);
+    let (total, clean) = total_ops(&calls, SyncMode::Always, None);
+    assert_eq!(clean.checkpoints, 3);
+    // The reference run really deleted a snapshot and log segments.
+    {
+        let sim = Arc::new(SimStorage::new());
+        let (store, _) = run_calls(&sim, &calls, SyncMode::Always, None, |_, _| {});
+        let files = sim.files(dir());
+        let snaps = files.iter().filter(|n| n.ends_with(".snap")).count();
+        assert_eq!(snaps, 2, "{files:?}");
+        assert!(
+            !files.iter().any(|n| n == &super::segment_name(1)),
+            "the first log segment was never deleted: {files:?}"
+        );
+        drop(store);
+    }
+    // What kind of operation each crash came before: every step of a
+    // checkpoint must be hit.
+    let mut hit: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in 1..=total {
+        for policy in [
+            KeepPolicy::Synced,
+            KeepPolicy::Everything,
+            KeepPolicy::Random(n),
+        ] {
+            let context = format!("crash before op {n} of {total}, {policy:?}");
+            let sim = Arc::new(SimStorage::new());
+            sim.inject(Fault::crash_before(None, n, policy));
+            let (store, run) = run_calls(&sim, &calls, SyncMode::Always, None, |_, _| {});
+            assert!(sim.is_down(), "{context}: the crash never came");
+            let error = run.error.as_ref().expect("a crash fails some call");
+            assert!(
+                matches!(
+                    error,
+                    EngineError::Io { errno: Some(5), .. } | EngineError::Poisoned { .. }
+                ),
+                "{context}: {error:?}"
+            );
+            let log = sim.crash_log().join("\n");
+            let in_checkpoint = clean
+                .checkpoint_ops
+                .iter()
+                .any(|&(before, after)| before < n && n <= after);
+            for (what, kind, part) in [
+                ("snapshot create", "Create", ".snap.tmp"),
+                ("snapshot append", "Append", ".snap.tmp"),
+                ("snapshot sync", "SyncData", ".snap.tmp"),
+                ("snapshot rename", "Rename", ".snap.tmp"),
+                ("old snapshot remove", "Remove", ".snap:"),
+                ("segment remove", "Remove", ".log:"),
+                ("segment create", "Create", ".log:"),
+            ] {
+                if in_checkpoint && log.contains(&format!("before {kind} ")) && log.contains(part) {
+                    *hit.entry(what).or_default() += 1;
+                }
+            }
+            crash(&sim, store, policy);
+            // always mode: every acknowledged op is durable; the failed op
+            // may or may not have been logged.
+            let hi = run.acked + usize::from(run.op_failed);
+            check_recovery(&sim, &ops, run.acked, hi, &context);
+        }
+    }
+    for what in [
+        "snapshot create",
+        "snapshot append",
+        "snapshot sync",
+        "snapshot rename",
+        "old snapshot remove",
+        "segment remove",
+        "segment create",
+    ] {
+        assert!(
+            hit.get(what).copied().unwrap_or(0) > 0,
+            "no crash at {what}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Crashes during recovery.
+
+// Regression: recovery once replayed unsynced records from the page cache
+// (a process killed before its sync) and started a new segment without
+// syncing the old one, so a later power cut left a gap ("segment starts at
+// LSN 22, but LSN 1 was next") and every open refused the store. Recovery
+// now syncs the segments it replayed before writing after them.
+#[test]
+fn a_crash_during_recovery_then_recovering_again_gives_the_same_state() {
+    let calls = checkpoint_workload(2, 45, &[12, 24, 36]);
+    let ops = ops_of(&calls);
+    // `none` mode leaves unsynced log records around when a checkpoint
+    // starts, which a process crash keeps and a power cut loses.
+    let sync = SyncMode::None;
+    let (_, clean) = total_ops(&calls, sync, None);
+    assert_eq!(clean.checkpoint_ops.len(), 3);
+    // Bases: a crash before every storage op of the third checkpoint, and
+    // before the first op of the first two.
+    let mut crash_points: Vec<u64> = clean.checkpoint_ops[..2]
+        .iter()
+        .map(|&(before, _)| before + 1)
+        .collect();
+    let (third_start, third_end) = clean.checkpoint_ops[2];
+    crash_points.extend(third_start + 1..=third_end);
+    let mut runs = 0;
+    for &n in &crash_points {
+        for policy in [KeepPolicy::Synced, KeepPolicy::Everything] {
+            let base_context = format!("checkpoint crash before op {n}, {policy:?}");
+            let base = Arc::new(SimStorage::new());
+            base.inject(Fault::crash_before(None, n, policy));
+            let (store, run) = run_calls(&base, &calls, sync, None, |_, _| {});
+            assert!(base.is_down(), "{base_context}: no crash");
+            crash(&base, store, policy);
+            // A checkpoint that returned Ok made its ops durable.
+            let lo = run.checkpointed;
+            let hi = run.acked + usize::from(run.op_failed);
+            // A clean recovery, and one after a power cut at rest.
+            let (k_live, _) = check_recovery(
+                &Arc::new(base.fork()),
+                &ops,
+                lo,
+                hi,
+                &format!("{base_context}, clean recovery"),
+            );
+            let cut = Arc::new(base.fork());
+            cut.crash(KeepPolicy::Synced);
+            cut.reboot();
+            let (k_cut, _) = check_recovery(
+                &cut,
+                &ops,
+                lo,
+                k_live,
+                &format!("{base_context}, power cut at rest"),
+            );
+            for m in 1u64.. {
+                let mut fired = false;
+                // A torn power cut at every other point, to save time.
+                let torn = (m % 2 == 1).then_some(KeepPolicy::Random(m));
+                for second in [KeepPolicy::Synced, KeepPolicy::Everything]
+                    .into_iter()
+                    .chain(torn)
+                {
+                    let context =
+                        format!("{base_context}; recovery crash before op {m}, {second:?}");
+                    let sim = Arc::new(base.fork());
+                    sim.inject(Fault::crash_before(None, m, second));
+                    let opened = open(&sim, SyncMode::None);
+                    fired |= sim.fired() > 0;
+                    let store = match opened {
+                        Ok((store, report)) => {
+                            assert_eq!(sim.fired(), 0, "{context}: recovery hid a crash");
+                            assert_eq!(report.last_lsn as usize, k_live, "{context}");
+                            // The recovery completed: crash right after it.
+                            Some(store)
+                        }
+                        Err(e) => {
+                            assert!(sim.fired() > 0, "{context}: recovery failed: {e}");
+                            assert!(
+                                matches!(e, EngineError::Io { errno: Some(5), .. }),
+                                "{context}: {e:?}"
+                            );
+                            None
+                        }
+                    };
+                    crash(&sim, store, second);
+                    // What a crash keeps of the unsynced data decides between
+                    // the two; a process crash keeps it all.
+                    let lo = if second == KeepPolicy::Everything {
+                        k_live
+                    } else {
+                        k_cut
+                    };
+                    let (k, _) = check_recovery(&sim, &ops, lo, k_live, &context);
+                    // And a third recovery (after a power cut) changes nothing.
+                    if second == KeepPolicy::Synced {
+                        sim.crash(KeepPolicy::Synced);
+                        sim.reboot();
+                        check_recovery(&sim, &ops, k, k, &format!("{context}, again"));
+                    }
+                    runs += 1;
+                }
+                if !fired {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(runs > 300, "only {runs} runs");
+}
+
+// ---------------------------------------------------------------------------
+// 3. A damaged newest snapshot.
+
+#[test]
+fn a_damaged_newest_snapshot_after_log_deletion_still_recovers_exactly() {
+    let calls = checkpoint_workload(3, 60, &[15, 30, 45]);
+    let ops = ops_of(&calls);
+    let w = window(&ops);
+    let base = Arc::new(SimStorage::new());
+    let (store, run) = run_calls(&base, &calls, SyncMode::Always, None, |_, _| {});
+    assert!(run.error.is_none() && run.checkpoints == 3);
+    crash(&base, store, KeepPolicy::Synced);
+    let mut snaps: Vec<String> = base
+        .durable_files(dir())
+        .into_iter()
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    snaps.sort();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let (older, newest) = (snaps[0].clone(), snaps[1].clone());
+    // The log before the older snapshot is gone: without a usable snapshot
+    // the store could not be recovered, so the fallback is really used.
+    assert!(
+        !base.files(dir()).contains(&super::segment_name(1)),
+        "no log segment was deleted"
+    );
+    // Undamaged, the newest snapshot is used.
+    {
+        let sim = Arc::new(base.fork());
+        let (_, report) = check_recovery(&sim, &ops, ops.len(), ops.len(), "undamaged");
+        assert_eq!(
+            report.snapshot.as_deref(),
+            Some(dir().join(&newest).display().to_string().as_str())
+        );
+    }
+    let newest_path = dir().join(&newest);
+    let len = base.bytes(&newest_path).unwrap().len();
+    // About 80 bits spread over the whole file.
+    let mut bits: Vec<usize> = (0..len * 8).step_by(len * 8 / 80 + 1).collect();
+    // Header, catalog block header, the last byte (end block).
+    bits.extend([0, 100, 8 * 16, 8 * 33, len * 8 - 1]);
+    for bit in bits {
+        let context = format!("bit {bit} of {newest} flipped");
+        let sim = Arc::new(base.fork());
+        sim.flip_bit(&newest_path, bit);
+        let (store, report) = recover(&sim, &context);
+        assert_eq!(
+            report
+                .skipped_snapshots
+                .iter()
+                .map(|s| s.0.clone())
+                .collect::<Vec<_>>(),
+            vec![newest_path.display().to_string()],
+            "{context}: {report:?}"
+        );
+        assert_eq!(
+            report.snapshot.as_deref(),
+            Some(dir().join(&older).display().to_string().as_str()),
+            "{context}"
+        );
+        assert_eq!(report.last_lsn as usize, ops.len(), "{context}");
+        assert!(report.records > 0, "{context}: nothing replayed");
+        assert_same(
+            &store_state(&store, w),
+            &model_state(&ops, ops.len(), w),
+            w,
+            &context,
+        );
+        drop(store);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. drop_before and the memory limit.
+
+/// Writes marching forward in time, with `drop_before` cuts behind them and
+/// a few checkpoints.
+fn aging_workload(seed: u64, writes: usize) -> Vec<Call> {
+    let mut rng = Rng::new(seed);
+    let metrics = [
+        ("fast", 1, Aggregation::Sum),
+        ("slow", 10, Aggregation::Avg),
+    ];
+    let mut calls: Vec<Call> = setup(&metrics, 2).into_iter().map(Call::Op).collect();
+    let mut cursor = 0;
+    for w in 1..=writes {
+        cursor += rng.range(100, 400);
+        let step = if rng.chance(1, 4) {
+            let len = rng.range(200, 800) as usize;
+            Step::Block {
+                series: rng.below(2) as u32,
+                start: cursor,
+                values: values(&mut rng, len),
+            }
+        } else {
+            random_write(&mut rng, 4, cursor - 1500, cursor + 200)
+        };
+        calls.push(Call::Op(step));
+        if w % 12 == 0 {
+            calls.push(Call::Op(Step::DropBefore {
+                before: cursor - rng.range(1000, 3000),
+            }));
+        }
+        if w % 25 == 0 {
+            calls.push(Call::Checkpoint);
+        }
+    }
+    calls
+}
+
+#[test]
+fn drop_before_and_eviction_survive_crashes() {
+    let calls = aging_workload(4, 70);
+    let ops = ops_of(&calls);
+    let w = window(&ops);
+    let freqs = frequencies(&ops);
+    let limit = 10 * super::CHUNK_BYTES;
+    // The reference run: the live state after every LSN. A write the memory
+    // limit follows with an eviction takes two LSNs; the state between them
+    // is the model's (the write applied to the state before it).
+    let mut states: BTreeMap<u64, State> = BTreeMap::new();
+    states.insert(0, empty_state());
+    let mut lsn = 0u64;
+    let mut evictions = 0u64;
+    let mut explicit_drops = 0;
+    let sim = Arc::new(SimStorage::new());
+    let (store, run) = run_calls(&sim, &calls, SyncMode::Always, Some(limit), |i, store| {
+        let Call::Op(step) = &calls[i] else {
+            return;
+        };
+        let mut want = states[&lsn].clone();
+        model_apply(&mut want, step, &freqs, w);
+        let live = store_state(store, w);
+        let now = store.stats().evictions;
+        let context = format!("reference call {i}");
+        lsn += 1;
+        explicit_drops += usize::from(matches!(step, Step::DropBefore { .. }));
+        if now == evictions {
+            assert_same(&live, &want, w, &context);
+        } else {
+            assert_eq!(now, evictions + 1, "{context}: one eviction per write");
+            evictions = now;
+            // The eviction is a time cut: everything older than the newest
+            // value it dropped is gone, nothing newer changed.
+            let mut newest_dropped = None;
+            for (s, (l, m)) in live.values.iter().zip(&want.values).enumerate() {
+                for (i, (lb, mb)) in l.iter().zip(m).enumerate() {
+                    if lb != mb {
+                        assert_eq!(*lb, NAN_BITS, "{context}: eviction changed a value");
+                        let t = (w.lo + i as i64) * freqs[s];
+                        newest_dropped = newest_dropped.max(Some(t));
+                    }
+                }
+            }
+            let mut cut = want.clone();
+            if let Some(t) = newest_dropped {
+                model_apply(&mut cut, &Step::DropBefore { before: t + 1 }, &freqs, w);
+            }
+            assert_same(&live, &cut, w, &format!("{context}: eviction as a cut"));
+            states.insert(lsn, want);
+            lsn += 1;
+        }
+        states.insert(lsn, live);
+    });
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert!(evictions >= 5, "only {evictions} evictions");
+    assert!(explicit_drops >= 5 && run.checkpoints >= 2);
+    let total = sim.op_count();
+    drop(store);
+    // The log holds exactly the LSNs counted.
+    let (store, report) = recover(&sim, "after the reference run");
+    assert_eq!(report.last_lsn, lsn);
+    assert_same(
+        &store_state(&store, w),
+        &states[&lsn],
+        w,
+        "reference reopen",
+    );
+    drop(store);
+
+    // LSN reached after each call of a clean run (by call index).
+    let mut lsn_after_call = Vec::new();
+    {
+        let mut at = 0u64;
+        let mut evicted = 0u64;
+        let sim = Arc::new(SimStorage::new());
+        let (store, _) = run_calls(&sim, &calls, SyncMode::Always, Some(limit), |i, store| {
+            if let Call::Op(_) = calls[i] {
+                at += 1;
+            }
+            let now = store.stats().evictions;
+            at += now - evicted;
+            evicted = now;
+            lsn_after_call.push(at);
+        });
+        drop(store);
+    }
+    assert_eq!(lsn_after_call.last().copied(), Some(lsn));
+
+    for n in (1..=total).step_by(3) {
+        for policy in [
+            KeepPolicy::Synced,
+            KeepPolicy::Everything,
+            KeepPolicy::Random(n),
+        ] {
+            let context = format!("crash before op {n} of {total}, {policy:?}");
+            let sim = Arc::new(SimStorage::new());
+            sim.inject(Fault::crash_before(None, n, policy));
+            let mut done = 0usize;
+            let (store, run) = run_calls(&sim, &calls, SyncMode::Always, Some(limit), |_, _| {
+                done += 1;
+            });
+            assert!(sim.is_down(), "{context}: no crash");
+            let opened = store.is_some();
+            crash(&sim, store, policy);
+            // Calls that returned Ok (before the first failure): their LSNs
+            // are durable; the failed call's records may or may not be.
+            let acked_lsn = if done == 0 {
+                0
+            } else {
+                lsn_after_call[done - 1]
+            };
+            let failed_lsn = match (&run.error, calls.get(done)) {
+                (Some(_), Some(Call::Op(_))) if opened => lsn_after_call[done],
+                _ => acked_lsn,
+            };
+            let (store, report) = recover(&sim, &context);
+            let k = report.last_lsn;
+            assert!(
+                acked_lsn <= k && k <= failed_lsn,
+                "{context}: recovered LSN {k}, expected {acked_lsn}..={failed_lsn}"
+            );
+            assert!(report.skipped_snapshots.is_empty(), "{context}");
+            assert_same(
+                &store_state(&store, w),
+                &states[&k],
+                w,
+                &format!("{context}: at LSN {k}"),
+            );
+            drop(store);
+        }
+    }
+}
+
+// The minimal form of the regression above: `always` mode promises a power
+// cut loses nothing acknowledged, also right after recovering from a killed
+// `none`-mode writer whose records were never synced.
+#[test]
+fn a_power_cut_after_recovering_from_a_process_crash_keeps_acknowledged_writes() {
+    let ops = ops_of(&checkpoint_workload(5, 0, &[]));
+    let sim = Arc::new(SimStorage::new());
+    let (store, _) = open(&sim, SyncMode::None).unwrap();
+    for step in &ops {
+        apply(&store, step).unwrap();
+    }
+    assert!(sim.unsynced_bytes() > 0);
+    // kill -9: the kernel keeps the unsynced records.
+    crash(&sim, Some(store), KeepPolicy::Everything);
+    let (store, report) = open(&sim, SyncMode::Always).unwrap();
+    assert_eq!(report.last_lsn as usize, ops.len());
+    let more = Step::Block {
+        series: 0,
+        start: 0,
+        values: vec![1.5, 2.5],
+    };
+    apply(&store, &more).unwrap();
+    // A power cut after the acknowledged (always mode) write.
+    crash(&sim, Some(store), KeepPolicy::Synced);
+    let mut all = ops.clone();
+    all.push(more);
+    check_recovery(&sim, &all, all.len(), all.len(), "power cut after recovery");
+}
+
+#[test]
+fn the_model_agrees_with_an_in_memory_store_across_a_drop() {
+    // The model's cut: slot k of frequency f goes iff k * f < before.
+    let ops = vec![
+        Step::Define {
+            name: "m",
+            frequency: 10,
+            aggregation: Aggregation::Sum,
+        },
+        Step::Series {
+            metric: "m",
+            path: vec!["a".to_owned()],
+            id: 0,
+        },
+        Step::Block {
+            series: 0,
+            start: 0,
+            values: vec![1.0, 2.0, 3.0],
+        },
+        Step::DropBefore { before: 11 },
+    ];
+    let w = window(&ops);
+    let state = model_state(&ops, ops.len(), w);
+    assert_eq!(state.samples, 1);
+    let store = Store::new(super::TimeUnit::Seconds);
+    for step in &ops {
+        apply(&store, step).unwrap();
+    }
+    assert_same(&store_state(&store, w), &state, w, "in memory");
+}
