@@ -101,19 +101,10 @@ const META_MAGIC: &[u8; 8] = b"MSSTORE\0";
 const META_VERSION: u32 = 1;
 const LOCK_FILE: &str = "LOCK";
 
-fn unit_code(unit: TimeUnit) -> u8 {
-    match unit {
-        TimeUnit::Seconds => 0,
-        TimeUnit::Milliseconds => 1,
-        TimeUnit::Microseconds => 2,
-        TimeUnit::Nanoseconds => 3,
-    }
-}
-
 fn encode_meta(unit: TimeUnit) -> Vec<u8> {
     let mut out = META_MAGIC.to_vec();
     out.extend_from_slice(&META_VERSION.to_le_bytes());
-    out.push(unit_code(unit));
+    out.push(unit.code());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
@@ -142,13 +133,7 @@ fn decode_meta(bytes: &[u8], file: &Path) -> Result<TimeUnit, EngineError> {
             ),
         });
     }
-    Ok(match bytes[12] {
-        0 => TimeUnit::Seconds,
-        1 => TimeUnit::Milliseconds,
-        2 => TimeUnit::Microseconds,
-        3 => TimeUnit::Nanoseconds,
-        _ => return Err(bad("unknown time unit code")),
-    })
+    TimeUnit::from_code(bytes[12]).ok_or_else(|| bad("unknown time unit code"))
 }
 
 /// The unit of the store in `dir`, creating its STORE file if it has none.

@@ -26,6 +26,24 @@ impl Aggregation {
         }
     }
 
+    /// The byte that stands for this aggregation in the log and snapshots.
+    pub fn code(self) -> u8 {
+        match self {
+            Aggregation::None => 0,
+            Aggregation::Sum => 1,
+            Aggregation::Avg => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Aggregation::None,
+            1 => Aggregation::Sum,
+            2 => Aggregation::Avg,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Aggregation::None => "none",

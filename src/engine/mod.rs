@@ -15,6 +15,7 @@
 //!   all series of one frequency therefore share one grid.
 
 mod aggregate;
+mod bytes;
 mod catalog;
 #[cfg(test)]
 mod checkpoint_crash_tests;

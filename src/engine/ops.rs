@@ -2,6 +2,7 @@
 //! unit the write-ahead log records and replays, applied whole or not at
 //! all. This module also holds the op payload codec (docs/format.md).
 
+use super::bytes::{ByteReader, put_str};
 use super::catalog::SeriesId;
 use super::metric::{Aggregation, MetricDef};
 
@@ -114,12 +115,6 @@ impl OwnedOp {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    // Names are validated to at most 255 bytes before they are logged.
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
-}
-
 fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
     out.reserve(values.len() * 4);
     for v in values {
@@ -134,11 +129,7 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
         Op::DefineMetric(def) => {
             put_str(out, &def.name);
             out.extend_from_slice(&def.frequency.to_le_bytes());
-            out.push(match def.aggregation {
-                Aggregation::None => 0,
-                Aggregation::Sum => 1,
-                Aggregation::Avg => 2,
-            });
+            out.push(def.aggregation.code());
             kind::DEFINE_METRIC
         }
         Op::CreateSeries { metric, path } => {
@@ -197,100 +188,16 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
     }
 }
 
-/// Reads a payload front to back; every read checks the bytes remain, so a
-/// payload that lies about its counts fails instead of allocating.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if n > self.bytes.len() {
-            return Err(format!("payload ends {} bytes early", n - self.bytes.len()));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-
-    fn count(&mut self, element_bytes: usize) -> Result<usize, String> {
-        let n = u64::from_le_bytes(self.array()?);
-        match usize::try_from(n) {
-            Ok(n) if n.saturating_mul(element_bytes) <= self.bytes.len() => Ok(n),
-            _ => Err(format!(
-                "count {n} needs more bytes than the {} left",
-                self.bytes.len()
-            )),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let len = u16::from_le_bytes(self.array()?) as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "a name is not UTF-8".to_owned())
-    }
-
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
-        let bytes = self.take(n * 4)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect())
-    }
-
-    fn i64s(&mut self, n: usize) -> Result<Vec<i64>, String> {
-        let bytes = self.take(n * 8)?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect())
-    }
-
-    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, String> {
-        let bytes = self.take(n * 4)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect())
-    }
-
-    fn finish(self) -> Result<(), String> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} bytes left over", self.bytes.len()))
-        }
-    }
-}
-
 /// Decodes a payload of record kind `kind`; the error says what is wrong.
 pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
-    let mut r = Reader { bytes: payload };
+    let mut r = ByteReader::new(payload);
     let op = match kind {
         kind::DEFINE_METRIC => {
             let name = r.string()?;
             let frequency = r.i64()?;
-            let aggregation = match r.u8()? {
-                0 => Aggregation::None,
-                1 => Aggregation::Sum,
-                2 => Aggregation::Avg,
-                other => return Err(format!("unknown aggregation code {other}")),
-            };
+            let code = r.u8()?;
+            let aggregation = Aggregation::from_code(code)
+                .ok_or_else(|| format!("unknown aggregation code {code}"))?;
             OwnedOp::DefineMetric(MetricDef {
                 name,
                 frequency,
@@ -336,7 +243,7 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
         kind::DROP_BEFORE => OwnedOp::DropBefore { before: r.i64()? },
         other => return Err(format!("unknown record kind {other}")),
     };
-    r.finish()?;
+    r.finish("the payload")?;
     Ok(op)
 }
 

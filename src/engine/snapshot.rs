@@ -22,12 +22,12 @@ use std::time::Instant;
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
+use super::bytes::{ByteReader, put_str};
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::series::SeriesData;
 use super::storage::Storage;
 use super::store::Store;
-use super::time::TimeUnit;
 use super::wal::list_segments;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
@@ -76,20 +76,6 @@ pub struct CheckpointInfo {
     /// How long writers were held (LSN, segment switch, catalog copy).
     pub writers_held_seconds: f64,
     pub seconds: f64,
-}
-
-fn unit_code(unit: TimeUnit) -> u8 {
-    match unit {
-        TimeUnit::Seconds => 0,
-        TimeUnit::Milliseconds => 1,
-        TimeUnit::Microseconds => 2,
-        TimeUnit::Nanoseconds => 3,
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// Appends a block: `len u32 | crc u32 | kind u8 | 3 zero bytes | payload`,
@@ -228,7 +214,7 @@ impl Store {
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(&SNAPSHOT_MAGIC);
         header.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        header.extend_from_slice(&[unit_code(self.unit()), 0, 0, 0]);
+        header.extend_from_slice(&[self.unit().code(), 0, 0, 0]);
         header.extend_from_slice(&lsn.to_le_bytes());
         header.extend_from_slice(&(paths.len() as u32).to_le_bytes());
         let crc = crc32fast::hash(&header);
@@ -241,11 +227,7 @@ impl Store {
         for def in metrics {
             put_str(&mut catalog, &def.name);
             catalog.extend_from_slice(&def.frequency.to_le_bytes());
-            catalog.push(match def.aggregation {
-                Aggregation::None => 0,
-                Aggregation::Sum => 1,
-                Aggregation::Avg => 2,
-            });
+            catalog.push(def.aggregation.code());
         }
         catalog.extend_from_slice(&(paths.len() as u32).to_le_bytes());
         for (metric, path) in paths {
@@ -295,7 +277,7 @@ impl Store {
                 "snapshot format version {version}; this metricstore reads {SNAPSHOT_VERSION}"
             ));
         }
-        if bytes[12] != unit_code(self.unit()) {
+        if bytes[12] != self.unit().code() {
             return Err("snapshot time unit differs from the STORE file".to_owned());
         }
         let lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
@@ -357,17 +339,14 @@ impl Store {
     }
 
     fn load_catalog(&mut self, payload: &[u8]) -> Result<(), String> {
-        let mut r = Cursor { bytes: payload };
+        let mut r = ByteReader::new(payload);
         let metric_count = r.u32()?;
         for _ in 0..metric_count {
             let name = r.string()?;
             let frequency = r.i64()?;
-            let aggregation = match r.u8()? {
-                0 => Aggregation::None,
-                1 => Aggregation::Sum,
-                2 => Aggregation::Avg,
-                other => return Err(format!("unknown aggregation code {other}")),
-            };
+            let code = r.u8()?;
+            let aggregation = Aggregation::from_code(code)
+                .ok_or_else(|| format!("unknown aggregation code {code}"))?;
             self.catalog.get_mut().define_metric(MetricDef {
                 name,
                 frequency,
@@ -392,16 +371,13 @@ impl Store {
             }
             catalog.create_series(metric, &path);
         }
-        if !r.bytes.is_empty() {
-            return Err("bytes left over in the catalog block".to_owned());
-        }
-        Ok(())
+        r.finish("the catalog block")
     }
 
     fn load_series(&self, payload: &[u8]) -> Result<(), String> {
         let pool = &self.pool;
         let catalog = self.catalog.read();
-        let mut r = Cursor { bytes: payload };
+        let mut r = ByteReader::new(payload);
         while !r.bytes.is_empty() {
             let id = r.u32()?;
             let entry = catalog
@@ -448,42 +424,6 @@ fn check_block(bytes: &[u8], offset: usize) -> Result<(), String> {
         return Err(format!("block checksum mismatch at offset {offset}"));
     }
     Ok(())
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if n > self.bytes.len() {
-            return Err("a block ends early".to_owned());
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let len = u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "a name is not UTF-8".to_owned())
-    }
 }
 
 /// Deletes snapshots beyond the newest two, and log segments whose records

@@ -35,6 +35,26 @@ impl TimeUnit {
         }
     }
 
+    /// The byte that stands for this unit in STORE files and snapshots.
+    pub fn code(self) -> u8 {
+        match self {
+            TimeUnit::Seconds => 0,
+            TimeUnit::Milliseconds => 1,
+            TimeUnit::Microseconds => 2,
+            TimeUnit::Nanoseconds => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => TimeUnit::Seconds,
+            1 => TimeUnit::Milliseconds,
+            2 => TimeUnit::Microseconds,
+            3 => TimeUnit::Nanoseconds,
+            _ => return None,
+        })
+    }
+
     fn nanos_per_tick(self) -> i64 {
         match self {
             TimeUnit::Seconds => 1_000_000_000,

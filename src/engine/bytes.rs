@@ -1,0 +1,96 @@
+//! Little-endian encoding helpers shared by the log's op payloads and the
+//! snapshot format: the one place that reads bytes defensively.
+
+/// Appends a name as `len u16 | UTF-8 bytes` (names are at most 255 bytes).
+pub fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Reads a byte string front to back. Every read checks the bytes remain,
+/// so damaged counts or lengths fail instead of allocating.
+pub struct ByteReader<'a> {
+    pub bytes: &'a [u8],
+}
+
+impl<'a> ByteReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        ByteReader { bytes }
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.bytes.len() {
+            return Err(format!("{} bytes missing at the end", n - self.bytes.len()));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
+    }
+
+    pub fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A `u64` element count, checked against the bytes left for elements
+    /// of `element_bytes` each.
+    pub fn count(&mut self, element_bytes: usize) -> Result<usize, String> {
+        let n = u64::from_le_bytes(self.array()?);
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(element_bytes) <= self.bytes.len() => Ok(n),
+            _ => Err(format!(
+                "count {n} needs more bytes than the {} left",
+                self.bytes.len()
+            )),
+        }
+    }
+
+    pub fn string(&mut self) -> Result<String, String> {
+        let len = u16::from_le_bytes(self.array()?) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "a name is not UTF-8".to_owned())
+    }
+
+    pub fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
+        let bytes = self.take(n * 4)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    pub fn i64s(&mut self, n: usize) -> Result<Vec<i64>, String> {
+        let bytes = self.take(n * 8)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect())
+    }
+
+    pub fn f32s(&mut self, n: usize) -> Result<Vec<f32>, String> {
+        let bytes = self.take(n * 4)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    /// Fails if bytes are left over.
+    pub fn finish(self, what: &str) -> Result<(), String> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} bytes left over in {what}", self.bytes.len()))
+        }
+    }
+}
