@@ -295,8 +295,11 @@ impl Store {
     /// `DropBefore` op at the end time of the last chunk to go.
     fn enforce_memory_limit(&self) -> Result<(), EngineError> {
         let limit = self.memory_limit.load(Ordering::Relaxed);
+        if limit == 0 {
+            return Ok(());
+        }
         let in_use = self.pool.usage().in_use;
-        if limit == 0 || in_use <= limit {
+        if in_use <= limit {
             return Ok(());
         }
         let target = limit / 10 * 9;
