@@ -28,7 +28,7 @@ use super::snapshot::list_snapshots;
 use super::storage::{FsStorage, Storage};
 use super::store::Store;
 use super::time::TimeUnit;
-use super::wal::reader::{self, Damage, RecoveryMode, ReplayOptions};
+use super::wal::reader::{self, RecoveryMode, RecoveryReport, ReplayOptions};
 use super::wal::writer::WalWriter;
 use super::wal::{list_segments, segment_name};
 
@@ -71,29 +71,6 @@ impl Default for OpenOptions {
             checkpoint_log_bytes: Some(512 << 20),
         }
     }
-}
-
-/// What opening a store found and did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RecoveryReport {
-    /// The snapshot recovery started from, and the LSN it covers.
-    pub snapshot: Option<String>,
-    pub snapshot_lsn: u64,
-    /// Snapshots that could not be used (newest first), and why.
-    pub skipped_snapshots: Vec<(String, String)>,
-    pub segments: usize,
-    /// Ops replayed from the log.
-    pub records: u64,
-    /// Bytes of the ops replayed.
-    pub bytes: u64,
-    /// LSN of the last op recovered (0 for an empty store).
-    pub last_lsn: u64,
-    /// A torn tail cut off (or, read-only, ignored).
-    pub torn: Option<Damage>,
-    /// Point-in-time recovery: where replay stopped, and files set aside.
-    pub stopped: Option<Damage>,
-    pub set_aside: Vec<String>,
-    pub seconds: f64,
 }
 
 const META_FILE: &str = "STORE";
@@ -581,21 +558,15 @@ impl Store {
             readonly: options.readonly,
             after_lsn: snapshot_lsn,
         };
-        let stats = reader::replay(storage.as_ref(), dir, replay, |_, kind, payload| {
+        let replayed = reader::replay(storage.as_ref(), dir, replay, |_, kind, payload| {
             store.replay(kind, payload)
         })?;
         let report = RecoveryReport {
             snapshot: snapshot.map(|(file, _)| file),
             snapshot_lsn,
             skipped_snapshots,
-            segments: stats.segments,
-            records: stats.records,
-            bytes: stats.bytes,
-            last_lsn: stats.last_lsn,
-            torn: stats.torn,
-            stopped: stats.stopped,
-            set_aside: stats.set_aside,
             seconds: started.elapsed().as_secs_f64(),
+            ..replayed
         };
         if options.readonly {
             store.set_readonly();

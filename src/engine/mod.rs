@@ -39,7 +39,7 @@ mod time;
 mod wal;
 
 pub use chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
-pub use durable::{OpenOptions, RecoveryReport, SyncMode};
+pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;
 pub use inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use metric::{Aggregation, MetricDef};
@@ -49,6 +49,6 @@ pub use snapshot::CheckpointInfo;
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
 pub use time::{MAX_READ_SLOTS, TimeUnit};
-pub use wal::reader::{Damage, RecoveryMode};
+pub use wal::reader::{Damage, RecoveryMode, RecoveryReport};
 pub use wal::record::{MAX_FRAGMENT, RECORD_HEADER, SEGMENT_HEADER};
 pub use wal::segment_name;

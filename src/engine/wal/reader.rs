@@ -53,8 +53,16 @@ pub struct Damage {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayStats {
+/// What opening a store found and did. Replay fills the log fields; the
+/// opener adds the snapshot fields and the time taken.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecoveryReport {
+    /// The snapshot recovery started from, and the LSN it covers.
+    pub snapshot: Option<String>,
+    pub snapshot_lsn: u64,
+    /// Snapshots that could not be used (newest first), and why.
+    pub skipped_snapshots: Vec<(String, String)>,
+    /// Log segments read.
     pub segments: usize,
     /// Ops applied (records after the snapshot's LSN).
     pub records: u64,
@@ -67,6 +75,7 @@ pub struct ReplayStats {
     /// Point-in-time recovery: where it stopped, and the files set aside.
     pub stopped: Option<Damage>,
     pub set_aside: Vec<String>,
+    pub seconds: f64,
 }
 
 /// How replay treats the files.
@@ -115,16 +124,16 @@ pub fn replay(
     dir: &Path,
     options: ReplayOptions,
     mut apply: impl FnMut(u64, u8, &[u8]) -> Result<(), String>,
-) -> Result<ReplayStats, EngineError> {
+) -> Result<RecoveryReport, EngineError> {
     let mut segments = list_segments(storage, dir)?;
     // Segments whose records the snapshot covers are not read (they are
     // kept only as the older snapshot's fallback): start at the last one
     // whose first LSN is at most the first LSN needed.
     let skip = first_needed_segment(&segments, options.after_lsn);
     segments.drain(..skip);
-    let mut stats = ReplayStats {
+    let mut stats = RecoveryReport {
         last_lsn: options.after_lsn,
-        ..ReplayStats::default()
+        ..RecoveryReport::default()
     };
     let mut next_lsn: Option<u64> = None;
     for (index, (name_lsn, name)) in segments.iter().enumerate() {
@@ -348,7 +357,7 @@ fn stop_here(
     dir: &Path,
     rest: &[(u64, String)],
     options: ReplayOptions,
-    stats: &mut ReplayStats,
+    stats: &mut RecoveryReport,
     reason: String,
 ) -> Result<(), EngineError> {
     let path = dir.join(&rest[0].1);
@@ -374,7 +383,7 @@ fn set_aside(
     storage: &dyn Storage,
     dir: &Path,
     segments: &[(u64, String)],
-    stats: &mut ReplayStats,
+    stats: &mut RecoveryReport,
 ) -> Result<(), EngineError> {
     for (_, name) in segments {
         let from = dir.join(name);
