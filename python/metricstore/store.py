@@ -303,7 +303,7 @@ class Store:
         return [(h, m, tuple(p)) for h, m, p in self._core.list_series()]
 
     def __len__(self) -> int:
-        return int(self._core.stats()["series"])
+        return self._core.series_count()
 
     def _handle(self, series: object, argument: str) -> int:
         if isinstance(series, int) and not isinstance(series, bool):

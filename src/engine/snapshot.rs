@@ -78,9 +78,9 @@ pub struct CheckpointInfo {
     pub seconds: f64,
 }
 
-/// Appends a block: `len u32 | crc u32 | kind u8 | 3 zero bytes | payload`,
-/// the CRC over the length, kind, padding and payload.
-fn seal_block(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+/// A block header: `len u32 | crc u32 | kind u8 | 3 zero bytes`, the CRC
+/// over the length, kind, padding and `payload`.
+fn block_header(kind: u8, payload: &[u8]) -> [u8; BLOCK_HEADER] {
     let mut head = [0u8; BLOCK_HEADER];
     head[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     head[8] = kind;
@@ -89,33 +89,31 @@ fn seal_block(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     hasher.update(&head[8..12]);
     hasher.update(payload);
     head[4..8].copy_from_slice(&hasher.finalize().to_le_bytes());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(payload);
+    head
 }
 
-/// Writes blocks to a file as they fill.
+/// Writes a snapshot file: the header, then blocks as they fill.
 struct BlockWriter<'a> {
     file: Box<dyn super::storage::StorageFile>,
     path: &'a Path,
-    staged: Vec<u8>,
     blocks: u64,
     bytes: u64,
 }
 
 impl BlockWriter<'_> {
+    /// Appends a block: its header, then the payload as it is (no copy).
     fn block(&mut self, kind: u8, payload: &[u8]) -> Result<(), EngineError> {
-        self.staged.clear();
-        seal_block(&mut self.staged, kind, payload);
-        self.raw()?;
+        self.raw(&block_header(kind, payload))?;
+        self.raw(payload)?;
         self.blocks += 1;
         Ok(())
     }
 
-    fn raw(&mut self) -> Result<(), EngineError> {
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
         self.file
-            .append(&self.staged)
+            .append(bytes)
             .map_err(|e| EngineError::io("writing snapshot", self.path, &e))?;
-        self.bytes += self.staged.len() as u64;
+        self.bytes += bytes.len() as u64;
         Ok(())
     }
 }
@@ -207,7 +205,6 @@ impl Store {
         let mut out = BlockWriter {
             file,
             path: temp,
-            staged: Vec::new(),
             blocks: 0,
             bytes: 0,
         };
@@ -219,8 +216,7 @@ impl Store {
         header.extend_from_slice(&(paths.len() as u32).to_le_bytes());
         let crc = crc32fast::hash(&header);
         header.extend_from_slice(&crc.to_le_bytes());
-        out.staged = header;
-        out.raw()?;
+        out.raw(&header)?;
 
         let mut catalog = Vec::new();
         catalog.extend_from_slice(&(metrics.len() as u32).to_le_bytes());
@@ -332,7 +328,7 @@ impl Store {
                     this.load_series(&bytes[start..end])
                 })
         })?;
-        if self.stats().series != series_count as usize {
+        if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
         Ok(lsn)

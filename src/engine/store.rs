@@ -593,6 +593,11 @@ impl Store {
         ))
     }
 
+    /// How many series the store holds (without touching their data).
+    pub fn series_count(&self) -> usize {
+        self.catalog.read().series_count()
+    }
+
     /// Every series as (handle, metric, path), in handle order.
     pub fn list_series(&self) -> Vec<(SeriesId, String, Vec<String>)> {
         let catalog = self.catalog.read();

@@ -300,6 +300,10 @@ impl PyStore {
         Ok(self.store()?.series_key(series)?)
     }
 
+    fn series_count(&self) -> PyResult<usize> {
+        Ok(self.store()?.series_count())
+    }
+
     fn list_series(&self, py: Python<'_>) -> PyResult<Vec<(SeriesId, String, Vec<String>)>> {
         let store = self.store()?;
         Ok(py.detach(|| store.list_series()))

@@ -6,6 +6,7 @@
 //! segment is corruption: recovery stops with an error naming the file, the
 //! offset and the LSN, and changes nothing.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::list_segments;
@@ -255,7 +256,7 @@ pub fn replay(
                 ));
             }
             let complete = match (rec.fragment, group.take()) {
-                (Fragment::Full, None) => Some((rec.kind, rec.payload.to_vec(), offset)),
+                (Fragment::Full, None) => Some((rec.kind, Cow::Borrowed(rec.payload), offset)),
                 (Fragment::First, None) => {
                     group = Some(Group {
                         lsn: rec.lsn,
@@ -268,7 +269,7 @@ pub fn replay(
                 (Fragment::Middle | Fragment::Last, Some(mut g)) if g.kind == rec.kind => {
                     g.payload.extend_from_slice(rec.payload);
                     if rec.fragment == Fragment::Last {
-                        Some((g.kind, g.payload, g.offset))
+                        Some((g.kind, Cow::Owned(g.payload), g.offset))
                     } else {
                         group = Some(g);
                         None
