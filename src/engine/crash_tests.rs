@@ -11,12 +11,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::sim_storage::{EIO, ENOSPC, Fault, KeepPolicy, OpKind, Rng, SimStorage};
+use super::test_model::{
+    SEGMENT_BYTES, Step, apply, assert_same, crash, dir, model_state, store_state, values, window,
+};
 use super::{
     Aggregation, EngineError, MAX_FRAGMENT, OpenOptions, RECORD_HEADER, RecoveryMode,
     RecoveryReport, SEGMENT_HEADER, Store, SyncMode, Target, segment_name,
@@ -85,43 +87,6 @@ fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
 // ---------------------------------------------------------------------------
 // The workload and its model.
 
-const DIR: &str = "/store";
-const SEGMENT_BYTES: u64 = 4096;
-const NAN_BITS: u32 = 0x7FC0_0000;
-
-fn dir() -> &'static Path {
-    Path::new(DIR)
-}
-
-#[derive(Debug, Clone)]
-enum Step {
-    Define {
-        name: &'static str,
-        frequency: i64,
-        aggregation: Aggregation,
-    },
-    Series {
-        metric: &'static str,
-        path: Vec<String>,
-        id: u32,
-    },
-    Block {
-        series: u32,
-        start: i64,
-        values: Vec<f32>,
-    },
-    Tick {
-        timestamp: i64,
-        series: Vec<u32>,
-        values: Vec<f32>,
-    },
-    Points {
-        series: Vec<u32>,
-        timestamps: Vec<i64>,
-        values: Vec<f32>,
-    },
-}
-
 const METRICS: [(&str, i64, Aggregation); 2] =
     [("cpu", 10, Aggregation::Sum), ("mem", 7, Aggregation::Avg)];
 const SERIES: [(&str, &[&str]); 4] = [
@@ -130,34 +95,6 @@ const SERIES: [(&str, &[&str]); 4] = [
     ("mem", &["h0"]),
     ("mem", &["h1", "x"]),
 ];
-
-fn value(rng: &mut Rng) -> f32 {
-    match rng.below(10) {
-        0 => f32::NAN,
-        1 => {
-            const SPECIAL: [f32; 7] = [
-                0.0,
-                -0.0,
-                f32::INFINITY,
-                f32::NEG_INFINITY,
-                f32::MIN_POSITIVE,
-                1e-45,
-                f32::MAX,
-            ];
-            SPECIAL[rng.below(SPECIAL.len() as u64) as usize]
-        }
-        _ => loop {
-            let v = f32::from_bits(rng.next_u64() as u32);
-            if !v.is_nan() {
-                break v;
-            }
-        },
-    }
-}
-
-fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| value(rng)).collect()
-}
 
 fn timestamp(rng: &mut Rng) -> i64 {
     rng.range(-400, 2400)
@@ -244,226 +181,15 @@ fn workload(seed: u64, writes: usize) -> Vec<Step> {
     steps
 }
 
-/// The slot of `ts` on the grid of frequency `f`: floor((ts + f/2) / f).
-fn slot(ts: i64, f: i64) -> i64 {
-    (i128::from(ts) + i128::from(f / 2)).div_euclid(i128::from(f)) as i64
-}
-
-/// Each series' frequency, by handle.
-fn frequencies(steps: &[Step]) -> Vec<i64> {
-    let mut metric_freq = BTreeMap::new();
-    let mut out = Vec::new();
-    for step in steps {
-        match step {
-            Step::Define {
-                name, frequency, ..
-            } => {
-                metric_freq.insert(*name, *frequency);
-            }
-            Step::Series { metric, id, .. } => {
-                assert_eq!(*id as usize, out.len());
-                out.push(metric_freq[metric]);
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// The (series, slot, value bits) each write step stores, in order.
-fn cells(step: &Step, freqs: &[i64]) -> Vec<(u32, i64, u32)> {
-    match step {
-        Step::Define { .. } | Step::Series { .. } => Vec::new(),
-        Step::Block {
-            series,
-            start,
-            values,
-        } => {
-            let first = slot(*start, freqs[*series as usize]);
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (*series, first + i as i64, v.to_bits()))
-                .collect()
-        }
-        Step::Tick {
-            timestamp,
-            series,
-            values,
-        } => series
-            .iter()
-            .zip(values)
-            .map(|(&s, v)| (s, slot(*timestamp, freqs[s as usize]), v.to_bits()))
-            .collect(),
-        Step::Points {
-            series,
-            timestamps,
-            values,
-        } => series
-            .iter()
-            .zip(timestamps)
-            .zip(values)
-            .map(|((&s, &ts), v)| (s, slot(ts, freqs[s as usize]), v.to_bits()))
-            .collect(),
-    }
-}
-
-/// The slots `lo..hi` that cover every write of the workload.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    lo: i64,
-    hi: i64,
-}
-
-fn window(steps: &[Step]) -> Window {
-    let freqs = frequencies(steps);
-    let mut lo = 0;
-    let mut hi = 1;
-    for step in steps {
-        for (_, s, _) in cells(step, &freqs) {
-            lo = lo.min(s);
-            hi = hi.max(s + 1);
-        }
-    }
-    Window { lo, hi }
-}
-
-/// Everything recovery must restore.
-#[derive(Debug, Clone, PartialEq)]
-struct State {
-    metrics: Vec<(String, i64, Aggregation)>,
-    series: Vec<(String, Vec<String>)>,
-    /// Per series, the value bits of the window's slots.
-    values: Vec<Vec<u32>>,
-    samples: u64,
-}
-
-/// The model: the state after the first `k` steps.
-fn model_state(steps: &[Step], k: usize, w: Window) -> State {
-    let freqs = frequencies(steps);
-    let mut metrics = Vec::new();
-    let mut series = Vec::new();
-    let mut data: BTreeMap<(u32, i64), u32> = BTreeMap::new();
-    for step in &steps[..k] {
-        match step {
-            Step::Define {
-                name,
-                frequency,
-                aggregation,
-            } => metrics.push(((*name).to_owned(), *frequency, *aggregation)),
-            Step::Series { metric, path, .. } => series.push(((*metric).to_owned(), path.clone())),
-            write => {
-                for (s, slot, bits) in cells(write, &freqs) {
-                    data.insert((s, slot), bits);
-                }
-            }
-        }
-    }
-    let values = (0..series.len() as u32)
-        .map(|s| {
-            (w.lo..w.hi)
-                .map(|slot| data.get(&(s, slot)).copied().unwrap_or(NAN_BITS))
-                .collect()
-        })
-        .collect();
-    let samples = data
-        .values()
-        .filter(|&&b| !f32::from_bits(b).is_nan())
-        .count() as u64;
-    State {
-        metrics,
-        series,
-        values,
-        samples,
-    }
-}
-
-fn store_state(store: &Store, w: Window) -> State {
-    let metrics: Vec<(String, i64, Aggregation)> = store
-        .metrics()
-        .into_iter()
-        .map(|m| (m.name, m.frequency, m.aggregation))
-        .collect();
-    let listed = store.list_series();
-    let mut series = Vec::new();
-    let mut values = Vec::new();
-    for (index, (id, metric, path)) in listed.into_iter().enumerate() {
-        assert_eq!(id as usize, index, "series handles are dense");
-        let f = metrics
-            .iter()
-            .find(|m| m.0 == metric)
-            .expect("a series' metric is defined")
-            .1;
-        let read = store.read(Target::Series(id), w.lo * f, w.hi * f).unwrap();
-        assert_eq!(read.start, w.lo * f);
-        values.push(read.values.iter().map(|v| v.to_bits()).collect());
-        series.push((metric, path));
-    }
-    State {
-        metrics,
-        series,
-        values,
-        samples: store.stats().samples,
-    }
-}
-
 /// Asserts the store holds exactly the state after the first `k` steps.
 fn assert_state(store: &Store, steps: &[Step], k: usize, context: &str) {
     let w = window(steps);
-    let got = store_state(store, w);
-    let want = model_state(steps, k, w);
-    if got == want {
-        return;
-    }
-    assert_eq!(
-        got.metrics, want.metrics,
-        "{context}: metrics after {k} ops"
+    assert_same(
+        &store_state(store, w),
+        &model_state(steps, k, w),
+        w,
+        &format!("{context}: after {k} ops"),
     );
-    assert_eq!(got.series, want.series, "{context}: series after {k} ops");
-    for (s, (g, m)) in got.values.iter().zip(&want.values).enumerate() {
-        if let Some(i) = (0..g.len()).find(|&i| g[i] != m[i]) {
-            panic!(
-                "{context}: after {k} ops, series {s} slot {} holds bits {:#010x}, model {:#010x}",
-                w.lo + i as i64,
-                g[i],
-                m[i]
-            );
-        }
-    }
-    assert_eq!(
-        got.samples, want.samples,
-        "{context}: samples after {k} ops"
-    );
-}
-
-fn apply(store: &Store, step: &Step) -> Result<(), EngineError> {
-    match step {
-        Step::Define {
-            name,
-            frequency,
-            aggregation,
-        } => store.define_metric(name, *frequency, *aggregation),
-        Step::Series { metric, path, id } => {
-            let got = store.series(metric, path)?;
-            assert_eq!(got, *id, "series handle of {metric}/{path:?}");
-            Ok(())
-        }
-        Step::Block {
-            series,
-            start,
-            values,
-        } => store.write_block(*series, *start, values),
-        Step::Tick {
-            timestamp,
-            series,
-            values,
-        } => store.write_tick(*timestamp, series, values),
-        Step::Points {
-            series,
-            timestamps,
-            values,
-        } => store.write_points(series, timestamps, values),
-    }
 }
 
 /// What a workload run was told.
@@ -564,17 +290,6 @@ fn open_ok(
             sim.crash_log()
         ),
     }
-}
-
-/// Simulates a power cut (or process crash) under a live store, and
-/// brings the machine back up with no faults armed.
-fn crash(sim: &SimStorage, store: Store, policy: KeepPolicy) {
-    if !sim.is_down() {
-        sim.crash(policy);
-    }
-    drop(store);
-    sim.clear_faults();
-    sim.reboot();
 }
 
 /// A store closed cleanly after running the whole workload in `sync` mode.
@@ -752,7 +467,7 @@ fn always_mode_power_loss_keeps_every_acknowledged_write() {
             let cut = rng.below(steps.len() as u64 + 1) as usize;
             let run = run_steps(&store, &steps[..cut], &[]);
             assert_eq!(run.acked, cut, "{context}");
-            crash(&sim, store, policy);
+            crash(&sim, Some(store), policy);
             check_recovery(&sim, &steps, cut, cut, &context);
             continue;
         }
@@ -764,7 +479,7 @@ fn always_mode_power_loss_keeps_every_acknowledged_write() {
             "{context}: the crash at op {n} of {total} never came"
         );
         check_errors(&run, &steps, is_io_or_its_poison(EIO), &context);
-        crash(&sim, store, policy);
+        crash(&sim, Some(store), policy);
         let k = check_recovery(
             &sim,
             &steps,
@@ -804,7 +519,7 @@ fn none_mode_power_loss_keeps_everything_flushed_and_a_prefix() {
         let context =
             format!("seed {seed}, {policy:?}, crash at op {n} of {total}, flushes at {flush_at:?}");
         check_errors(&run, &steps, is_io_or_its_poison(EIO), &context);
-        crash(&sim, store, policy);
+        crash(&sim, Some(store), policy);
         let report = check_recovery_report(
             &sim,
             &steps,
@@ -846,7 +561,7 @@ fn none_mode_loses_exactly_the_writes_after_the_last_sync() {
         assert_eq!(run_steps(&store, &extra, &[]).acked, 2);
         assert_eq!(segments(&sim).len(), segments_at_flush);
         assert!(sim.unsynced_bytes() > 0);
-        crash(&sim, store, policy);
+        crash(&sim, Some(store), policy);
         let want = if policy == KeepPolicy::Synced {
             p
         } else {
@@ -872,7 +587,7 @@ fn interval_mode_syncs_in_the_background() {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
-        crash(&sim, store, KeepPolicy::Random(seed));
+        crash(&sim, Some(store), KeepPolicy::Random(seed));
         check_recovery(
             &sim,
             &steps,
@@ -902,7 +617,7 @@ fn interval_mode_power_loss_recovers_a_prefix_through_the_last_sync() {
         // The crash may hit the background sync first: then the next
         // write is refused as poisoned.
         check_errors(&run, &steps, is_io_or_its_poison(EIO), &context);
-        crash(&sim, store, policy);
+        crash(&sim, Some(store), policy);
         check_recovery(
             &sim,
             &steps,
@@ -963,7 +678,7 @@ fn a_crash_during_segment_rotation_loses_nothing_acknowledged() {
                     let run = run_steps(&store, &steps, &[]);
                     assert!(sim.is_down(), "{context}: no crash");
                     check_errors(&run, &steps, is_io_or_its_poison(EIO), &context);
-                    crash(&sim, store, policy);
+                    crash(&sim, Some(store), policy);
                     // The op that started the rotation was never logged, and
                     // rotation synced everything before it.
                     let k = check_recovery(&sim, &steps, run.acked, run.acked, &context);
@@ -993,7 +708,7 @@ fn a_failed_directory_sync_at_rotation_poisons_and_loses_nothing() {
         if live {
             drop(store);
         } else {
-            crash(&sim, store, KeepPolicy::Synced);
+            crash(&sim, Some(store), KeepPolicy::Synced);
         }
         check_recovery(&sim, &steps, run.acked, run.acked, &format!("live {live}"));
     }
@@ -1550,7 +1265,7 @@ fn a_failure_or_crash_during_recovery_recovers_the_same_prefix() {
     let (store, _) = open(&sim, SyncMode::None, RecoveryMode::TolerateTail).unwrap();
     run_steps(&store, &steps, &[]);
     let (last, _) = segments(&sim).pop().unwrap();
-    crash(&sim, store, KeepPolicy::Everything);
+    crash(&sim, Some(store), KeepPolicy::Everything);
     sim.modify(&dir().join(&last), |b| b.truncate(b.len() - 5));
     let base = sim;
     let k0 = {
@@ -1607,7 +1322,7 @@ fn recovering_twice_gives_the_same_state_and_the_same_files() {
             KeepPolicy::Random(seed),
         ));
         run_steps(&store, &steps, &[]);
-        crash(&sim, store, KeepPolicy::Random(seed));
+        crash(&sim, Some(store), KeepPolicy::Random(seed));
         let context = format!("seed {seed}");
         let w = window(&steps);
         let (store, first) = open_ok(&sim, RecoveryMode::TolerateTail, &context);

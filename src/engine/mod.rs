@@ -35,6 +35,8 @@ mod sim_storage;
 mod snapshot;
 mod storage;
 mod store;
+#[cfg(test)]
+mod test_model;
 mod time;
 mod wal;
 
