@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex};
 use super::error::EngineError;
 use super::inspect::{Inspection, inspect};
 use super::snapshot::list_snapshots;
-use super::storage::{FsStorage, Storage};
+use super::storage::{FsStorage, Storage, crash_point};
 use super::store::Store;
 use super::time::TimeUnit;
 use super::wal::reader::{self, RecoveryMode, RecoveryReport, ReplayOptions};
@@ -553,6 +553,7 @@ impl Store {
             }
         }
         let snapshot_lsn = snapshot.as_ref().map_or(0, |(_, lsn)| *lsn);
+        crash_point!(storage.as_ref(), RECOVERY_LOADED);
         let replay = ReplayOptions {
             mode: options.recovery,
             readonly: options.readonly,
@@ -572,6 +573,7 @@ impl Store {
             store.set_readonly();
             return Ok((store, report));
         }
+        crash_point!(storage.as_ref(), RECOVERY_REPLAYED);
         // What was replayed may be only in the page cache (the last writer
         // was killed before syncing): make it durable before anything is
         // written after it, or a power cut could keep the new segment and
@@ -582,6 +584,7 @@ impl Store {
                 .sync_file(&path)
                 .map_err(|e| EngineError::io("syncing log segment", &path, &e))?;
         }
+        crash_point!(storage.as_ref(), RECOVERY_SYNCED);
         // A segment named after the next LSN holds no complete record (else
         // replay would have seen it): an empty or cut segment. Replace it.
         let next_segment = dir.join(segment_name(report.last_lsn + 1));
@@ -694,4 +697,4 @@ impl Store {
 
 #[cfg(test)]
 #[path = "durable_tests.rs"]
-mod tests;
+pub(crate) mod tests;

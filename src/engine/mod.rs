@@ -48,7 +48,7 @@ pub use metric::{Aggregation, MetricDef};
 pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
 pub use ops::{Op, kind as op_kind};
 pub use snapshot::CheckpointInfo;
-pub use storage::{FsStorage, Storage, StorageFile};
+pub use storage::{FsStorage, Storage, StorageFile, crash_points};
 pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
 pub use time::{MAX_READ_SLOTS, TimeUnit};
 pub use wal::reader::{Damage, RecoveryMode, RecoveryReport};

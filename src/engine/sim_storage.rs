@@ -229,6 +229,10 @@ struct State {
     ops_by_kind: BTreeMap<OpKind, u64>,
     fired: u64,
     crashes: Vec<String>,
+    /// Crashes armed at named crash points: (point, nth passage, policy).
+    point_crashes: Vec<(&'static str, u64, KeepPolicy)>,
+    /// Passages through each named crash point while up.
+    points: BTreeMap<&'static str, u64>,
 }
 
 fn down_error() -> io::Error {
@@ -538,6 +542,28 @@ impl Storage for SimStorage {
         entry.durable = entry.live.clone();
         Ok(())
     }
+
+    fn crash_point(&self, name: &'static str) {
+        let mut state = self.state.lock();
+        if state.down {
+            return;
+        }
+        let passed = state.points.entry(name).or_default();
+        *passed += 1;
+        let passed = *passed;
+        let due = state
+            .point_crashes
+            .iter()
+            .position(|&(point, nth, _)| point == name && nth == passed);
+        if let Some(index) = due {
+            let (_, _, policy) = state.point_crashes.remove(index);
+            state.fired += 1;
+            let log = state.crash(policy);
+            state
+                .crashes
+                .push(format!("at crash point {name} (passage {passed}): {log}"));
+        }
+    }
 }
 
 /// Every file's live bytes and durable length, and every directory's live
@@ -600,7 +626,21 @@ impl SimStorage {
     }
 
     pub fn clear_faults(&self) {
-        self.state.lock().faults.clear();
+        let mut state = self.state.lock();
+        state.faults.clear();
+        state.point_crashes.clear();
+    }
+
+    /// Crashes the machine (see [`KeepPolicy`]) at the `nth` passage
+    /// through the named crash point (see `storage::crash_points`).
+    pub fn crash_at_point(&self, point: &'static str, nth: u64, policy: KeepPolicy) {
+        assert!(nth > 0, "passages count from 1");
+        self.state.lock().point_crashes.push((point, nth, policy));
+    }
+
+    /// How many times the store passed the named crash point while up.
+    pub fn passages(&self, point: &str) -> u64 {
+        self.state.lock().points.get(point).copied().unwrap_or(0)
     }
 
     /// How many times faults fired.

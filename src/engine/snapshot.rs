@@ -26,7 +26,7 @@ use super::bytes::{ByteReader, put_str};
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::series::SeriesData;
-use super::storage::Storage;
+use super::storage::{Storage, crash_point};
 use super::store::Store;
 use super::wal::list_segments;
 
@@ -94,6 +94,8 @@ fn block_header(kind: u8, payload: &[u8]) -> [u8; BLOCK_HEADER] {
 
 /// Writes a snapshot file: the header, then blocks as they fill.
 struct BlockWriter<'a> {
+    #[cfg_attr(not(any(test, feature = "crash-points")), allow(dead_code))]
+    storage: &'a dyn Storage,
     file: Box<dyn super::storage::StorageFile>,
     path: &'a Path,
     blocks: u64,
@@ -106,6 +108,7 @@ impl BlockWriter<'_> {
         self.raw(&block_header(kind, payload))?;
         self.raw(payload)?;
         self.blocks += 1;
+        crash_point!(self.storage, SNAPSHOT_BLOCK);
         Ok(())
     }
 
@@ -162,9 +165,11 @@ impl Store {
         let _ = storage.remove(&temp);
         let written = self.write_snapshot(storage, &temp, lsn, &metrics, &paths, &data);
         let bytes = match written.and_then(|bytes| {
+            crash_point!(storage, SNAPSHOT_SYNCED);
             storage
                 .rename(&temp, &path)
                 .map_err(|e| EngineError::io("renaming snapshot", &temp, &e))?;
+            crash_point!(storage, SNAPSHOT_RENAMED);
             storage
                 .sync_dir(dir)
                 .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
@@ -177,6 +182,7 @@ impl Store {
                 return Err(error);
             }
         };
+        crash_point!(storage, SNAPSHOT_PUBLISHED);
         let (removed_segments, removed_snapshots) = remove_unneeded(storage, dir)?;
         Ok(CheckpointInfo {
             lsn,
@@ -203,6 +209,7 @@ impl Store {
             .create(temp)
             .map_err(|e| EngineError::io("creating snapshot", temp, &e))?;
         let mut out = BlockWriter {
+            storage,
             file,
             path: temp,
             blocks: 0,
@@ -429,6 +436,7 @@ fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), 
     let mut removed_snapshots = 0;
     for (_, name) in snapshots.iter().skip(2) {
         let path = dir.join(name);
+        crash_point!(storage, LOG_TRUNCATING);
         storage
             .remove(&path)
             .map_err(|e| EngineError::io("removing old snapshot", &path, &e))?;
@@ -444,6 +452,7 @@ fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), 
             // Segment records run up to the next segment's first LSN - 1.
             if next_first.saturating_sub(1) <= older {
                 let path = dir.join(name);
+                crash_point!(storage, LOG_TRUNCATING);
                 storage
                     .remove(&path)
                     .map_err(|e| EngineError::io("removing log segment", &path, &e))?;
@@ -452,6 +461,7 @@ fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), 
         }
     }
     if removed_segments + removed_snapshots > 0 {
+        crash_point!(storage, LOG_TRUNCATED);
         storage
             .sync_dir(dir)
             .map_err(|e| EngineError::io("syncing directory", dir, &e))?;

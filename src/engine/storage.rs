@@ -47,7 +47,68 @@ pub trait Storage: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries of `dir` (created, renamed, removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Called at each named moment of a multi-step update (see
+    /// [`crash_points`]), where crash tests stop the store. Only test builds
+    /// and builds with the `crash-points` cargo feature contain the calls.
+    #[cfg(any(test, feature = "crash-points"))]
+    fn crash_point(&self, _name: &'static str) {}
 }
+
+/// The named crash points: moments between the steps of updates that must
+/// survive a crash at any step. Each is passed to [`Storage::crash_point`].
+pub mod crash_points {
+    /// A snapshot block was appended to the temporary file (once per block).
+    pub const SNAPSHOT_BLOCK: &str = "snapshot-block";
+    /// The temporary snapshot is complete and synced; not yet renamed.
+    pub const SNAPSHOT_SYNCED: &str = "snapshot-synced";
+    /// The snapshot was renamed into place; the directory is not synced.
+    pub const SNAPSHOT_RENAMED: &str = "snapshot-renamed";
+    /// The snapshot is durable; nothing it makes unneeded is deleted yet.
+    pub const SNAPSHOT_PUBLISHED: &str = "snapshot-published";
+    /// About to delete an old snapshot or log segment (once per file).
+    pub const LOG_TRUNCATING: &str = "log-truncating";
+    /// Old files were deleted; the directory is not synced.
+    pub const LOG_TRUNCATED: &str = "log-truncated";
+    /// A new log segment was created empty; its header is not written.
+    pub const SEGMENT_CREATED: &str = "segment-created";
+    /// The new segment's header is synced; the directory is not.
+    pub const SEGMENT_HEADER_SYNCED: &str = "segment-header-synced";
+    /// Recovery loaded its snapshot (or none) and has not replayed the log.
+    pub const RECOVERY_LOADED: &str = "recovery-loaded";
+    /// Recovery replayed the log (cutting a torn tail, setting segments
+    /// aside) and has not synced the replayed segments.
+    pub const RECOVERY_REPLAYED: &str = "recovery-replayed";
+    /// Recovery synced the replayed segments; no new segment exists yet.
+    pub const RECOVERY_SYNCED: &str = "recovery-synced";
+
+    /// Every point, for tests and tools that iterate over them.
+    pub const ALL: [&str; 11] = [
+        SNAPSHOT_BLOCK,
+        SNAPSHOT_SYNCED,
+        SNAPSHOT_RENAMED,
+        SNAPSHOT_PUBLISHED,
+        LOG_TRUNCATING,
+        LOG_TRUNCATED,
+        SEGMENT_CREATED,
+        SEGMENT_HEADER_SYNCED,
+        RECOVERY_LOADED,
+        RECOVERY_REPLAYED,
+        RECOVERY_SYNCED,
+    ];
+}
+
+/// Calls [`Storage::crash_point`] in test builds and with the
+/// `crash-points` feature; compiles to nothing otherwise.
+macro_rules! crash_point {
+    ($storage:expr, $name:ident) => {{
+        #[cfg(any(test, feature = "crash-points"))]
+        $crate::engine::storage::Storage::crash_point(
+            $storage,
+            $crate::engine::storage::crash_points::$name,
+        );
+    }};
+}
+pub(crate) use crash_point;
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -125,6 +186,46 @@ impl Storage for FsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    /// With the `crash-points` feature, kills the process with SIGKILL at
+    /// the point named by the environment variable
+    /// `METRICSTORE_CRASH_POINT` (`name` or `name:n` for its nth passage),
+    /// so a test can crash a real process at an exact moment.
+    #[cfg(feature = "crash-points")]
+    fn crash_point(&self, name: &'static str) {
+        fs_crash_point::passed(name);
+    }
+}
+
+#[cfg(feature = "crash-points")]
+mod fs_crash_point {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The armed point and its passage count, read once per process.
+    fn armed() -> &'static Option<(String, u64)> {
+        static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+        ARMED.get_or_init(|| {
+            let text = std::env::var("METRICSTORE_CRASH_POINT").ok()?;
+            match text.split_once(':') {
+                Some((name, n)) => Some((name.to_owned(), n.parse().ok()?)),
+                None => Some((text, 1)),
+            }
+        })
+    }
+
+    pub(super) fn passed(name: &str) {
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        if let Some((armed, nth)) = armed()
+            && armed == name
+            && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+        {
+            // SAFETY: kill(2) with our own pid and a valid signal number.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
     }
 }
 

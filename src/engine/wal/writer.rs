@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use super::record::{self, Fragment, MAX_FRAGMENT, RECORD_HEADER, SEGMENT_HEADER};
 use super::segment_name;
 use crate::engine::error::EngineError;
-use crate::engine::storage::{Storage, StorageFile};
+use crate::engine::storage::{Storage, StorageFile, crash_point};
 
 struct Current {
     file: Arc<dyn StorageFile>,
@@ -57,9 +57,11 @@ fn create_segment(
         .create(&path)
         .map_err(|e| EngineError::io("creating log segment", &path, &e))?
         .into();
+    crash_point!(storage, SEGMENT_CREATED);
     file.append(&record::segment_header(first_lsn))
         .and_then(|()| file.sync_data())
         .map_err(|e| EngineError::io("writing log segment header", &path, &e))?;
+    crash_point!(storage, SEGMENT_HEADER_SYNCED);
     // The new name must be durable before records in it are acknowledged.
     storage
         .sync_dir(dir)
