@@ -22,7 +22,6 @@ replay >= 300 MB/s.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
@@ -32,38 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import FREQUENCY, bare_ticks, disk_write_fsync, fresh
 
 import metricstore
-
-FREQUENCY = 10
 
 
 def median(run: Callable[[], float], repeat: int) -> float:
     return statistics.median(run() for _ in range(repeat))
-
-
-def fresh(base: Path, name: str) -> Path:
-    path = base / name
-    shutil.rmtree(path, ignore_errors=True)
-    return path
-
-
-def disk_write_fsync(base: Path, total: int) -> float:
-    """Seconds to write `total` bytes sequentially in 4 MiB writes and fsync."""
-    path = base / "raw.bin"
-    block = os.urandom(4 << 20)
-    t0 = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        written = 0
-        while written < total:
-            written += os.write(fd, block[: min(len(block), total - written)])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    seconds = time.perf_counter() - t0
-    path.unlink()
-    return seconds
 
 
 def load(base: Path, data: np.ndarray, sync: str) -> float:
@@ -78,24 +52,6 @@ def load(base: Path, data: np.ndarray, sync: str) -> float:
     store.flush()
     seconds = time.perf_counter() - t0
     store.close(checkpoint=False)
-    return seconds
-
-
-def bare_ticks(base: Path, series: int, ticks: int) -> float:
-    """Seconds for `ticks` appends of a tick's worth of bytes, each followed
-    by fdatasync: the floor for one durable commit per tick."""
-    path = base / "ticks.bin"
-    payload = os.urandom(series * 8 + 40)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-    try:
-        t0 = time.perf_counter()
-        for _ in range(ticks):
-            os.write(fd, payload)
-            os.fdatasync(fd)
-        seconds = time.perf_counter() - t0
-    finally:
-        os.close(fd)
-    path.unlink()
     return seconds
 
 
@@ -208,7 +164,9 @@ def main() -> None:
     report = reports[-1][1]
     assert report is not None
     print(f"\n{'snapshots and replay':44} {'GB/s or MB/s':>14}")
+    snap_vs_disk = snap_bytes / t_snap / (disk_mb * 1e6)
     print(f"{'snapshot write (checkpoint)':44} {snap_bytes / t_snap / 1e9:11.2f} GB/s "
+          f"= {snap_vs_disk:.2f} x disk write+fsync "
           f"(writers held {held * 1e3:.2f} ms)")  # fmt: skip
     print(f"{'snapshot load (open, page cache)':44} {snap_bytes / t_load / 1e9:11.2f} GB/s")
     print(f"{'log replay (open, page cache)':44} {report.bytes / t_replay / 1e6:11,.0f} MB/s "
@@ -218,6 +176,7 @@ def main() -> None:
           f"log load >= 0.5 x disk: none {ratios['none']:.2f}, interval {ratios['interval']:.2f}; "
           f"always ticks >= 0.8 x bare: {t_bare / t_one:.2f}; "
           f"4 writers >= 2x one: {versus_one:.2f}; "
+          f"snapshot write vs disk: {snap_vs_disk:.2f}; "
           f"snapshot load >= 1 GB/s: {snap_bytes / t_load / 1e9:.2f}; "
           f"replay >= 300 MB/s: {report.bytes / t_replay / 1e6:,.0f}")  # fmt: skip
     if args.dir is None:

@@ -152,6 +152,34 @@ fn a_checkpoint_makes_reopening_replay_only_the_log_after_it() {
 }
 
 #[test]
+fn a_snapshot_of_many_blocks_written_in_parallel_reloads_exactly() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    // 1,500 series of three or four chunks: about 20 MB, so five blocks and
+    // more waves of parallel encoding than one.
+    let ids: Vec<u32> = (0..1500)
+        .map(|i| store.series("m", &["c".to_owned(), format!("s{i}")]).unwrap())
+        .collect();
+    for &id in &ids {
+        let values: Vec<f32> = (0..3000).map(|i| (id * 7919 + i) as f32).collect();
+        store.write_block(id, i64::from(id) - 1500, &values).unwrap();
+    }
+    let info = store.checkpoint().unwrap();
+    let live = everything(&store, &ids, 6000);
+    store.close_with(false).unwrap();
+    drop(store);
+    let (_, inspection) = Store::inspect(dir.path()).unwrap();
+    let snapshot = &inspection.snapshots[0];
+    assert_eq!((snapshot.lsn, snapshot.problem.as_deref()), (info.lsn, None));
+    assert!(info.bytes > 18 << 20, "{} bytes", info.bytes);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (info.lsn, 0));
+    assert_eq!(everything(&again, &ids, 6000), live);
+    assert_eq!(again.stats().samples, 1500 * 3000);
+}
+
+#[test]
 fn a_damaged_newest_snapshot_falls_back_to_the_older_one_and_the_log() {
     let dir = TempDir::new();
     let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();

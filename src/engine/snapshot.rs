@@ -15,6 +15,7 @@
 //! damaged newest snapshot falls back to the older one plus the log.
 //! Layout: docs/format.md.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +24,7 @@ use parking_lot::RwLock;
 use rayon::prelude::*;
 
 use super::bytes::{ByteReader, put_str};
+use super::chunks::CHUNK_BYTES;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::series::SeriesData;
@@ -92,6 +94,37 @@ fn block_header(kind: u8, payload: &[u8]) -> [u8; BLOCK_HEADER] {
     head
 }
 
+/// Splits the series into runs of consecutive ids of about
+/// [`BLOCK_TARGET`] bytes each (by their size now; they may grow).
+fn group_series(data: &[Arc<RwLock<SeriesData>>]) -> Vec<Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (id, series) in data.iter().enumerate() {
+        bytes += 8 + series.read().chunk_count() * (8 + CHUNK_BYTES);
+        if bytes >= BLOCK_TARGET {
+            groups.push(start..id + 1);
+            (start, bytes) = (id + 1, 0);
+        }
+    }
+    if start < data.len() {
+        groups.push(start..data.len());
+    }
+    groups
+}
+
+/// One whole series block (header included) holding `series`, whose first
+/// id is `first_id`.
+fn encode_series_block(series: &[Arc<RwLock<SeriesData>>], first_id: usize) -> Vec<u8> {
+    let mut block = vec![0; BLOCK_HEADER];
+    for (i, data) in series.iter().enumerate() {
+        block.extend_from_slice(&((first_id + i) as u32).to_le_bytes());
+        data.read().encode_chunks(&mut block);
+    }
+    let head = block_header(BLOCK_SERIES, &block[BLOCK_HEADER..]);
+    block[..BLOCK_HEADER].copy_from_slice(&head);
+    block
+}
+
 /// Writes a snapshot file: the header, then blocks as they fill.
 struct BlockWriter<'a> {
     #[cfg_attr(not(any(test, feature = "crash-points")), allow(dead_code))]
@@ -110,6 +143,19 @@ impl BlockWriter<'_> {
         self.blocks += 1;
         crash_point!(self.storage, SNAPSHOT_BLOCK);
         Ok(())
+    }
+
+    /// Appends whole blocks (header and payload), then starts their
+    /// writeback.
+    fn encoded_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<(), EngineError> {
+        for block in blocks {
+            self.raw(block)?;
+            self.blocks += 1;
+            crash_point!(self.storage, SNAPSHOT_BLOCK);
+        }
+        self.file
+            .start_writeback()
+            .map_err(|e| EngineError::io("writing snapshot", self.path, &e))
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
@@ -243,19 +289,29 @@ impl Store {
         out.block(BLOCK_CATALOG, &catalog)?;
 
         // Series blocks: `series u32 | chunk count u32 | (key i64, slots)*`,
-        // one series copied at a time under its own read lock.
-        let mut block = Vec::with_capacity(BLOCK_TARGET + (1 << 16));
-        for (id, series) in data.iter().enumerate() {
-            block.extend_from_slice(&(id as u32).to_le_bytes());
-            series.read().encode_chunks(&mut block);
-            if block.len() >= BLOCK_TARGET {
-                out.block(BLOCK_SERIES, &block)?;
-                block.clear();
+        // each series copied under its own read lock. The blocks are encoded
+        // on all cores a wave at a time while the previous wave is written,
+        // and the kernel is asked to start writing each wave back at once so
+        // the final sync has little left to do.
+        let groups = group_series(data);
+        let pool = super::parallel::pool();
+        let wave = 2 * pool.current_num_threads().max(1);
+        let encode = |wave: &[Range<usize>]| -> Vec<Vec<u8>> {
+            wave.par_iter()
+                .map(|ids| encode_series_block(&data[ids.clone()], ids.start))
+                .collect()
+        };
+        pool.install(|| {
+            let mut waves = groups.chunks(wave);
+            let mut pending = waves.next().map(encode).unwrap_or_default();
+            for next in waves {
+                let (encoded, written) =
+                    rayon::join(|| encode(next), || out.encoded_blocks(&pending));
+                written?;
+                pending = encoded;
             }
-        }
-        if !block.is_empty() {
-            out.block(BLOCK_SERIES, &block)?;
-        }
+            out.encoded_blocks(&pending)
+        })?;
         let end = (out.blocks + 1).to_le_bytes();
         out.block(BLOCK_END, &end)?;
         out.file
@@ -390,7 +446,7 @@ impl Store {
             let chunks = r.u32()?;
             for _ in 0..chunks {
                 let key = r.i64()?;
-                data.load_chunk(pool, key, r.take(super::chunks::CHUNK_BYTES)?);
+                data.load_chunk(pool, key, r.take(CHUNK_BYTES)?);
             }
         }
         Ok(())
