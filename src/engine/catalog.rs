@@ -101,6 +101,11 @@ impl Catalog {
         self.metrics.push(def);
     }
 
+    /// Whether the tree has a node at `path` (a series there or below).
+    pub fn has_path<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        self.find_node(path).is_some()
+    }
+
     fn find_node<S: AsRef<str>>(&self, path: &[S]) -> Option<NodeId> {
         let mut node = ROOT;
         for name in path {

@@ -159,11 +159,17 @@ fn a_snapshot_of_many_blocks_written_in_parallel_reloads_exactly() {
     // 1,500 series of three or four chunks: about 20 MB, so five blocks and
     // more waves of parallel encoding than one.
     let ids: Vec<u32> = (0..1500)
-        .map(|i| store.series("m", &["c".to_owned(), format!("s{i}")]).unwrap())
+        .map(|i| {
+            store
+                .series("m", &["c".to_owned(), format!("s{i}")])
+                .unwrap()
+        })
         .collect();
     for &id in &ids {
         let values: Vec<f32> = (0..3000).map(|i| (id * 7919 + i) as f32).collect();
-        store.write_block(id, i64::from(id) - 1500, &values).unwrap();
+        store
+            .write_block(id, i64::from(id) - 1500, &values)
+            .unwrap();
     }
     let info = store.checkpoint().unwrap();
     let live = everything(&store, &ids, 6000);
@@ -171,7 +177,10 @@ fn a_snapshot_of_many_blocks_written_in_parallel_reloads_exactly() {
     drop(store);
     let (_, inspection) = Store::inspect(dir.path()).unwrap();
     let snapshot = &inspection.snapshots[0];
-    assert_eq!((snapshot.lsn, snapshot.problem.as_deref()), (info.lsn, None));
+    assert_eq!(
+        (snapshot.lsn, snapshot.problem.as_deref()),
+        (info.lsn, None)
+    );
     assert!(info.bytes > 18 << 20, "{} bytes", info.bytes);
     let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
     assert_eq!((report.snapshot_lsn, report.records), (info.lsn, 0));

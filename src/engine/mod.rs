@@ -29,6 +29,8 @@ mod metric;
 mod names;
 mod ops;
 mod parallel;
+mod query;
+mod resample;
 mod series;
 #[cfg(test)]
 mod sim_storage;
@@ -47,6 +49,8 @@ pub use inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use metric::{Aggregation, MetricDef};
 pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
 pub use ops::{Op, kind as op_kind};
+pub use query::{Freshness, STALE_PERIODS, Sampled};
+pub use resample::{Method, Stats};
 pub use snapshot::CheckpointInfo;
 pub use storage::{FsStorage, Storage, StorageFile, crash_points};
 pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};

@@ -166,11 +166,30 @@ impl SeriesData {
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
+
+    /// The last slot holding a sample, if any.
+    pub fn last_sample_slot(&self) -> Option<i64> {
+        self.chunks.iter().rev().find_map(|(key, chunk)| {
+            let last = chunk.as_slice().iter().rposition(|v| !v.is_nan())?;
+            Some(key * CHUNK_SLOTS as i64 + last as i64)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_sample_is_found_past_empty_chunks_and_nan_tails() {
+        let (pool, mut series) = (pool(), SeriesData::default());
+        assert_eq!(series.last_sample_slot(), None);
+        series.write(&pool, -5, &[1.0, 2.0]);
+        series.write(&pool, 3000, &[f32::NAN]);
+        assert_eq!(series.last_sample_slot(), Some(-4));
+        series.write_one(&pool, 2047, 0.0);
+        assert_eq!(series.last_sample_slot(), Some(2047));
+    }
 
     fn pool() -> Arc<ChunkPool> {
         Arc::new(ChunkPool::default())

@@ -131,10 +131,10 @@ enum Plan {
 }
 
 /// A resolved read target: where its values come from.
-struct Source {
-    frequency: i64,
-    aggregation: Aggregation,
-    series: Vec<Arc<RwLock<SeriesData>>>,
+pub(super) struct Source {
+    pub(super) frequency: i64,
+    pub(super) aggregation: Aggregation,
+    pub(super) series: Vec<Arc<RwLock<SeriesData>>>,
 }
 
 fn check_lengths(
@@ -654,7 +654,11 @@ impl Store {
         .map(|_| ())
     }
 
-    fn resolve(&self, catalog: &Catalog, target: Target<'_>) -> Result<Source, EngineError> {
+    pub(super) fn resolve(
+        &self,
+        catalog: &Catalog,
+        target: Target<'_>,
+    ) -> Result<Source, EngineError> {
         match target {
             Target::Series(id) => {
                 let entry = catalog.entry(id).ok_or_else(|| {
@@ -693,14 +697,14 @@ impl Store {
         }
     }
 
-    fn fill(source: &Source, first: i64, out: &mut [f32]) {
+    pub(super) fn fill(source: &Source, first: i64, out: &mut [f32]) {
         match source.series.as_slice() {
             [one] => one.read().read_into(first, out),
             many => combine(many, first, source.aggregation, out),
         }
     }
 
-    fn count_read(&self, samples: usize) {
+    pub(super) fn count_read(&self, samples: usize) {
         self.counters.read_calls.fetch_add(1, Ordering::Relaxed);
         self.counters
             .samples_read
