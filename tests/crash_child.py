@@ -1,11 +1,11 @@
-"""Child process for the kill -9 tests: writes a deterministic sequence to a
-store and prints "ack <thread> <i>" after each write call returns, so the
-parent knows exactly what was acknowledged when it kills this process.
+"""The writer for the kill -9 tests, run in a child process by
+``metricstore.testing.kill_writer``: it writes a deterministic sequence to a
+store and acknowledges ``(thread, i)`` after each write call returns, so
+the parent knows exactly what was acknowledged when it kills the child.
 
-    python crash_child.py DIR SYNC KIND [THREADS]
-
-KIND is "block" (bulk writes), "points" (points calls) or "checkpoint" (bulk
-writes while another thread takes snapshots without pause).
+The ``kind`` of writes is "block" (bulk writes), "points" (points calls)
+or "checkpoint" (bulk writes while another thread takes snapshots without
+pause).
 
 Write i of thread t goes to series (t, i % SERIES) at its own slots, so every
 write is distinguishable: ``expected(t, i)`` gives its series, first slot and
@@ -15,8 +15,8 @@ in the store, so a store killed many times holds one growing sequence.
 
 from __future__ import annotations
 
-import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,15 +63,10 @@ def read_write(store: Any, thread: int, i: int) -> np.ndarray | None:
     return got
 
 
-def main() -> None:
-    import metricstore
-
-    path, sync, kind = sys.argv[1], sys.argv[2], sys.argv[3]
-    threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    store = metricstore.open(path, sync=sync, sync_interval_ms=5)
+def write_sequence(store: Any, ack: Callable[[object], None], kind: str, threads: int) -> None:
+    """Writes each thread's sequence without end, acknowledging ``(thread, i)``."""
     store.define_metric("m", FREQUENCY, "sum")
     handles = {(t, s): store.series(*key(t, s)) for t in range(threads) for s in range(SERIES)}
-    lock = threading.Lock()
 
     starts = {t: present_prefix(store, t) for t in range(threads)}
     if kind == "checkpoint":
@@ -91,16 +86,10 @@ def main() -> None:
             else:  # one tick per slot would be slow; a points call is one op too
                 slots = np.arange(first, first + BLOCK, dtype=np.int64) * FREQUENCY
                 store.write_points(np.full(BLOCK, handle), slots, values)
-            with lock:
-                sys.stdout.write(f"ack {thread} {i}\n")
-                sys.stdout.flush()
+            ack((thread, i))
 
     workers = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-
-
-if __name__ == "__main__":
-    main()

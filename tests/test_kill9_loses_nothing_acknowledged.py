@@ -10,51 +10,38 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import metricstore
+from metricstore.testing import kill_writer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import crash_child
 
 CYCLES = int(os.environ.get("METRICSTORE_KILL_CYCLES", "50"))
-CHILD = Path(__file__).parent / "crash_child.py"
 
 
 def run_and_kill(
     path: Path, sync: str, kind: str, threads: int, acks_before_kill: int
 ) -> dict[int, int]:
     """Starts a writer and kills it after ``acks_before_kill`` acknowledgements;
-    returns, per thread, one past the last write index it acknowledged."""
-    errors = path.parent / "child-stderr.txt"
-    with errors.open("w") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, str(CHILD), str(path), sync, kind, str(threads)],
-            stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )  # fmt: skip
-    assert child.stdout is not None
+    returns, per thread, one past the last write index it acknowledged.
+    kill_writer raises if the writer died any other way."""
+    crash = kill_writer(
+        path,
+        crash_child.write_sequence,
+        after_acks=acks_before_kill,
+        sync=sync,
+        args=(kind, threads),
+        open_options={"sync_interval_ms": 5},
+    )
+    assert not crash.finished, crash.output
     acked = dict.fromkeys(range(threads), 0)
-
-    def count(line: str) -> None:
-        _, thread, i = line.split()
-        acked[int(thread)] = max(acked[int(thread)], int(i) + 1)
-
-    for seen, line in enumerate(child.stdout, start=1):
-        count(line)
-        if seen >= acks_before_kill:
-            break
-    child.send_signal(signal.SIGKILL)
-    # Acknowledgements written before the kill landed still count; read them
-    # through the same file object (its buffer may hold some already).
-    for line in child.stdout.read().splitlines():
-        count(line)
-    child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL, errors.read_text()
+    for thread, i in crash.acknowledged:
+        acked[thread] = max(acked[thread], i + 1)
     return acked
 
 

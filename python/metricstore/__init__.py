@@ -11,8 +11,9 @@ Write NumPy arrays in, read float32 NumPy arrays out::
     result = store.read(("cpu_load", "emmy"), "2020-12-25T19:00", "2020-12-25T20:00")
 """
 
+from typing import TYPE_CHECKING
+
 from . import exceptions
-from ._core import __version__
 from .exceptions import (
     AggregationError,
     ClosedError,
@@ -29,15 +30,64 @@ from .exceptions import (
     UnknownSeriesError,
     WrongProcessError,
 )
-from .store import CheckpointInfo, Damage, Metric, ReadResult, RecoveryReport, Store, open
+
+# The names below need the compiled core; they are imported on first use
+# (PEP 562), so that importing metricstore.testing or the pytest plugin
+# loads no extension module until a store is made.
+if TYPE_CHECKING:
+    from ._core import __version__
+    from .collector import Collector, HostHealth, IngestReport
+    from .store import (
+        CheckpointInfo,
+        Damage,
+        Metric,
+        ReadResult,
+        RecoveryReport,
+        SeriesStats,
+        Store,
+        open,
+    )
+else:
+    _STORE_NAMES = (
+        "CheckpointInfo",
+        "Damage",
+        "Metric",
+        "ReadResult",
+        "RecoveryReport",
+        "SeriesStats",
+        "Store",
+        "open",
+    )
+    _LAZY = {
+        "__version__": "._core",
+        **dict.fromkeys(("Collector", "HostHealth", "IngestReport"), ".collector"),
+        **dict.fromkeys(_STORE_NAMES, ".store"),
+    }
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "AggregationError",
     "CheckpointInfo",
     "ClosedError",
+    "Collector",
     "CorruptionError",
     "Damage",
     "FormatError",
+    "HostHealth",
+    "IngestReport",
     "InvalidNameError",
     "LockedError",
     "Metric",
@@ -46,6 +96,7 @@ __all__ = [
     "ReadOnlyError",
     "ReadResult",
     "RecoveryReport",
+    "SeriesStats",
     "Store",
     "StoreError",
     "StoreIOError",

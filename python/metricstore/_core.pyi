@@ -68,4 +68,27 @@ class Store:
     def read_many(
         self, targets: list[int | tuple[str, list[str]]], start: int, stop: int
     ) -> tuple[NDArray[np.float32], int, int]: ...
+    def read_resampled(
+        self,
+        target: int | tuple[str, list[str]],
+        start: int,
+        stop: int,
+        resolution: int,
+        method: str,
+    ) -> tuple[NDArray[np.float32], int, int, NDArray[np.int64] | None]: ...
+    def read_many_resampled(
+        self,
+        targets: list[int | tuple[str, list[str]]],
+        start: int,
+        stop: int,
+        resolution: int,
+        method: str,
+    ) -> tuple[NDArray[np.float32], int, int]: ...
+    def read_stats(
+        self, target: int | tuple[str, list[str]], start: int, stop: int
+    ) -> tuple[float, float, float, int]: ...
+    def health(self, path: list[str], metrics: list[str], now: int) -> list[str] | None: ...
+    def ingest(
+        self, data: bytes, default_cluster: str | None, now: int
+    ) -> tuple[int, int, list[tuple[int, str]], int]: ...
     def stats(self) -> dict[str, Any]: ...

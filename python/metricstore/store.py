@@ -8,16 +8,18 @@ the work with the GIL released and is safe to share between threads.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time as _time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
+from .collector import Collector, HostHealth, IngestReport
 
 __all__ = [
     "CheckpointInfo",
@@ -25,9 +27,12 @@ __all__ = [
     "Metric",
     "ReadResult",
     "RecoveryReport",
+    "SeriesStats",
     "Store",
     "open",
 ]
+
+_NS_PER_TICK = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 PathLike: TypeAlias = str | Sequence[str]
 """A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
@@ -41,6 +46,18 @@ class Metric(NamedTuple):
     name: str
     frequency: int
     aggregation: str
+
+
+@dataclass(frozen=True)
+class SeriesStats:
+    """Summary of the samples of a range (:meth:`Store.read_stats`): NaN
+    min, max and avg and a zero count when it has none. ``avg`` is summed in
+    float64."""
+
+    min: float
+    max: float
+    avg: float
+    count: int
 
 
 @dataclass(frozen=True)
@@ -114,32 +131,68 @@ class ReadResult:
     ``values`` is float32 with NaN where nothing is stored; it is 1-D for
     :meth:`Store.read` and 2-D (one row per series, in the order asked) for
     :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
+    ``series`` is what the read was given; ``keys`` names each row.
+
+    In a notebook a result shows itself as a table; :meth:`to_pandas`,
+    :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
+    matplotlib are optional extras).
     """
 
-    __slots__ = ("series", "start", "step", "unit", "values")
+    __slots__ = ("_keys", "_times", "series", "start", "step", "unit", "values")
 
     def __init__(
-        self, values: NDArray[np.float32], start: int, step: int, unit: str, series: object
+        self,
+        values: NDArray[np.float32],
+        start: int,
+        step: int,
+        unit: str,
+        series: object,
+        keys: Sequence[object] | None = None,
+        times: NDArray[np.int64] | None = None,
     ) -> None:
         self.values = values
         self.start = start
         self.step = step
         self.unit = unit
         self.series = series
+        self._keys = keys
+        self._times = times
+
+    @property
+    def keys(self) -> list[tuple[str, tuple[str, ...]] | int]:
+        """The (metric, path) of each row, in order (one entry for a 1-D read).
+
+        A row read by handle is the handle (an int) unless whoever built the
+        result passed the rows' keys as ``keys``.
+        """
+        from ._frames import series_keys
+
+        rows = [self.series] if self.values.ndim == 1 else self.series
+        return series_keys(rows if self._keys is None else self._keys)
 
     def __len__(self) -> int:
         return int(self.values.shape[-1])
 
     @property
     def stop(self) -> int:
-        """The tick just past the last slot."""
+        """The tick just past the last slot (or, for an LTTB read, just past
+        the last kept sample)."""
+        if self._times is not None:
+            return int(self._times[-1]) + 1 if len(self._times) else self.start
         return self.start + len(self) * self.step
+
+    @property
+    def ticks(self) -> NDArray[np.int64]:
+        """The time of each column in ticks of the store unit: the grid
+        ``start + i * step``, or for an LTTB read the kept samples' times."""
+        if self._times is not None:
+            return self._times
+        return self.start + np.arange(len(self), dtype=np.int64) * self.step
 
     @property
     def timestamps(self) -> NDArray[np.datetime64]:
         """The time of each column as ``datetime64`` in the store unit."""
-        ticks = self.start + np.arange(len(self), dtype=np.int64) * self.step
-        return ticks.astype(f"datetime64[{self.unit}]")
+        return self.ticks.astype(f"datetime64[{self.unit}]")
 
     def __repr__(self) -> str:
         shape = "x".join(str(n) for n in self.values.shape)
@@ -147,6 +200,51 @@ class ReadResult:
             f"ReadResult(series={self.series!r}, start={self.start}, step={self.step}, "
             f"unit={self.unit!r}, values=<float32 {shape}>)"
         )
+
+    def _repr_html_(self) -> str:
+        from ._display import read_result_html
+
+        return read_result_html(self)
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.Series`` (1-D read) or ``DataFrame`` (one column per series).
+
+        The index is a ``DatetimeIndex`` named "time" in the store unit; the
+        values are these float32 values (NaN where missing); the columns (or
+        the Series name) are ``"metric:path/parts"``, or the handle for a row
+        read by handle whose key the result does not know.
+        Needs ``pip install 'metricstore[pandas]'``.
+        """
+        from ._frames import to_pandas
+
+        return to_pandas(self)
+
+    def to_xarray(self, levels: Sequence[str] = ()) -> Any:
+        """An ``xarray.DataArray`` with dims ("time",) or ("series", "time"):
+        the values themselves, not a copy.
+
+        Coordinates: ``time`` (datetime64 in the store unit), ``series``
+        (names as in :meth:`to_pandas`), and when every row's key is known:
+        ``metric``, ``path`` ("/"-joined) and one coordinate per name in
+        ``levels`` holding that part of each path, so with
+        ``levels=("cluster", "host")``, ``da.where(da.host == "e0102")`` and
+        ``da.groupby("host")`` work. ``attrs`` hold ``unit`` and ``step``.
+        Needs ``pip install 'metricstore[xarray]'``.
+        """
+        from ._frames import to_xarray
+
+        return to_xarray(self, levels)
+
+    def plot(self, ax: Any = None, *, legend: bool | None = None, **kwargs: Any) -> Any:
+        """Plots each series over a date axis (gaps where values are missing)
+        on ``ax`` (a matplotlib Axes) or a new figure, and returns the Axes.
+        ``kwargs`` go to ``Axes.plot``; the legend is drawn for 2 to 12
+        series unless ``legend`` says otherwise.
+        Needs ``pip install 'metricstore[plot]'``.
+        """
+        from ._frames import plot
+
+        return plot(self, ax, legend, **kwargs)
 
 
 def _format_bytes(n: int) -> str:
@@ -362,17 +460,41 @@ class Store:
 
     # -- reads -------------------------------------------------------------------
 
-    def read(self, series: SeriesKey, start: object, stop: object) -> ReadResult:
+    def read(
+        self,
+        series: SeriesKey,
+        start: object,
+        stop: object,
+        *,
+        resolution: object = None,
+        method: str = "avg",
+    ) -> ReadResult:
         """Reads the grid slots in ``[start, stop)`` of one series.
 
         ``series`` is a handle or a (metric, path) pair. If no series of the
         metric is stored at the path itself, the series below it are combined
         with the metric's aggregation (NaN skipped). The result is NaN-padded
         to the whole range.
+
+        ``resolution`` (ticks or a timedelta, a multiple of the frequency)
+        reads coarser buckets instead, widened to whole buckets aligned to
+        multiples of it: ``method`` "avg", "min" or "max" of each bucket's
+        samples (NaN if it has none), or "lttb", which keeps one real sample
+        per bucket to preserve the shape of a plot (``result.ticks`` then
+        holds their times).
         """
         unit = self._unit
         begin = start if type(start) is int else to_ticks(start, unit, "start")
         end = stop if type(stop) is int else to_ticks(stop, unit, "stop")
+        if resolution is not None:
+            values, first, step, times = self._core.read_resampled(
+                self._target(series, "series"),
+                begin,
+                end,
+                to_frequency(resolution, unit, "resolution"),
+                method,
+            )
+            return ReadResult(values, first, step, unit, series, times=times)
         if type(series) is int:
             values, first, step = self._core.read(series, begin, end)
         elif isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
@@ -386,26 +508,136 @@ class Store:
             )
         return ReadResult(values, first, step, unit, series)
 
-    def read_many(self, series: Sequence[SeriesKey], start: object, stop: object) -> ReadResult:
+    def read_many(
+        self,
+        series: Sequence[SeriesKey],
+        start: object,
+        stop: object,
+        *,
+        resolution: object = None,
+        method: str = "avg",
+    ) -> ReadResult:
         """Reads ``[start, stop)`` of several series (or aggregated paths) of one
-        frequency into a 2-D array, one row per entry of ``series`` in order."""
+        frequency into a 2-D array, one row per entry of ``series`` in order.
+        ``resolution`` and ``method`` ("avg", "min" or "max") as in
+        :meth:`read`."""
         if isinstance(series, str | tuple) and len(series) == 2 and isinstance(series[0], str):
             raise TypeError("series: expected a list of series keys; wrap one key in a list")
-        targets: list[Any] = []
-        for i, key in enumerate(series):
-            if type(key) is int:
-                targets.append(key)
-            elif isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
-                targets.append((key[0], to_path(key[1], f"series[{i}][1]")))
-            else:
-                raise TypeError(
-                    f"series[{i}]: expected a series handle or a (metric, path) "
-                    f"pair, got {type(key).__name__}"
-                )
-        values, first, step = self._core.read_many(
-            targets, to_ticks(start, self._unit, "start"), to_ticks(stop, self._unit, "stop")
-        )
+        targets = [self._target(key, f"series[{i}]") for i, key in enumerate(series)]
+        begin = to_ticks(start, self._unit, "start")
+        end = to_ticks(stop, self._unit, "stop")
+        if resolution is None:
+            values, first, step = self._core.read_many(targets, begin, end)
+        else:
+            values, first, step = self._core.read_many_resampled(
+                targets, begin, end, to_frequency(resolution, self._unit, "resolution"), method
+            )
         return ReadResult(values, first, step, self._unit, list(series))
+
+    def read_stats(self, series: SeriesKey, start: object, stop: object) -> SeriesStats:
+        """Min, max, mean and count of the samples in ``[start, stop)`` of one
+        series or aggregated path, from the raw data (NaN and zero count when
+        there are none)."""
+        low, high, avg, count = self._core.read_stats(
+            self._target(series, "series"),
+            to_ticks(start, self._unit, "start"),
+            to_ticks(stop, self._unit, "stop"),
+        )
+        return SeriesStats(low, high, avg, count)
+
+    def _target(self, key: object, argument: str) -> int | tuple[str, list[str]]:
+        if type(key) is int:
+            return key
+        if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
+            return (key[0], to_path(key[1], f"{argument}[1]"))
+        raise TypeError(
+            f"{argument}: expected a series handle or a (metric, path) pair, "
+            f"got {type(key).__name__}"
+        )
+
+    # -- collectors --------------------------------------------------------------
+
+    def ingest(
+        self, data: str | bytes, *, default_cluster: str | None = None, now: object = None
+    ) -> IngestReport:
+        """Writes metrics in InfluxDB line protocol, cc-backend's dialect:
+        ``<metric>[,cluster=c][,hostname=h][,type=t,type-id=i][,stype=s,stype-id=j]
+        value=<v> [<timestamp>]`` goes to the path ``c/h[/<t><i>[/<s><j>]]``
+        (``type=node`` is the host itself; other tags are ignored).
+
+        Timestamps may be s, ms, us or ns (told from their magnitude); lines
+        without one are written at ``now`` (default: the wall clock). Lines
+        without a cluster tag go to ``default_cluster``. A bad line (unknown
+        metric, bad tag, value or timestamp, a path name such as ".." or one
+        holding "/") is reported with its line number and reason and never
+        stops the others; the accepted lines are written as one op. Parsing
+        runs in Rust without the GIL.
+        """
+        if isinstance(data, str):
+            raw = data.encode()
+        elif isinstance(data, bytes):
+            raw = data
+        elif isinstance(data, bytearray | memoryview):
+            raw = bytes(data)
+        else:
+            raise TypeError(f"data: expected str or bytes, got {type(data).__name__}")
+        if default_cluster is not None and not isinstance(default_cluster, str):
+            raise TypeError(
+                f"default_cluster: expected a str or None, got {type(default_cluster).__name__}"
+            )
+        lines, accepted, rejected, created = self._core.ingest(raw, default_cluster, self._now(now))
+        return IngestReport(lines, accepted, rejected, created)
+
+    def _now(self, now: object) -> int:
+        if now is None:
+            return _time.time_ns() // _NS_PER_TICK[self._unit]
+        return to_ticks(now, self._unit, "now")
+
+    def health(
+        self, hosts: Iterable[PathLike], metrics: Sequence[str], *, now: object = None
+    ) -> dict[str, HostHealth]:
+        """How fresh each of ``metrics`` is on each host (a path such as
+        "emmy/e0102"), as cc-backend's health check judges it.
+
+        A metric is *stale* if some series of it at or below the host has no
+        sample in the last 5 periods before ``now`` (default: the wall
+        clock), *missing* if it has no series there (or is not defined), and
+        *fresh* otherwise. A host is "full" when every metric is fresh,
+        "failed" when it has no data at all or no fresh metric, and
+        "partial" otherwise. Keys of the result are the "/"-joined paths.
+        """
+        if isinstance(metrics, str):
+            raise TypeError("metrics: expected a sequence of metric names, not one str")
+        names = list(metrics)
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise TypeError(f"metrics[{i}]: expected a str, got {type(name).__name__}")
+        when = self._now(now)
+        report: dict[str, HostHealth] = {}
+        for i, host in enumerate([hosts] if isinstance(hosts, str) else hosts):
+            path = to_path(host, f"hosts[{i}]")
+            states = self._core.health(path, names, when)
+            key = "/".join(path)
+            state: Literal["full", "partial", "failed"]
+            if states is None:
+                report[key] = HostHealth("failed", [], [], list(names))
+                continue
+            by = {s: [m for m, st in zip(names, states, strict=True) if st == s] for s in
+                  ("fresh", "stale", "missing")}  # fmt: skip
+            if not by["stale"] and not by["missing"]:
+                state = "full"
+            elif not by["fresh"]:
+                state = "failed"
+            else:
+                state = "partial"
+            report[key] = HostHealth(state, by["fresh"], by["stale"], by["missing"])
+        return report
+
+    def collector(self, *, default_cluster: str | None = None) -> Collector:
+        """A writer for collector loops: caches series handles by (metric,
+        path), writes a tick from a dict, and is safe to share between
+        threads. See :class:`Collector`."""
+        return Collector(self, default_cluster=default_cluster)
 
     # -- introspection -------------------------------------------------------------
 
@@ -427,6 +659,13 @@ class Store:
             f"series={s['series']} samples={s['samples']:,} "
             f"memory={_format_bytes(s['data_bytes'])}>"
         )
+
+    def _repr_html_(self) -> str:
+        """A summary for notebooks: place, unit, state, size, metrics and what
+        recovery did; works on a closed store too."""
+        from ._display import store_html
+
+        return store_html(self)
 
 
 def open(

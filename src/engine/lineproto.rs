@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use super::catalog::SeriesId;
 use super::error::EngineError;
@@ -35,26 +36,75 @@ pub struct IngestReport {
     pub series_created: u64,
 }
 
-/// A parsed line, before its series is looked up.
-struct Line<'a> {
+/// A line split at its first unescaped space, with its field and
+/// timestamp parsed; its tags are parsed only for a key not seen before.
+struct Sample<'a> {
     /// The measurement and tags as written: lines with the same key go to
     /// the same series.
     key: &'a [u8],
-    metric: Cow<'a, str>,
-    path: Vec<Cow<'a, str>>,
     value: f32,
     /// In the store's unit; None means "now".
     timestamp: Option<i64>,
 }
 
-/// Splits `text` at the first byte in `stops` not escaped by a backslash.
-fn split_unescaped<'a>(text: &'a [u8], stops: &[u8]) -> (&'a [u8], Option<u8>, &'a [u8]) {
-    let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'\\' => i += 2,
-            c if stops.contains(&c) => return (&text[..i], Some(c), &text[i + 1..]),
-            _ => i += 1,
+/// Where a series key's lines go.
+struct SeriesKey<'a> {
+    metric: Cow<'a, str>,
+    path: Vec<Cow<'a, str>>,
+}
+
+/// A hasher for series keys (short byte strings from the caller's own
+/// collector): a multiply-rotate over 8-byte words, several times faster
+/// than SipHash on them. It is not keyed, so keys crafted to collide only
+/// slow their own sender's ingest.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A series and its metric's frequency.
+type Target = (SeriesId, i64);
+
+type KeyMap = HashMap<Box<[u8]>, Target, BuildHasherDefault<KeyHasher>>;
+
+/// Series keys already resolved, per default cluster: series are never
+/// removed and metrics never change, so an entry stays right for the life
+/// of the store.
+#[derive(Default)]
+pub(super) struct IngestCache {
+    by_default_cluster: HashMap<Option<String>, KeyMap>,
+}
+
+/// Splits `text` at the first `stop` byte not escaped by a backslash.
+fn split_unescaped(text: &[u8], stop: u8) -> (&[u8], Option<u8>, &[u8]) {
+    let mut from = 0;
+    while let Some(found) = memchr::memchr2(stop, b'\\', &text[from..]) {
+        let i = from + found;
+        if text[i] == stop {
+            return (&text[..i], Some(stop), &text[i + 1..]);
+        }
+        from = i + 2;
+        if from >= text.len() {
+            break;
         }
     }
     (text, None, &[])
@@ -135,51 +185,20 @@ fn parse_value(raw: &[u8]) -> Result<f32, String> {
     Ok(number as f32)
 }
 
-/// Parses one line (no newline, not blank) against the default cluster.
-fn parse_line<'a>(
-    line: &'a [u8],
-    default_cluster: Option<&'a str>,
-    unit: TimeUnit,
-) -> Result<Line<'a>, String> {
-    let (key, stop, rest) = split_unescaped(line, b" ");
+/// Splits one line (no newline, not blank) into its key, value and time.
+fn split_line(line: &[u8], unit: TimeUnit) -> Result<Sample<'_>, String> {
+    let (key, stop, rest) = split_unescaped(line, b' ');
     if stop.is_none() {
         return Err("syntax: no field set (expected \"value=<number>\")".to_owned());
     }
-    let (measurement, mut sep, mut tags) = split_unescaped(key, b",");
-    let metric = unescape(measurement, "the metric name")?;
-    if metric.is_empty() {
-        return Err("syntax: the line has no metric name".to_owned());
-    }
-    let (mut cluster, mut host) = (None, None);
-    let (mut kind, mut kind_id, mut sub, mut sub_id) = (None, None, None, None);
-    while sep == Some(b',') {
-        let (tag, next, after) = split_unescaped(tags, b",");
-        (sep, tags) = (next, after);
-        let (name, eq, value) = split_unescaped(tag, b"=");
-        if eq.is_none() {
-            let shown = String::from_utf8_lossy(tag);
-            return Err(format!("bad tag: {shown:?} has no '='"));
-        }
-        let value = unescape(value, "a tag value")?;
-        match name {
-            b"cluster" => cluster = Some(value),
-            b"hostname" | b"host" => host = Some(value),
-            b"type" => kind = Some(value),
-            b"type-id" => kind_id = Some(value),
-            b"stype" => sub = Some(value),
-            b"stype-id" => sub_id = Some(value),
-            _ => {}
-        }
-    }
-
     let rest = rest.trim_ascii_start();
-    let (fields, _, timestamp) = split_unescaped(rest, b" ");
+    let (fields, _, timestamp) = split_unescaped(rest, b' ');
     let mut value = None;
     let mut fields = fields;
     while !fields.is_empty() {
-        let (field, _, after) = split_unescaped(fields, b",");
+        let (field, _, after) = split_unescaped(fields, b',');
         fields = after;
-        let (name, eq, raw) = split_unescaped(field, b"=");
+        let (name, eq, raw) = split_unescaped(field, b'=');
         if eq.is_none() {
             let shown = String::from_utf8_lossy(field);
             return Err(format!("syntax: field {shown:?} has no '='"));
@@ -208,6 +227,41 @@ fn parse_line<'a>(
             })?;
         Some(convert_timestamp(ts, unit))
     };
+    Ok(Sample {
+        key,
+        value,
+        timestamp,
+    })
+}
+
+/// Parses a key (measurement and tags) into its metric and path.
+fn parse_key<'a>(key: &'a [u8], default_cluster: Option<&'a str>) -> Result<SeriesKey<'a>, String> {
+    let (measurement, mut sep, mut tags) = split_unescaped(key, b',');
+    let metric = unescape(measurement, "the metric name")?;
+    if metric.is_empty() {
+        return Err("syntax: the line has no metric name".to_owned());
+    }
+    let (mut cluster, mut host) = (None, None);
+    let (mut kind, mut kind_id, mut sub, mut sub_id) = (None, None, None, None);
+    while sep == Some(b',') {
+        let (tag, next, after) = split_unescaped(tags, b',');
+        (sep, tags) = (next, after);
+        let (name, eq, value) = split_unescaped(tag, b'=');
+        if eq.is_none() {
+            let shown = String::from_utf8_lossy(tag);
+            return Err(format!("bad tag: {shown:?} has no '='"));
+        }
+        let value = unescape(value, "a tag value")?;
+        match name {
+            b"cluster" => cluster = Some(value),
+            b"hostname" | b"host" => host = Some(value),
+            b"type" => kind = Some(value),
+            b"type-id" => kind_id = Some(value),
+            b"stype" => sub = Some(value),
+            b"stype-id" => sub_id = Some(value),
+            _ => {}
+        }
+    }
 
     let cluster = match cluster {
         Some(c) => c,
@@ -234,13 +288,7 @@ fn parse_line<'a>(
         (Some(s), None) => return Err(format!("bad tag: stype={s} needs an stype-id")),
         (Some(s), Some(id)) => path.push(Cow::Owned(format!("{s}{id}"))),
     }
-    Ok(Line {
-        key,
-        metric,
-        path,
-        value,
-        timestamp,
-    })
+    Ok(SeriesKey { metric, path })
 }
 
 impl Store {
@@ -265,48 +313,62 @@ impl Store {
         }
         let unit = self.unit();
         let mut report = IngestReport::default();
-        // Lines with the same measurement and tags share a series.
-        let mut seen: HashMap<&[u8], Result<(SeriesId, i64), String>> = HashMap::new();
         let (mut series, mut timestamps, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
-            let line = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
-            if line.is_empty() || line.starts_with(b"#") {
-                continue;
-            }
-            report.lines += 1;
-            let number = index as u64 + 1;
-            let parsed = match parse_line(line, default_cluster, unit) {
-                Ok(parsed) => parsed,
-                Err(reason) => {
-                    report.rejected.push((number, reason));
+        {
+            // Held for the call: concurrent ingests are serialised by the
+            // write anyway, and a steady collector finds every key here.
+            let mut cache = self.ingest_cache.lock();
+            let known = cache
+                .by_default_cluster
+                .entry(default_cluster.map(str::to_owned))
+                .or_default();
+            let mut rest = text;
+            let mut index = 0u64;
+            while !rest.is_empty() {
+                let (raw, after) = match memchr::memchr(b'\n', rest) {
+                    Some(i) => (&rest[..i], &rest[i + 1..]),
+                    None => (rest, &[][..]),
+                };
+                rest = after;
+                index += 1;
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
+                if line.is_empty() || line.starts_with(b"#") {
                     continue;
                 }
-            };
-            let target = match seen.get(parsed.key) {
-                Some(known) => known.clone(),
-                None => {
-                    let found = self.ingest_series(&parsed, &mut report.series_created)?;
-                    seen.insert(parsed.key, found.clone());
-                    found
-                }
-            };
-            let (id, frequency) = match target {
-                Ok(target) => target,
-                Err(reason) => {
-                    report.rejected.push((number, reason));
+                report.lines += 1;
+                let number = index;
+                let sample = match split_line(line, unit) {
+                    Ok(sample) => sample,
+                    Err(reason) => {
+                        report.rejected.push((number, reason));
+                        continue;
+                    }
+                };
+                let (id, frequency) = match known.get(sample.key) {
+                    Some(&target) => target,
+                    None => match self.ingest_series(sample.key, default_cluster)? {
+                        Ok((target, created)) => {
+                            known.insert(sample.key.into(), target);
+                            report.series_created += u64::from(created);
+                            target
+                        }
+                        Err(reason) => {
+                            report.rejected.push((number, reason));
+                            continue;
+                        }
+                    },
+                };
+                let ts = sample.timestamp.unwrap_or(now);
+                if let Err(e) = nearest_slot(ts, frequency, "timestamp") {
+                    report
+                        .rejected
+                        .push((number, format!("bad timestamp: {e}")));
                     continue;
                 }
-            };
-            let ts = parsed.timestamp.unwrap_or(now);
-            if let Err(e) = nearest_slot(ts, frequency, "timestamp") {
-                report
-                    .rejected
-                    .push((number, format!("bad timestamp: {e}")));
-                continue;
+                series.push(id);
+                timestamps.push(ts);
+                values.push(sample.value);
             }
-            series.push(id);
-            timestamps.push(ts);
-            values.push(parsed.value);
         }
         if !series.is_empty() {
             self.write_points(&series, &timestamps, &values)?;
@@ -317,11 +379,16 @@ impl Store {
 
     /// The series of a parsed line and its frequency, created if needed;
     /// Err(reason) rejects the line, a returned error fails the call.
+    /// Also says whether the series was created.
     fn ingest_series(
         &self,
-        line: &Line<'_>,
-        created: &mut u64,
-    ) -> Result<Result<(SeriesId, i64), String>, EngineError> {
+        key: &[u8],
+        default_cluster: Option<&str>,
+    ) -> Result<Result<(Target, bool), String>, EngineError> {
+        let line = match parse_key(key, default_cluster) {
+            Ok(line) => line,
+            Err(reason) => return Ok(Err(reason)),
+        };
         let Some(frequency) = self
             .metrics()
             .into_iter()
@@ -340,11 +407,10 @@ impl Store {
             return Ok(Err(reason));
         }
         if let Some(id) = self.find_series(&line.metric, &line.path)? {
-            return Ok(Ok((id, frequency)));
+            return Ok(Ok(((id, frequency), false)));
         }
         let id = self.series(&line.metric, &line.path)?;
-        *created += 1;
-        Ok(Ok((id, frequency)))
+        Ok(Ok(((id, frequency), true)))
     }
 }
 

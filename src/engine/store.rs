@@ -111,6 +111,8 @@ pub struct Store {
     sequencer: Mutex<()>,
     pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
+    /// Line-protocol series keys already resolved (see `lineproto`).
+    pub(super) ingest_cache: Mutex<super::lineproto::IngestCache>,
 }
 
 /// What applying a checked op will do.
@@ -165,6 +167,7 @@ impl Store {
             sequencer: Mutex::new(()),
             catalog: RwLock::new(Catalog::new()),
             counters: Counters::default(),
+            ingest_cache: Mutex::default(),
         }
     }
 

@@ -14,8 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::engine::{
-    Aggregation, Damage, EngineError, OpenOptions, RecoveryMode, RecoveryReport, SeriesId, Store,
-    SyncMode, Target, TimeUnit,
+    Aggregation, Damage, EngineError, Freshness, Method, OpenOptions, RecoveryMode, RecoveryReport,
+    SeriesId, Store, SyncMode, Target, TimeUnit,
 };
 
 #[pyclass(frozen, module = "metricstore._core", name = "Store")]
@@ -51,7 +51,23 @@ pub enum PyTarget {
     Path(String, Vec<String>),
 }
 
+impl PyTarget {
+    fn as_target(&self) -> Target<'_> {
+        match self {
+            PyTarget::Handle(id) => Target::Series(*id),
+            PyTarget::Path(metric, path) => Target::Path { metric, path },
+        }
+    }
+}
+
 type ReadResult<'py> = (Bound<'py, PyArray1<f32>>, i64, i64);
+type ResampledResult<'py> = (
+    Bound<'py, PyArray1<f32>>,
+    i64,
+    i64,
+    Option<Bound<'py, PyArray1<i64>>>,
+);
+type IngestResult = (u64, u64, Vec<(u64, String)>, u64);
 
 fn slice<'a, T: numpy::Element>(
     array: &'a PyReadonlyArray1<'_, T>,
@@ -392,17 +408,109 @@ impl PyStore {
         stop: i64,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, i64, i64)> {
         let store = self.store()?;
-        let targets: Vec<Target<'_>> = targets
-            .iter()
-            .map(|t| match t {
-                PyTarget::Handle(id) => Target::Series(*id),
-                PyTarget::Path(metric, path) => Target::Path { metric, path },
-            })
-            .collect();
+        let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
         let matrix = py.detach(|| store.read_many(&targets, start, stop))?;
         let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
             .expect("the engine returns rows * cols values");
         Ok((array.into_pyarray(py), matrix.start, matrix.step))
+    }
+
+    /// (values, start, step, times) of one target in buckets of
+    /// `resolution`; `times` is None except for "lttb", whose kept samples
+    /// are at those times.
+    fn read_resampled<'py>(
+        &self,
+        py: Python<'py>,
+        target: PyTarget,
+        start: i64,
+        stop: i64,
+        resolution: i64,
+        method: &str,
+    ) -> PyResult<ResampledResult<'py>> {
+        let store = self.store()?;
+        let method = Method::parse(method)?;
+        let data = py
+            .detach(|| store.read_resampled(target.as_target(), start, stop, resolution, method))?;
+        let times = data.times.map(|t| t.into_pyarray(py));
+        Ok((data.values.into_pyarray(py), data.start, data.step, times))
+    }
+
+    /// (2-D values, start, step) of several targets in buckets of
+    /// `resolution`.
+    fn read_many_resampled<'py>(
+        &self,
+        py: Python<'py>,
+        targets: Vec<PyTarget>,
+        start: i64,
+        stop: i64,
+        resolution: i64,
+        method: &str,
+    ) -> PyResult<(Bound<'py, PyArray2<f32>>, i64, i64)> {
+        let store = self.store()?;
+        let method = Method::parse(method)?;
+        let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
+        let matrix =
+            py.detach(|| store.read_many_resampled(&targets, start, stop, resolution, method))?;
+        let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
+            .expect("the engine returns rows * cols values");
+        Ok((array.into_pyarray(py), matrix.start, matrix.step))
+    }
+
+    /// (min, max, avg, count) of the samples of `[start, stop)`.
+    fn read_stats(
+        &self,
+        py: Python<'_>,
+        target: PyTarget,
+        start: i64,
+        stop: i64,
+    ) -> PyResult<(f32, f32, f64, u64)> {
+        let store = self.store()?;
+        let s = py.detach(|| store.read_stats(target.as_target(), start, stop))?;
+        Ok((s.min, s.max, s.avg, s.count))
+    }
+
+    /// "fresh", "stale" or "missing" for each metric at or below `path` at
+    /// `now`, or None when nothing is stored at or below `path`.
+    fn health(
+        &self,
+        py: Python<'_>,
+        path: Vec<String>,
+        metrics: Vec<String>,
+        now: i64,
+    ) -> PyResult<Option<Vec<&'static str>>> {
+        let store = self.store()?;
+        let names: Vec<&str> = metrics.iter().map(String::as_str).collect();
+        let states = py.detach(|| store.health(&path, &names, now))?;
+        Ok(states.map(|states| {
+            states
+                .into_iter()
+                .map(|s| match s {
+                    Freshness::Fresh => "fresh",
+                    Freshness::Stale => "stale",
+                    Freshness::Missing => "missing",
+                })
+                .collect()
+        }))
+    }
+
+    /// Writes line protocol; returns (lines, accepted, rejected as
+    /// [(line number, reason)], series created).
+    #[pyo3(signature = (data, default_cluster, now))]
+    fn ingest(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        default_cluster: Option<String>,
+        now: i64,
+    ) -> PyResult<IngestResult> {
+        let store = self.store()?;
+        let report = py.detach(|| store.ingest(data, default_cluster.as_deref(), now))?;
+        Ok((
+            report.lines,
+            report.accepted,
+            report.rejected,
+            report.series_created,
+        ))
     }
 
     /// Counters and sizes as a dict.
