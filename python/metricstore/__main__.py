@@ -3,12 +3,18 @@
 demo          load a real HPC job into a store, read it back and check it
 inspect PATH  log segments (LSN ranges, ops by kind, damage) and snapshots
 verify PATH   the same check; exits 1 if recovery would refuse the store
+import-cc ROOT STORE   load cc-backend's checkpoint directory (or a .parquet
+                       archive) into a store directory; exits 1 if nothing loaded
+export-cc STORE ROOT   write a store's data as cc-backend checkpoints (.bin or
+                       .json) or a Parquet archive; exits 1 if nothing written
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -31,6 +37,102 @@ def _print_inspection(found: dict[str, Any]) -> None:
         print(f"gap: {gap}")
 
 
+def _time(text: str) -> int | str:
+    """Seconds since the epoch, or an ISO 8601 date (converted by the store)."""
+    return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else text
+
+
+def _add_cc_commands(commands: Any) -> None:
+    load = commands.add_parser(
+        "import-cc",
+        help="load cc-backend's checkpoint directory or Parquet archive into a store",
+        description="Loads ROOT (cc-backend's <cluster>/<host>/ checkpoint directory, or a "
+        ".parquet archive) into the store directory STORE, created if missing.",
+    )
+    load.add_argument("root", help="cc-backend's checkpoint directory, or a .parquet file")
+    load.add_argument("store", help="the store directory")
+    load.add_argument(
+        "--cluster-config",
+        action="append",
+        metavar="CLUSTER_JSON",
+        help="define metrics from a cluster.json (repeatable); others must be defined already",
+    )
+    load.add_argument("--since", type=_time, help="cc-backend's load cutoff (seconds or ISO date)")
+    load.add_argument("--workers", type=int, help="threads (default: CPU count, at most 8)")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    save = commands.add_parser(
+        "export-cc",
+        help="write a store's data as cc-backend checkpoints or a Parquet archive",
+        description="Writes the data of STORE in [--since, --until) to ROOT: one "
+        "<cluster>/<host>/<since>.bin (or .json) per host, or one Parquet file.",
+    )
+    save.add_argument("store", help="the store directory (opened read-only)")
+    save.add_argument("root", help="the checkpoint directory, or the .parquet file to write")
+    save.add_argument("--since", type=_time, required=True, help="seconds or ISO date")
+    save.add_argument("--until", type=_time, required=True, help="seconds or ISO date (exclusive)")
+    save.add_argument("--format", choices=("bin", "json", "parquet"), default="bin")
+    save.add_argument("--cluster", help="only this cluster")
+
+
+def _import_cc(args: argparse.Namespace) -> int:
+    from . import ccbackend
+    from .store import open as open_store
+
+    root = Path(args.root)
+    with open_store(args.store) as store:
+        if root.suffix == ".parquet" and root.is_file():
+            loaded = ccbackend.load_parquet(root, store, cluster_config=args.cluster_config)
+            print(loaded.summary())
+            values = loaded.values
+        else:
+            report = ccbackend.load_checkpoints(
+                root,
+                store,
+                cluster_config=args.cluster_config,
+                since=args.since,
+                workers=args.workers,
+                progress=False if args.no_progress else None,
+            )
+            print(report.summary())
+            values = report.values
+    if values == 0:
+        print(
+            f"import-cc: nothing loaded from {root} (are its metrics defined? see "
+            "--cluster-config)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _export_cc(args: argparse.Namespace) -> int:
+    from . import ccbackend
+    from .store import open as open_store
+
+    with open_store(args.store, readonly=True) as store:
+        if args.format == "parquet":
+            exported = ccbackend.export_parquet(
+                store, args.root, since=args.since, until=args.until, cluster=args.cluster
+            )
+            print(exported.summary())
+            written = exported.rows
+        else:
+            report = ccbackend.write_checkpoints(
+                store,
+                args.root,
+                since=args.since,
+                until=args.until,
+                cluster=args.cluster,
+                format=args.format,
+            )
+            print(report.summary())
+            written = report.values
+    if written == 0:
+        print(f"export-cc: nothing to write in [{args.since}, {args.until})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metricstore", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         ("verify", "check a store directory; exit 1 if recovery would refuse it"),
     ):
         commands.add_parser(name, help=text).add_argument("path", help="the store directory")
+    _add_cc_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -47,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         return run()
     from . import _core
     from .exceptions import StoreError
+
+    if args.command in ("import-cc", "export-cc"):
+        try:
+            return _import_cc(args) if args.command == "import-cc" else _export_cc(args)
+        except (StoreError, ValueError, TypeError, OSError, ImportError) as error:
+            print(f"{args.command}: {error}", file=sys.stderr)
+            return 1
 
     try:
         found = _core.inspect(args.path)

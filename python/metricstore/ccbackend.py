@@ -1,31 +1,100 @@
-"""Reading ClusterCockpit cc-backend's files into a store.
+"""Reading and writing ClusterCockpit cc-backend's files.
 
-A job archive holds, per cluster, ``cluster.json`` (the metric configuration:
-name, timestep in seconds, aggregation, native scope) and, per job,
-``<cluster>/<id1>/<id2>/<start>/meta.json`` and ``data.json[.gz]``. The data
-file maps metric -> scope -> {timestep, series: [{hostname, id?, data}]},
-where ``data[i]`` is the sample at ``startTime + i * timestep`` and ``null``
-means missing.
+cc-backend keeps metrics in three kinds of files, all readable and writable here:
 
-Series land where cc-backend's store keeps them: node scope at
-``<cluster>/<host>``, other scopes at ``<cluster>/<host>/<scope><id>``
-(``socket0``, ``hwthread12``, ...). Timestamps are seconds, so the store's
-unit must be "s".
+- The job archive (:func:`load_job`): per cluster ``cluster.json`` (the metric
+  configuration: name, timestep in seconds, aggregation, native scope) and,
+  per job, ``<cluster>/<id1>/<id2>/<start>/meta.json`` and
+  ``data.json[.gz]``. The data file maps metric -> scope -> {timestep,
+  series: [{hostname, id?, data}]}, where ``data[i]`` is the sample at
+  ``startTime + i * timestep`` and ``null`` means missing.
+- The metric store's checkpoint directory (:func:`load_checkpoints`,
+  :func:`write_checkpoints`): ``<root>/<cluster>/<host>/`` holds binary
+  snapshots ``<from>.bin``, JSON checkpoints ``<from>.json`` and the
+  write-ahead log ``current.wal``. Each snapshot is a tree: the host's own
+  metrics, then children (``cpu3``, ``socket0``, ``accelerator...``) with
+  theirs. Byte layouts are in the ``_encode_*`` and ``_parse_*`` functions.
+- The Parquet archive its cleanup writes (:func:`export_parquet`,
+  :func:`load_parquet`): one row per non-NaN value.
+
+Series land where cc-backend's store keeps them: ``<cluster>/<host>`` for a
+host's own metrics, ``<cluster>/<host>/<child>[/<grandchild>]`` below. Times
+are seconds, so the store's unit must be "s".
+
+Loading follows cc-backend's startup (``FromCheckpointFiles``) and decides
+what it leaves open:
+
+- Per host, snapshots (.json and .bin mixed) load in the order of the time in
+  their name, then ``current.wal`` is replayed; later writes win. With
+  ``since`` (cc-backend's ``now - retention``), files named before it are
+  left out except the newest one before it (when a newer one exists), a file
+  whose ``to`` is before it is left out, and log records before it too.
+  Files named at the same time load .json first (cc-backend leaves it open).
+- Value ``i`` of a snapshot block goes to ``start + i * frequency`` and a log
+  record to its timestamp, each in the grid slot nearest that time (the
+  store's rule; cc-backend reads the same sample there when samples are
+  on the grid). NaN at either end of a block is not written, so it never
+  erases a value loaded before it; NaN inside a block is written as missing.
+- A log record that cc-backend's replay rejects as "from the past" (older
+  than the start of the series' newest buffer: the newest snapshot block, or
+  the buffer the log itself opened) is dropped and counted, as cc-backend
+  drops it.
+- A metric neither defined in the store nor given by ``metrics=`` or
+  ``cluster_config=`` is not loaded; the report counts its values by name.
+- A damaged file never stops a load: a snapshot that does not parse whole is
+  skipped, a log keeps the records before the first bad one (cc-backend stops
+  there too), and both are reported with the offset and the reason. A layout
+  cc-backend refuses to start on (a file where a directory belongs, a
+  snapshot name that is not a number) is skipped and reported.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
+import math
+import os
+import re
+import signal
+import struct
+import sys
+import threading
+import time
+import zlib
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .store import Store
+from ._convert import to_ticks
+from .exceptions import InvalidNameError
+from .store import Metric, Store
 
-__all__ = ["JobLoad", "MetricConfig", "load_job", "read_cluster_config"]
+__all__ = [
+    "SNAPSHOT_MAGIC",
+    "WAL_FILE_MAGIC",
+    "WAL_RECORD_MAGIC",
+    "CheckpointLoadReport",
+    "CheckpointWriteReport",
+    "DamagedFile",
+    "JobLoad",
+    "MetricConfig",
+    "ParquetExportReport",
+    "ParquetLoadReport",
+    "SkippedFile",
+    "export_parquet",
+    "load_checkpoints",
+    "load_job",
+    "load_parquet",
+    "read_cluster_config",
+    "write_checkpoints",
+]
 
 
 @dataclass(frozen=True)
@@ -128,3 +197,1540 @@ def load_job(path: str | Path, store: Store, cluster_config: str | Path | None =
                 load.missing += int(np.count_nonzero(np.isnan(values)))
                 load.keys.append((metric, key))
     return load
+
+
+# -- checkpoint files: constants and report types -------------------------------
+
+SNAPSHOT_MAGIC = 0xCC5B0001
+"""First u32 of a binary snapshot ``<from>.bin``."""
+WAL_FILE_MAGIC = 0xCC1DA701
+"""First u32 of ``current.wal``."""
+WAL_RECORD_MAGIC = 0xCC1DA7A1
+"""First u32 of every log record."""
+WAL_NAME = "current.wal"
+_WAL_MAX_PAYLOAD = 1 << 20  # cc-backend's reader refuses longer payloads
+_WAL_MIN_PAYLOAD = 8 + 2 + 1 + 4  # ts, name length, selector count, value
+_NEW_BUFFER_SLOTS = 512  # cc-backend's BufferCap: slots of a buffer the log opens
+
+_SNAPSHOT_HEADER = struct.Struct("<Iqq")  # magic, from, to
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_BLOCK_HEADER = struct.Struct("<qqI")  # frequency, start, value count
+_RECORD_HEADER = struct.Struct("<II")  # magic, payload length
+_CHECKPOINT_NAME = re.compile(r"[+-]?[0-9]+")  # what Go's strconv.ParseInt takes
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file, directory or series that was not loaded, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DamagedFile:
+    """A file that does not parse whole: where parsing stopped and why.
+
+    A damaged snapshot is not loaded at all; a damaged log keeps the records
+    before ``offset``. ``offset`` is a byte offset in the file (a character
+    offset for JSON), None where the problem has no single place.
+    """
+
+    path: str
+    offset: int | None
+    reason: str
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+@dataclass(frozen=True)
+class CheckpointLoadReport:
+    """What :func:`load_checkpoints` read, loaded and left out.
+
+    ``files_read`` counts snapshots loaded and logs replayed (also a damaged
+    log's valid prefix), ``bytes_read`` their size. ``values`` counts the
+    non-NaN values written to the store (a value a later file overwrites
+    counts twice), ``wal_records`` the log records replayed.
+    ``stale_wal_records`` are records cc-backend's replay drops as older than
+    their series' newest buffer; they were dropped too.
+    ``regridded_blocks`` are snapshot blocks whose frequency differs from the
+    metric's: their values were placed by time on the metric's grid.
+    ``unknown_metrics`` maps each metric that was not loaded (not defined)
+    to its count of values.
+    """
+
+    root: str
+    hosts: int
+    files_read: int
+    bytes_read: int
+    values: int
+    wal_records: int
+    stale_wal_records: int
+    regridded_blocks: int
+    skipped: tuple[SkippedFile, ...]
+    damaged: tuple[DamagedFile, ...]
+    unknown_metrics: dict[str, int]
+    seconds: float
+
+    def summary(self) -> str:
+        """A few lines for people: the counts, then every problem."""
+        rate = self.bytes_read / self.seconds / 2**20 if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.root}: {_plural(self.hosts, 'host')}, read {_plural(self.files_read, 'file')} "
+            f"({_size(self.bytes_read)}) in {self.seconds:.2f} s ({rate:.0f} MiB/s)",
+            f"loaded {_plural(self.values, 'value')}, {self.wal_records:,} of them from logs",
+        ]
+        if self.stale_wal_records:
+            lines.append(
+                f"dropped {_plural(self.stale_wal_records, 'log record')} older than their "
+                "series' newest buffer (cc-backend drops them too)"
+            )
+        if self.regridded_blocks:
+            lines.append(
+                f"{_plural(self.regridded_blocks, 'block')} had another frequency than "
+                "their metric; placed by time on the metric's grid"
+            )
+        if self.unknown_metrics:
+            names = ", ".join(f"{m} ({n:,})" for m, n in sorted(self.unknown_metrics.items()))
+            lines.append(f"not loaded, metric not defined (values): {names}")
+        if self.damaged:
+            lines.append(f"damaged: {len(self.damaged)}")
+            for d in self.damaged:
+                where = "" if d.offset is None else f" at offset {d.offset}"
+                lines.append(f"  {d.path}{where}: {d.reason}")
+        if self.skipped:
+            lines.append(f"skipped: {len(self.skipped)}")
+            lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CheckpointWriteReport:
+    """What :func:`write_checkpoints` wrote.
+
+    ``skipped_series`` are series not below a host (paths shorter than
+    cluster/host), which cc-backend's layout cannot hold.
+    """
+
+    root: str
+    format: str
+    files: int
+    bytes: int
+    series: int
+    values: int
+    skipped_series: tuple[tuple[str, tuple[str, ...]], ...]
+    seconds: float
+
+    def summary(self) -> str:
+        text = (
+            f"{self.root}: wrote {_plural(self.files, self.format + ' file')} "
+            f"({_size(self.bytes)}): {_plural(self.series, 'series')}, "
+            f"{_plural(self.values, 'value')} in {self.seconds:.2f} s"
+        )
+        if self.skipped_series:
+            text += f"\nleft out {len(self.skipped_series)} series not below a host"
+        return text
+
+
+@dataclass(frozen=True)
+class ParquetExportReport:
+    """What :func:`export_parquet` wrote (``skipped_series`` as in
+    :class:`CheckpointWriteReport`)."""
+
+    path: str
+    rows: int
+    series: int
+    hosts: int
+    bytes: int
+    skipped_series: tuple[tuple[str, tuple[str, ...]], ...]
+    seconds: float
+
+    def summary(self) -> str:
+        text = (
+            f"{self.path}: wrote {_plural(self.rows, 'row')} of {_plural(self.series, 'series')} "
+            f"on {_plural(self.hosts, 'host')} ({_size(self.bytes)}) in {self.seconds:.2f} s"
+        )
+        if self.skipped_series:
+            text += f"\nleft out {len(self.skipped_series)} series not below a host"
+        return text
+
+
+@dataclass(frozen=True)
+class ParquetLoadReport:
+    """What :func:`load_parquet` loaded: ``values`` of ``rows`` into
+    ``series``; ``unknown_metrics`` as in :class:`CheckpointLoadReport`."""
+
+    path: str
+    rows: int
+    values: int
+    series: int
+    unknown_metrics: dict[str, int]
+    seconds: float
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.path}: {_plural(self.rows, 'row')}, loaded {_plural(self.values, 'value')} "
+            f"into {_plural(self.series, 'series')} in {self.seconds:.2f} s"
+        ]
+        if self.unknown_metrics:
+            names = ", ".join(f"{m} ({n:,})" for m, n in sorted(self.unknown_metrics.items()))
+            lines.append(f"not loaded, metric not defined (values): {names}")
+        return "\n".join(lines)
+
+
+# -- metric definitions ------------------------------------------------------------
+
+MetricsArg: TypeAlias = (
+    "Mapping[str, MetricConfig] | Iterable[Metric | MetricConfig | tuple[str, int, str]]"
+)
+"""Metrics to define before loading: ``store.metrics`` of another store,
+:func:`read_cluster_config`'s result, or (name, frequency, aggregation) tuples."""
+
+
+def _cc_aggregation(value: object) -> str:
+    # cc-backend: "" means none, an unknown string is warned about and means none.
+    return value if isinstance(value, str) and value in ("sum", "avg") else "none"
+
+
+def _cluster_metrics(paths: Sequence[Path]) -> dict[str, tuple[int, str]]:
+    """Metrics of cluster.json files by cc-backend's rule (``BuildMetricList``):
+    top-level and sub-cluster configs of every cluster form one namespace; on a
+    clash the larger timestep wins and the first aggregation stays."""
+    found: dict[str, tuple[int, str]] = {}
+    for path in paths:
+        try:
+            config = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"cluster_config: {path} is not valid JSON: {error}") from None
+        entries = list(config.get("metricConfig") or [])
+        for sub in config.get("subClusters") or []:
+            entries.extend(sub.get("metricConfig") or [])
+        for entry in entries:
+            try:
+                name, timestep = entry["name"], int(entry["timestep"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(
+                    f"cluster_config: {path}: metric entry {entry!r} lacks a name or an integer "
+                    "timestep"
+                ) from None
+            known = found.get(name)
+            if known is None:
+                found[name] = (timestep, _cc_aggregation(entry.get("aggregation")))
+            elif timestep > known[0]:
+                found[name] = (timestep, known[1])
+    return found
+
+
+def _define_metrics(
+    store: Store,
+    metrics: MetricsArg | None,
+    cluster_config: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None,
+) -> dict[str, int]:
+    """Defines the given metrics in ``store`` (a conflict raises before any
+    data is read) and returns every defined metric's frequency by name."""
+    wanted: list[tuple[str, int, str]] = []
+    if cluster_config is not None:
+        paths = (
+            [Path(cluster_config)]
+            if isinstance(cluster_config, str | os.PathLike)
+            else [Path(p) for p in cluster_config]
+        )
+        wanted.extend((n, f, a) for n, (f, a) in _cluster_metrics(paths).items())
+    if isinstance(metrics, Mapping):
+        wanted.extend(
+            (c.name, c.timestep, _cc_aggregation(c.aggregation)) for c in metrics.values()
+        )
+    elif metrics is not None:
+        for i, entry in enumerate(metrics):
+            if isinstance(entry, MetricConfig):
+                wanted.append((entry.name, entry.timestep, _cc_aggregation(entry.aggregation)))
+            elif isinstance(entry, tuple) and len(entry) == 3:
+                wanted.append((entry[0], entry[1], entry[2]))
+            else:
+                raise TypeError(
+                    f"metrics[{i}]: expected a Metric or a (name, frequency, aggregation) "
+                    f"tuple, got {entry!r}"
+                )
+    for name, frequency, aggregation in wanted:
+        store.define_metric(name, frequency, aggregation)
+    return {m.name: m.frequency for m in store.metrics}
+
+
+def _check_unit(store: Store) -> None:
+    if store.unit != "s":
+        raise ValueError(
+            f"store: cc-backend's files use seconds; the store's unit is {store.unit!r}"
+        )
+
+
+# -- parsing checkpoint files -----------------------------------------------------
+
+
+class _Damage(Exception):
+    """Where and why a file stops parsing (internal; becomes a DamagedFile)."""
+
+    def __init__(self, offset: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+_Block: TypeAlias = tuple[tuple[str, ...], str, int, int, NDArray[np.float32], bool]
+"""One metric of one level of a snapshot: (path below the host, metric,
+frequency, start, values, ragged); ``values[i]`` is at ``start + i *
+frequency``; ``ragged`` says the values are empty or begin or end with NaN.
+A plain tuple: there are hundreds of thousands of them."""
+
+
+@dataclass
+class _Snapshot:
+    first: int  # the file's "from"
+    last: int  # the file's "to"
+    blocks: list[_Block]
+    trailing: int = 0  # bytes after the level tree (cc-backend ignores them)
+
+
+def _name(data: bytes, start: int, end: int, cache: dict[bytes, str], what: str) -> str:
+    raw = data[start:end]
+    name = cache.get(raw)
+    if name is None:
+        try:
+            name = raw.decode()
+        except UnicodeDecodeError:
+            raise _Damage(start, f"{what} {raw!r} is not UTF-8") from None
+        cache[raw] = name
+    return name
+
+
+def _parse_snapshot(data: bytes) -> _Snapshot:
+    """Parses a binary snapshot (all little-endian)::
+
+        u32 magic 0xCC5B0001 | i64 from | i64 to | Level
+        Level := u32 num_metrics
+                 {u16 name_len, name, i64 frequency, i64 start, u32 n, n x f32} x num_metrics
+                 u32 num_children
+                 {u16 name_len, name, Level} x num_children
+
+    Values are aligned views into four copies of ``data``. Raises _Damage
+    where the bytes end early or a field is impossible.
+    """
+    size = len(data)
+    if size < _SNAPSHOT_HEADER.size:
+        raise _Damage(0, f"the file ends inside the {_SNAPSHOT_HEADER.size}-byte header")
+    magic, first, last = _SNAPSHOT_HEADER.unpack_from(data, 0)
+    if magic != SNAPSHOT_MAGIC:
+        raise _Damage(0, f"magic 0x{magic:08X} is not a binary snapshot's 0x{SNAPSHOT_MAGIC:08X}")
+    paths: list[tuple[str, ...]] = []
+    metrics: list[str] = []
+    frequencies: list[int] = []
+    starts: list[int] = []
+    arrays: list[NDArray[np.float32]] = []
+    value_offsets: list[int] = []
+    names: dict[bytes, str] = {}
+    # The file as float32 at each of the 4 byte phases, so every block is an
+    # aligned slice (the core takes aligned arrays) without a copy per block.
+    raw = np.frombuffer(data, np.uint8)
+    phases = []
+    for phase in range(4):
+        aligned = np.empty((size - phase) // 4, dtype=np.float32)
+        aligned.view(np.uint8)[:] = raw[phase : phase + 4 * aligned.size]
+        phases.append(aligned)
+    u16, u32, block_header = _U16.unpack_from, _U32.unpack_from, _BLOCK_HEADER.unpack_from
+    offset = _SNAPSHOT_HEADER.size
+
+    def level(path: tuple[str, ...]) -> int:
+        """Reads a level's metrics and its child count."""
+        nonlocal offset
+        if offset + 4 > size:
+            raise _Damage(offset, "the file ends before a level's metric count")
+        (count,) = u32(data, offset)
+        offset += 4
+        for _ in range(count):
+            at = offset
+            if at + 2 > size:
+                raise _Damage(at, "the file ends inside a metric name's length")
+            (length,) = u16(data, at)
+            begin = at + 2
+            end = begin + length
+            if end + 20 > size:
+                raise _Damage(at, "the file ends inside a metric's name or header")
+            metric = names.get(data[begin:end]) or _name(data, begin, end, names, "metric name")
+            frequency, start, n = block_header(data, end)
+            offset = end + 20 + 4 * n
+            if offset > size:
+                raise _Damage(at, f"the file ends inside the {n:,} values of metric {metric!r}")
+            if frequency <= 0:
+                raise _Damage(at, f"metric {metric!r} has frequency {frequency}")
+            index = (end + 20) >> 2
+            paths.append(path)
+            metrics.append(metric)
+            frequencies.append(frequency)
+            starts.append(start)
+            arrays.append(phases[(end + 20) & 3][index : index + n])
+            value_offsets.append(end + 20)
+        if offset + 4 > size:
+            raise _Damage(offset, "the file ends before a level's child count")
+        (children,) = u32(data, offset)
+        offset += 4
+        return int(children)
+
+    # An explicit stack, not recursion: a crafted file cannot exhaust Python's.
+    stack: list[tuple[tuple[str, ...], int]] = [((), level(()))]
+    while stack:
+        path, remaining = stack[-1]
+        if remaining == 0:
+            stack.pop()
+            continue
+        stack[-1] = (path, remaining - 1)
+        at = offset
+        if at + 2 > size:
+            raise _Damage(at, "the file ends inside a child name's length")
+        (length,) = u16(data, at)
+        if at + 2 + length > size:
+            raise _Damage(at, "the file ends inside a child name")
+        child = (*path, _name(data, at + 2, at + 2 + length, names, "child name"))
+        offset = at + 2 + length
+        stack.append((child, level(child)))
+    # Which blocks begin or end with NaN (or are empty), for all at once.
+    value_at = np.asarray(value_offsets, dtype=np.intp)
+    counts = np.fromiter((a.size for a in arrays), dtype=np.intp, count=len(arrays))
+    ends = np.concatenate([np.minimum(value_at, size - 4), value_at + 4 * (counts - 1)])
+    edges = raw[np.maximum(ends, 0)[:, None] + np.arange(4)].view("<f4").reshape(2, -1)
+    ragged = (counts == 0) | np.isnan(edges[0]) | np.isnan(edges[1])
+    blocks = list(zip(paths, metrics, frequencies, starts, arrays, ragged.tolist(), strict=True))
+    return _Snapshot(first, last, blocks, size - offset)
+
+
+def _json_int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Damage(None, f"{where} is {value!r}, not an integer")
+    return value
+
+
+def _parse_json_checkpoint(data: bytes) -> _Snapshot:
+    """Parses a JSON checkpoint: ``{"metrics": {name: {"frequency": f,
+    "start": s, "data": [v|null, ...]}}, "children": {name: <same>},
+    "from": F, "to": T}``. Missing keys mean empty or 0, as in Go."""
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise _Damage(error.pos, f"not valid JSON: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise _Damage(error.start, "not UTF-8") from None
+    if not isinstance(doc, dict):
+        raise _Damage(None, "the top level is not a JSON object")
+    snapshot = _Snapshot(
+        _json_int(doc.get("from", 0), "from"), _json_int(doc.get("to", 0), "to"), []
+    )
+    stack: list[tuple[tuple[str, ...], Any]] = [((), doc)]
+    while stack:
+        path, node = stack.pop()
+        where = "".join(f"children.{p}." for p in path)
+        if not isinstance(node, dict):
+            raise _Damage(None, f"{where.rstrip('.') or 'the top level'} is not a JSON object")
+        metrics = node.get("metrics") or {}
+        children = node.get("children") or {}
+        if not isinstance(metrics, dict) or not isinstance(children, dict):
+            raise _Damage(None, f"{where}metrics or {where}children is not a JSON object")
+        for name, metric in metrics.items():
+            at = f"{where}metrics.{name}"
+            if not isinstance(metric, dict):
+                raise _Damage(None, f"{at} is not a JSON object")
+            frequency = _json_int(metric.get("frequency", 0), f"{at}.frequency")
+            if frequency <= 0:
+                raise _Damage(None, f"{at}.frequency is {frequency}")
+            raw = metric.get("data") or []
+            try:
+                values = np.array(raw, dtype=np.float64).astype(np.float32)
+            except (TypeError, ValueError):
+                raise _Damage(None, f"{at}.data is not a list of numbers and nulls") from None
+            if values.ndim != 1 or not isinstance(raw, list):
+                raise _Damage(None, f"{at}.data is not a list of numbers and nulls")
+            start = _json_int(metric.get("start", 0), f"{at}.start")
+            ragged = not values.size or bool(np.isnan(values[0]) or np.isnan(values[-1]))
+            snapshot.blocks.append((path, name, frequency, start, values, ragged))
+        stack.extend(((*path, name), child) for name, child in reversed(children.items()))
+    return snapshot
+
+
+@dataclass
+class _Log:
+    """The valid records of a ``current.wal``, in file order."""
+
+    keys: list[tuple[str, tuple[str, ...]] | None]  # (metric, selectors); None: not UTF-8
+    key_ids: NDArray[np.intp]
+    timestamps: NDArray[np.int64]
+    values: NDArray[np.float32]
+    damage: _Damage | None
+
+
+def _parse_wal_key(
+    data: bytes, start: int, end: int
+) -> tuple[tuple[str, tuple[str, ...]] | None, int]:
+    """Parses ``u16 name_len, name | u8 count | {u8 len, bytes} x count`` of a
+    payload and checks the f32 value after it fits; returns the key (None if a
+    name is not UTF-8) and its length in bytes."""
+    at = start
+    if at + 2 > end:
+        raise _Damage(None, "the metric name's length overflows the payload")
+    (length,) = _U16.unpack_from(data, at)
+    at += 2
+    if at + length > end:
+        raise _Damage(None, "the metric name overflows the payload")
+    names = [data[at : at + length]]
+    at += length
+    if at >= end:
+        raise _Damage(None, "the selector count overflows the payload")
+    count = data[at]
+    at += 1
+    for i in range(count):
+        if at >= end:
+            raise _Damage(None, f"selector {i}'s length overflows the payload")
+        length = data[at]
+        at += 1
+        if at + length > end:
+            raise _Damage(None, f"selector {i} overflows the payload")
+        names.append(data[at : at + length])
+        at += length
+    if at + 4 > end:
+        raise _Damage(None, "the value overflows the payload")
+    try:
+        metric, *selectors = (raw.decode() for raw in names)
+    except UnicodeDecodeError:
+        return None, at - start
+    return (metric, tuple(selectors)), at - start
+
+
+class _WalKeys:
+    """The distinct (metric, selectors) of a log, by their payload bytes."""
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, int] = {}
+        self.parsed: list[tuple[str, tuple[str, ...]] | None] = []
+        self.lengths: list[int] = []
+
+    def add(self, data: bytes, start: int, end: int) -> int:
+        """The id of the key in ``data[start:end - 4]``, parsed if new (may
+        raise _Damage)."""
+        raw = data[start : end - 4]
+        known = self.ids.get(raw)
+        if known is None:
+            key, length = _parse_wal_key(data, start, end)
+            known = self.ids[raw] = len(self.parsed)
+            self.parsed.append(key)
+            self.lengths.append(length)
+        return known
+
+
+def _wal_clean_prefix(data: bytes, keys: _WalKeys, payloads: list[int], key_ids: list[int]) -> int:
+    """Takes the records of ``current.wal`` up to its first irregularity with
+    NumPy (no Python step per record but the CRC and the key lookup) and
+    returns where the record-by-record reader must go on.
+
+    Record starts are the positions of the record magic where each record's
+    end is the next one's start; the first record whose end is not the next
+    magic (a torn or bad record, or the magic inside a payload by chance),
+    whose length is out of bounds, whose CRC fails or whose key does not
+    parse is left to the record-by-record reader, which reports it.
+    """
+    size = len(data)
+    raw = np.frombuffer(data, np.uint8)
+    hits = []
+    for phase in range(4):
+        words = np.frombuffer(data, "<u4", (size - phase) // 4, phase)
+        hits.append(np.flatnonzero(words == WAL_RECORD_MAGIC) * 4 + phase)
+    starts = np.sort(np.concatenate(hits))
+    starts = starts[(starts >= 4) & (starts + 8 <= size)]
+    if starts.size == 0 or starts[0] != 4:
+        return 4
+    lengths = raw[starts[:, None] + np.arange(4, 8)].view("<u4").reshape(-1).astype(np.intp)
+    ends = starts + 12 + lengths
+    chained = (ends[:-1] == starts[1:]) & (lengths[:-1] >= _WAL_MIN_PAYLOAD)
+    chained &= lengths[:-1] <= _WAL_MAX_PAYLOAD
+    # Records before the first break; the record at the break is read one by one.
+    count = int(np.argmin(chained)) if not chained.all() else chained.size
+    stored = raw[(ends[:count] - 4)[:, None] + np.arange(4)].view("<u4").reshape(-1)
+    firsts, lasts = (starts[:count] + 8).tolist(), (ends[:count] - 4).tolist()  # payloads
+    crc32 = zlib.crc32
+    computed = [crc32(data[a:b]) for a, b in zip(firsts, lasts, strict=True)]
+    bad = np.flatnonzero(np.array(computed, dtype=np.uint32) != stored)
+    if bad.size:
+        count = int(bad[0])
+    raws = [data[a + 8 : b - 4] for a, b in zip(firsts[:count], lasts[:count], strict=True)]
+    # Each distinct key's first record (a dict keeps the last of equal keys, so
+    # fill it backwards), parsed in file order: a bad one cuts the prefix there.
+    first_seen = dict(zip(reversed(raws), range(len(raws) - 1, -1, -1), strict=True))
+    for raw_key, i in sorted(first_seen.items(), key=lambda item: item[1]):
+        if raw_key in keys.ids:
+            continue
+        try:
+            keys.add(data, firsts[i] + 8, lasts[i])
+        except _Damage:
+            count = i
+            break
+    key_ids.extend(map(keys.ids.__getitem__, raws[:count]))
+    payloads.extend(firsts[:count])
+    return int(ends[count - 1]) if count else 4
+
+
+def _parse_wal(data: bytes) -> _Log:
+    """Parses ``current.wal``::
+
+        u32 file magic 0xCC1DA701, then records:
+        u32 0xCC1DA7A1 | u32 payload_len | payload | u32 CRC32-IEEE(payload)
+        payload := i64 ts | u16 name_len, metric | u8 selector_count
+                   | {u8 len, bytes} x selector_count | u32 f32 bits
+
+    Stops at the first record that is cut short, has a bad magic, length or
+    CRC, or does not parse, like cc-backend's replay, and returns the records
+    before it with the damage. A bad file header raises _Damage.
+    """
+    size = len(data)
+    empty = _Log([], np.empty(0, np.intp), np.empty(0, np.int64), np.empty(0, np.float32), None)
+    if size == 0:
+        return empty
+    if size < 4:
+        raise _Damage(0, f"the file ends inside the 4-byte file header ({size} bytes)")
+    (magic,) = _U32.unpack_from(data, 0)
+    if magic != WAL_FILE_MAGIC:
+        raise _Damage(0, f"magic 0x{magic:08X} is not a log's 0x{WAL_FILE_MAGIC:08X}")
+    keys = _WalKeys()
+    payloads: list[int] = []
+    key_ids: list[int] = []
+    damage = None
+    header, u32, crc32 = _RECORD_HEADER.unpack_from, _U32.unpack_from, zlib.crc32
+    offset = _wal_clean_prefix(data, keys, payloads, key_ids)
+    while offset < size:
+        if offset + 8 > size:
+            damage = _Damage(offset, f"a torn record: {size - offset} of its 8 header bytes")
+            break
+        magic, length = header(data, offset)
+        if magic != WAL_RECORD_MAGIC:
+            damage = _Damage(offset, f"record magic 0x{magic:08X}, not 0x{WAL_RECORD_MAGIC:08X}")
+            break
+        if length > _WAL_MAX_PAYLOAD:
+            damage = _Damage(offset, f"a payload length of {length:,} bytes (the limit is 1 MiB)")
+            break
+        payload = offset + 8
+        end = payload + length
+        if end + 4 > size:
+            damage = _Damage(offset, f"a torn record: {size - offset} of its {length + 12} bytes")
+            break
+        if crc32(data[payload:end]) != u32(data, end)[0]:
+            damage = _Damage(offset, "the record's CRC32 does not match its payload")
+            break
+        if length < _WAL_MIN_PAYLOAD:
+            damage = _Damage(offset, f"a payload of {length} bytes is too short for a record")
+            break
+        try:
+            key_ids.append(keys.add(data, payload + 8, end))
+        except _Damage as error:
+            damage = _Damage(offset, error.reason)
+            break
+        payloads.append(payload)
+        offset = end + 4
+    if not payloads:
+        return _Log(keys.parsed, empty.key_ids, empty.timestamps, empty.values, damage)
+    raw_bytes = np.frombuffer(data, np.uint8)
+    at = np.asarray(payloads, dtype=np.intp)
+    ids = np.asarray(key_ids, dtype=np.intp)
+    timestamps = raw_bytes[at[:, None] + np.arange(8)].view("<i8").reshape(-1).astype(np.int64)
+    at += 8 + np.asarray(keys.lengths, dtype=np.intp)[ids]  # the value after the key
+    values = raw_bytes[at[:, None] + np.arange(4)].view("<f4").reshape(-1).astype(np.float32)
+    return _Log(keys.parsed, ids, timestamps, values, damage)
+
+
+# -- planning a load: which files, in which order -----------------------------------
+
+
+@dataclass
+class _HostPlan:
+    cluster: str
+    host: str
+    directory: Path
+    files: list[tuple[Path, int]]  # snapshots in load order, with sizes
+    wal: tuple[Path, int] | None
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self.files) + (self.wal[1] if self.wal else 0)
+
+
+def _sorted_entries(directory: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(directory) as entries:
+        return sorted(entries, key=lambda e: e.name)
+
+
+def _plan_host(cluster: str, host: str, directory: Path, since: int | None) -> _HostPlan:
+    plan = _HostPlan(cluster, host, directory, [], None)
+    candidates: list[tuple[int, int, str, Path, int]] = []
+    for entry in _sorted_entries(directory):
+        path = directory / entry.name
+        if entry.is_dir():
+            plan.skipped.append(
+                SkippedFile(str(path), "a subdirectory (cc-backend ignores these: old Avro layout)")
+            )
+        elif entry.name == WAL_NAME:
+            plan.wal = (path, entry.stat().st_size)
+        elif entry.name.endswith((".json", ".bin")):
+            stem, kind = entry.name.rsplit(".", 1)
+            if _CHECKPOINT_NAME.fullmatch(stem) is None:
+                plan.skipped.append(
+                    SkippedFile(
+                        str(path), f"not named <time>.{kind} (cc-backend refuses to start on it)"
+                    )
+                )
+                continue
+            # At equal times .json loads before .bin (cc-backend's order is undefined).
+            rank = 0 if kind == "json" else 1
+            candidates.append((int(stem), rank, entry.name, path, entry.stat().st_size))
+        else:
+            plan.skipped.append(
+                SkippedFile(str(path), "not a checkpoint file (cc-backend ignores it)")
+            )
+    candidates.sort()
+    for i, (stamp, _, _, path, size) in enumerate(candidates):
+        # cc-backend's findFiles: every file named at or after the cutoff, and
+        # a file named before it only if the next one is named after it.
+        newer = i + 1 < len(candidates) and since is not None and since < candidates[i + 1][0]
+        if since is None or stamp >= since or newer:
+            plan.files.append((path, size))
+        else:
+            plan.skipped.append(
+                SkippedFile(str(path), f"named before since={since} and not the newest such file")
+            )
+    return plan
+
+
+def _plan(root: Path, since: int | None) -> tuple[list[_HostPlan], list[SkippedFile]]:
+    plans: list[_HostPlan] = []
+    skipped: list[SkippedFile] = []
+    for cluster in _sorted_entries(root):
+        if not cluster.is_dir():
+            skipped.append(
+                SkippedFile(
+                    str(root / cluster.name),
+                    "not a directory: the root holds <cluster>/<host>/ directories "
+                    "(cc-backend refuses to start on it)",
+                )
+            )
+            continue
+        for host in _sorted_entries(root / cluster.name):
+            directory = root / cluster.name / host.name
+            if not host.is_dir():
+                skipped.append(
+                    SkippedFile(
+                        str(directory),
+                        "not a directory: a cluster holds <host>/ directories "
+                        "(cc-backend refuses to start on it)",
+                    )
+                )
+                continue
+            plans.append(_plan_host(cluster.name, host.name, directory, since))
+    return plans, skipped
+
+
+# -- loading: one host at a time, hosts in parallel -------------------------------
+
+
+@dataclass
+class _HostResult:
+    files_read: int = 0
+    bytes_read: int = 0
+    values: int = 0
+    wal_records: int = 0
+    stale: int = 0
+    regridded: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    damaged: list[DamagedFile] = field(default_factory=list)
+    unknown: Counter[str] = field(default_factory=Counter)
+
+
+# cc-backend's head buffer of a series, as far as replay needs it: start,
+# capacity (slots), frequency.
+_Head: TypeAlias = tuple[int, int, int]
+
+
+def _replay_accepts(
+    timestamps: NDArray[np.int64], head: _Head | None, frequency: int
+) -> NDArray[np.bool_]:
+    """Which of one series' log records (in file order) cc-backend's replay
+    writes, followed record by record: ``buffer.write`` refuses a time before
+    the head buffer's start, and a time past the head's capacity opens a new
+    head at ``ts - f/2``. (Records in time order never go back, so for them
+    only the newest snapshot block's start matters: :meth:`_Loader._load_wal`
+    takes that shortcut and calls this only for series whose time goes back.)"""
+    accepted = np.zeros(timestamps.size, dtype=np.bool_)
+    if head is None:
+        first = int(timestamps[0])
+        head = (first - frequency // 2, _NEW_BUFFER_SLOTS, frequency)
+    start, capacity, step = head
+    for i, ts in enumerate(timestamps.tolist()):
+        if ts < start:
+            continue
+        if (ts - start) // step >= capacity:
+            start, capacity = ts - step // 2, _NEW_BUFFER_SLOTS
+        accepted[i] = True
+    return accepted
+
+
+class _Loader:
+    """Loads host directories into one store; safe to run on many threads."""
+
+    def __init__(self, store: Store, known: dict[str, int], since: int | None) -> None:
+        self.store = store
+        self.known = known
+        self.since = since
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self.bytes_done = 0
+
+    def _advance(self, n: int) -> None:
+        with self._lock:
+            self.bytes_done += n
+
+    def load_host(self, plan: _HostPlan) -> _HostResult:
+        result = _HostResult(skipped=list(plan.skipped))
+        handles: dict[tuple[str, tuple[str, ...]], int | None] = {}
+        heads: dict[tuple[str, tuple[str, ...]], _Head] = {}
+        for path, _ in plan.files:
+            if self.cancelled.is_set():
+                return result
+            data = self._read(path, result)
+            if data is None:
+                continue
+            parse = _parse_json_checkpoint if path.suffix == ".json" else _parse_snapshot
+            try:
+                snapshot = parse(data)
+            except _Damage as damage:
+                result.damaged.append(DamagedFile(str(path), damage.offset, damage.reason))
+                continue
+            if self.since is not None and snapshot.last != 0 and snapshot.last < self.since:
+                result.skipped.append(
+                    SkippedFile(str(path), f"ends at to={snapshot.last}, before since={self.since}")
+                )
+                continue
+            if snapshot.trailing:
+                result.damaged.append(
+                    DamagedFile(
+                        str(path),
+                        len(data) - snapshot.trailing,
+                        f"{snapshot.trailing} bytes after the level tree, ignored "
+                        "(cc-backend ignores them too); the tree was loaded",
+                    )
+                )
+            result.files_read += 1
+            result.bytes_read += len(data)
+            self._load_blocks(plan, path, snapshot.blocks, result, handles, heads)
+        if plan.wal is not None and not self.cancelled.is_set():
+            self._load_wal(plan, plan.wal[0], result, handles, heads)
+        return result
+
+    def _read(self, path: Path, result: _HostResult) -> bytes | None:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            result.skipped.append(SkippedFile(str(path), f"cannot be read: {error.strerror}"))
+            return None
+        self._advance(len(data))
+        return data
+
+    def _handle(
+        self,
+        plan: _HostPlan,
+        path: Path,
+        key: tuple[str, tuple[str, ...]],
+        result: _HostResult,
+        handles: dict[tuple[str, tuple[str, ...]], int | None],
+    ) -> int | None:
+        if key in handles:
+            return handles[key]
+        metric, below = key
+        try:  # the names are str already: the core checks them
+            handle: int | None = self.store._core.series(metric, [plan.cluster, plan.host, *below])
+        except InvalidNameError as error:
+            result.skipped.append(SkippedFile(str(path), f"series {metric!r} at {below}: {error}"))
+            handle = None
+        handles[key] = handle
+        return handle
+
+    def _load_blocks(
+        self,
+        plan: _HostPlan,
+        path: Path,
+        blocks: list[_Block],
+        result: _HostResult,
+        handles: dict[tuple[str, tuple[str, ...]], int | None],
+        heads: dict[tuple[str, tuple[str, ...]], _Head],
+    ) -> None:
+        store, known = self.store, self.known
+        # The values are int and aligned float32 already: the core's call skips
+        # Store.write's conversions, a third of the cost of a block.
+        write_block = store._core.write_block
+        written: list[NDArray[np.float32]] = []
+        for below, metric, step, start, values, ragged in blocks:
+            frequency = known.get(metric)
+            if frequency is None:
+                result.unknown[metric] += int(np.count_nonzero(values == values))
+                continue
+            key = (metric, below)
+            n = len(values)
+            # cc-backend appends each block as the series' new head buffer, full.
+            heads[key] = (start, n, step)
+            if ragged:
+                present = np.flatnonzero(~np.isnan(values))
+                if present.size == 0:
+                    continue
+                start += int(present[0]) * step
+                values = values[present[0] : present[-1] + 1]
+            handle = handles.get(key, -1)
+            if handle == -1:
+                handle = self._handle(plan, path, key, result, handles)
+            if handle is None:
+                continue
+            if step == frequency:
+                write_block(handle, start, values)
+            else:
+                times = start + np.arange(values.size, dtype=np.int64) * step
+                store.write_points(np.full(values.size, handle, np.uint32), times, values)
+                result.regridded += 1
+            written.append(values)
+        if written:
+            joined = np.concatenate(written)
+            result.values += int(np.count_nonzero(joined == joined))
+
+    def _load_wal(
+        self,
+        plan: _HostPlan,
+        path: Path,
+        result: _HostResult,
+        handles: dict[tuple[str, tuple[str, ...]], int | None],
+        heads: dict[tuple[str, tuple[str, ...]], _Head],
+    ) -> None:
+        data = self._read(path, result)
+        if data is None:
+            return
+        try:
+            log = _parse_wal(data)
+        except _Damage as damage:
+            result.damaged.append(DamagedFile(str(path), damage.offset, damage.reason))
+            return
+        result.files_read += 1
+        result.bytes_read += len(data)
+        if log.damage is not None:
+            kept = f"{log.timestamps.size:,} records before it were kept"
+            result.damaged.append(
+                DamagedFile(str(path), log.damage.offset, f"{log.damage.reason}; {kept}")
+            )
+        if log.timestamps.size == 0:
+            return
+        timestamps, values, key_ids = log.timestamps, log.values, log.key_ids
+        keep = np.ones(timestamps.size, dtype=np.bool_)
+        if self.since is not None:
+            keep &= timestamps >= self.since
+        # Per distinct series: its handle and its newest snapshot block's start.
+        key_handles = np.zeros(len(log.keys), dtype=np.uint32)
+        usable = np.zeros(len(log.keys), dtype=np.bool_)
+        threshold = np.full(len(log.keys), np.iinfo(np.int64).min, dtype=np.int64)
+        counts = np.bincount(key_ids[keep & (values == values)], minlength=len(log.keys))
+        for key_id in np.unique(key_ids[keep]).tolist():
+            key = log.keys[key_id]
+            if key is None:
+                result.skipped.append(SkippedFile(str(path), "records whose names are not UTF-8"))
+                continue
+            if key[0] not in self.known:
+                result.unknown[key[0]] += int(counts[key_id])
+                continue
+            handle = self._handle(plan, path, key, result, handles)
+            if handle is None:
+                continue
+            key_handles[key_id] = handle
+            usable[key_id] = True
+            head = heads.get(key)
+            if head is not None:
+                threshold[key_id] = head[0]
+        keep &= usable[key_ids]
+        accepted = timestamps >= threshold[key_ids]
+        # Series whose time goes back somewhere: follow cc-backend's buffers.
+        order = np.flatnonzero(keep)
+        order = order[np.argsort(key_ids[order], kind="stable")]  # by series, in file order
+        by_series, times = key_ids[order], timestamps[order]
+        back = (by_series[1:] == by_series[:-1]) & (times[1:] < times[:-1])
+        for key_id in np.unique(by_series[1:][back]).tolist():
+            records = order[by_series == key_id]
+            key = log.keys[key_id]
+            assert key is not None
+            accepted[records] = _replay_accepts(
+                timestamps[records], heads.get(key), self.known[key[0]]
+            )
+        result.stale += int(np.count_nonzero(keep & ~accepted))
+        keep &= accepted
+        chosen = np.flatnonzero(keep)
+        if chosen.size == 0:
+            return
+        chosen_values = values[chosen]
+        self.store.write_points(key_handles[key_ids[chosen]], timestamps[chosen], chosen_values)
+        result.wal_records += int(chosen.size)
+        result.values += int(np.count_nonzero(chosen_values == chosen_values))
+
+    def run(self, plans: list[_HostPlan], workers: int, bar: Any) -> list[_HostResult]:
+        """Loads every host on ``workers`` threads. On Ctrl-C (or an error in a
+        worker) every worker stops after its current file, all are joined, and
+        the exception propagates."""
+        queue = deque(plans)
+        results: list[_HostResult] = []
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            while not self.cancelled.is_set():
+                try:
+                    plan = queue.popleft()
+                except IndexError:
+                    return
+                try:
+                    results.append(self.load_host(plan))
+                except BaseException as error:  # handed to the main thread
+                    errors.append(error)
+                    self.cancelled.set()
+
+        threads = [
+            threading.Thread(target=work, name=f"metricstore-cc-{i}", daemon=True)
+            for i in range(min(workers, len(plans)))
+        ]
+        try:
+            with _ctrl_c_held():
+                for thread in threads:
+                    thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.1)
+                    if bar is not None:
+                        bar.update(self.bytes_done - bar.n)
+            if bar is not None:
+                bar.update(self.bytes_done - bar.n)
+        except BaseException:
+            self.cancelled.set()
+            for thread in threads:
+                if thread.ident is not None:
+                    thread.join()
+            raise
+        if errors:
+            raise errors[0]
+        return results
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Holds Ctrl-C back while the workers start, so that every worker is
+    started (and can be joined) when KeyboardInterrupt is raised."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is None  # a handler Python cannot restore
+    ):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _progress_bar(progress: bool | None, total: int, description: str) -> Any:
+    """A tqdm bar in bytes, or None: ``progress=False`` never shows one, None
+    shows one when stderr is a terminal or in a notebook, True whenever tqdm
+    is installed."""
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress: expected True, False or None, got {progress!r}")
+    if progress is False:
+        return None
+    try:
+        auto = importlib.import_module("tqdm.auto")
+    except ImportError:
+        return None
+    if progress is None and not (sys.stderr.isatty() or _in_notebook()):
+        return None
+    return auto.tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description)
+
+
+def load_checkpoints(
+    root: str | os.PathLike[str],
+    store: Store,
+    *,
+    metrics: MetricsArg | None = None,
+    since: object = None,
+    cluster_config: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    progress: bool | None = None,
+    workers: int | None = None,
+) -> CheckpointLoadReport:
+    """Loads cc-backend's checkpoint directory ``root`` into ``store``, as
+    cc-backend loads it on startup (see the module docstring for the rules).
+
+    ``root`` holds ``<cluster>/<host>/`` directories of ``<from>.bin``,
+    ``<from>.json`` and ``current.wal`` files. Series land at
+    ``<cluster>/<host>[/<child>...]``. ``metrics`` (for example another
+    store's ``.metrics``) and ``cluster_config`` (one or more ``cluster.json``
+    paths) define metrics first; a conflict with a defined metric raises
+    MetricConflictError before anything is read. Metrics still undefined are
+    left out and reported. ``since`` (seconds or a datetime) is cc-backend's
+    load cutoff. Hosts load on ``workers`` threads (default: the CPU count,
+    at most 8). ``progress``: a tqdm progress bar (None: when stderr is a
+    terminal or in a notebook; False: never; True: whenever tqdm is there).
+
+    Damaged files are reported, never fatal. Ctrl-C stops the load after each
+    worker's current file and raises KeyboardInterrupt; what was loaded by
+    then stays in the store.
+    """
+    began = time.perf_counter()
+    _check_unit(store)
+    top = Path(root)
+    if not top.is_dir():
+        raise FileNotFoundError(f"root: {top} is not a directory")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise TypeError(f"workers: expected an int, got {workers!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers: must be at least 1, got {workers}")
+    cutoff = None if since is None else to_ticks(since, "s", "since")
+    known = _define_metrics(store, metrics, cluster_config)
+    plans, skipped = _plan(top, cutoff)
+    # Big hosts first, so one big host does not finish alone at the end.
+    plans.sort(key=lambda p: p.bytes, reverse=True)
+    loader = _Loader(store, known, cutoff)
+    bar = _progress_bar(progress, sum(p.bytes for p in plans), "loading checkpoints")
+    try:
+        results = loader.run(plans, workers or min(os.cpu_count() or 1, 8), bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    unknown: Counter[str] = Counter()
+    for r in results:
+        skipped.extend(r.skipped)
+        unknown.update(r.unknown)
+    return CheckpointLoadReport(
+        root=str(top),
+        hosts=len(plans),
+        files_read=sum(r.files_read for r in results),
+        bytes_read=sum(r.bytes_read for r in results),
+        values=sum(r.values for r in results),
+        wal_records=sum(r.wal_records for r in results),
+        stale_wal_records=sum(r.stale for r in results),
+        regridded_blocks=sum(r.regridded for r in results),
+        skipped=tuple(sorted(skipped, key=lambda s: (s.path, s.reason))),
+        damaged=tuple(sorted((d for r in results for d in r.damaged), key=lambda d: d.path)),
+        unknown_metrics=dict(sorted(unknown.items())),
+        seconds=time.perf_counter() - began,
+    )
+
+
+# -- writing checkpoint files -------------------------------------------------------
+
+
+@dataclass
+class _Level:
+    metrics: dict[str, tuple[int, int, NDArray[np.float32]]] = field(default_factory=dict)
+    children: dict[str, _Level] = field(default_factory=dict)
+
+
+_SeriesKey: TypeAlias = tuple[str, tuple[str, ...]]
+
+
+def _hosts_of(
+    store: Store, cluster: str | None
+) -> tuple[dict[tuple[str, str], list[tuple[int, str, tuple[str, ...]]]], list[_SeriesKey]]:
+    """Series by (cluster, host), with their path below the host; and the
+    series that are not below any host."""
+    hosts: dict[tuple[str, str], list[tuple[int, str, tuple[str, ...]]]] = {}
+    outside: list[_SeriesKey] = []
+    for handle, metric, path in store.list_series():
+        if cluster is not None and (not path or path[0] != cluster):
+            continue
+        if len(path) < 2:
+            outside.append((metric, path))
+            continue
+        hosts.setdefault((path[0], path[1]), []).append((handle, metric, path[2:]))
+    return hosts, outside
+
+
+def _range(store: Store, since: object, until: object) -> tuple[int, int]:
+    _check_unit(store)
+    begin = to_ticks(since, "s", "since")
+    end = to_ticks(until, "s", "until")
+    if end <= begin:
+        raise ValueError(f"until: {end} is not after since ({begin})")
+    return begin, end
+
+
+def _trimmed(
+    store: Store, handle: int, begin: int, end: int
+) -> tuple[int, int, NDArray[np.float32]] | None:
+    """The series' values in [begin, end) from its first to its last
+    non-NaN slot, as (frequency, start, values); None if it has none."""
+    result = store.read(handle, begin, end)
+    present = np.flatnonzero(~np.isnan(result.values))
+    if present.size == 0:
+        return None
+    first, last = int(present[0]), int(present[-1])
+    return result.step, result.start + first * result.step, result.values[first : last + 1]
+
+
+def _encode_snapshot(begin: int, end: int, top: _Level) -> bytes:
+    """The binary snapshot layout (see :func:`_parse_snapshot`), names sorted."""
+    parts = [_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, begin, end)]
+
+    def level(node: _Level) -> None:
+        parts.append(_U32.pack(len(node.metrics)))
+        for name in sorted(node.metrics):
+            frequency, start, values = node.metrics[name]
+            raw = name.encode()
+            parts.extend(
+                (_U16.pack(len(raw)), raw, _BLOCK_HEADER.pack(frequency, start, values.size))
+            )
+            parts.append(values.astype("<f4", copy=False).tobytes())
+        parts.append(_U32.pack(len(node.children)))
+        for name in sorted(node.children):
+            raw = name.encode()
+            parts.extend((_U16.pack(len(raw)), raw))
+            level(node.children[name])
+
+    level(top)
+    return b"".join(parts)
+
+
+def _json_values(values: NDArray[np.float32]) -> list[float | None]:
+    # float64 repr of a float32 reads back to the same float32 (cc-backend
+    # keeps one decimal digit; this keeps every bit).
+    out: list[float | None] = values.astype(np.float64).tolist()
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = None
+    return out
+
+
+def _encode_json(begin: int, end: int, top: _Level) -> bytes:
+    def level(node: _Level) -> dict[str, Any]:
+        return {
+            "metrics": {
+                name: {"frequency": f, "start": s, "data": _json_values(v)}
+                for name, (f, s, v) in sorted(node.metrics.items())
+            },
+            "children": {name: level(child) for name, child in sorted(node.children.items())},
+            "from": begin,
+            "to": end,
+        }
+
+    return (json.dumps(level(top), separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``path`` through ``<path>.tmp`` (which cc-backend ignores),
+    fsynced and renamed, then fsyncs the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_checkpoints(
+    store: Store,
+    root: str | os.PathLike[str],
+    *,
+    since: object,
+    until: object,
+    cluster: str | None = None,
+    format: str = "bin",
+) -> CheckpointWriteReport:
+    """Writes ``store``'s data in ``[since, until)`` as cc-backend checkpoints:
+    one ``<root>/<cluster>/<host>/<since>.bin`` (or ``.json``) per host with
+    data, holding the host's series and, as children, those below it. cc-backend
+    (and :func:`load_checkpoints`) can start from it.
+
+    ``since`` and ``until`` are required: the store cannot yet tell the time
+    range it holds. ``cluster`` limits the export to one cluster. Each series
+    is written from its first to its last value in the range (NaN between);
+    series with none are left out. A file is written through ``<name>.tmp``,
+    fsynced and renamed, and replaces a file of the same name.
+    """
+    began = time.perf_counter()
+    if format not in ("bin", "json"):
+        raise ValueError(f"format: expected 'bin' or 'json', got {format!r}")
+    begin, end = _range(store, since, until)
+    hosts, outside = _hosts_of(store, cluster)
+    encode = _encode_snapshot if format == "bin" else _encode_json
+    files = size = series = values = 0
+    for (cluster_name, host), members in sorted(hosts.items()):
+        top = _Level()
+        for handle, metric, below in members:
+            block = _trimmed(store, handle, begin, end)
+            if block is None:
+                continue
+            node = top
+            for name in below:
+                node = node.children.setdefault(name, _Level())
+            node.metrics[metric] = block
+            series += 1
+            values += int(np.count_nonzero(~np.isnan(block[2])))
+        if not top.metrics and not top.children:
+            continue
+        data = encode(begin, end, top)
+        _write_atomically(Path(root) / cluster_name / host / f"{begin}.{format}", data)
+        files += 1
+        size += len(data)
+    return CheckpointWriteReport(
+        root=str(root),
+        format=format,
+        files=files,
+        bytes=size,
+        series=series,
+        values=values,
+        skipped_series=tuple(sorted(outside)),
+        seconds=time.perf_counter() - began,
+    )
+
+
+# -- the Parquet archive ------------------------------------------------------------
+
+_PARQUET_COLUMNS = (
+    ("cluster", "string"),
+    ("hostname", "string"),
+    ("metric", "string"),
+    ("scope", "string"),
+    ("scope_id", "string"),
+    ("timestamp", "int64"),
+    ("frequency", "int64"),
+    ("value", "float32"),
+)
+_SCOPE_PREFIXES = (
+    ("socket", "socket"),
+    ("memoryDomain", "memoryDomain"),
+    ("core", "core"),
+    ("hwthread", "hwthread"),
+    ("cpu", "hwthread"),
+    ("accelerator", "accelerator"),
+)
+
+
+def _pyarrow(function: str) -> tuple[Any, Any]:
+    try:
+        return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        raise ImportError(f"{function} needs pyarrow: pip install 'metricstore[parquet]'") from None
+
+
+def _scope(below: tuple[str, ...]) -> tuple[str, str]:
+    """cc-backend's (scope, scope_id) of a series below a host: "node" at the
+    host, else parsed from the innermost name (``cpu3`` -> hwthread 3; a
+    name without a known prefix and a digit is its own scope, id "")."""
+    if not below:
+        return "node", ""
+    name = below[-1]
+    for prefix, scope in _SCOPE_PREFIXES:
+        if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit():
+            return scope, name[len(prefix) :]
+    return name, ""
+
+
+def _strings(pa: Any, codes: NDArray[np.int32], dictionary: list[str]) -> Any:
+    """A dictionary-encoded string column: the file stores plain strings."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(dictionary, pa.string()))
+
+
+def export_parquet(
+    store: Store,
+    path: str | os.PathLike[str],
+    *,
+    since: object,
+    until: object,
+    cluster: str | None = None,
+) -> ParquetExportReport:
+    """Writes ``store``'s values in ``[since, until)`` as cc-backend's Parquet
+    archive: one row per non-NaN value with the columns ``cluster, hostname,
+    metric, scope, scope_id`` (strings), ``timestamp, frequency`` (int64) and
+    ``value`` (float32); Zstd, one row group per host, rows in cc-backend's
+    order (per host: metrics sorted, then children sorted, depth first).
+
+    Scopes follow cc-backend: "node" at the host, else parsed from the
+    innermost name below it (``cpu3`` becomes hwthread 3). Needs pyarrow
+    (``pip install 'metricstore[parquet]'``).
+    """
+    began = time.perf_counter()
+    pa, pq = _pyarrow("export_parquet")
+    begin, end = _range(store, since, until)
+    hosts, outside = _hosts_of(store, cluster)
+    # Columns are required, as parquet-go writes cc-backend's struct. The
+    # strings go in as dictionaries; without the Arrow schema in the file
+    # they read back as plain strings.
+    schema = pa.schema(
+        [
+            pa.field(
+                name,
+                pa.dictionary(pa.int32(), pa.string()) if kind == "string" else getattr(pa, kind)(),
+                nullable=False,
+            )
+            for name, kind in _PARQUET_COLUMNS
+        ]
+    )
+    target = Path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    rows = series = written_hosts = 0
+    with pq.ParquetWriter(temporary, schema, compression="zstd", store_schema=False) as writer:
+        for (cluster_name, host), members in sorted(hosts.items()):
+            # cc-backend's order: at each level metrics before children, both sorted.
+            members.sort(key=lambda m: (*((1, n) for n in m[2]), (0, m[1])))
+            metrics: list[str] = []
+            scopes: list[tuple[str, str]] = []
+            metric_codes: list[NDArray[np.int32]] = []
+            scope_codes: list[NDArray[np.int32]] = []
+            times: list[NDArray[np.int64]] = []
+            frequencies: list[NDArray[np.int64]] = []
+            values: list[NDArray[np.float32]] = []
+            for handle, metric, below in members:
+                result = store.read(handle, begin, end)
+                present = np.flatnonzero(~np.isnan(result.values))
+                if present.size == 0:
+                    continue
+                if metric not in metrics:
+                    metrics.append(metric)
+                scope = _scope(below)
+                if scope not in scopes:
+                    scopes.append(scope)
+                metric_codes.append(np.full(present.size, metrics.index(metric), np.int32))
+                scope_codes.append(np.full(present.size, scopes.index(scope), np.int32))
+                times.append(result.start + present * result.step)
+                frequencies.append(np.full(present.size, result.step, dtype=np.int64))
+                values.append(result.values[present])
+                series += 1
+            if not values:
+                continue
+            by_metric, by_scope = np.concatenate(metric_codes), np.concatenate(scope_codes)
+            count = by_metric.size
+            zeros = np.zeros(count, np.int32)
+            table = pa.table(
+                [
+                    _strings(pa, zeros, [cluster_name]),
+                    _strings(pa, zeros, [host]),
+                    _strings(pa, by_metric, metrics),
+                    _strings(pa, by_scope, [s for s, _ in scopes]),
+                    _strings(pa, by_scope, [i for _, i in scopes]),
+                    pa.array(np.concatenate(times).astype(np.int64)),
+                    pa.array(np.concatenate(frequencies)),
+                    pa.array(np.concatenate(values).astype(np.float32)),
+                ],
+                schema=schema,
+            )
+            writer.write_table(table, row_group_size=count)
+            rows += count
+            written_hosts += 1
+    os.replace(temporary, target)
+    return ParquetExportReport(
+        path=str(target),
+        rows=rows,
+        series=series,
+        hosts=written_hosts,
+        bytes=target.stat().st_size,
+        skipped_series=tuple(sorted(outside)),
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _codes(column: Any) -> tuple[NDArray[np.intp], list[str]]:
+    encoded = column.combine_chunks().dictionary_encode()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(
+        np.intp
+    ), encoded.dictionary.to_pylist()
+
+
+def load_parquet(
+    path: str | os.PathLike[str],
+    store: Store,
+    *,
+    metrics: MetricsArg | None = None,
+    cluster_config: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+) -> ParquetLoadReport:
+    """Loads a cc-backend Parquet archive (see :func:`export_parquet`) into
+    ``store``: each row's value at its timestamp, in row order (a later row
+    wins a slot). A row of scope "node" lands at ``<cluster>/<hostname>``,
+    any other at ``<cluster>/<hostname>/<scope><scope_id>``; cc-backend's
+    archive keeps only the innermost name and writes ``cpu3`` as hwthread 3,
+    so those come back as ``hwthread3``. Metrics are defined and unknown ones
+    reported as in :func:`load_checkpoints`. Needs pyarrow.
+    """
+    began = time.perf_counter()
+    _check_unit(store)
+    _, pq = _pyarrow("load_parquet")
+    source = Path(path)
+    names = [name for name, _ in _PARQUET_COLUMNS]
+    table = pq.read_table(source)
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"path: {source} lacks the column(s) {', '.join(missing)} of cc-backend's archive"
+        )
+    known = _define_metrics(store, metrics, cluster_config)
+    string_columns = [_codes(table.column(name)) for name in names[:5]]
+    timestamps = table.column("timestamp").to_numpy().astype(np.int64)
+    values = table.column("value").to_numpy().astype(np.float32)
+    # One int64 key per row (mixed radix over the five dictionaries), then its
+    # distinct values: far faster than np.unique over rows.
+    key = np.zeros(values.size, dtype=np.int64)
+    for codes, dictionary in string_columns:
+        key = key * max(len(dictionary), 1) + codes
+    if math.prod(max(len(d), 1) for _, d in string_columns) >= 2**62:
+        raise ValueError(f"path: {source} has too many distinct names to load at once")
+    distinct, inverse = np.unique(key, return_inverse=True)
+    combos = np.empty((distinct.size, 5), dtype=np.int64)
+    rest = distinct
+    for column in range(4, -1, -1):
+        size = max(len(string_columns[column][1]), 1)
+        combos[:, column] = rest % size
+        rest = rest // size
+    inverse = inverse.reshape(-1)
+    handles = np.zeros(len(combos), dtype=np.uint32)
+    known_combo = np.zeros(len(combos), dtype=np.bool_)
+    unknown: Counter[str] = Counter()
+    counts = np.bincount(inverse, minlength=len(combos))
+    for i, combo in enumerate(combos.tolist()):
+        cluster, host, metric, scope, scope_id = (
+            string_columns[c][1][code] for c, code in enumerate(combo)
+        )
+        if metric not in known:
+            unknown[metric] += int(counts[i])
+            continue
+        below = () if scope == "node" else (f"{scope}{scope_id}",)
+        handles[i] = store.series(metric, (cluster, host, *below))
+        known_combo[i] = True
+    chosen = known_combo[inverse]
+    chosen_values = values[chosen]
+    if chosen_values.size:
+        store.write_points(handles[inverse[chosen]], timestamps[chosen], chosen_values)
+    return ParquetLoadReport(
+        path=str(source),
+        rows=int(values.size),
+        values=int(np.count_nonzero(chosen_values == chosen_values)),
+        series=int(np.count_nonzero(known_combo)),
+        unknown_metrics=dict(sorted(unknown.items())),
+        seconds=time.perf_counter() - began,
+    )

@@ -1,0 +1,181 @@
+"""Loading cc-backend's checkpoint files: throughput of the Python+NumPy reader.
+
+Generates a realistic checkpoint tree (default: 64 hosts x (10 node metrics +
+72 cores x 5 metrics), 2 hours at 10 s in 4 snapshots of 30 min, and a log of
+the 5 minutes after them), then loads the snapshots alone and the logs alone
+into fresh in-memory stores, from the page cache, and prints the median
+throughput against the target of 500 MB/s of .bin on 2 cores.
+
+    python benchmarks/ccbackend.py [--hosts 64] [--runs 3] [--workers 2] [--profile]
+
+Files go to /work/bench-tmp/ccbackend (made again when the shape changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import statistics
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+import metricstore
+from metricstore import ccbackend
+from metricstore.ccbackend import load_checkpoints, write_checkpoints
+
+TARGET_MB_S = 500.0
+STEP = 10
+START = 1_700_000_000 // 3600 * 3600
+NODE_METRICS = [f"node_metric_{i}" for i in range(10)]
+CORE_METRICS = ["cpu_load_core", "ipc", "flops_any", "clock", "core_power"]
+
+
+def define(store: metricstore.Store) -> None:
+    for name in NODE_METRICS + CORE_METRICS:
+        store.define_metric(name, STEP, "avg")
+
+
+def wal_record(ts: int, metric: bytes, selector: bytes, value: float) -> bytes:
+    body = struct.pack("<qH", ts, len(metric)) + metric
+    body += bytes([1, len(selector)]) + selector if selector else b"\0"
+    body += struct.pack("<f", value)
+    return struct.pack("<II", 0xCC1DA7A1, len(body)) + body + struct.pack("<I", zlib.crc32(body))
+
+
+def generate(
+    root: Path, hosts: int, cores: int, hours: float, snapshots: int, wal_minutes: int
+) -> None:
+    shape = {"hosts": hosts, "cores": cores, "hours": hours, "snapshots": snapshots,
+             "wal_minutes": wal_minutes, "version": 1}  # fmt: skip
+    stamp = root / "shape.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == shape:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    print(f"generating {root} ...", flush=True)
+    began = time.perf_counter()
+    rng = np.random.default_rng(7)
+    n = int(hours * 3600 / STEP)
+    span = n * STEP
+    for first_host in range(0, hosts, 8):  # 8 hosts per store keeps memory small
+        store = metricstore.Store()
+        define(store)
+        for h in range(first_host, min(first_host + 8, hosts)):
+            host = f"c{h:04}"
+            for metric in NODE_METRICS:
+                values = rng.normal(100, 10, n).astype(np.float32)
+                values[rng.random(n) < 0.01] = np.nan
+                store.write((metric, ("fritz", host)), START, values)
+            for core in range(cores):
+                for metric in CORE_METRICS:
+                    values = rng.random(n).astype(np.float32)
+                    store.write((metric, ("fritz", host, f"core{core}")), START, values)
+        for i in range(snapshots):
+            since = START + i * span // snapshots
+            until = START + (i + 1) * span // snapshots
+            write_checkpoints(store, root / "bin", since=since, until=until)
+        store.close()
+    # The log: every series, every 10 s, for wal_minutes after the snapshots.
+    for h in range(hosts):
+        host = f"c{h:04}"
+        parts = [struct.pack("<I", 0xCC1DA701)]
+        for tick in range(wal_minutes * 60 // STEP):
+            ts = START + span + tick * STEP
+            for metric in NODE_METRICS:
+                parts.append(wal_record(ts, metric.encode(), b"", float(tick)))
+            for core in range(cores):
+                selector = f"core{core}".encode()
+                for metric in CORE_METRICS:
+                    parts.append(wal_record(ts, metric.encode(), selector, float(core)))
+        path = root / "wal" / "fritz" / host / "current.wal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(parts))
+    stamp.write_text(json.dumps(shape))
+    print(f"generated in {time.perf_counter() - began:.1f} s", flush=True)
+
+
+def tree_bytes(root: Path, suffix: str) -> int:
+    return sum(p.stat().st_size for p in root.rglob(f"*{suffix}"))
+
+
+def load_once(root: Path, workers: int) -> tuple[float, metricstore.ccbackend.CheckpointLoadReport]:
+    store = metricstore.Store()
+    define(store)
+    began = time.perf_counter()
+    report = load_checkpoints(root, store, progress=False, workers=workers)
+    return time.perf_counter() - began, report
+
+
+def measure(name: str, root: Path, suffix: str, runs: int, workers: int) -> float:
+    size = tree_bytes(root, suffix)
+    load_once(root, workers)  # warms the page cache
+    seconds = []
+    for _ in range(runs):
+        elapsed, report = load_once(root, workers)
+        assert not report.damaged and not report.unknown_metrics, report.summary()
+        seconds.append(elapsed)
+    median = statistics.median(seconds)
+    rate = size / median / 1e6
+    extra = f", {report.wal_records / median / 1e6:.2f} M records/s" if report.wal_records else ""
+    print(
+        f"{name}: {size / 1e6:.1f} MB, {report.values:,} values in {median:.3f} s "
+        f"(median of {runs}; runs {', '.join(f'{s:.3f}' for s in seconds)}) = "
+        f"{rate:.0f} MB/s{extra} with {workers} worker(s)"
+    )
+    return rate
+
+
+def profile(root: Path, label: str) -> None:
+    """Profiles loading every host on this thread (load_checkpoints runs them
+    on workers, which cProfile does not see), by own time."""
+    store = metricstore.Store()
+    define(store)
+    known = {m.name: m.frequency for m in store.metrics}
+    plans, _ = ccbackend._plan(root, None)
+    loader = ccbackend._Loader(store, known, None)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for plan in plans:
+        loader.load_host(plan)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+    print(f"--- profile of the {label} load, 1 thread, by own time ---")
+    print("\n".join(out.getvalue().splitlines()[4:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=64)
+    parser.add_argument("--cores", type=int, default=72)
+    parser.add_argument("--hours", type=float, default=2.0)
+    parser.add_argument("--snapshots", type=int, default=4)
+    parser.add_argument("--wal-minutes", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="also profile one load of each")
+    parser.add_argument("--dir", type=Path, default=Path("/work/bench-tmp/ccbackend"))
+    args = parser.parse_args()
+    generate(args.dir, args.hosts, args.cores, args.hours, args.snapshots, args.wal_minutes)
+    cpus = len(os.sched_getaffinity(0))
+    print(f"{cpus} CPUs available (the machine may be shared; figures vary with its load)")
+    rate = measure(".bin snapshots", args.dir / "bin", ".bin", args.runs, args.workers)
+    print(f"  = {rate / TARGET_MB_S:.2f} x the target of {TARGET_MB_S:.0f} MB/s on 2 cores")
+    measure("current.wal logs", args.dir / "wal", ".wal", args.runs, args.workers)
+    if args.workers != 1:
+        measure(".bin snapshots", args.dir / "bin", ".bin", args.runs, 1)
+    if args.profile:
+        profile(args.dir / "bin", ".bin")
+        profile(args.dir / "wal", "log")
+
+
+if __name__ == "__main__":
+    main()
