@@ -36,19 +36,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from _common import FREQUENCY, make_data, rss_bytes
 
 import metricstore
-
-FREQUENCY = 10
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-
-def make_data(n_series: int, n_points: int) -> np.ndarray:
-    return np.random.default_rng(42).random((n_series, n_points), dtype=np.float32)
 
 
 def load_store(data: np.ndarray) -> tuple[metricstore.Store, float]:

@@ -1,0 +1,65 @@
+"""Helpers shared by the benchmarks: seeded data, resident memory, and the
+disk's own figures (sequential write+fsync, one append+fdatasync per tick)
+that the store is compared against."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+FREQUENCY = 10
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def make_data(n_series: int, n_points: int, seed: int = 42) -> np.ndarray:
+    return np.random.default_rng(seed).random((n_series, n_points), dtype=np.float32)
+
+
+def fresh(base: Path, name: str) -> Path:
+    path = base / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def disk_write_fsync(base: Path, total: int) -> float:
+    """Seconds to write `total` bytes sequentially in 4 MiB writes and fsync."""
+    path = base / "raw.bin"
+    block = os.urandom(4 << 20)
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        written = 0
+        while written < total:
+            written += os.write(fd, block[: min(len(block), total - written)])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return seconds
+
+
+def bare_ticks(base: Path, series: int, ticks: int) -> float:
+    """Seconds for `ticks` appends of a tick's worth of bytes, each followed
+    by fdatasync: the floor for one durable commit per tick."""
+    path = base / "ticks.bin"
+    payload = os.urandom(series * 8 + 40)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(ticks):
+            os.write(fd, payload)
+            os.fdatasync(fd)
+        seconds = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+    path.unlink()
+    return seconds
