@@ -389,13 +389,12 @@ impl Store {
             Ok(line) => line,
             Err(reason) => return Ok(Err(reason)),
         };
-        let Some(frequency) = self
-            .metrics()
-            .into_iter()
-            .find(|m| m.name == line.metric)
-            .map(|m| m.frequency)
-        else {
-            return Ok(Err(format!("unknown metric {:?}", line.metric)));
+        let frequency = {
+            let catalog = self.catalog.read();
+            match catalog.metric_id(&line.metric) {
+                Ok(id) => catalog.metric(id).frequency,
+                Err(_) => return Ok(Err(format!("unknown metric {:?}", line.metric))),
+            }
         };
         if let Err(e) = validate_path(&line.path, "path") {
             let reason = match e {
