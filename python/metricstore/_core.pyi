@@ -5,7 +5,7 @@ from typing import Any, final
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CHUNK_SLOTS", "MAX_READ_SLOTS", "Store", "__version__", "inspect"]
+__all__ = ["CHUNK_SLOTS", "MAX_READ_SLOTS", "CcHost", "Store", "__version__", "inspect"]
 
 __version__: str
 CHUNK_SLOTS: int
@@ -92,3 +92,18 @@ class Store:
         self, data: bytes, default_cluster: str | None, now: int
     ) -> tuple[int, int, list[tuple[int, str]], int]: ...
     def stats(self) -> dict[str, Any]: ...
+
+@final
+class CcHost:
+    """One host's load of cc-backend snapshots (metricstore.ccbackend)."""
+
+    def __new__(
+        cls, cluster: str, host: str, known: dict[str, int], since: int | None = None
+    ) -> CcHost: ...
+    def load_snapshot(self, store: Store, data: bytes) -> dict[str, Any]: ...
+    def handle(
+        self, store: Store, metric: str, below: list[str] | tuple[str, ...]
+    ) -> tuple[int | None, str | None]: ...
+    def head(
+        self, metric: str, below: list[str] | tuple[str, ...]
+    ) -> tuple[int, int, int] | None: ...

@@ -72,8 +72,8 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _core
 from ._convert import to_ticks
-from .exceptions import InvalidNameError
 from .store import Metric, Store
 
 __all__ = [
@@ -482,142 +482,31 @@ class _Damage(Exception):
         self.reason = reason
 
 
-_Block: TypeAlias = tuple[tuple[str, ...], str, int, int, NDArray[np.float32], bool]
-"""One metric of one level of a snapshot: (path below the host, metric,
-frequency, start, values, ragged); ``values[i]`` is at ``start + i *
-frequency``; ``ragged`` says the values are empty or begin or end with NaN.
-A plain tuple: there are hundreds of thousands of them."""
-
-
-@dataclass
-class _Snapshot:
-    first: int  # the file's "from"
-    last: int  # the file's "to"
-    blocks: list[_Block]
-    trailing: int = 0  # bytes after the level tree (cc-backend ignores them)
-
-
-def _name(data: bytes, start: int, end: int, cache: dict[bytes, str], what: str) -> str:
-    raw = data[start:end]
-    name = cache.get(raw)
-    if name is None:
-        try:
-            name = raw.decode()
-        except UnicodeDecodeError:
-            raise _Damage(start, f"{what} {raw!r} is not UTF-8") from None
-        cache[raw] = name
-    return name
-
-
-def _parse_snapshot(data: bytes) -> _Snapshot:
-    """Parses a binary snapshot (all little-endian)::
-
-        u32 magic 0xCC5B0001 | i64 from | i64 to | Level
-        Level := u32 num_metrics
-                 {u16 name_len, name, i64 frequency, i64 start, u32 n, n x f32} x num_metrics
-                 u32 num_children
-                 {u16 name_len, name, Level} x num_children
-
-    Values are aligned views into four copies of ``data``. Raises _Damage
-    where the bytes end early or a field is impossible.
-    """
-    size = len(data)
-    if size < _SNAPSHOT_HEADER.size:
-        raise _Damage(0, f"the file ends inside the {_SNAPSHOT_HEADER.size}-byte header")
-    magic, first, last = _SNAPSHOT_HEADER.unpack_from(data, 0)
-    if magic != SNAPSHOT_MAGIC:
-        raise _Damage(0, f"magic 0x{magic:08X} is not a binary snapshot's 0x{SNAPSHOT_MAGIC:08X}")
-    paths: list[tuple[str, ...]] = []
-    metrics: list[str] = []
-    frequencies: list[int] = []
-    starts: list[int] = []
-    arrays: list[NDArray[np.float32]] = []
-    value_offsets: list[int] = []
-    names: dict[bytes, str] = {}
-    # The file as float32 at each of the 4 byte phases, so every block is an
-    # aligned slice (the core takes aligned arrays) without a copy per block.
-    raw = np.frombuffer(data, np.uint8)
-    phases = []
-    for phase in range(4):
-        aligned = np.empty((size - phase) // 4, dtype=np.float32)
-        aligned.view(np.uint8)[:] = raw[phase : phase + 4 * aligned.size]
-        phases.append(aligned)
-    u16, u32, block_header = _U16.unpack_from, _U32.unpack_from, _BLOCK_HEADER.unpack_from
-    offset = _SNAPSHOT_HEADER.size
-
-    def level(path: tuple[str, ...]) -> int:
-        """Reads a level's metrics and its child count."""
-        nonlocal offset
-        if offset + 4 > size:
-            raise _Damage(offset, "the file ends before a level's metric count")
-        (count,) = u32(data, offset)
-        offset += 4
-        for _ in range(count):
-            at = offset
-            if at + 2 > size:
-                raise _Damage(at, "the file ends inside a metric name's length")
-            (length,) = u16(data, at)
-            begin = at + 2
-            end = begin + length
-            if end + 20 > size:
-                raise _Damage(at, "the file ends inside a metric's name or header")
-            metric = names.get(data[begin:end]) or _name(data, begin, end, names, "metric name")
-            frequency, start, n = block_header(data, end)
-            offset = end + 20 + 4 * n
-            if offset > size:
-                raise _Damage(at, f"the file ends inside the {n:,} values of metric {metric!r}")
-            if frequency <= 0:
-                raise _Damage(at, f"metric {metric!r} has frequency {frequency}")
-            index = (end + 20) >> 2
-            paths.append(path)
-            metrics.append(metric)
-            frequencies.append(frequency)
-            starts.append(start)
-            arrays.append(phases[(end + 20) & 3][index : index + n])
-            value_offsets.append(end + 20)
-        if offset + 4 > size:
-            raise _Damage(offset, "the file ends before a level's child count")
-        (children,) = u32(data, offset)
-        offset += 4
-        return int(children)
-
-    # An explicit stack, not recursion: a crafted file cannot exhaust Python's.
-    stack: list[tuple[tuple[str, ...], int]] = [((), level(()))]
-    while stack:
-        path, remaining = stack[-1]
-        if remaining == 0:
-            stack.pop()
-            continue
-        stack[-1] = (path, remaining - 1)
-        at = offset
-        if at + 2 > size:
-            raise _Damage(at, "the file ends inside a child name's length")
-        (length,) = u16(data, at)
-        if at + 2 + length > size:
-            raise _Damage(at, "the file ends inside a child name")
-        child = (*path, _name(data, at + 2, at + 2 + length, names, "child name"))
-        offset = at + 2 + length
-        stack.append((child, level(child)))
-    # Which blocks begin or end with NaN (or are empty), for all at once.
-    value_at = np.asarray(value_offsets, dtype=np.intp)
-    counts = np.fromiter((a.size for a in arrays), dtype=np.intp, count=len(arrays))
-    ends = np.concatenate([np.minimum(value_at, size - 4), value_at + 4 * (counts - 1)])
-    edges = raw[np.maximum(ends, 0)[:, None] + np.arange(4)].view("<f4").reshape(2, -1)
-    ragged = (counts == 0) | np.isnan(edges[0]) | np.isnan(edges[1])
-    blocks = list(zip(paths, metrics, frequencies, starts, arrays, ragged.tolist(), strict=True))
-    return _Snapshot(first, last, blocks, size - offset)
-
-
 def _json_int(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Damage(None, f"{where} is {value!r}, not an integer")
+    if not -(2**63) <= value < 2**63:
+        raise _Damage(None, f"{where} is {value}, outside the int64 range")
     return value
 
 
-def _parse_json_checkpoint(data: bytes) -> _Snapshot:
-    """Parses a JSON checkpoint: ``{"metrics": {name: {"frequency": f,
+def _json_name(name: str, where: str) -> bytes:
+    """``u16 len | UTF-8`` of a JSON key."""
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        raise _Damage(None, f"{where} has a name that is not valid UTF-8") from None
+    if len(raw) > 0xFFFF:
+        raise _Damage(None, f"{where} has a name of {len(raw):,} bytes (the limit is 65,535)")
+    return _U16.pack(len(raw)) + raw
+
+
+def _json_as_snapshot(data: bytes) -> bytes:
+    """Parses a JSON checkpoint, ``{"metrics": {name: {"frequency": f,
     "start": s, "data": [v|null, ...]}}, "children": {name: <same>},
-    "from": F, "to": T}``. Missing keys mean empty or 0, as in Go."""
+    "from": F, "to": T}`` (missing keys mean empty or 0, as in Go), and
+    returns the same tree in the binary snapshot layout, so that one loader
+    (the core's) places the values of both kinds of file. Raises _Damage."""
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as error:
@@ -626,19 +515,23 @@ def _parse_json_checkpoint(data: bytes) -> _Snapshot:
         raise _Damage(error.start, "not UTF-8") from None
     if not isinstance(doc, dict):
         raise _Damage(None, "the top level is not a JSON object")
-    snapshot = _Snapshot(
-        _json_int(doc.get("from", 0), "from"), _json_int(doc.get("to", 0), "to"), []
-    )
+    header = (_json_int(doc.get("from", 0), "from"), _json_int(doc.get("to", 0), "to"))
+    parts = [_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, *header)]
+    # Pre-order, as the binary layout nests: a level's name, its metrics, its
+    # child count, then each child's subtree.
     stack: list[tuple[tuple[str, ...], Any]] = [((), doc)]
     while stack:
         path, node = stack.pop()
         where = "".join(f"children.{p}." for p in path)
+        if path:
+            parts.append(_json_name(path[-1], where.rstrip(".")))
         if not isinstance(node, dict):
             raise _Damage(None, f"{where.rstrip('.') or 'the top level'} is not a JSON object")
         metrics = node.get("metrics") or {}
         children = node.get("children") or {}
         if not isinstance(metrics, dict) or not isinstance(children, dict):
             raise _Damage(None, f"{where}metrics or {where}children is not a JSON object")
+        parts.append(_U32.pack(len(metrics)))
         for name, metric in metrics.items():
             at = f"{where}metrics.{name}"
             if not isinstance(metric, dict):
@@ -648,16 +541,18 @@ def _parse_json_checkpoint(data: bytes) -> _Snapshot:
                 raise _Damage(None, f"{at}.frequency is {frequency}")
             raw = metric.get("data") or []
             try:
-                values = np.array(raw, dtype=np.float64).astype(np.float32)
+                values = np.array(raw, dtype=np.float64).astype("<f4")
             except (TypeError, ValueError):
                 raise _Damage(None, f"{at}.data is not a list of numbers and nulls") from None
             if values.ndim != 1 or not isinstance(raw, list):
                 raise _Damage(None, f"{at}.data is not a list of numbers and nulls")
             start = _json_int(metric.get("start", 0), f"{at}.start")
-            ragged = not values.size or bool(np.isnan(values[0]) or np.isnan(values[-1]))
-            snapshot.blocks.append((path, name, frequency, start, values, ragged))
+            parts.append(_json_name(name, at))
+            parts.append(_BLOCK_HEADER.pack(frequency, start, values.size))
+            parts.append(values.tobytes())
+        parts.append(_U32.pack(len(children)))
         stack.extend(((*path, name), child) for name, child in reversed(children.items()))
-    return snapshot
+    return b"".join(parts)
 
 
 @dataclass
@@ -999,39 +894,52 @@ class _Loader:
 
     def load_host(self, plan: _HostPlan) -> _HostResult:
         result = _HostResult(skipped=list(plan.skipped))
-        handles: dict[tuple[str, tuple[str, ...]], int | None] = {}
-        heads: dict[tuple[str, tuple[str, ...]], _Head] = {}
+        # The core loads the snapshots and keeps, for the log, the handles it
+        # made and each series' newest block.
+        host = _core.CcHost(plan.cluster, plan.host, self.known, self.since)
         for path, _ in plan.files:
             if self.cancelled.is_set():
                 return result
             data = self._read(path, result)
             if data is None:
                 continue
-            parse = _parse_json_checkpoint if path.suffix == ".json" else _parse_snapshot
-            try:
-                snapshot = parse(data)
-            except _Damage as damage:
-                result.damaged.append(DamagedFile(str(path), damage.offset, damage.reason))
+            size = len(data)
+            if path.suffix == ".json":
+                try:
+                    data = _json_as_snapshot(data)
+                except _Damage as damage:
+                    result.damaged.append(DamagedFile(str(path), damage.offset, damage.reason))
+                    continue
+            loaded = host.load_snapshot(self.store._core, data)
+            if loaded["damage"] is not None:
+                offset, reason = loaded["damage"]
+                result.damaged.append(DamagedFile(str(path), offset, reason))
                 continue
-            if self.since is not None and snapshot.last != 0 and snapshot.last < self.since:
+            if loaded["before_since"]:
                 result.skipped.append(
-                    SkippedFile(str(path), f"ends at to={snapshot.last}, before since={self.since}")
+                    SkippedFile(str(path), f"ends at to={loaded['to']}, before since={self.since}")
                 )
                 continue
-            if snapshot.trailing:
+            if loaded["trailing"]:
                 result.damaged.append(
                     DamagedFile(
                         str(path),
-                        len(data) - snapshot.trailing,
-                        f"{snapshot.trailing} bytes after the level tree, ignored "
+                        size - loaded["trailing"],
+                        f"{loaded['trailing']} bytes after the level tree, ignored "
                         "(cc-backend ignores them too); the tree was loaded",
                     )
                 )
             result.files_read += 1
-            result.bytes_read += len(data)
-            self._load_blocks(plan, path, snapshot.blocks, result, handles, heads)
+            result.bytes_read += size
+            result.values += loaded["values"]
+            result.regridded += loaded["regridded"]
+            result.unknown.update(loaded["unknown"])
+            for metric, below, message in loaded["unnamed"]:
+                result.skipped.append(
+                    SkippedFile(str(path), f"series {metric!r} at {below}: {message}")
+                )
         if plan.wal is not None and not self.cancelled.is_set():
-            self._load_wal(plan, plan.wal[0], result, handles, heads)
+            self._load_wal(host, plan.wal[0], result)
         return result
 
     def _read(self, path: Path, result: _HostResult) -> bytes | None:
@@ -1043,78 +951,7 @@ class _Loader:
         self._advance(len(data))
         return data
 
-    def _handle(
-        self,
-        plan: _HostPlan,
-        path: Path,
-        key: tuple[str, tuple[str, ...]],
-        result: _HostResult,
-        handles: dict[tuple[str, tuple[str, ...]], int | None],
-    ) -> int | None:
-        if key in handles:
-            return handles[key]
-        metric, below = key
-        try:  # the names are str already: the core checks them
-            handle: int | None = self.store._core.series(metric, [plan.cluster, plan.host, *below])
-        except InvalidNameError as error:
-            result.skipped.append(SkippedFile(str(path), f"series {metric!r} at {below}: {error}"))
-            handle = None
-        handles[key] = handle
-        return handle
-
-    def _load_blocks(
-        self,
-        plan: _HostPlan,
-        path: Path,
-        blocks: list[_Block],
-        result: _HostResult,
-        handles: dict[tuple[str, tuple[str, ...]], int | None],
-        heads: dict[tuple[str, tuple[str, ...]], _Head],
-    ) -> None:
-        store, known = self.store, self.known
-        # The values are int and aligned float32 already: the core's call skips
-        # Store.write's conversions, a third of the cost of a block.
-        write_block = store._core.write_block
-        written: list[NDArray[np.float32]] = []
-        for below, metric, step, start, values, ragged in blocks:
-            frequency = known.get(metric)
-            if frequency is None:
-                result.unknown[metric] += int(np.count_nonzero(values == values))
-                continue
-            key = (metric, below)
-            n = len(values)
-            # cc-backend appends each block as the series' new head buffer, full.
-            heads[key] = (start, n, step)
-            if ragged:
-                present = np.flatnonzero(~np.isnan(values))
-                if present.size == 0:
-                    continue
-                start += int(present[0]) * step
-                values = values[present[0] : present[-1] + 1]
-            handle = handles.get(key, -1)
-            if handle == -1:
-                handle = self._handle(plan, path, key, result, handles)
-            if handle is None:
-                continue
-            if step == frequency:
-                write_block(handle, start, values)
-            else:
-                times = start + np.arange(values.size, dtype=np.int64) * step
-                store.write_points(np.full(values.size, handle, np.uint32), times, values)
-                result.regridded += 1
-            written.append(values)
-        if written:
-            joined = np.concatenate(written)
-            result.values += int(np.count_nonzero(joined == joined))
-
-    def _load_wal(
-        self,
-        plan: _HostPlan,
-        path: Path,
-        result: _HostResult,
-        handles: dict[tuple[str, tuple[str, ...]], int | None],
-        heads: dict[tuple[str, tuple[str, ...]], _Head],
-    ) -> None:
+    def _load_wal(self, host: _core.CcHost, path: Path, result: _HostResult) -> None:
         data = self._read(path, result)
         if data is None:
             return
@@ -1149,12 +986,16 @@ class _Loader:
             if key[0] not in self.known:
                 result.unknown[key[0]] += int(counts[key_id])
                 continue
-            handle = self._handle(plan, path, key, result, handles)
+            handle, refused = host.handle(self.store._core, *key)
+            if refused is not None:
+                result.skipped.append(
+                    SkippedFile(str(path), f"series {key[0]!r} at {key[1]}: {refused}")
+                )
             if handle is None:
                 continue
             key_handles[key_id] = handle
             usable[key_id] = True
-            head = heads.get(key)
+            head = host.head(*key)
             if head is not None:
                 threshold[key_id] = head[0]
         keep &= usable[key_ids]
@@ -1169,7 +1010,7 @@ class _Loader:
             key = log.keys[key_id]
             assert key is not None
             accepted[records] = _replay_accepts(
-                timestamps[records], heads.get(key), self.known[key[0]]
+                timestamps[records], host.head(*key), self.known[key[0]]
             )
         result.stale += int(np.count_nonzero(keep & ~accepted))
         keep &= accepted

@@ -80,6 +80,25 @@ struct PoolState {
     /// Slots of the newest slab handed out so far.
     used_in_newest: usize,
     free: Vec<NonNull<f32>>,
+    /// A slab mapped ahead of need by [`ChunkPool::reserve`]; it becomes the
+    /// newest when the newest is used up.
+    spare: Option<Slab>,
+}
+
+impl PoolState {
+    /// Chunks that can be handed out without mapping memory.
+    fn room(&self) -> usize {
+        let in_newest = match self.slabs.len() {
+            0 => 0,
+            _ => CHUNKS_PER_SLAB - self.used_in_newest,
+        };
+        let in_spare = if self.spare.is_some() {
+            CHUNKS_PER_SLAB
+        } else {
+            0
+        };
+        self.free.len() + in_newest + in_spare
+    }
 }
 
 /// Copies `source` into `target` and returns how many of the values
@@ -144,7 +163,8 @@ impl ChunkPool {
             Some(ptr) => ptr,
             None => {
                 if state.slabs.is_empty() || state.used_in_newest == CHUNKS_PER_SLAB {
-                    state.slabs.push(Slab::new());
+                    let slab = state.spare.take().unwrap_or_else(Slab::new);
+                    state.slabs.push(slab);
                     state.used_in_newest = 0;
                 }
                 let base = state.slabs.last().expect("a slab was just ensured").0;
@@ -161,6 +181,22 @@ impl ChunkPool {
         }
     }
 
+    /// Makes sure `chunks` more chunks (at most a slab's worth) can be
+    /// handed out without mapping memory, by mapping a spare slab now if
+    /// needed. Mapping a slab is most of a bulk load's cost in fresh memory;
+    /// writers call this before they take the store's sequencer, so that
+    /// the mapping runs beside other writers instead of between them.
+    pub fn reserve(&self, chunks: usize) {
+        if self.state.lock().room() >= chunks.min(CHUNKS_PER_SLAB) {
+            return;
+        }
+        let slab = Slab::new(); // outside the lock: this is the slow part
+        let mut state = self.state.lock();
+        if state.spare.is_none() {
+            state.spare = Some(slab);
+        } // else another writer mapped one meanwhile: this one is freed
+    }
+
     pub fn usage(&self) -> PoolUsage {
         let state = self.state.lock();
         let handed_out = match state.slabs.len() {
@@ -168,7 +204,7 @@ impl ChunkPool {
             n => (n - 1) * CHUNKS_PER_SLAB + state.used_in_newest,
         };
         PoolUsage {
-            reserved: state.slabs.len() * SLAB_BYTES,
+            reserved: (state.slabs.len() + usize::from(state.spare.is_some())) * SLAB_BYTES,
             in_use: (handed_out - state.free.len()) * CHUNK_BYTES,
         }
     }
@@ -247,6 +283,40 @@ mod tests {
             "a reused slot is fully rewritten"
         );
         assert_eq!(pool.usage().reserved, SLAB_BYTES);
+    }
+
+    #[test]
+    fn a_reserved_spare_slab_is_used_before_new_memory() {
+        let pool = Arc::new(ChunkPool::default());
+        pool.reserve(1);
+        pool.reserve(1); // the spare is room enough: no second one
+        assert_eq!(
+            pool.usage(),
+            PoolUsage {
+                reserved: SLAB_BYTES,
+                in_use: 0
+            }
+        );
+        let chunks: Vec<Chunk> = (0..CHUNKS_PER_SLAB)
+            .map(|i| pool.chunk_with(0, &[i as f32]).0)
+            .collect();
+        assert_eq!(
+            pool.usage().reserved,
+            SLAB_BYTES,
+            "the spare became the slab"
+        );
+        pool.reserve(2);
+        let (last, _) = pool.chunk_with(3, &[9.0]);
+        let usage = pool.usage();
+        assert_eq!(usage.reserved, 2 * SLAB_BYTES);
+        assert_eq!(usage.in_use, (CHUNKS_PER_SLAB + 1) * CHUNK_BYTES);
+        assert_eq!(last.as_slice()[3], 9.0);
+        assert!(
+            chunks
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.as_slice()[0] == i as f32)
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ struct SeriesKey<'a> {
 /// than SipHash on them. It is not keyed, so keys crafted to collide only
 /// slow their own sender's ingest.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(super) struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {

@@ -17,6 +17,7 @@
 mod aggregate;
 mod bytes;
 mod catalog;
+mod ccbackend;
 #[cfg(test)]
 mod checkpoint_crash_tests;
 mod chunks;
@@ -43,6 +44,7 @@ mod test_model;
 mod time;
 mod wal;
 
+pub use ccbackend::{CcDamage, Head, HostLoad, SnapshotLoad, Unnamed};
 pub use chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
 pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;

@@ -5,6 +5,7 @@
 //! around every call into the engine, and maps engine errors to the
 //! exception classes of `metricstore.exceptions`.
 
+mod ccbackend;
 mod errors;
 mod store;
 
@@ -12,6 +13,8 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use super::ccbackend::PyCcHost;
     #[pymodule_export]
     use super::store::PyStore;
     #[pymodule_export]

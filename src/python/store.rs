@@ -81,7 +81,7 @@ fn slice<'a, T: numpy::Element>(
 }
 
 impl PyStore {
-    fn store(&self) -> Result<Arc<Store>, EngineError> {
+    pub(super) fn store(&self) -> Result<Arc<Store>, EngineError> {
         self.inner.read().clone().ok_or(EngineError::Closed)
     }
 }

@@ -1,0 +1,96 @@
+//! `metricstore._core.CcHost`: one host's load of cc-backend snapshots (see
+//! `engine::ccbackend`), driven file by file by `metricstore.ccbackend`.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::store::PyStore;
+use crate::engine::{HostLoad, SeriesId};
+
+#[pyclass(frozen, module = "metricstore._core", name = "CcHost")]
+pub struct PyCcHost {
+    /// One Python thread loads one host; the lock only makes that safe.
+    inner: Mutex<HostLoad>,
+}
+
+#[pymethods]
+impl PyCcHost {
+    /// `known`: the frequency of each metric the store defines; `since`:
+    /// snapshots whose `to` is before it are left out.
+    #[new]
+    #[pyo3(signature = (cluster, host, known, since = None))]
+    fn new(cluster: &str, host: &str, known: HashMap<String, i64>, since: Option<i64>) -> Self {
+        PyCcHost {
+            inner: Mutex::new(HostLoad::new(cluster, host, known, since)),
+        }
+    }
+
+    /// Loads one binary snapshot's bytes into `store`, without the GIL.
+    /// Returns a dict: `damage` (None or (offset, reason): nothing was
+    /// loaded), `from`, `to`, `before_since`, `values`, `regridded`,
+    /// `trailing`, `unknown` ({metric: values}), `unnamed` ([(metric, below,
+    /// message)]).
+    fn load_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        store: &Bound<'py, PyStore>,
+        data: &[u8],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let store = store.get().store()?;
+        let outcome = py.detach(|| self.inner.lock().load_snapshot(&store, data))?;
+        let dict = PyDict::new(py);
+        match outcome {
+            Err(damage) => {
+                dict.set_item("damage", (damage.offset, damage.reason))?;
+            }
+            Ok(load) => {
+                dict.set_item("damage", py.None())?;
+                dict.set_item("from", load.from)?;
+                dict.set_item("to", load.to)?;
+                dict.set_item("before_since", load.before_since)?;
+                dict.set_item("values", load.values)?;
+                dict.set_item("regridded", load.regridded)?;
+                dict.set_item("trailing", load.trailing)?;
+                dict.set_item(
+                    "unknown",
+                    load.unknown.into_iter().collect::<HashMap<_, _>>(),
+                )?;
+                let unnamed = load
+                    .unnamed
+                    .into_iter()
+                    .map(|u| {
+                        let below = PyTuple::new(py, u.below)?;
+                        (u.metric, below, u.message).into_pyobject(py)
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                dict.set_item("unnamed", unnamed)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    /// The handle of (metric, below the host), made the first time: (None,
+    /// message) the first time the store refuses the name, (None, None) after.
+    fn handle(
+        &self,
+        py: Python<'_>,
+        store: &Bound<'_, PyStore>,
+        metric: &str,
+        below: Vec<String>,
+    ) -> PyResult<(Option<SeriesId>, Option<String>)> {
+        let store = store.get().store()?;
+        Ok(py.detach(|| self.inner.lock().handle(&store, metric, &below))?)
+    }
+
+    /// The newest snapshot block of a series as (start, capacity, frequency),
+    /// or None.
+    fn head(&self, metric: &str, below: Vec<String>) -> Option<(i64, i64, i64)> {
+        self.inner
+            .lock()
+            .head(metric, &below)
+            .map(|h| (h.start, h.capacity, h.frequency))
+    }
+}
