@@ -13,7 +13,7 @@ cc-backend keeps metrics in three kinds of files, all readable and writable here
   snapshots ``<from>.bin``, JSON checkpoints ``<from>.json`` and the
   write-ahead log ``current.wal``. Each snapshot is a tree: the host's own
   metrics, then children (``cpu3``, ``socket0``, ``accelerator...``) with
-  theirs. Byte layouts are in the ``_encode_*`` and ``_parse_*`` functions.
+  theirs. Byte layouts: docs/format.md; the rules below: docs/decisions.md.
 - The Parquet archive its cleanup writes (:func:`export_parquet`,
   :func:`load_parquet`): one row per non-NaN value.
 
