@@ -243,6 +243,12 @@ def test_bytes_after_a_snapshot_tree_are_reported_and_the_tree_loads(tmp_path: P
         ),
         (b"[1, 2]", None, "the top level is not a JSON object"),
         (b'{"from": 1.5}', None, "from is 1.5"),
+        (b'{"to": 9223372036854775808}', None, "to is 9223372036854775808, outside the int64"),
+        (
+            b'{"children": {"\\ud800": {}}}',
+            None,
+            "children.\ud800 has a name that is not valid UTF-8",
+        ),
     ],
 )
 def test_a_damaged_json_checkpoint_is_skipped(
@@ -254,6 +260,22 @@ def test_a_damaged_json_checkpoint_is_skipped(
     assert_second_snapshot_skipped(store)
     assert report.damaged == (DamagedFile(str(json_path), offset, report.damaged[0].reason),)
     assert report.damaged[0].reason.startswith(reason)
+
+
+def test_a_tree_deeper_than_a_store_path_is_reported_and_the_rest_loads(tmp_path: Path) -> None:
+    # 20 levels below the host, each with a value: the host and 14 levels
+    # fit a store path (16 names with cluster and host); the rest cannot.
+    node = cc.level({"cpu_load": (F, 1000, [20.0])})
+    for depth in reversed(range(20)):
+        node = cc.level({"cpu_load": (F, 1000, [float(depth)])}, {"x": node})
+    path = cc.put(tmp_path / "c/h/1000.bin", cc.snapshot(1000, 0, node))
+    store, report = load(tmp_path)
+    assert len(store) == 15 and report.values == 15 and report.damaged == ()
+    deepest = "c/h/" + "/".join(["x"] * 14)
+    assert store.read(("cpu_load", deepest), 1000, 1010).values.tolist() == [14.0]
+    [skipped] = report.skipped
+    assert skipped.path == str(path)
+    assert skipped.reason.startswith(f"series 'cpu_load' at {('x',) * 15}: the path below")
 
 
 def test_layouts_ccbackend_refuses_are_skipped_and_the_rest_loads(tmp_path: Path) -> None:
