@@ -111,6 +111,10 @@ def test_export_cc_exits_1_when_the_range_is_empty(
     assert "export-cc: nothing to write in [0, 10)" in capsys.readouterr().err
     assert main([*args[:3], "--since", "10", "--until", "0"]) == 1
     assert capsys.readouterr().err.startswith("export-cc: until: 0 is not after since (10)")
+    # Without --since and --until everything is written, named by its first sample.
+    assert main(args[:3]) == 0
+    assert "wrote 1 bin file" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "out" / "fritz" / "f0101").iterdir()] == ["1000.bin"]
 
 
 def test_the_commands_run_as_a_module(checkpoints: Path, tmp_path: Path) -> None:

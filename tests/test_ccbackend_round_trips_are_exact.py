@@ -134,6 +134,25 @@ def test_one_cluster_can_be_written_and_a_file_is_replaced(tmp_path: Path) -> No
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_without_since_and_until_everything_is_written(tmp_path: Path) -> None:
+    store = nested_store()
+    start, stop = store.extent()
+    everything = write_checkpoints(store, tmp_path / "all")
+    explicit = write_checkpoints(store, tmp_path / "span", since=start, until=stop)
+    assert (everything.files, everything.series, everything.values) == (
+        explicit.files, explicit.series, explicit.values)  # fmt: skip
+    # Every sample is written but those of the series above any host.
+    assert everything.skipped_series == (("cpu_load", ("c1",)),)
+    above = store.read(("cpu_load", "c1"), start, stop).values
+    assert everything.values == store.stats()["samples"] - np.count_nonzero(~np.isnan(above))
+    for path in (tmp_path / "span").rglob("*.bin"):
+        twin = tmp_path / "all" / path.relative_to(tmp_path / "span")
+        assert twin.read_bytes() == path.read_bytes()
+    empty = metricstore.Store()
+    assert write_checkpoints(empty, tmp_path / "none").files == 0
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+
+
 def test_write_arguments_are_checked(tmp_path: Path) -> None:
     store = nested_store()
     with pytest.raises(ValueError, match=r"^until: 960 is not after since \(960\)"):

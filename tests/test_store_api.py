@@ -29,6 +29,29 @@ def test_samples_land_in_the_nearest_slot_and_ties_go_later(store: metricstore.S
     np.testing.assert_array_equal(result.values, [np.nan, 4.0, 2.0, np.nan, 3.0])
 
 
+def test_the_extent_spans_exactly_the_samples_of_a_series_a_path_or_the_store(
+    store: metricstore.Store,
+) -> None:
+    assert store.extent() is None
+    cpu0 = store.series("power", "n1/cpu0")
+    assert store.extent(cpu0) is None
+    store.write(cpu0, 100, [np.nan, 1.0, 2.0, np.nan])
+    store.write(("power", "n1/cpu1"), 300, [3.0])
+    store.write(("load", "n2"), dt.datetime(1970, 1, 1, tzinfo=dt.UTC), [4.0])
+    assert store.extent(cpu0) == (110, 130)
+    assert store.extent(("power", "n1")) == (110, 310)  # the aggregated path
+    assert store.extent() == (0, 310)
+    start, stop = store.extent()
+    assert store.stats()["samples"] == sum(
+        int(np.count_nonzero(~np.isnan(store.read(h, start, stop).values)))
+        for h, _, _ in store.list_series()
+    )
+    with pytest.raises(metricstore.UnknownSeriesError):
+        store.extent(("power", "n9"))
+    with pytest.raises(ValueError, match=r"^series: 99 is not a series handle of this store"):
+        store.extent(99)
+
+
 def test_reads_are_nan_padded_to_the_whole_requested_range(store: metricstore.Store) -> None:
     h = store.series("load", "a")
     store.write(h, 600, [1.0, 2.0])

@@ -63,13 +63,18 @@ def _add_cc_commands(commands: Any) -> None:
     save = commands.add_parser(
         "export-cc",
         help="write a store's data as cc-backend checkpoints or a Parquet archive",
-        description="Writes the data of STORE in [--since, --until) to ROOT: one "
-        "<cluster>/<host>/<since>.bin (or .json) per host, or one Parquet file.",
+        description="Writes the data of STORE in [--since, --until) (by default all of "
+        "it) to ROOT: one <cluster>/<host>/<since>.bin (or .json) per host, or one "
+        "Parquet file.",
     )
     save.add_argument("store", help="the store directory (opened read-only)")
     save.add_argument("root", help="the checkpoint directory, or the .parquet file to write")
-    save.add_argument("--since", type=_time, required=True, help="seconds or ISO date")
-    save.add_argument("--until", type=_time, required=True, help="seconds or ISO date (exclusive)")
+    save.add_argument("--since", type=_time, help="seconds or ISO date (default: the first sample)")
+    save.add_argument(
+        "--until",
+        type=_time,
+        help="seconds or ISO date, exclusive (default: just after the last sample)",
+    )
     save.add_argument("--format", choices=("bin", "json", "parquet"), default="bin")
     save.add_argument("--cluster", help="only this cluster")
 
@@ -128,7 +133,10 @@ def _export_cc(args: argparse.Namespace) -> int:
             print(report.summary())
             written = report.values
     if written == 0:
-        print(f"export-cc: nothing to write in [{args.since}, {args.until})", file=sys.stderr)
+        span = (
+            "" if args.since is None and args.until is None else f" in [{args.since}, {args.until})"
+        )
+        print(f"export-cc: nothing to write{span}", file=sys.stderr)
         return 1
     return 0
 

@@ -1210,10 +1210,18 @@ def _hosts_of(
 
 
 def _range(store: Store, since: object, until: object) -> tuple[int, int]:
+    """``[since, until)`` in seconds. A bound left out (None) is where the
+    store's samples begin or end; the range is then empty where nothing
+    lies in it."""
     _check_unit(store)
-    begin = to_ticks(since, "s", "since")
-    end = to_ticks(until, "s", "until")
+    extent = store.extent() if since is None or until is None else None
+    if extent is None and (since is None or until is None):
+        return 0, 0
+    begin = extent[0] if since is None and extent else to_ticks(since, "s", "since")
+    end = extent[1] if until is None and extent else to_ticks(until, "s", "until")
     if end <= begin:
+        if extent is not None:
+            return begin, begin
         raise ValueError(f"until: {end} is not after since ({begin})")
     return begin, end
 
@@ -1299,8 +1307,8 @@ def write_checkpoints(
     store: Store,
     root: str | os.PathLike[str],
     *,
-    since: object,
-    until: object,
+    since: object = None,
+    until: object = None,
     cluster: str | None = None,
     format: str = "bin",
 ) -> CheckpointWriteReport:
@@ -1309,11 +1317,12 @@ def write_checkpoints(
     data, holding the host's series and, as children, those below it. cc-backend
     (and :func:`load_checkpoints`) can start from it.
 
-    ``since`` and ``until`` are required: the store cannot yet tell the time
-    range it holds. ``cluster`` limits the export to one cluster. Each series
-    is written from its first to its last value in the range (NaN between);
-    series with none are left out. A file is written through ``<name>.tmp``,
-    fsynced and renamed, and replaces a file of the same name.
+    ``since`` and ``until`` (seconds or datetimes) default to where the
+    store's samples begin and end (:meth:`Store.extent`). ``cluster`` limits
+    the export to one cluster. Each series is written from its first to its
+    last value in the range (NaN between); series with none are left out. A
+    file is written through ``<name>.tmp``, fsynced and renamed, and replaces
+    a file of the same name.
     """
     began = time.perf_counter()
     if format not in ("bin", "json"):
@@ -1403,11 +1412,12 @@ def export_parquet(
     store: Store,
     path: str | os.PathLike[str],
     *,
-    since: object,
-    until: object,
+    since: object = None,
+    until: object = None,
     cluster: str | None = None,
 ) -> ParquetExportReport:
-    """Writes ``store``'s values in ``[since, until)`` as cc-backend's Parquet
+    """Writes ``store``'s values in ``[since, until)`` (by default all of
+    them: see :func:`write_checkpoints`) as cc-backend's Parquet
     archive: one row per non-NaN value with the columns ``cluster, hostname,
     metric, scope, scope_id`` (strings), ``timestamp, frequency`` (int64) and
     ``value`` (float32); Zstd, one row group per host, rows in cc-backend's

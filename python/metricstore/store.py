@@ -545,6 +545,15 @@ class Store:
         )
         return SeriesStats(low, high, avg, count)
 
+    def extent(self, series: SeriesKey | None = None) -> tuple[int, int] | None:
+        """Where the samples lie, as ``(start, stop)`` in ticks of the store's
+        unit: the time of the first sample and one period after the last, so
+        ``read(series, start, stop)`` holds them all. Of one series or
+        aggregated path, or of the whole store when ``series`` is None; None
+        when there is no sample."""
+        target = None if series is None else self._target(series, "series")
+        return self._core.extent(target)
+
     def _target(self, key: object, argument: str) -> int | tuple[str, list[str]]:
         if type(key) is int:
             return key

@@ -307,11 +307,10 @@ def assert_store_equal(a: Store, b: Store, *, start: object = None, stop: object
     have the same (metric, path) keys (handles may differ); every series'
     values in ``[start, stop)`` must be equal bit for bit (NaN matches NaN).
     ``start`` and ``stop`` are timestamps of any kind ``Store.read``
-    accepts. The store API does not tell where a series' data lies, so the
-    helper also checks that each store holds no sample outside the span
-    (``stats()["samples"]`` counts them all): no data escapes the
-    comparison. ``start`` and ``stop`` may be left out only when both stores
-    hold no samples.
+    accepts; left out, they span every sample of both stores
+    (:meth:`Store.extent`). Given, the helper also checks that each store
+    holds no sample outside them (``stats()["samples"]`` counts them all):
+    no data escapes the comparison.
 
     Raises AssertionError naming the first difference: the unit, a metric,
     a series present on one side only, or the first differing series (in
@@ -325,15 +324,11 @@ def assert_store_equal(a: Store, b: Store, *, start: object = None, stop: object
     if problem is not None:
         raise AssertionError(problem)
     samples = {"a": a.stats()["samples"], "b": b.stats()["samples"]}
-    if start is None or stop is None:
-        if samples["a"] or samples["b"]:
-            raise ValueError(
-                f"start, stop: the stores hold {samples['a']} and {samples['b']} samples; "
-                "pass the span to compare (the store cannot tell where a series' data lies)"
-            )
-        return
-    begin = to_ticks(start, a.unit, "start")
-    end = to_ticks(stop, a.unit, "stop")
+    spans = [span for span in (a.extent(), b.extent()) if span is not None]
+    if not spans and (start is None or stop is None):
+        return  # no sample on either side
+    begin = min(s for s, _ in spans) if start is None else to_ticks(start, a.unit, "start")
+    end = max(e for _, e in spans) if stop is None else to_ticks(stop, a.unit, "stop")
     if end < begin:
         raise ValueError(f"stop: {stop!r} is before start {start!r}")
     frequency = {m.name: m.frequency for m in a.metrics}

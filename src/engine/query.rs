@@ -140,6 +140,43 @@ impl Store {
         Ok(resample::stats(&raw.values))
     }
 
+    /// Where the samples of `target` lie, or of the whole store for `None`:
+    /// the time of the first sample and the time one period after the last
+    /// (so `[start, stop)` holds them all); `None` when there is no sample.
+    pub fn extent(&self, target: Option<Target<'_>>) -> Result<Option<(i64, i64)>, EngineError> {
+        let catalog = self.catalog.read();
+        let series: Vec<_> = match target {
+            Some(target) => {
+                let source = self.resolve(&catalog, target)?;
+                let f = source.frequency;
+                source.series.into_iter().map(|data| (data, f)).collect()
+            }
+            None => catalog
+                .entries()
+                .iter()
+                .map(|entry| (entry.data.clone(), entry.frequency))
+                .collect(),
+        };
+        drop(catalog);
+        let mut extent: Option<(i128, i128)> = None;
+        for (data, f) in series {
+            let data = data.read();
+            let (Some(first), Some(last)) = (data.first_sample_slot(), data.last_sample_slot())
+            else {
+                continue;
+            };
+            let f = i128::from(f);
+            let (start, stop) = (i128::from(first) * f, (i128::from(last) + 1) * f);
+            extent = Some(match extent {
+                Some((lo, hi)) => (lo.min(start), hi.max(stop)),
+                None => (start, stop),
+            });
+        }
+        // A sample's time fits int64; one period after the last may not.
+        let clamp = |t: i128| t.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        Ok(extent.map(|(start, stop)| (clamp(start), clamp(stop))))
+    }
+
     /// The freshness of each of `metrics` at or below the host at `path`
     /// at time `now`, or None when no series exists at or below `path`.
     pub fn health(
@@ -199,6 +236,34 @@ mod tests {
 
     fn path(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_extent_spans_every_sample_of_a_series_a_path_or_the_store() {
+        let store = store();
+        assert_eq!(store.extent(None).unwrap(), None);
+        let a = store.series("cpu", &path(&["c", "h", "cpu0"])).unwrap();
+        let b = store.series("cpu", &path(&["c", "h", "cpu1"])).unwrap();
+        let m = store.series("mem", &path(&["c", "h"])).unwrap();
+        assert_eq!(store.extent(Some(Target::Series(a))).unwrap(), None);
+        store
+            .write_block(a, 100, &[f32::NAN, 1.0, 2.0, f32::NAN])
+            .unwrap();
+        store.write_block(b, 50_000, &[3.0]).unwrap();
+        store.write_block(m, -600, &[4.0]).unwrap();
+        assert_eq!(
+            store.extent(Some(Target::Series(a))).unwrap(),
+            Some((110, 130))
+        );
+        let host = path(&["c", "h"]);
+        let cpu = Target::Path {
+            metric: "cpu",
+            path: &host,
+        };
+        assert_eq!(store.extent(Some(cpu)).unwrap(), Some((110, 50_010)));
+        assert_eq!(store.extent(None).unwrap(), Some((-600, 50_010)));
+        let error = store.extent(Some(Target::Series(99))).unwrap_err();
+        assert!(error.to_string().contains("99"), "{error}");
     }
 
     #[test]

@@ -167,6 +167,14 @@ impl SeriesData {
         self.chunks.len()
     }
 
+    /// The first slot holding a sample, if any.
+    pub fn first_sample_slot(&self) -> Option<i64> {
+        self.chunks.iter().find_map(|(key, chunk)| {
+            let first = chunk.as_slice().iter().position(|v| !v.is_nan())?;
+            Some(key * CHUNK_SLOTS as i64 + first as i64)
+        })
+    }
+
     /// The last slot holding a sample, if any.
     pub fn last_sample_slot(&self) -> Option<i64> {
         self.chunks.iter().rev().find_map(|(key, chunk)| {
@@ -181,14 +189,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_sample_is_found_past_empty_chunks_and_nan_tails() {
+    fn the_first_and_last_samples_are_found_past_empty_chunks_and_nan_ends() {
         let (pool, mut series) = (pool(), SeriesData::default());
         assert_eq!(series.last_sample_slot(), None);
+        assert_eq!(series.first_sample_slot(), None);
         series.write(&pool, -5, &[1.0, 2.0]);
         series.write(&pool, 3000, &[f32::NAN]);
         assert_eq!(series.last_sample_slot(), Some(-4));
+        assert_eq!(series.first_sample_slot(), Some(-5));
         series.write_one(&pool, 2047, 0.0);
         assert_eq!(series.last_sample_slot(), Some(2047));
+        series.write_one(&pool, -5000, 1.0);
+        series.write_one(&pool, -5000, f32::NAN); // a chunk left with no sample
+        assert_eq!(series.first_sample_slot(), Some(-5));
     }
 
     fn pool() -> Arc<ChunkPool> {

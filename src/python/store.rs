@@ -493,6 +493,14 @@ impl PyStore {
         }))
     }
 
+    /// (first sample time, one period after the last) of a target, or of the
+    /// whole store for None; None when there is no sample.
+    #[pyo3(signature = (target = None))]
+    fn extent(&self, py: Python<'_>, target: Option<PyTarget>) -> PyResult<Option<(i64, i64)>> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.extent(target.as_ref().map(PyTarget::as_target)))?)
+    }
+
     /// Writes line protocol; returns (lines, accepted, rejected as
     /// [(line number, reason)], series created).
     #[pyo3(signature = (data, default_cluster, now))]
