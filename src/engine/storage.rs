@@ -37,6 +37,8 @@ pub trait Storage: Send + Sync {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// The whole contents of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The length of `path` in bytes.
+    fn size(&self, path: &Path) -> io::Result<u64>;
     /// The contents of a file that is never modified once written (a
     /// snapshot), without copying where the storage can map it.
     fn read_immutable(
@@ -172,6 +174,10 @@ impl Storage for FsStorage {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn size(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
     }
 
     fn read_immutable(
