@@ -6,12 +6,17 @@
 //! exception classes of `metricstore.exceptions`.
 
 mod errors;
+mod progress;
 mod store;
 
 use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use super::progress::PyOpenProgress;
+    #[pymodule_export]
+    use super::progress::recovery_bytes;
     #[pymodule_export]
     use super::store::PyStore;
     #[pymodule_export]
