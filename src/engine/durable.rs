@@ -504,7 +504,9 @@ impl Store {
     /// Opens (or creates) the store in directory `dir` on the real file
     /// system, taking its lock unless read-only.
     pub fn open(dir: &Path, options: &OpenOptions) -> Result<(Store, RecoveryReport), EngineError> {
-        Tracker::new(options.progress.as_deref()).check()?;
+        let progress = Tracker::new(options.progress.as_deref());
+        progress.start();
+        progress.check()?;
         let lock = if options.readonly {
             None
         } else {
@@ -520,6 +522,9 @@ impl Store {
         dir: &Path,
         options: &OpenOptions,
     ) -> Result<(Store, RecoveryReport), EngineError> {
+        let progress = Tracker::new(options.progress.as_deref());
+        progress.start();
+        progress.check()?;
         if !options.readonly {
             storage
                 .create_dir_all(dir)
@@ -539,8 +544,6 @@ impl Store {
     ) -> Result<(Store, RecoveryReport), EngineError> {
         let started = Instant::now();
         let progress = Tracker::new(options.progress.as_deref());
-        progress.start();
-        progress.check()?;
         let unit = store_unit(
             storage.as_ref(),
             dir,

@@ -296,3 +296,22 @@ fn a_cancelled_writer_open_releases_the_lock_and_leaves_the_files_as_they_were()
     assert_eq!(store_state(&again, WINDOW), live);
     assert!(!stray.exists());
 }
+
+#[test]
+fn a_reused_handle_describes_the_new_open_and_its_cancel_stops_it_first_thing() {
+    let (sim, _) = torn_store();
+    let progress = Arc::new(OpenProgress::new());
+    let (store, _) = Store::open_on(sim.clone(), dir(), &options(&progress)).unwrap();
+    store.close().unwrap();
+    drop(store);
+    assert_eq!(progress.phase(), OpenPhase::Done);
+    let before = sim.image();
+    progress.cancel();
+    let result = Store::open_on(sim.clone(), dir(), &options(&progress));
+    assert_eq!(result.err(), Some(EngineError::Cancelled));
+    assert_eq!(
+        (progress.phase(), progress.total(), progress.done()),
+        (OpenPhase::Starting, 0, 0)
+    );
+    assert_eq!(sim.image(), before);
+}
