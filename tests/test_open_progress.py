@@ -18,8 +18,6 @@ import metricstore
 from metricstore import _core
 from metricstore import store as store_module
 
-tqdm_auto = pytest.importorskip("tqdm.auto")
-
 
 def _segment_lsn(name: str) -> int | None:
     if name.startswith("wal-") and name.endswith(".log"):
@@ -49,6 +47,7 @@ def _store_with_snapshot_and_log(path: Path) -> tuple[int, np.ndarray[Any, Any]]
 @pytest.fixture
 def bars(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every tqdm bar made from now on (real bars: they print)."""
+    tqdm_auto = pytest.importorskip("tqdm.auto")
     made: list[Any] = []
 
     class Recorded(tqdm_auto.tqdm):  # type: ignore[misc, name-defined]
@@ -71,7 +70,7 @@ def test_progress_true_shows_a_bar_of_every_byte_recovery_reads(
         np.testing.assert_array_equal(store.read(("m", "a"), 0, 300_000).values, values)
     [bar] = bars
     assert (bar.total, bar.n, bar.disable) == (expected, expected, True)  # closed
-    size = tqdm_auto.tqdm.format_sizeof(expected, divisor=1024)
+    size = bar.format_sizeof(expected, divisor=1024)
     err = capsys.readouterr().err
     assert "opened: 100%|" in err and f"| {size}/{size} [" in err, err
 
