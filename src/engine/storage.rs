@@ -84,7 +84,8 @@ pub mod crash_points {
     /// Recovery loaded its snapshot (or none) and has not replayed the log.
     pub const RECOVERY_LOADED: &str = "recovery-loaded";
     /// Recovery replayed the log (cutting a torn tail, setting segments
-    /// aside) and has not synced the replayed segments.
+    /// aside), removed temporary files, and has not synced the replayed
+    /// segments.
     pub const RECOVERY_REPLAYED: &str = "recovery-replayed";
     /// Recovery synced the replayed segments; no new segment exists yet.
     pub const RECOVERY_SYNCED: &str = "recovery-synced";
