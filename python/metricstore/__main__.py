@@ -59,7 +59,9 @@ def _add_cc_commands(commands: Any) -> None:
     )
     load.add_argument("--since", type=_time, help="cc-backend's load cutoff (seconds or ISO date)")
     load.add_argument("--workers", type=int, help="threads (default: CPU count, at most 8)")
-    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (opening STORE, loading)"
+    )
     save = commands.add_parser(
         "export-cc",
         help="write a store's data as cc-backend checkpoints or a Parquet archive",
@@ -84,7 +86,8 @@ def _import_cc(args: argparse.Namespace) -> int:
     from .store import open as open_store
 
     root = Path(args.root)
-    with open_store(args.store) as store:
+    progress = False if args.no_progress else None
+    with open_store(args.store, progress=progress) as store:
         if root.suffix == ".parquet" and root.is_file():
             loaded = ccbackend.load_parquet(root, store, cluster_config=args.cluster_config)
             print(loaded.summary())
@@ -96,7 +99,7 @@ def _import_cc(args: argparse.Namespace) -> int:
                 cluster_config=args.cluster_config,
                 since=args.since,
                 workers=args.workers,
-                progress=False if args.no_progress else None,
+                progress=progress,
             )
             print(report.summary())
             values = report.values

@@ -1,17 +1,40 @@
 # Stubs for the compiled module metricstore._core (src/python/). The public
 # API is metricstore.Store; this layer takes strict types only.
-from typing import Any, final
+from typing import Any, Literal, final
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CHUNK_SLOTS", "MAX_READ_SLOTS", "CcHost", "Store", "__version__", "inspect"]
+__all__ = [
+    "CHUNK_SLOTS",
+    "MAX_READ_SLOTS",
+    "CcHost",
+    "OpenProgress",
+    "Store",
+    "__version__",
+    "inspect",
+    "recovery_bytes",
+]
 
 __version__: str
 CHUNK_SLOTS: int
 MAX_READ_SLOTS: int
 
 def inspect(path: str) -> dict[str, Any]: ...
+def recovery_bytes(path: str) -> int: ...
+
+@final
+class OpenProgress:
+    def __new__(cls) -> OpenProgress: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def phase(self) -> Literal["starting", "snapshot", "log", "finishing", "done"]: ...
+    @property
+    def cancelled(self) -> bool: ...
+    def cancel(self) -> None: ...
 
 @final
 class Store:
@@ -27,6 +50,7 @@ class Store:
         segment_bytes: int = 67108864,
         checkpoint_interval_s: float | None = None,
         checkpoint_log_bytes: int | None = None,
+        progress: OpenProgress | None = None,
     ) -> Store: ...
     @property
     def path(self) -> str | None: ...

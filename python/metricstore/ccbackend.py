@@ -56,15 +56,12 @@ import json
 import math
 import os
 import re
-import signal
 import struct
-import sys
 import threading
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -74,6 +71,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_ticks
+from ._progress import ctrl_c_held, progress_bar
 from .store import Metric, Store
 
 __all__ = [
@@ -1047,7 +1045,7 @@ class _Loader:
             for i in range(min(workers, len(plans)))
         ]
         try:
-            with _ctrl_c_held():
+            with ctrl_c_held():
                 for thread in threads:
                     thread.start()
             for thread in threads:
@@ -1066,49 +1064,6 @@ class _Loader:
         if errors:
             raise errors[0]
         return results
-
-
-@contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """Holds Ctrl-C back while the workers start, so that every worker is
-    started (and can be joined) when KeyboardInterrupt is raised."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is None  # a handler Python cannot restore
-    ):
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught and callable(previous):
-        previous(signal.SIGINT, None)
-
-
-def _in_notebook() -> bool:
-    ipython = sys.modules.get("IPython")
-    shell = getattr(ipython, "get_ipython", lambda: None)()
-    return type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _progress_bar(progress: bool | None, total: int, description: str) -> Any:
-    """A tqdm bar in bytes, or None: ``progress=False`` never shows one, None
-    shows one when stderr is a terminal or in a notebook, True whenever tqdm
-    is installed."""
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"progress: expected True, False or None, got {progress!r}")
-    if progress is False:
-        return None
-    try:
-        auto = importlib.import_module("tqdm.auto")
-    except ImportError:
-        return None
-    if progress is None and not (sys.stderr.isatty() or _in_notebook()):
-        return None
-    return auto.tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description)
 
 
 def load_checkpoints(
@@ -1154,7 +1109,7 @@ def load_checkpoints(
     # Big hosts first, so one big host does not finish alone at the end.
     plans.sort(key=lambda p: p.bytes, reverse=True)
     loader = _Loader(store, known, cutoff)
-    bar = _progress_bar(progress, sum(p.bytes for p in plans), "loading checkpoints")
+    bar = progress_bar(progress, sum(p.bytes for p in plans), "loading checkpoints")
     try:
         results = loader.run(plans, workers or min(os.cpu_count() or 1, 8), bar)
     finally:

@@ -21,6 +21,7 @@ __all__ = [
     "InvalidNameError",
     "LockedError",
     "MetricConflictError",
+    "OpenCancelledError",
     "PoisonedError",
     "ReadOnlyError",
     "StoreError",
@@ -120,6 +121,12 @@ class ReadOnlyError(StoreError):
 class WrongProcessError(StoreError):
     """The store was opened for writing in another process (this is a forked
     child); open it again in this process."""
+
+
+class OpenCancelledError(StoreError):
+    """Opening a store was cancelled through its progress handle before it
+    changed anything: the directory is as it was and its lock is released.
+    :func:`metricstore.open` turns this into KeyboardInterrupt (Ctrl-C)."""
 
 
 class StoreIOError(StoreError, OSError):

@@ -8,8 +8,9 @@ the work with the GIL released and is safe to share between threads.
 from __future__ import annotations
 
 import os
+import threading
 import time as _time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeAlias
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
+from ._progress import check_progress, ctrl_c_held, new_bar, wants_bar
 from .collector import Collector, HostHealth, IngestReport
 
 __all__ = [
@@ -677,6 +679,21 @@ class Store:
         return store_html(self)
 
 
+_BACKGROUND_BYTES = 64 << 20
+"""Opening a store with at least this much snapshot and log to read (about
+0.1 to 0.5 s of work) runs in a worker thread, so Ctrl-C can stop it and a
+progress bar can follow it. Smaller stores open on the calling thread."""
+
+_POLL_SECONDS = 0.1
+
+_PHASES = {
+    "snapshot": "loading snapshot",
+    "log": "replaying log",
+    "finishing": "finishing",
+    "done": "opened",
+}
+
+
 def open(
     path: str | os.PathLike[str],
     *,
@@ -690,6 +707,7 @@ def open(
     checkpoint_log_bytes: int | None = 512 << 20,
     memory_limit: int | None = None,
     retention: object = None,
+    progress: bool | None = None,
 ) -> Store:
     """Opens (or creates) the store in directory ``path`` and recovers it.
 
@@ -711,13 +729,24 @@ def open(
     ``memory_limit`` and ``retention``: see :meth:`Store.set_memory_limit`
     and :meth:`Store.set_retention`.
 
+    A store with 64 MiB or more of snapshot and log to read is recovered in
+    a worker thread. Ctrl-C then stops recovery and raises
+    KeyboardInterrupt: no file is changed, the lock is released and nothing
+    is lost (a Ctrl-C that comes once recovery has started changing files,
+    such as cutting a torn tail, lets it finish, then closes the store).
+    ``progress`` shows a tqdm bar of the bytes read (``pip install
+    'metricstore[progress]'``): None (default) for such stores when stderr
+    is a terminal or in a notebook, True for any store, False never.
+
     One writer per directory: a second one raises LockedError. See
     ``store.recovery`` for what opening found.
     """
-    store = Store.__new__(Store)
-    store._attach(
-        _core.Store.open(
-            os.fspath(path),
+    check_progress(progress)
+    where = os.fspath(path)
+
+    def run(handle: _core.OpenProgress | None) -> _core.Store:
+        return _core.Store.open(
+            where,
             unit=unit,
             sync=sync,
             sync_interval_ms=sync_interval_ms,
@@ -726,8 +755,92 @@ def open(
             segment_bytes=segment_bytes,
             checkpoint_interval_s=checkpoint_interval_s,
             checkpoint_log_bytes=checkpoint_log_bytes,
+            progress=handle,
         )
-    )
+
+    if progress is True or _core.recovery_bytes(where) >= _BACKGROUND_BYTES:
+        core = _open_in_worker(run, wants_bar(progress))
+    else:
+        core = run(None)
+    store = Store.__new__(Store)
+    store._attach(core)
     if not readonly:
         store._limit(memory_limit, retention)
     return store
+
+
+def _open_in_worker(
+    run: Callable[[_core.OpenProgress], _core.Store], bar_wanted: bool
+) -> _core.Store:
+    """Runs ``run`` in a worker thread while this one updates a bar (if
+    ``bar_wanted``) and waits; on Ctrl-C (or any exception here) cancels the
+    open, waits for the worker and re-raises."""
+    handle = _core.OpenProgress()
+    outcome: list[_core.Store | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(run(handle))
+        except BaseException as error:  # handed to the waiting thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=work, name="metricstore-open", daemon=True)
+    bar: Any = None
+    try:
+        with ctrl_c_held():
+            worker.start()
+        while worker.is_alive():
+            worker.join(_POLL_SECONDS)
+            if bar_wanted:
+                bar = _show(bar, handle)
+        if bar_wanted:
+            bar = _show(bar, handle)
+    except BaseException as interrupt:
+        handle.cancel()
+        _stop(worker, outcome, interrupt)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    [result] = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _show(bar: Any, handle: _core.OpenProgress) -> Any:
+    """Creates or updates the bar from ``handle``; no bar until the open has
+    measured its work."""
+    phase = handle.phase
+    if phase == "starting":
+        return bar
+    total, done = handle.total, handle.done
+    if bar is None:
+        return new_bar(total, _PHASES[phase], initial=done)
+    if bar.total != total:
+        bar.total = total
+    bar.set_description(_PHASES[phase], refresh=False)
+    if done > bar.n:
+        bar.update(done - bar.n)
+    return bar
+
+
+def _stop(
+    worker: threading.Thread,
+    outcome: list[_core.Store | BaseException],
+    interrupt: BaseException,
+) -> None:
+    """Waits for a cancelled open: it stops at its next snapshot block or
+    MiB of log, or, if it has begun changing files, finishes first. More
+    Ctrl-C meanwhile are ignored, so the worker is never left running. A
+    store it opened anyway is closed."""
+    while worker.is_alive():
+        try:
+            worker.join()
+        except KeyboardInterrupt:
+            continue
+    if outcome and isinstance(outcome[0], _core.Store):
+        try:
+            outcome[0].close(checkpoint=False)
+        except Exception as error:
+            interrupt.add_note(f"closing the store opened before the cancel failed: {error!r}")

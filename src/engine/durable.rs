@@ -24,7 +24,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::error::EngineError;
 use super::inspect::{Inspection, inspect};
-use super::snapshot::list_snapshots;
+use super::progress::{OpenPhase, OpenProgress, Tracker};
+use super::snapshot::{LoadError, list_snapshots};
 use super::storage::{FsStorage, Storage, crash_point};
 use super::store::Store;
 use super::time::TimeUnit;
@@ -57,6 +58,9 @@ pub struct OpenOptions {
     pub checkpoint_every: Option<Duration>,
     /// ...or once the log has grown this much since the last one.
     pub checkpoint_log_bytes: Option<u64>,
+    /// Where the open reports the bytes it reads, and where another thread
+    /// can cancel it (see `progress.rs` for what a cancel can stop).
+    pub progress: Option<Arc<OpenProgress>>,
 }
 
 impl Default for OpenOptions {
@@ -69,6 +73,7 @@ impl Default for OpenOptions {
             segment_bytes: 64 << 20,
             checkpoint_every: Some(Duration::from_secs(600)),
             checkpoint_log_bytes: Some(512 << 20),
+            progress: None,
         }
     }
 }
@@ -119,11 +124,13 @@ fn store_unit(
     dir: &Path,
     wanted: Option<TimeUnit>,
     readonly: bool,
+    progress: Tracker<'_>,
 ) -> Result<TimeUnit, EngineError> {
     let path = dir.join(META_FILE);
     let unit = match storage.read(&path) {
         Ok(bytes) => decode_meta(&bytes, &path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !readonly => {
+            progress.begin_changes()?;
             let unit = wanted.unwrap_or(TimeUnit::Seconds);
             let temp = dir.join(format!("{META_FILE}.tmp"));
             let _ = storage.remove(&temp);
@@ -497,6 +504,9 @@ impl Store {
     /// Opens (or creates) the store in directory `dir` on the real file
     /// system, taking its lock unless read-only.
     pub fn open(dir: &Path, options: &OpenOptions) -> Result<(Store, RecoveryReport), EngineError> {
+        let progress = Tracker::new(options.progress.as_deref());
+        progress.start();
+        progress.check()?;
         let lock = if options.readonly {
             None
         } else {
@@ -512,6 +522,9 @@ impl Store {
         dir: &Path,
         options: &OpenOptions,
     ) -> Result<(Store, RecoveryReport), EngineError> {
+        let progress = Tracker::new(options.progress.as_deref());
+        progress.start();
+        progress.check()?;
         if !options.readonly {
             storage
                 .create_dir_all(dir)
@@ -520,6 +533,9 @@ impl Store {
         Store::open_with(storage, dir, options, None)
     }
 
+    /// Opening, in two phases (see `progress.rs`): reading, which changes
+    /// no file and stops when `options.progress` is cancelled, then
+    /// changing, which runs to the end once begun.
     fn open_with(
         storage: Arc<dyn Storage>,
         dir: &Path,
@@ -527,41 +543,67 @@ impl Store {
         lock: Option<DirLock>,
     ) -> Result<(Store, RecoveryReport), EngineError> {
         let started = Instant::now();
-        let unit = store_unit(storage.as_ref(), dir, options.unit, options.readonly)?;
-        if !options.readonly {
-            remove_temporary_files(storage.as_ref(), dir)?;
-        }
+        let progress = Tracker::new(options.progress.as_deref());
+        let unit = store_unit(
+            storage.as_ref(),
+            dir,
+            options.unit,
+            options.readonly,
+            progress,
+        )?;
         let mut store = Store::new(unit);
         let mut skipped_snapshots = Vec::new();
         let mut snapshot = None;
-        for (_, name) in list_snapshots(storage.as_ref(), dir)? {
+        // Bytes of the snapshots tried so far (each counts as done).
+        let mut tried = 0;
+        for (lsn, name) in list_snapshots(storage.as_ref(), dir)? {
             let path = dir.join(&name);
-            let loaded = storage
-                .read_immutable(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
+            let loaded = match storage.read_immutable(&path) {
+                Err(e) => Err(LoadError::Unusable(e.to_string())),
+                Ok(bytes) => {
+                    if progress.watched() {
+                        let log = reader::log_bytes(storage.as_ref(), dir, lsn);
+                        progress.set_total(tried + bytes.len() as u64 + log);
+                    }
+                    progress.enter(OpenPhase::Snapshot);
                     let mut candidate = Store::new(unit);
-                    candidate.load_snapshot(&bytes).map(|lsn| (candidate, lsn))
-                });
+                    tried += bytes.len() as u64;
+                    candidate
+                        .load_snapshot(&bytes, progress)
+                        .map(|lsn| (candidate, lsn))
+                }
+            };
             match loaded {
                 Ok((candidate, lsn)) => {
                     store = candidate;
                     snapshot = Some((path.display().to_string(), lsn));
                     break;
                 }
-                Err(reason) => skipped_snapshots.push((path.display().to_string(), reason)),
+                Err(LoadError::Cancelled) => return Err(EngineError::Cancelled),
+                Err(LoadError::Unusable(reason)) => {
+                    progress.set_done(tried);
+                    skipped_snapshots.push((path.display().to_string(), reason));
+                }
             }
         }
         let snapshot_lsn = snapshot.as_ref().map_or(0, |(_, lsn)| *lsn);
+        if snapshot.is_none() && progress.watched() {
+            progress.set_total(tried + reader::log_bytes(storage.as_ref(), dir, 0));
+        }
         crash_point!(storage.as_ref(), RECOVERY_LOADED);
+        progress.enter(OpenPhase::Log);
         let replay = ReplayOptions {
             mode: options.recovery,
             readonly: options.readonly,
             after_lsn: snapshot_lsn,
         };
-        let replayed = reader::replay(storage.as_ref(), dir, replay, |_, kind, payload| {
-            store.replay(kind, payload)
-        })?;
+        let replayed = reader::replay(
+            storage.as_ref(),
+            dir,
+            replay,
+            progress,
+            |_, kind, payload| store.replay(kind, payload),
+        )?;
         let report = RecoveryReport {
             snapshot: snapshot.map(|(file, _)| file),
             snapshot_lsn,
@@ -571,8 +613,13 @@ impl Store {
         };
         if options.readonly {
             store.set_readonly();
+            progress.enter(OpenPhase::Done);
             return Ok((store, report));
         }
+        progress.begin_changes()?;
+        // Only now: recovery never reads them, and cancelling must find
+        // the directory unchanged.
+        remove_temporary_files(storage.as_ref(), dir)?;
         crash_point!(storage.as_ref(), RECOVERY_REPLAYED);
         // What was replayed may be only in the page cache (the last writer
         // was killed before syncing): make it durable before anything is
@@ -622,13 +669,28 @@ impl Store {
             syncer,
             sync_thread: Mutex::new(sync_thread),
         });
+        progress.enter(OpenPhase::Done);
         Ok((store, report))
+    }
+
+    /// About how many bytes opening the store in `dir` reads: the newest
+    /// snapshot and the log after it (0 if `dir` cannot be read; `open`
+    /// then says why). Cheap: it lists the directory and measures files.
+    pub fn recovery_bytes(dir: &Path) -> u64 {
+        let storage = FsStorage;
+        let Ok(snapshots) = list_snapshots(&storage, dir) else {
+            return 0;
+        };
+        let (lsn, snapshot) = snapshots.first().map_or((0, 0), |(lsn, name)| {
+            (*lsn, storage.size(&dir.join(name)).unwrap_or(0))
+        });
+        snapshot + reader::log_bytes(&storage, dir, lsn)
     }
 
     /// Reads every log segment and snapshot of the store in `dir` without
     /// changing anything (what `inspect` and `verify` report).
     pub fn inspect(dir: &Path) -> Result<(TimeUnit, Inspection), EngineError> {
-        let unit = store_unit(&FsStorage, dir, None, true)?;
+        let unit = store_unit(&FsStorage, dir, None, true, Tracker::new(None))?;
         Ok((unit, inspect(&FsStorage, dir, unit)?))
     }
 

@@ -101,6 +101,12 @@ pub enum EngineError {
     /// The store was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+
+    /// Opening was cancelled through its `OpenProgress` before it changed
+    /// anything: the directory is as it was and its lock is released. Open
+    /// it again to recover it.
+    #[error("opening the store was cancelled; nothing in the directory was changed")]
+    Cancelled,
 }
 
 impl EngineError {

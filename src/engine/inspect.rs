@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::EngineError;
+use super::progress::Tracker;
 use super::snapshot::list_snapshots;
 use super::storage::Storage;
 use super::store::Store;
@@ -126,7 +127,10 @@ pub fn inspect(
         let bytes = storage
             .read(&path)
             .map_err(|e| EngineError::io("reading", &path, &e))?;
-        let problem = Store::new(unit).load_snapshot(&bytes).err();
+        let problem = Store::new(unit)
+            .load_snapshot(&bytes, Tracker::new(None))
+            .err()
+            .map(|e| e.to_string());
         snapshots.push(SnapshotInfo {
             file: path.display().to_string(),
             bytes: bytes.len() as u64,

@@ -79,6 +79,7 @@ pub enum OpKind {
     List,
     Create,
     Read,
+    Stat,
     Truncate,
     Rename,
     Remove,
@@ -493,6 +494,13 @@ impl Storage for SimStorage {
         state.begin(OpKind::Read, path)?;
         let inode = state.lookup(path)?;
         Ok(state.inodes[&inode].data.clone())
+    }
+
+    fn size(&self, path: &Path) -> io::Result<u64> {
+        let mut state = self.state.lock();
+        state.begin(OpKind::Stat, path)?;
+        let inode = state.lookup(path)?;
+        Ok(state.inodes[&inode].data.len() as u64)
     }
 
     fn sync_file(&self, path: &Path) -> io::Result<()> {

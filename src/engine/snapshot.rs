@@ -27,6 +27,7 @@ use super::bytes::{ByteReader, put_str};
 use super::chunks::CHUNK_BYTES;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
+use super::progress::{Cancelled, Tracker};
 use super::series::SeriesData;
 use super::storage::{Storage, crash_point};
 use super::store::Store;
@@ -78,6 +79,40 @@ pub struct CheckpointInfo {
     /// How long writers were held (LSN, segment switch, catalog copy).
     pub writers_held_seconds: f64,
     pub seconds: f64,
+}
+
+/// A block found in a snapshot: (kind, offset, payload start, payload end).
+type BlockAt = (u8, usize, usize, usize);
+
+/// Why a snapshot was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoadError {
+    /// The snapshot cannot be used (damaged, or another version or unit);
+    /// the reason. Recovery falls back to an older snapshot.
+    Unusable(String),
+    /// The open was cancelled while loading.
+    Cancelled,
+}
+
+impl From<String> for LoadError {
+    fn from(reason: String) -> LoadError {
+        LoadError::Unusable(reason)
+    }
+}
+
+impl From<Cancelled> for LoadError {
+    fn from(_: Cancelled) -> LoadError {
+        LoadError::Cancelled
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Unusable(reason) => f.write_str(reason),
+            LoadError::Cancelled => f.write_str("loading was cancelled"),
+        }
+    }
 }
 
 /// A block header: `len u32 | crc u32 | kind u8 | 3 zero bytes`, the CRC
@@ -321,8 +356,41 @@ impl Store {
     }
 
     /// Fills an empty store from snapshot bytes; returns the LSN it covers.
-    /// The error says why the snapshot cannot be used.
-    pub(crate) fn load_snapshot(&mut self, bytes: &[u8]) -> Result<u64, String> {
+    /// The error says why the snapshot cannot be used, or that `progress`
+    /// was cancelled. Every byte of the file counts as done in `progress`
+    /// once loaded: the header and catalog first, then each series block.
+    pub(crate) fn load_snapshot(
+        &mut self,
+        bytes: &[u8],
+        progress: Tracker<'_>,
+    ) -> Result<u64, LoadError> {
+        let (lsn, series_count, blocks) = self.load_snapshot_catalog(bytes)?;
+        progress.advance(blocks.first().map_or(0, |&(_, _, _, end)| end) as u64)?;
+        let series_blocks = &blocks[1..blocks.len() - 1];
+        let this: &Store = self;
+        super::parallel::pool().install(|| {
+            series_blocks
+                .par_iter()
+                .try_for_each(|&(_, at, start, end)| -> Result<(), LoadError> {
+                    progress.check()?;
+                    check_block(bytes, at)?;
+                    this.load_series(&bytes[start..end])?;
+                    progress.advance((end - at) as u64)?;
+                    Ok(())
+                })
+        })?;
+        if self.catalog.read().series_count() != series_count as usize {
+            return Err("series count differs from the header".to_owned().into());
+        }
+        let end_block = blocks.last().map_or(0, |&(_, at, _, _)| at);
+        progress.advance((bytes.len() - end_block) as u64)?;
+        Ok(lsn)
+    }
+
+    /// Checks a snapshot's header, finds its blocks (checking the end block)
+    /// and loads its catalog: (LSN, series count, blocks), the catalog
+    /// block first and the end block last.
+    fn load_snapshot_catalog(&mut self, bytes: &[u8]) -> Result<(u64, u32, Vec<BlockAt>), String> {
         if bytes.len() < HEADER || bytes[..8] != SNAPSHOT_MAGIC {
             return Err("not a snapshot (no magic)".to_owned());
         }
@@ -341,8 +409,8 @@ impl Store {
         }
         let lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
         let series_count = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
-        // Find the blocks (headers only), then check and decode them; the
-        // series blocks are independent, so they load on all cores.
+        // Find the blocks (headers only); the series blocks are checked and
+        // decoded by the caller, on all cores, as they are independent.
         let mut blocks = Vec::new();
         let mut offset = HEADER;
         while offset < bytes.len() {
@@ -382,19 +450,7 @@ impl Store {
         if let Some(&(kind, at, _, _)) = series_blocks.iter().find(|b| b.0 != BLOCK_SERIES) {
             return Err(format!("unexpected block kind {kind} at offset {at}"));
         }
-        let this: &Store = self;
-        super::parallel::pool().install(|| {
-            series_blocks
-                .par_iter()
-                .try_for_each(|&(_, at, start, end)| {
-                    check_block(bytes, at)?;
-                    this.load_series(&bytes[start..end])
-                })
-        })?;
-        if self.catalog.read().series_count() != series_count as usize {
-            return Err("series count differs from the header".to_owned());
-        }
-        Ok(lsn)
+        Ok((lsn, series_count, blocks))
     }
 
     fn load_catalog(&mut self, payload: &[u8]) -> Result<(), String> {

@@ -37,6 +37,8 @@ pub trait Storage: Send + Sync {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// The whole contents of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The length of `path` in bytes.
+    fn size(&self, path: &Path) -> io::Result<u64>;
     /// The contents of a file that is never modified once written (a
     /// snapshot), without copying where the storage can map it.
     fn read_immutable(
@@ -82,7 +84,8 @@ pub mod crash_points {
     /// Recovery loaded its snapshot (or none) and has not replayed the log.
     pub const RECOVERY_LOADED: &str = "recovery-loaded";
     /// Recovery replayed the log (cutting a torn tail, setting segments
-    /// aside) and has not synced the replayed segments.
+    /// aside), removed temporary files, and has not synced the replayed
+    /// segments.
     pub const RECOVERY_REPLAYED: &str = "recovery-replayed";
     /// Recovery synced the replayed segments; no new segment exists yet.
     pub const RECOVERY_SYNCED: &str = "recovery-synced";
@@ -172,6 +175,10 @@ impl Storage for FsStorage {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn size(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
     }
 
     fn read_immutable(

@@ -28,6 +28,7 @@ fn class_and_args<'py>(
         EngineError::Poisoned { .. } => simple("PoisonedError"),
         EngineError::WrongProcess { .. } => simple("WrongProcessError"),
         EngineError::ReadOnly => simple("ReadOnlyError"),
+        EngineError::Cancelled => simple("OpenCancelledError"),
         EngineError::Corruption {
             file, offset, lsn, ..
         } => Ok(Some((

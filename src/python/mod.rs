@@ -7,6 +7,7 @@
 
 mod ccbackend;
 mod errors;
+mod progress;
 mod store;
 
 use pyo3::prelude::*;
@@ -15,6 +16,10 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::ccbackend::PyCcHost;
+    #[pymodule_export]
+    use super::progress::PyOpenProgress;
+    #[pymodule_export]
+    use super::progress::recovery_bytes;
     #[pymodule_export]
     use super::store::PyStore;
     #[pymodule_export]

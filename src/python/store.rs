@@ -13,6 +13,7 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::progress::PyOpenProgress;
 use crate::engine::{
     Aggregation, Damage, EngineError, Freshness, Method, OpenOptions, RecoveryMode, RecoveryReport,
     SeriesId, Store, SyncMode, Target, TimeUnit,
@@ -103,11 +104,14 @@ impl PyStore {
 
     /// Opens or creates the store in directory `path` and recovers it.
     /// `checkpoint_*` None means no background checkpoints of that kind
-    /// (`metricstore.open` passes its defaults).
+    /// (`metricstore.open` passes its defaults). `progress` counts the bytes
+    /// read and can cancel the open from another thread (it then raises
+    /// OpenCancelledError).
     #[staticmethod]
     #[pyo3(signature = (path, unit = None, sync = "interval", sync_interval_ms = 200,
                         recovery = "tolerate_tail", readonly = false, segment_bytes = 67_108_864,
-                        checkpoint_interval_s = None, checkpoint_log_bytes = None))]
+                        checkpoint_interval_s = None, checkpoint_log_bytes = None,
+                        progress = None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -120,6 +124,7 @@ impl PyStore {
         segment_bytes: u64,
         checkpoint_interval_s: Option<f64>,
         checkpoint_log_bytes: Option<u64>,
+        progress: Option<Bound<'_, PyOpenProgress>>,
     ) -> PyResult<Self> {
         let sync = match sync {
             "always" => SyncMode::Always,
@@ -159,6 +164,7 @@ impl PyStore {
             segment_bytes,
             checkpoint_every,
             checkpoint_log_bytes,
+            progress: progress.map(|p| Arc::clone(&p.get().inner)),
         };
         let dir = std::path::PathBuf::from(&path);
         let (store, report) = py.detach(|| Store::open(&dir, &options))?;

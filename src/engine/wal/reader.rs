@@ -5,6 +5,11 @@
 //! anywhere else, an LSN that does not follow its predecessor, or a missing
 //! segment is corruption: recovery stops with an error naming the file, the
 //! offset and the LSN, and changes nothing.
+//!
+//! Replay reports the bytes it reads to a [`Tracker`] and stops with
+//! [`EngineError::Cancelled`] when asked, but only before it changes a
+//! file: every cut, removal or rename is preceded by
+//! [`Tracker::begin_changes`].
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -12,6 +17,7 @@ use std::path::Path;
 use super::list_segments;
 use super::record::{self, Fragment, HeaderProblem, RECORD_HEADER, SEGMENT_HEADER};
 use crate::engine::error::EngineError;
+use crate::engine::progress::{PROGRESS_STEP, Tracker};
 use crate::engine::storage::Storage;
 
 /// What recovery does with a damaged log.
@@ -110,6 +116,20 @@ pub fn first_needed_segment(segments: &[(u64, String)], after_lsn: u64) -> usize
         .unwrap_or(0)
 }
 
+/// The bytes of the log segments in `dir` that replay after `after_lsn`
+/// reads (an estimate for progress: a file that cannot be measured counts
+/// as empty, and replay reports the real error).
+pub fn log_bytes(storage: &dyn Storage, dir: &Path, after_lsn: u64) -> u64 {
+    let Ok(segments) = list_segments(storage, dir) else {
+        return 0;
+    };
+    let first = first_needed_segment(&segments, after_lsn);
+    segments[first..]
+        .iter()
+        .map(|(_, name)| storage.size(&dir.join(name)).unwrap_or(0))
+        .sum()
+}
+
 struct Group {
     lsn: u64,
     kind: u8,
@@ -119,11 +139,13 @@ struct Group {
 
 /// Replays the segments in `dir` in LSN order, calling `apply(lsn, kind,
 /// payload)` for each complete op after `options.after_lsn`. An error from
-/// `apply` is reported as corruption at that record.
+/// `apply` is reported as corruption at that record. Each segment read
+/// counts its whole length as done in `progress`.
 pub fn replay(
     storage: &dyn Storage,
     dir: &Path,
     options: ReplayOptions,
+    progress: Tracker<'_>,
     mut apply: impl FnMut(u64, u8, &[u8]) -> Result<(), String>,
 ) -> Result<RecoveryReport, EngineError> {
     let mut segments = list_segments(storage, dir)?;
@@ -146,6 +168,7 @@ pub fn replay(
             lsn,
             reason,
         };
+        progress.check()?;
         let bytes = storage
             .read(&path)
             .map_err(|e| EngineError::io("reading log segment", &path, &e))?;
@@ -176,7 +199,9 @@ pub fn replay(
                         bytes: bytes.len() as u64,
                         reason,
                     });
+                    progress.advance(bytes.len() as u64)?;
                     if !options.readonly {
+                        progress.begin_changes()?;
                         storage
                             .remove(&path)
                             .and_then(|()| storage.sync_dir(dir))
@@ -190,6 +215,7 @@ pub fn replay(
                         dir,
                         &segments[index..],
                         options,
+                        progress,
                         &mut stats,
                         reason,
                     )?;
@@ -222,6 +248,7 @@ pub fn replay(
                     dir,
                     &segments[index..],
                     options,
+                    progress,
                     &mut stats,
                     reason,
                 )?;
@@ -232,6 +259,8 @@ pub fn replay(
         stats.segments += 1;
         let mut next = first_lsn;
         let mut offset = SEGMENT_HEADER;
+        // Bytes of this segment counted in `progress` so far.
+        let mut counted = 0;
         let mut group: Option<Group> = None;
         // (where the damage starts, where to look for valid data after it, why)
         let mut damage: Option<(usize, usize, String)> = None;
@@ -294,7 +323,14 @@ pub fn replay(
                 next = rec.lsn + 1;
             }
             offset = rec.end;
+            if offset - counted >= PROGRESS_STEP {
+                progress.advance((offset - counted) as u64)?;
+                counted = offset;
+            }
         }
+        // The rest of the segment (its last records, any damage) is read
+        // too; the last chance to cancel before a cut below.
+        progress.advance((bytes.len() - counted) as u64)?;
         if damage.is_none()
             && let Some(g) = group
         {
@@ -317,11 +353,14 @@ pub fn replay(
         let torn = is_last && !valid_record_after(&bytes, search_from, next);
         match options.mode {
             RecoveryMode::PointInTime => {
+                let rest = &segments[index + 1..];
+                progress.skip_files(storage, dir, rest.iter().map(|(_, name)| name))?;
                 if !options.readonly {
+                    progress.begin_changes()?;
                     // Later segments are set aside before the damaged one is
                     // cut, so a crash in between leaves no gap: running
                     // recovery again finds the same damage at the end.
-                    set_aside(storage, dir, &segments[index + 1..], &mut stats)?;
+                    set_aside(storage, dir, rest, &mut stats)?;
                     cut(storage, &path, at)?;
                 }
                 stats.stopped = Some(found);
@@ -329,6 +368,7 @@ pub fn replay(
             }
             RecoveryMode::TolerateTail if torn => {
                 if !options.readonly {
+                    progress.begin_changes()?;
                     cut(storage, &path, at)?;
                 }
                 stats.torn = Some(found);
@@ -358,6 +398,7 @@ fn stop_here(
     dir: &Path,
     rest: &[(u64, String)],
     options: ReplayOptions,
+    progress: Tracker<'_>,
     stats: &mut RecoveryReport,
     reason: String,
 ) -> Result<(), EngineError> {
@@ -372,7 +413,9 @@ fn stop_here(
         bytes,
         reason,
     });
+    progress.skip_files(storage, dir, rest.iter().map(|(_, name)| name))?;
     if !options.readonly {
+        progress.begin_changes()?;
         set_aside(storage, dir, rest, stats)?;
     }
     Ok(())
