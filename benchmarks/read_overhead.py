@@ -7,9 +7,10 @@ Each variant runs the same QUERIES random windows of WINDOW points and its
 per-call time is the median of ``--repeat`` runs, the variants interleaved
 so that a busy machine slows them alike:
 
-- ``Store.read(handle, start, stop).values`` and the core's read by handle;
+- ``Store.read(handle, start, stop).values`` and ``_core.Store.read``, which
+  it calls;
 - ``Store.read_many`` of ROWS keys (handles, and (metric, "/"-joined path)
-  pairs) and the core's ``read_many`` of the same rows, converted beforehand;
+  pairs) and ``_core.Store.read_many`` of the same keys;
 - NumPy ``arr[i, a:b].copy()`` and ``arr[rows, a:b].copy()`` of the same data.
 
     python benchmarks/read_overhead.py             # a few seconds
@@ -70,7 +71,6 @@ def main() -> None:
         ]
         rows = handles[:ROWS]
         keys = [("m", "/".join(p)) for p in paths[:ROWS]]
-        core_keys = [("m", list(p)) for p in paths[:ROWS]]
         windows = [(T0 + o * FREQUENCY, T0 + (o + WINDOW) * FREQUENCY) for o in many_offsets]
         read, core_read = store.read, store._core.read
         read_many, core_read_many = store.read_many, store._core.read_many
@@ -82,7 +82,7 @@ def main() -> None:
 
         def core_read_loop() -> None:
             for h, a, b in queries:
-                core_read(h, a, b)[0]
+                _ = core_read(h, a, b).values
 
         def numpy_read() -> None:
             for row, o in zip(by_row, offsets, strict=True):
@@ -98,7 +98,7 @@ def main() -> None:
         def core_many(targets: list[object]) -> Callable[[], None]:
             def run() -> None:
                 for a, b in windows:
-                    core_read_many(targets, a, b)[0]
+                    _ = core_read_many(targets, a, b).values
 
             return run
 
@@ -114,7 +114,7 @@ def main() -> None:
             f"Store.read_many ({ROWS} handles)": (store_many(rows), MANY_QUERIES),
             f"Store.read_many ({ROWS} (metric, path))": (store_many(keys), MANY_QUERIES),
             f"_core.read_many ({ROWS} handles)": (core_many(rows), MANY_QUERIES),
-            f"_core.read_many ({ROWS} (metric, path))": (core_many(core_keys), MANY_QUERIES),
+            f"_core.read_many ({ROWS} (metric, path))": (core_many(keys), MANY_QUERIES),
             f"numpy arr[:{ROWS}, a:b].copy()": (numpy_many, MANY_QUERIES),
         }
         runs: dict[str, list[float]] = {name: [] for name in variants}

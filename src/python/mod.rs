@@ -6,12 +6,18 @@
 //! exception classes of `metricstore.exceptions`.
 
 mod errors;
+mod keys;
+mod result;
 mod store;
 
 use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use super::keys::to_path;
+    #[pymodule_export]
+    use super::result::PyReadResult;
     #[pymodule_export]
     use super::store::PyStore;
     #[pymodule_export]
