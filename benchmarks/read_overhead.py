@@ -7,8 +7,8 @@ Each variant runs the same QUERIES random windows of WINDOW points and its
 per-call time is the median of ``--repeat`` runs, the variants interleaved
 so that a busy machine slows them alike:
 
-- ``Store.read(handle, start, stop).values`` and ``_core.Store.read``, which
-  it calls;
+- ``Store.read(key, start, stop).values`` by handle and by (metric,
+  "/"-joined path), and ``_core.Store.read``, which it calls;
 - ``Store.read_many`` of ROWS keys (handles, and (metric, "/"-joined path)
   pairs) and ``_core.Store.read_many`` of the same keys;
 - NumPy ``arr[i, a:b].copy()`` and ``arr[rows, a:b].copy()`` of the same data.
@@ -74,15 +74,22 @@ def main() -> None:
         windows = [(T0 + o * FREQUENCY, T0 + (o + WINDOW) * FREQUENCY) for o in many_offsets]
         read, core_read = store.read, store._core.read
         read_many, core_read_many = store.read_many, store._core.read_many
+        by_path = [(("m", "/".join(paths[handles.index(h)])), a, b) for h, a, b in queries]
         by_row = [data[s] for s in picks]
 
-        def store_read() -> None:
-            for h, a, b in queries:
-                _ = read(h, a, b).values
+        def store_read(calls: list[tuple[object, int, int]]) -> Callable[[], None]:
+            def run() -> None:
+                for key, a, b in calls:
+                    _ = read(key, a, b).values
 
-        def core_read_loop() -> None:
-            for h, a, b in queries:
-                _ = core_read(h, a, b).values
+            return run
+
+        def core_read_loop(calls: list[tuple[object, int, int]]) -> Callable[[], None]:
+            def run() -> None:
+                for key, a, b in calls:
+                    _ = core_read(key, a, b).values
+
+            return run
 
         def numpy_read() -> None:
             for row, o in zip(by_row, offsets, strict=True):
@@ -108,8 +115,10 @@ def main() -> None:
                 block[:, o : o + WINDOW].copy()
 
         variants: dict[str, tuple[Callable[[], None], int]] = {
-            "Store.read": (store_read, QUERIES),
-            "_core.read": (core_read_loop, QUERIES),
+            "Store.read": (store_read(queries), QUERIES),
+            "_core.read": (core_read_loop(queries), QUERIES),
+            "Store.read ((metric, path))": (store_read(by_path), QUERIES),
+            "_core.read ((metric, path))": (core_read_loop(by_path), QUERIES),
             "numpy arr[a:b].copy()": (numpy_read, QUERIES),
             f"Store.read_many ({ROWS} handles)": (store_many(rows), MANY_QUERIES),
             f"Store.read_many ({ROWS} (metric, path))": (store_many(keys), MANY_QUERIES),
@@ -131,6 +140,7 @@ def main() -> None:
     pairs = [
         ("Store.read", "_core.read"),
         ("Store.read", "numpy arr[a:b].copy()"),
+        ("Store.read ((metric, path))", "_core.read ((metric, path))"),
         (f"Store.read_many ({ROWS} handles)", f"_core.read_many ({ROWS} handles)"),
         (f"Store.read_many ({ROWS} (metric, path))", f"_core.read_many ({ROWS} (metric, path))"),
         (f"Store.read_many ({ROWS} handles)", f"numpy arr[:{ROWS}, a:b].copy()"),
