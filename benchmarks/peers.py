@@ -818,7 +818,7 @@ def child_reads(peer: Any, path: Path, s: Scale, variant: str) -> dict[str, Any]
         core_calls = [
             (handles[i], T0 + o * FREQUENCY, T0 + (o + n) * FREQUENCY) for i, o, n in calls
         ]
-        lat, _ = timed_loop(lambda h, a, b: core_read(h, a, b)[0], core_calls, s.budget)
+        lat, _ = timed_loop(lambda h, a, b: core_read(h, a, b).values, core_calls, s.budget)
         out["core_rate"] = len(lat) / sum(lat)
     return out
 

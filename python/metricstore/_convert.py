@@ -6,8 +6,16 @@ paths are lists of str. This module is the one place that turns friendlier
 input into that, and the one place that rejects what it cannot convert
 without guessing. Every error names the argument it is about.
 
+Series keys and paths are the exception: reads convert them in the core
+(``src/python/keys.rs``) so that a read runs no Python code, and
+``to_path`` here is that same function. The core's reads also take an
+``int`` time as ticks themselves and call :func:`to_ticks` for anything
+else, so the timestamp rules below still hold for every read.
+
 Rules (docs/decisions.md repeats them for users):
 
+- Paths: a tuple or list of str, or one "/"-joined str; "" and () are the
+  root. The core validates the names themselves.
 - Timestamps: ``int`` is taken as ticks of the store unit, never guessed.
   ``numpy.datetime64`` of any unit, ``datetime.datetime`` (naive means UTC),
   ``datetime.date`` (midnight UTC), ``pandas.Timestamp`` and ISO 8601 strings
@@ -30,6 +38,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ._core import to_path
 
 __all__ = [
     "to_frequency",
@@ -259,24 +269,6 @@ def to_handles(series: object, argument: str) -> NDArray[np.uint32]:
         bad = low if low < 0 else high
         raise ValueError(f"{argument}: {bad} is not a series handle")
     return array.astype(np.uint32)
-
-
-def to_path(path: object, argument: str) -> list[str]:
-    """A path as a list of names: a tuple or list of str, or one "/"-joined str.
-
-    The empty string and the empty tuple mean the root. The core validates
-    the names themselves.
-    """
-    if isinstance(path, str):
-        return path.split("/") if path else []
-    if isinstance(path, list | tuple):
-        for i, name in enumerate(path):
-            if not isinstance(name, str):
-                raise TypeError(f"{argument}: element {i} is a {type(name).__name__}, not a str")
-        return list(path)
-    raise TypeError(
-        f"{argument}: expected a tuple of names or a '/'-joined str, got {type(path).__name__}"
-    )
 
 
 def to_frequency(value: object, unit: str, argument: str) -> int:

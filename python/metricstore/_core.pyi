@@ -1,5 +1,7 @@
 # Stubs for the compiled module metricstore._core (src/python/). The public
-# API is metricstore.Store; this layer takes strict types only.
+# API is metricstore.Store; this layer takes strict types only, except in
+# reads, which take series keys and times as Store.read does.
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, final
 
 import numpy as np
@@ -10,11 +12,17 @@ __all__ = [
     "MAX_READ_SLOTS",
     "CcHost",
     "OpenProgress",
+    "ReadResult",
     "Store",
     "__version__",
     "inspect",
     "recovery_bytes",
+    "to_path",
 ]
+
+# A series handle, or (metric, path) with the path a tuple or list of
+# names or one "/"-joined str.
+_SeriesKey = int | tuple[str, str | Sequence[str]]
 
 __version__: str
 CHUNK_SLOTS: int
@@ -35,6 +43,40 @@ class OpenProgress:
     @property
     def cancelled(self) -> bool: ...
     def cancel(self) -> None: ...
+
+def to_path(path: object, argument: str) -> list[str]: ...
+
+@final
+class ReadResult:
+    values: NDArray[np.float32]
+    start: int
+    step: int
+    unit: str
+    series: object
+    def __new__(
+        cls,
+        values: NDArray[np.float32],
+        start: int,
+        step: int,
+        unit: str,
+        series: object,
+        keys: Sequence[object] | None = None,
+        times: NDArray[np.int64] | None = None,
+    ) -> ReadResult: ...
+    @property
+    def keys(self) -> list[tuple[str, tuple[str, ...]] | int]: ...
+    def __len__(self) -> int: ...
+    @property
+    def stop(self) -> int: ...
+    @property
+    def ticks(self) -> NDArray[np.int64]: ...
+    @property
+    def timestamps(self) -> NDArray[np.datetime64]: ...
+    def _repr_html_(self) -> str: ...
+    def to_pandas(self) -> Any: ...
+    def to_xarray(self, levels: Sequence[str] | None = None) -> Any: ...
+    def plot(self, ax: Any = None, *, legend: bool | None = None, **kwargs: Any) -> Any: ...
+    def __reduce__(self) -> tuple[type[ReadResult], tuple[object, ...]]: ...
 
 @final
 class Store:
@@ -85,36 +127,26 @@ class Store:
         timestamps: NDArray[np.int64],
         values: NDArray[np.float32],
     ) -> None: ...
-    def read(self, series: int, start: int, stop: int) -> tuple[NDArray[np.float32], int, int]: ...
-    def read_path(
-        self, metric: str, path: list[str], start: int, stop: int
-    ) -> tuple[NDArray[np.float32], int, int]: ...
+    def read(self, series: _SeriesKey, start: object, stop: object) -> ReadResult: ...
     def read_many(
-        self, targets: list[int | tuple[str, list[str]]], start: int, stop: int
-    ) -> tuple[NDArray[np.float32], int, int]: ...
+        self, series: Iterable[_SeriesKey], start: object, stop: object
+    ) -> ReadResult: ...
     def read_resampled(
-        self,
-        target: int | tuple[str, list[str]],
-        start: int,
-        stop: int,
-        resolution: int,
-        method: str,
-    ) -> tuple[NDArray[np.float32], int, int, NDArray[np.int64] | None]: ...
+        self, series: _SeriesKey, start: object, stop: object, resolution: object, method: str
+    ) -> ReadResult: ...
     def read_many_resampled(
         self,
-        targets: list[int | tuple[str, list[str]]],
-        start: int,
-        stop: int,
-        resolution: int,
+        series: Iterable[_SeriesKey],
+        start: object,
+        stop: object,
+        resolution: object,
         method: str,
-    ) -> tuple[NDArray[np.float32], int, int]: ...
+    ) -> ReadResult: ...
     def read_stats(
-        self, target: int | tuple[str, list[str]], start: int, stop: int
+        self, series: _SeriesKey, start: object, stop: object
     ) -> tuple[float, float, float, int]: ...
     def health(self, path: list[str], metrics: list[str], now: int) -> list[str] | None: ...
-    def extent(
-        self, target: int | tuple[str, list[str]] | None = None
-    ) -> tuple[int, int] | None: ...
+    def extent(self, series: _SeriesKey | None = None) -> tuple[int, int] | None: ...
     def ingest(
         self, data: bytes, default_cluster: str | None, now: int
     ) -> tuple[int, int, list[tuple[int, str]], int]: ...

@@ -3,6 +3,11 @@
 ``Store`` is a thin shell over the compiled ``_core.Store``: it converts
 arguments with :mod:`metricstore._convert` and passes them on. The core does
 the work with the GIL released and is safe to share between threads.
+
+Reads are the exception: they pass their arguments on untouched, and the
+core converts series keys and int times itself (calling ``_convert`` only
+for other times) and returns the :class:`ReadResult` (``_core.ReadResult``)
+directly, so a read runs no Python code beyond the call.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
+from ._core import ReadResult
 from ._progress import check_progress, ctrl_c_held, new_bar, wants_bar
 from .collector import Collector, HostHealth, IngestReport
 
@@ -125,128 +131,6 @@ class RecoveryReport:
             if fields[key] is not None:
                 fields[key] = Damage(**fields[key])
         return cls(**fields)
-
-
-class ReadResult:
-    """Values of a range read on the grid: ``values[..., i]`` is at ``start + i * step``.
-
-    ``values`` is float32 with NaN where nothing is stored; it is 1-D for
-    :meth:`Store.read` and 2-D (one row per series, in the order asked) for
-    :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
-    ``series`` is what the read was given; ``keys`` names each row.
-
-    In a notebook a result shows itself as a table; :meth:`to_pandas`,
-    :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
-    matplotlib are optional extras).
-    """
-
-    __slots__ = ("_keys", "_times", "series", "start", "step", "unit", "values")
-
-    def __init__(
-        self,
-        values: NDArray[np.float32],
-        start: int,
-        step: int,
-        unit: str,
-        series: object,
-        keys: Sequence[object] | None = None,
-        times: NDArray[np.int64] | None = None,
-    ) -> None:
-        self.values = values
-        self.start = start
-        self.step = step
-        self.unit = unit
-        self.series = series
-        self._keys = keys
-        self._times = times
-
-    @property
-    def keys(self) -> list[tuple[str, tuple[str, ...]] | int]:
-        """The (metric, path) of each row, in order (one entry for a 1-D read).
-
-        A row read by handle is the handle (an int) unless whoever built the
-        result passed the rows' keys as ``keys``.
-        """
-        from ._frames import series_keys
-
-        rows = [self.series] if self.values.ndim == 1 else self.series
-        return series_keys(rows if self._keys is None else self._keys)
-
-    def __len__(self) -> int:
-        return int(self.values.shape[-1])
-
-    @property
-    def stop(self) -> int:
-        """The tick just past the last slot (or, for an LTTB read, just past
-        the last kept sample)."""
-        if self._times is not None:
-            return int(self._times[-1]) + 1 if len(self._times) else self.start
-        return self.start + len(self) * self.step
-
-    @property
-    def ticks(self) -> NDArray[np.int64]:
-        """The time of each column in ticks of the store unit: the grid
-        ``start + i * step``, or for an LTTB read the kept samples' times."""
-        if self._times is not None:
-            return self._times
-        return self.start + np.arange(len(self), dtype=np.int64) * self.step
-
-    @property
-    def timestamps(self) -> NDArray[np.datetime64]:
-        """The time of each column as ``datetime64`` in the store unit."""
-        return self.ticks.astype(f"datetime64[{self.unit}]")
-
-    def __repr__(self) -> str:
-        shape = "x".join(str(n) for n in self.values.shape)
-        return (
-            f"ReadResult(series={self.series!r}, start={self.start}, step={self.step}, "
-            f"unit={self.unit!r}, values=<float32 {shape}>)"
-        )
-
-    def _repr_html_(self) -> str:
-        from ._display import read_result_html
-
-        return read_result_html(self)
-
-    def to_pandas(self) -> Any:
-        """A ``pandas.Series`` (1-D read) or ``DataFrame`` (one column per series).
-
-        The index is a ``DatetimeIndex`` named "time" in the store unit; the
-        values are these float32 values (NaN where missing); the columns (or
-        the Series name) are ``"metric:path/parts"``, or the handle for a row
-        read by handle whose key the result does not know.
-        Needs ``pip install 'metricstore[pandas]'``.
-        """
-        from ._frames import to_pandas
-
-        return to_pandas(self)
-
-    def to_xarray(self, levels: Sequence[str] = ()) -> Any:
-        """An ``xarray.DataArray`` with dims ("time",) or ("series", "time"):
-        the values themselves, not a copy.
-
-        Coordinates: ``time`` (datetime64 in the store unit), ``series``
-        (names as in :meth:`to_pandas`), and when every row's key is known:
-        ``metric``, ``path`` ("/"-joined) and one coordinate per name in
-        ``levels`` holding that part of each path, so with
-        ``levels=("cluster", "host")``, ``da.where(da.host == "e0102")`` and
-        ``da.groupby("host")`` work. ``attrs`` hold ``unit`` and ``step``.
-        Needs ``pip install 'metricstore[xarray]'``.
-        """
-        from ._frames import to_xarray
-
-        return to_xarray(self, levels)
-
-    def plot(self, ax: Any = None, *, legend: bool | None = None, **kwargs: Any) -> Any:
-        """Plots each series over a date axis (gaps where values are missing)
-        on ``ax`` (a matplotlib Axes) or a new figure, and returns the Axes.
-        ``kwargs`` go to ``Axes.plot``; the legend is drawn for 2 to 12
-        series unless ``legend`` says otherwise.
-        Needs ``pip install 'metricstore[plot]'``.
-        """
-        from ._frames import plot
-
-        return plot(self, ax, legend, **kwargs)
 
 
 def _format_bytes(n: int) -> str:
@@ -485,30 +369,9 @@ class Store:
         per bucket to preserve the shape of a plot (``result.ticks`` then
         holds their times).
         """
-        unit = self._unit
-        begin = start if type(start) is int else to_ticks(start, unit, "start")
-        end = stop if type(stop) is int else to_ticks(stop, unit, "stop")
-        if resolution is not None:
-            values, first, step, times = self._core.read_resampled(
-                self._target(series, "series"),
-                begin,
-                end,
-                to_frequency(resolution, unit, "resolution"),
-                method,
-            )
-            return ReadResult(values, first, step, unit, series, times=times)
-        if type(series) is int:
-            values, first, step = self._core.read(series, begin, end)
-        elif isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
-            values, first, step = self._core.read_path(
-                series[0], to_path(series[1], "series[1]"), begin, end
-            )
-        else:
-            raise TypeError(
-                f"series: expected a series handle or a (metric, path) pair, "
-                f"got {type(series).__name__}"
-            )
-        return ReadResult(values, first, step, unit, series)
+        if resolution is None:
+            return self._core.read(series, start, stop)
+        return self._core.read_resampled(series, start, stop, resolution, method)
 
     def read_many(
         self,
@@ -523,28 +386,15 @@ class Store:
         frequency into a 2-D array, one row per entry of ``series`` in order.
         ``resolution`` and ``method`` ("avg", "min" or "max") as in
         :meth:`read`."""
-        if isinstance(series, str | tuple) and len(series) == 2 and isinstance(series[0], str):
-            raise TypeError("series: expected a list of series keys; wrap one key in a list")
-        targets = [self._target(key, f"series[{i}]") for i, key in enumerate(series)]
-        begin = to_ticks(start, self._unit, "start")
-        end = to_ticks(stop, self._unit, "stop")
         if resolution is None:
-            values, first, step = self._core.read_many(targets, begin, end)
-        else:
-            values, first, step = self._core.read_many_resampled(
-                targets, begin, end, to_frequency(resolution, self._unit, "resolution"), method
-            )
-        return ReadResult(values, first, step, self._unit, list(series))
+            return self._core.read_many(series, start, stop)
+        return self._core.read_many_resampled(series, start, stop, resolution, method)
 
     def read_stats(self, series: SeriesKey, start: object, stop: object) -> SeriesStats:
         """Min, max, mean and count of the samples in ``[start, stop)`` of one
         series or aggregated path, from the raw data (NaN and zero count when
         there are none)."""
-        low, high, avg, count = self._core.read_stats(
-            self._target(series, "series"),
-            to_ticks(start, self._unit, "start"),
-            to_ticks(stop, self._unit, "stop"),
-        )
+        low, high, avg, count = self._core.read_stats(series, start, stop)
         return SeriesStats(low, high, avg, count)
 
     def extent(self, series: SeriesKey | None = None) -> tuple[int, int] | None:
@@ -553,18 +403,7 @@ class Store:
         ``read(series, start, stop)`` holds them all. Of one series or
         aggregated path, or of the whole store when ``series`` is None; None
         when there is no sample."""
-        target = None if series is None else self._target(series, "series")
-        return self._core.extent(target)
-
-    def _target(self, key: object, argument: str) -> int | tuple[str, list[str]]:
-        if type(key) is int:
-            return key
-        if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
-            return (key[0], to_path(key[1], f"{argument}[1]"))
-        raise TypeError(
-            f"{argument}: expected a series handle or a (metric, path) pair, "
-            f"got {type(key).__name__}"
-        )
+        return self._core.extent(series)
 
     # -- collectors --------------------------------------------------------------
 

@@ -7,7 +7,9 @@
 
 mod ccbackend;
 mod errors;
+mod keys;
 mod progress;
+mod result;
 mod store;
 
 use pyo3::prelude::*;
@@ -17,9 +19,13 @@ mod _core {
     #[pymodule_export]
     use super::ccbackend::PyCcHost;
     #[pymodule_export]
+    use super::keys::to_path;
+    #[pymodule_export]
     use super::progress::PyOpenProgress;
     #[pymodule_export]
     use super::progress::recovery_bytes;
+    #[pymodule_export]
+    use super::result::PyReadResult;
     #[pymodule_export]
     use super::store::PyStore;
     #[pymodule_export]

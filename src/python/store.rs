@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyReadonlyArray1};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
@@ -19,11 +19,16 @@ use crate::engine::{
     SeriesId, Store, SyncMode, Target, TimeUnit,
 };
 
+use super::keys::{self, Argument, PyTarget};
+use super::result::PyReadResult;
+
 #[pyclass(frozen, module = "metricstore._core", name = "Store")]
 pub struct PyStore {
     /// `None` once closed; calls then raise ClosedError.
     inner: RwLock<Option<Arc<Store>>>,
     unit: TimeUnit,
+    /// `unit` as the str every read result holds.
+    unit_name: Py<PyString>,
     /// The directory of a store opened with `open`; `None` in memory.
     path: Option<String>,
     readonly: bool,
@@ -45,29 +50,6 @@ fn damage_dict<'py>(
     Ok(Some(dict))
 }
 
-/// A read target as Python passes it: a handle, or (metric, path).
-#[derive(FromPyObject)]
-pub enum PyTarget {
-    Handle(SeriesId),
-    Path(String, Vec<String>),
-}
-
-impl PyTarget {
-    fn as_target(&self) -> Target<'_> {
-        match self {
-            PyTarget::Handle(id) => Target::Series(*id),
-            PyTarget::Path(metric, path) => Target::Path { metric, path },
-        }
-    }
-}
-
-type ReadResult<'py> = (Bound<'py, PyArray1<f32>>, i64, i64);
-type ResampledResult<'py> = (
-    Bound<'py, PyArray1<f32>>,
-    i64,
-    i64,
-    Option<Bound<'py, PyArray1<i64>>>,
-);
 type IngestResult = (u64, u64, Vec<(u64, String)>, u64);
 
 fn slice<'a, T: numpy::Element>(
@@ -85,17 +67,33 @@ impl PyStore {
     pub(super) fn store(&self) -> Result<Arc<Store>, EngineError> {
         self.inner.read().clone().ok_or(EngineError::Closed)
     }
+
+    /// The start and stop of a read, in this order (errors name the first
+    /// bad one).
+    fn range(
+        &self,
+        py: Python<'_>,
+        start: &Bound<'_, PyAny>,
+        stop: &Bound<'_, PyAny>,
+    ) -> PyResult<(i64, i64)> {
+        let unit = self.unit_name.bind(py);
+        Ok((
+            keys::ticks(start, unit, "start")?,
+            keys::ticks(stop, unit, "stop")?,
+        ))
+    }
 }
 
 #[pymethods]
 impl PyStore {
     #[new]
     #[pyo3(signature = (unit = "s"))]
-    fn new(unit: &str) -> PyResult<Self> {
+    fn new(py: Python<'_>, unit: &str) -> PyResult<Self> {
         let unit = TimeUnit::parse(unit)?;
         Ok(PyStore {
             inner: RwLock::new(Some(Arc::new(Store::new(unit)))),
             unit,
+            unit_name: PyString::intern(py, unit.as_str()).unbind(),
             path: None,
             readonly: false,
             recovery: None,
@@ -174,6 +172,7 @@ impl PyStore {
         }
         Ok(PyStore {
             unit: store.unit(),
+            unit_name: PyString::intern(py, store.unit().as_str()).unbind(),
             inner: RwLock::new(Some(store)),
             path: Some(path),
             readonly,
@@ -373,85 +372,96 @@ impl PyStore {
         Ok(())
     }
 
-    /// (values, start, step) of one series by handle.
+    /// `[start, stop)` of one series (a handle or (metric, path), which
+    /// may be aggregated from the series below it).
     fn read<'py>(
         &self,
         py: Python<'py>,
-        series: SeriesId,
-        start: i64,
-        stop: i64,
-    ) -> PyResult<ReadResult<'py>> {
+        series: &Bound<'py, PyAny>,
+        start: &Bound<'py, PyAny>,
+        stop: &Bound<'py, PyAny>,
+    ) -> PyResult<PyReadResult> {
+        let (start, stop) = self.range(py, start, stop)?;
+        let target = keys::target(series, Argument::named("series"))?;
         let store = self.store()?;
-        let data = py.detach(|| store.read(Target::Series(series), start, stop))?;
-        Ok((data.values.into_pyarray(py), data.start, data.step))
+        let data = py.detach(|| store.read(target.as_target(), start, stop))?;
+        Ok(PyReadResult::new(
+            data.values.into_pyarray(py).into_any(),
+            data.start,
+            data.step,
+            self.unit_name.bind(py),
+            series.clone(),
+            None,
+        ))
     }
 
-    /// (values, start, step) of a metric at a path, aggregated if the
-    /// series are stored below it.
-    fn read_path<'py>(
-        &self,
-        py: Python<'py>,
-        metric: &str,
-        path: Vec<String>,
-        start: i64,
-        stop: i64,
-    ) -> PyResult<ReadResult<'py>> {
-        let store = self.store()?;
-        let target = Target::Path {
-            metric,
-            path: &path,
-        };
-        let data = py.detach(|| store.read(target, start, stop))?;
-        Ok((data.values.into_pyarray(py), data.start, data.step))
-    }
-
-    /// (2-D values, start, step), one row per target in the order given.
+    /// `[start, stop)` of several series into a 2-D array, one row per key
+    /// in the order given.
     fn read_many<'py>(
         &self,
         py: Python<'py>,
-        targets: Vec<PyTarget>,
-        start: i64,
-        stop: i64,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, i64, i64)> {
+        series: &Bound<'py, PyAny>,
+        start: &Bound<'py, PyAny>,
+        stop: &Bound<'py, PyAny>,
+    ) -> PyResult<PyReadResult> {
+        let (keys, targets) = keys::targets(series)?;
+        let (start, stop) = self.range(py, start, stop)?;
         let store = self.store()?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
         let matrix = py.detach(|| store.read_many(&targets, start, stop))?;
         let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
             .expect("the engine returns rows * cols values");
-        Ok((array.into_pyarray(py), matrix.start, matrix.step))
+        Ok(PyReadResult::new(
+            array.into_pyarray(py).into_any(),
+            matrix.start,
+            matrix.step,
+            self.unit_name.bind(py),
+            keys.into_any(),
+            None,
+        ))
     }
 
-    /// (values, start, step, times) of one target in buckets of
-    /// `resolution`; `times` is None except for "lttb", whose kept samples
-    /// are at those times.
+    /// One series in buckets of `resolution`; for "lttb" the result holds
+    /// the kept samples' times.
     fn read_resampled<'py>(
         &self,
         py: Python<'py>,
-        target: PyTarget,
-        start: i64,
-        stop: i64,
-        resolution: i64,
+        series: &Bound<'py, PyAny>,
+        start: &Bound<'py, PyAny>,
+        stop: &Bound<'py, PyAny>,
+        resolution: &Bound<'py, PyAny>,
         method: &str,
-    ) -> PyResult<ResampledResult<'py>> {
+    ) -> PyResult<PyReadResult> {
+        let (start, stop) = self.range(py, start, stop)?;
+        let target = keys::target(series, Argument::named("series"))?;
+        let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
         let data = py
             .detach(|| store.read_resampled(target.as_target(), start, stop, resolution, method))?;
-        let times = data.times.map(|t| t.into_pyarray(py));
-        Ok((data.values.into_pyarray(py), data.start, data.step, times))
+        Ok(PyReadResult::new(
+            data.values.into_pyarray(py).into_any(),
+            data.start,
+            data.step,
+            self.unit_name.bind(py),
+            series.clone(),
+            data.times.map(|t| t.into_pyarray(py).into_any()),
+        ))
     }
 
-    /// (2-D values, start, step) of several targets in buckets of
-    /// `resolution`.
+    /// Several series in buckets of `resolution`, one row per key.
     fn read_many_resampled<'py>(
         &self,
         py: Python<'py>,
-        targets: Vec<PyTarget>,
-        start: i64,
-        stop: i64,
-        resolution: i64,
+        series: &Bound<'py, PyAny>,
+        start: &Bound<'py, PyAny>,
+        stop: &Bound<'py, PyAny>,
+        resolution: &Bound<'py, PyAny>,
         method: &str,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, i64, i64)> {
+    ) -> PyResult<PyReadResult> {
+        let (keys, targets) = keys::targets(series)?;
+        let (start, stop) = self.range(py, start, stop)?;
+        let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
@@ -459,17 +469,26 @@ impl PyStore {
             py.detach(|| store.read_many_resampled(&targets, start, stop, resolution, method))?;
         let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
             .expect("the engine returns rows * cols values");
-        Ok((array.into_pyarray(py), matrix.start, matrix.step))
+        Ok(PyReadResult::new(
+            array.into_pyarray(py).into_any(),
+            matrix.start,
+            matrix.step,
+            self.unit_name.bind(py),
+            keys.into_any(),
+            None,
+        ))
     }
 
     /// (min, max, avg, count) of the samples of `[start, stop)`.
-    fn read_stats(
+    fn read_stats<'py>(
         &self,
-        py: Python<'_>,
-        target: PyTarget,
-        start: i64,
-        stop: i64,
+        py: Python<'py>,
+        series: &Bound<'py, PyAny>,
+        start: &Bound<'py, PyAny>,
+        stop: &Bound<'py, PyAny>,
     ) -> PyResult<(f32, f32, f64, u64)> {
+        let target = keys::target(series, Argument::named("series"))?;
+        let (start, stop) = self.range(py, start, stop)?;
         let store = self.store()?;
         let s = py.detach(|| store.read_stats(target.as_target(), start, stop))?;
         Ok((s.min, s.max, s.avg, s.count))
@@ -499,10 +518,17 @@ impl PyStore {
         }))
     }
 
-    /// (first sample time, one period after the last) of a target, or of the
-    /// whole store for None; None when there is no sample.
-    #[pyo3(signature = (target = None))]
-    fn extent(&self, py: Python<'_>, target: Option<PyTarget>) -> PyResult<Option<(i64, i64)>> {
+    /// (first sample time, one period after the last) of a series key, or
+    /// of the whole store for None; None when there is no sample.
+    #[pyo3(signature = (series = None))]
+    fn extent(
+        &self,
+        py: Python<'_>,
+        series: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<(i64, i64)>> {
+        let target = series
+            .map(|key| keys::target(key, Argument::named("series")))
+            .transpose()?;
         let store = self.store()?;
         Ok(py.detach(|| store.extent(target.as_ref().map(PyTarget::as_target)))?)
     }

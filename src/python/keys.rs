@@ -1,0 +1,198 @@
+//! Series keys, paths and read times as Python passes them, converted here
+//! so that a read by handle or by (metric, path) runs no Python code.
+//!
+//! The rules are those of `metricstore._convert`, which re-exports `to_path`
+//! from here (one implementation): a series key is a handle (exactly an
+//! `int`: not a bool, not an int subclass or a NumPy integer) or a
+//! `(metric, path)` tuple; a path is a tuple or list of str, or one
+//! "/"-joined str ("" and () are the root). A time that is exactly an `int`
+//! in the int64 range is taken as ticks here; anything else (datetimes,
+//! NumPy scalars, ISO strings, and the errors for bools, floats and
+//! timedeltas) goes to `_convert.to_ticks`, so each rule exists once. Every
+//! error names the argument, as `series`, `series[i]` or `series[i][1]`.
+
+use std::fmt;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyInt, PyList, PyString, PyTuple};
+
+use crate::engine::{SeriesId, Target};
+
+/// A read target as Python gave it: a handle, or (metric, path).
+pub enum PyTarget {
+    Handle(SeriesId),
+    Path(String, Vec<String>),
+}
+
+impl PyTarget {
+    pub fn as_target(&self) -> Target<'_> {
+        match self {
+            PyTarget::Handle(id) => Target::Series(*id),
+            PyTarget::Path(metric, path) => Target::Path { metric, path },
+        }
+    }
+}
+
+/// The argument a value came in, as errors name it: `series`, or
+/// `series[i]` for the i-th key of a list.
+#[derive(Clone, Copy)]
+pub struct Argument {
+    pub name: &'static str,
+    pub index: Option<usize>,
+}
+
+impl Argument {
+    pub const fn named(name: &'static str) -> Self {
+        Argument { name, index: None }
+    }
+}
+
+impl fmt::Display for Argument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}[{i}]", self.name),
+            None => f.write_str(self.name),
+        }
+    }
+}
+
+/// `type(value).__name__`, as the Python layer's messages show it.
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map_or_else(|_| "object".to_owned(), |name| name.to_string())
+}
+
+/// A path as a list of names. `argument` is only formatted for an error.
+pub fn path(value: &Bound<'_, PyAny>, argument: &dyn Fn() -> String) -> PyResult<Vec<String>> {
+    if let Ok(text) = value.cast::<PyString>() {
+        let text = text.to_str()?;
+        return Ok(if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split('/').map(str::to_owned).collect()
+        });
+    }
+    let name = |i: usize, name: Bound<'_, PyAny>| match name.cast::<PyString>() {
+        Ok(name) => Ok(name.to_str()?.to_owned()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{}: element {i} is a {}, not a str",
+            argument(),
+            type_name(&name)
+        ))),
+    };
+    if let Ok(tuple) = value.cast::<PyTuple>() {
+        return tuple.iter().enumerate().map(|(i, n)| name(i, n)).collect();
+    }
+    if let Ok(list) = value.cast::<PyList>() {
+        return list.iter().enumerate().map(|(i, n)| name(i, n)).collect();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{}: expected a tuple of names or a '/'-joined str, got {}",
+        argument(),
+        type_name(value)
+    )))
+}
+
+/// A series key: a handle or a (metric, path) pair.
+pub fn target(value: &Bound<'_, PyAny>, argument: Argument) -> PyResult<PyTarget> {
+    if value.is_exact_instance_of::<PyInt>() {
+        return match value.extract::<SeriesId>() {
+            Ok(id) => Ok(PyTarget::Handle(id)),
+            Err(_) => Err(PyValueError::new_err(format!(
+                "{argument}: {value} is not a series handle of this store"
+            ))),
+        };
+    }
+    if let Ok(pair) = value.cast::<PyTuple>() {
+        if pair.len() == 2 {
+            let metric = pair.get_item(0)?;
+            if let Ok(metric) = metric.cast::<PyString>() {
+                let path = path(&pair.get_item(1)?, &|| format!("{argument}[1]"))?;
+                return Ok(PyTarget::Path(metric.to_str()?.to_owned(), path));
+            }
+        }
+    }
+    Err(PyTypeError::new_err(format!(
+        "{argument}: expected a series handle or a (metric, path) pair, got {}",
+        type_name(value)
+    )))
+}
+
+/// The keys of a multi-series read, and the list of them a result keeps.
+/// One key alone is refused rather than read as a list of two.
+pub fn targets<'py>(series: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyList>, Vec<PyTarget>)> {
+    if (series.is_instance_of::<PyString>() || series.is_instance_of::<PyTuple>())
+        && series.len()? == 2
+        && series.get_item(0)?.is_instance_of::<PyString>()
+    {
+        return Err(PyTypeError::new_err(
+            "series: expected a list of series keys; wrap one key in a list",
+        ));
+    }
+    let keys = PyList::empty(series.py());
+    let mut targets = Vec::new();
+    for (i, key) in series.try_iter()?.enumerate() {
+        let key = key?;
+        targets.push(target(
+            &key,
+            Argument {
+                name: "series",
+                index: Some(i),
+            },
+        )?);
+        keys.append(key)?;
+    }
+    Ok((keys, targets))
+}
+
+static TO_TICKS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TO_FREQUENCY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// One timestamp as ticks of `unit`.
+pub fn ticks(
+    value: &Bound<'_, PyAny>,
+    unit: &Bound<'_, PyString>,
+    argument: &str,
+) -> PyResult<i64> {
+    if value.is_exact_instance_of::<PyInt>() {
+        match value.extract::<i64>() {
+            Ok(ticks) if ticks != i64::MIN => return Ok(ticks),
+            _ => {}
+        }
+    }
+    let py = value.py();
+    TO_TICKS
+        .import(py, "metricstore._convert", "to_ticks")?
+        .call1((value, unit, argument))?
+        .extract()
+}
+
+/// A positive number of ticks of `unit` (an int, or an exact timedelta).
+pub fn frequency(
+    value: &Bound<'_, PyAny>,
+    unit: &Bound<'_, PyString>,
+    argument: &str,
+) -> PyResult<i64> {
+    if value.is_exact_instance_of::<PyInt>() {
+        match value.extract::<i64>() {
+            Ok(ticks) if ticks > 0 => return Ok(ticks),
+            _ => {}
+        }
+    }
+    let py = value.py();
+    TO_FREQUENCY
+        .import(py, "metricstore._convert", "to_frequency")?
+        .call1((value, unit, argument))?
+        .extract()
+}
+
+/// `metricstore._convert.to_path`: a path as a list of names, by the rules
+/// above; errors name `argument`.
+#[pyfunction]
+pub fn to_path(path: &Bound<'_, PyAny>, argument: &str) -> PyResult<Vec<String>> {
+    self::path(path, &|| argument.to_owned())
+}

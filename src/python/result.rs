@@ -1,0 +1,272 @@
+//! `metricstore.ReadResult`: what a read returns, built by the core itself.
+//!
+//! A read used to return a tuple that Python code then wrapped in a result
+//! object; that wrapping cost as much as the read of a 1,000-point window.
+//! So the class lives here and the core returns it directly. What needs
+//! pandas, xarray, matplotlib or HTML stays in Python (`_frames`,
+//! `_display`), called from the methods below.
+
+use numpy::IntoPyArray;
+use pyo3::PyTraverseError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+/// Values of a range read on the grid: ``values[..., i]`` is at ``start + i * step``.
+///
+/// ``values`` is float32 with NaN where nothing is stored; it is 1-D for
+/// :meth:`Store.read` and 2-D (one row per series, in the order asked) for
+/// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
+/// ``series`` is what the read was given; ``keys`` names each row.
+///
+/// In a notebook a result shows itself as a table; :meth:`to_pandas`,
+/// :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
+/// matplotlib are optional extras).
+#[pyclass(module = "metricstore.store", name = "ReadResult")]
+pub struct PyReadResult {
+    #[pyo3(get, set)]
+    values: Py<PyAny>,
+    #[pyo3(get, set)]
+    start: i64,
+    #[pyo3(get, set)]
+    step: i64,
+    #[pyo3(get, set)]
+    unit: Py<PyString>,
+    #[pyo3(get, set)]
+    series: Py<PyAny>,
+    /// Each row's key when whoever built the result knew them.
+    keys: Option<Py<PyAny>>,
+    /// The time of each value of an LTTB read (not on the grid).
+    times: Option<Py<PyAny>>,
+}
+
+impl PyReadResult {
+    /// A result as the core's reads build it.
+    pub fn new(
+        values: Bound<'_, PyAny>,
+        start: i64,
+        step: i64,
+        unit: &Bound<'_, PyString>,
+        series: Bound<'_, PyAny>,
+        times: Option<Bound<'_, PyAny>>,
+    ) -> Self {
+        PyReadResult {
+            values: values.unbind(),
+            start,
+            step,
+            unit: unit.clone().unbind(),
+            series: series.unbind(),
+            keys: None,
+            times: times.map(Bound::unbind),
+        }
+    }
+
+    fn len(&self, py: Python<'_>) -> PyResult<usize> {
+        self.values
+            .bind(py)
+            .getattr("shape")?
+            .get_item(-1)?
+            .extract()
+    }
+
+    fn call<'py>(
+        py: Python<'py>,
+        module: &str,
+        function: &str,
+        args: impl pyo3::call::PyCallArgs<'py>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        py.import(module)?.getattr(function)?.call(args, kwargs)
+    }
+}
+
+#[pymethods]
+impl PyReadResult {
+    #[new]
+    #[pyo3(signature = (values, start, step, unit, series, keys = None, times = None))]
+    fn py_new(
+        values: Py<PyAny>,
+        start: i64,
+        step: i64,
+        unit: Py<PyString>,
+        series: Py<PyAny>,
+        keys: Option<Py<PyAny>>,
+        times: Option<Py<PyAny>>,
+    ) -> Self {
+        PyReadResult {
+            values,
+            start,
+            step,
+            unit,
+            series,
+            keys,
+            times,
+        }
+    }
+
+    /// The (metric, path) of each row, in order (one entry for a 1-D read).
+    ///
+    /// A row read by handle is the handle (an int) unless whoever built the
+    /// result passed the rows' keys as ``keys``.
+    #[getter]
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rows = match &self.keys {
+            Some(keys) => keys.bind(py).clone(),
+            None if self.values.bind(py).getattr("ndim")?.extract::<i64>()? == 1 => {
+                PyList::new(py, [&self.series])?.into_any()
+            }
+            None => self.series.bind(py).clone(),
+        };
+        Self::call(py, "metricstore._frames", "series_keys", (rows,), None)
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.len(py)
+    }
+
+    /// The tick just past the last slot (or, for an LTTB read, just past
+    /// the last kept sample).
+    #[getter]
+    fn stop(&self, py: Python<'_>) -> PyResult<i128> {
+        if let Some(times) = &self.times {
+            let times = times.bind(py);
+            if times.len()? == 0 {
+                return Ok(self.start.into());
+            }
+            return Ok(times.get_item(-1)?.extract::<i128>()? + 1);
+        }
+        Ok(i128::from(self.start) + self.len(py)? as i128 * i128::from(self.step))
+    }
+
+    /// The time of each column in ticks of the store unit: the grid
+    /// ``start + i * step``, or for an LTTB read the kept samples' times.
+    #[getter]
+    fn ticks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(times) = &self.times {
+            return Ok(times.bind(py).clone());
+        }
+        // Wrapping like NumPy's int64 arithmetic, which the grid never reaches.
+        let ticks: Vec<i64> = (0..self.len(py)? as i64)
+            .map(|i| self.start.wrapping_add(i.wrapping_mul(self.step)))
+            .collect();
+        Ok(ticks.into_pyarray(py).into_any())
+    }
+
+    /// The time of each column as ``datetime64`` in the store unit.
+    #[getter]
+    fn timestamps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let dtype = format!("datetime64[{}]", self.unit.bind(py));
+        self.ticks(py)?.call_method1("astype", (dtype,))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let shape = self.values.bind(py).getattr("shape")?;
+        let shape = shape
+            .try_iter()?
+            .map(|n| Ok(n?.str()?.to_string()))
+            .collect::<PyResult<Vec<String>>>()?
+            .join("x");
+        Ok(format!(
+            "ReadResult(series={}, start={}, step={}, unit={}, values=<float32 {shape}>)",
+            self.series.bind(py).repr()?,
+            self.start,
+            self.step,
+            self.unit.bind(py).repr()?,
+        ))
+    }
+
+    fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(
+            slf.py(),
+            "metricstore._display",
+            "read_result_html",
+            (slf,),
+            None,
+        )
+    }
+
+    /// A ``pandas.Series`` (1-D read) or ``DataFrame`` (one column per series).
+    ///
+    /// The index is a ``DatetimeIndex`` named "time" in the store unit; the
+    /// values are these float32 values (NaN where missing); the columns (or
+    /// the Series name) are ``"metric:path/parts"``, or the handle for a row
+    /// read by handle whose key the result does not know.
+    /// Needs ``pip install 'metricstore[pandas]'``.
+    fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(slf.py(), "metricstore._frames", "to_pandas", (slf,), None)
+    }
+
+    /// An ``xarray.DataArray`` with dims ("time",) or ("series", "time"):
+    /// the values themselves, not a copy.
+    ///
+    /// Coordinates: ``time`` (datetime64 in the store unit), ``series``
+    /// (names as in :meth:`to_pandas`), and when every row's key is known:
+    /// ``metric``, ``path`` ("/"-joined) and one coordinate per name in
+    /// ``levels`` holding that part of each path, so with
+    /// ``levels=("cluster", "host")``, ``da.where(da.host == "e0102")`` and
+    /// ``da.groupby("host")`` work. ``attrs`` hold ``unit`` and ``step``.
+    /// Needs ``pip install 'metricstore[xarray]'``.
+    #[pyo3(signature = (levels = None))]
+    fn to_xarray<'py>(
+        slf: &Bound<'py, Self>,
+        levels: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let levels = levels.unwrap_or_else(|| PyTuple::empty(py).into_any());
+        Self::call(py, "metricstore._frames", "to_xarray", (slf, levels), None)
+    }
+
+    /// Plots each series over a date axis (gaps where values are missing)
+    /// on ``ax`` (a matplotlib Axes) or a new figure, and returns the Axes.
+    /// ``kwargs`` go to ``Axes.plot``; the legend is drawn for 2 to 12
+    /// series unless ``legend`` says otherwise.
+    /// Needs ``pip install 'metricstore[plot]'``.
+    #[pyo3(signature = (ax = None, *, legend = None, **kwargs))]
+    fn plot<'py>(
+        slf: &Bound<'py, Self>,
+        ax: Option<Bound<'py, PyAny>>,
+        legend: Option<Bound<'py, PyAny>>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(
+            slf.py(),
+            "metricstore._frames",
+            "plot",
+            (slf, ax, legend),
+            kwargs,
+        )
+    }
+
+    /// Pickles as the constructor call that rebuilds it.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let args = (
+            &this.values,
+            this.start,
+            this.step,
+            &this.unit,
+            &this.series,
+            &this.keys,
+            &this.times,
+        );
+        (slf.get_type(), args).into_pyobject(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.values)?;
+        visit.call(&self.unit)?;
+        visit.call(&self.series)?;
+        visit.call(&self.keys)?;
+        visit.call(&self.times)
+    }
+
+    fn __clear__(&mut self) {
+        Python::attach(|py| {
+            self.values = py.None();
+            self.series = py.None();
+        });
+        self.keys = None;
+        self.times = None;
+    }
+}
