@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use parking_lot::RwLock;
 
@@ -35,6 +36,10 @@ pub struct SeriesEntry {
     pub frequency: i64,
     node: NodeId,
     pub data: Arc<RwLock<SeriesData>>,
+    /// The address of the chunk the series last wrote one value into: a
+    /// prefetch hint for tick writes (see `Store::execute`), never
+    /// dereferenced, so a stale value is harmless.
+    pub hot_chunk: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -157,6 +162,7 @@ impl Catalog {
             frequency: self.metrics[metric as usize].frequency,
             node,
             data: Arc::default(),
+            hot_chunk: AtomicUsize::new(0),
         });
         id
     }

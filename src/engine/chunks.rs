@@ -221,7 +221,29 @@ pub struct Chunk {
 unsafe impl Send for Chunk {}
 unsafe impl Sync for Chunk {}
 
+/// Asks the CPU to start loading the cache line at `address` into its
+/// caches. Only a hint: prefetching never faults and never reads memory as
+/// far as the program can tell, so a stale or wrong address costs nothing
+/// but the wasted load.
+#[inline(always)]
+pub fn prefetch(address: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 has no architectural effect and cannot fault,
+    // whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(address as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 impl Chunk {
+    /// Where the chunk's slots are: for [`prefetch`] hints only.
+    pub fn address(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
     pub fn as_slice(&self) -> &[f32] {
         // SAFETY: the slot is CHUNK_SLOTS f32 inside a live slab, every bit
         // pattern is a valid f32, and &self excludes writers.

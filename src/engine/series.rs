@@ -60,28 +60,41 @@ impl SeriesData {
         }
     }
 
-    /// Writes one value into one slot.
-    pub fn write_one(&mut self, pool: &Arc<ChunkPool>, slot: i64, value: f32) {
+    /// Writes one value into one slot; returns the address of the chunk
+    /// written (0 if none), a prefetch hint for the series' next write.
+    pub fn write_one(&mut self, pool: &Arc<ChunkPool>, slot: i64, value: f32) -> usize {
         let (key, offset) = split(slot);
-        self.write_in_chunk(pool, key, offset, std::slice::from_ref(&value));
+        self.write_in_chunk(pool, key, offset, std::slice::from_ref(&value))
     }
 
-    fn write_in_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, offset: usize, part: &[f32]) {
+    /// Writes `part` at `offset` of chunk `key`; returns the chunk's address
+    /// (0 if it holds nothing and so was not kept).
+    fn write_in_chunk(
+        &mut self,
+        pool: &Arc<ChunkPool>,
+        key: i64,
+        offset: usize,
+        part: &[f32],
+    ) -> usize {
         match self.chunks.get_mut(&key) {
             Some(chunk) => {
                 let target = &mut chunk.as_mut_slice()[offset..offset + part.len()];
                 let removed = count_valid(target);
                 let added = copy_counting(target, part);
                 self.valid = self.valid + added - removed;
+                chunk.address()
             }
             None => {
                 let (chunk, added) = pool.chunk_with(offset, part);
                 // NaN means missing: writing only NaN where nothing is stored
                 // changes nothing, so the chunk goes straight back.
-                if added > 0 {
-                    self.chunks.insert(key, chunk);
-                    self.valid += added;
+                if added == 0 {
+                    return 0;
                 }
+                let address = chunk.address();
+                self.chunks.insert(key, chunk);
+                self.valid += added;
+                address
             }
         }
     }
