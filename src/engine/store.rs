@@ -198,7 +198,9 @@ impl Store {
     /// then changes memory; then, for writes, keeps the memory limit.
     /// Returns the handle for `CreateSeries`.
     pub fn apply(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
-        if let Op::WriteBlock { values, .. } = op {
+        if let Op::WriteBlock { values, .. } = op
+            && self.check_writable().is_ok()
+        {
             // A block spans at most this many chunks; mapping memory for
             // them here, before the sequencer, lets writers map in parallel.
             self.pool.reserve(values.len() / CHUNK_SLOTS + 2);
