@@ -569,7 +569,7 @@ impl Store {
                     let mut candidate = Store::new(unit);
                     tried += bytes.len() as u64;
                     candidate
-                        .load_snapshot(&bytes, progress)
+                        .load_snapshot(bytes.as_ref(), progress)
                         .map(|lsn| (candidate, lsn))
                 }
             };

@@ -58,7 +58,7 @@ pub use progress::{OpenPhase, OpenProgress, PROGRESS_STEP};
 pub use query::{Freshness, STALE_PERIODS, Sampled};
 pub use resample::{Method, Stats};
 pub use snapshot::CheckpointInfo;
-pub use storage::{FsStorage, Storage, StorageFile, crash_points};
+pub use storage::{FsStorage, ImmutableBytes, Storage, StorageFile, crash_points};
 pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
 pub use time::{MAX_READ_SLOTS, TimeUnit};
 pub use wal::reader::{Damage, RecoveryMode, RecoveryReport};

@@ -29,7 +29,7 @@ use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
 use super::progress::{Cancelled, Tracker};
 use super::series::SeriesData;
-use super::storage::{Storage, crash_point};
+use super::storage::{ImmutableBytes, Storage, crash_point};
 use super::store::Store;
 use super::wal::list_segments;
 
@@ -361,9 +361,10 @@ impl Store {
     /// once loaded: the header and catalog first, then each series block.
     pub(crate) fn load_snapshot(
         &mut self,
-        bytes: &[u8],
+        file: &dyn ImmutableBytes,
         progress: Tracker<'_>,
     ) -> Result<u64, LoadError> {
+        let bytes: &[u8] = file;
         let (lsn, series_count, blocks) = self.load_snapshot_catalog(bytes)?;
         progress.advance(blocks.first().map_or(0, |&(_, _, _, end)| end) as u64)?;
         let series_blocks = &blocks[1..blocks.len() - 1];
@@ -375,6 +376,9 @@ impl Store {
                     progress.check()?;
                     check_block(bytes, at)?;
                     this.load_series(&bytes[start..end])?;
+                    // Copied into chunks: a mapped file need not stay
+                    // resident next to them (it would double the peak).
+                    file.release(at..end);
                     progress.advance((end - at) as u64)?;
                     Ok(())
                 })

@@ -41,10 +41,7 @@ pub trait Storage: Send + Sync {
     fn size(&self, path: &Path) -> io::Result<u64>;
     /// The contents of a file that is never modified once written (a
     /// snapshot), without copying where the storage can map it.
-    fn read_immutable(
-        &self,
-        path: &Path,
-    ) -> io::Result<Box<dyn Deref<Target = [u8]> + Send + Sync>> {
+    fn read_immutable(&self, path: &Path) -> io::Result<Box<dyn ImmutableBytes>> {
         Ok(Box::new(self.read(path)?))
     }
     /// Makes the contents of an existing file durable (fdatasync).
@@ -181,10 +178,7 @@ impl Storage for FsStorage {
         Ok(fs::metadata(path)?.len())
     }
 
-    fn read_immutable(
-        &self,
-        path: &Path,
-    ) -> io::Result<Box<dyn Deref<Target = [u8]> + Send + Sync>> {
+    fn read_immutable(&self, path: &Path) -> io::Result<Box<dyn ImmutableBytes>> {
         let file = File::open(path)?;
         let len = file.metadata()?.len() as usize;
         if len == 0 {
@@ -256,6 +250,17 @@ mod fs_crash_point {
     }
 }
 
+/// The bytes of an immutable file (see [`Storage::read_immutable`]).
+pub trait ImmutableBytes: Deref<Target = [u8]> + Send + Sync {
+    /// Says `range` will not be read again. A memory map gives back the
+    /// whole pages inside it, which then stop counting in the process's
+    /// resident set (they stay in the page cache, so nothing is lost, and a
+    /// later read would map them again); a copy in memory ignores it.
+    fn release(&self, _range: std::ops::Range<usize>) {}
+}
+
+impl ImmutableBytes for Vec<u8> {}
+
 /// A read-only, private memory map of a whole file.
 struct Mapped {
     ptr: std::ptr::NonNull<u8>,
@@ -300,11 +305,60 @@ impl Deref for Mapped {
     }
 }
 
+impl ImmutableBytes for Mapped {
+    fn release(&self, range: std::ops::Range<usize>) {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        let first = range.start.div_ceil(page) * page;
+        let last = range.end.min(self.len) / page * page;
+        if first >= last {
+            return;
+        }
+        // SAFETY: [first, last) lies inside this read-only, never-written
+        // private file mapping: MADV_DONTNEED only unmaps its pages, and a
+        // later access faults the file's unchanged bytes back in. Advice
+        // only: a failure changes nothing and is ignored.
+        unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(first).cast(),
+                last - first,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`.
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::durable::tests::TempDir;
+
+    #[test]
+    fn released_pages_of_a_mapped_file_read_back_unchanged() {
+        let temp = TempDir::new();
+        fs::create_dir_all(temp.path()).unwrap();
+        let path = temp.path().join("immutable");
+        let contents: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(&path, &contents).unwrap();
+        let mapped = FsStorage.read_immutable(&path).unwrap();
+        assert_eq!(&mapped[..], &contents[..]);
+        // Ranges that start and end inside pages, the whole file, and an
+        // empty one: the bytes seen afterwards are the file's.
+        for range in [10..70_000, 65_536..200_001, 0..contents.len(), 5..5] {
+            mapped.release(range);
+            assert_eq!(&mapped[..], &contents[..]);
+        }
+        let copy: Box<dyn ImmutableBytes> = Box::new(contents.clone());
+        copy.release(0..contents.len());
+        assert_eq!(&copy[..], &contents[..], "a copy in memory ignores release");
     }
 }
