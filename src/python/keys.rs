@@ -152,23 +152,42 @@ pub fn targets<'py>(series: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyList>,
 static TO_TICKS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TO_FREQUENCY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// `value` as an int when it is exactly a Python int that `accept` takes;
+/// anything else goes to `function` of `metricstore._convert` (cached in
+/// `cell`), which converts it or raises the error that names `argument`.
+fn int_or_convert(
+    value: &Bound<'_, PyAny>,
+    unit: &Bound<'_, PyString>,
+    argument: &str,
+    accept: fn(i64) -> bool,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    function: &str,
+) -> PyResult<i64> {
+    if value.is_exact_instance_of::<PyInt>()
+        && let Ok(ticks) = value.extract::<i64>()
+        && accept(ticks)
+    {
+        return Ok(ticks);
+    }
+    cell.import(value.py(), "metricstore._convert", function)?
+        .call1((value, unit, argument))?
+        .extract()
+}
+
 /// One timestamp as ticks of `unit`.
 pub fn ticks(
     value: &Bound<'_, PyAny>,
     unit: &Bound<'_, PyString>,
     argument: &str,
 ) -> PyResult<i64> {
-    if value.is_exact_instance_of::<PyInt>() {
-        match value.extract::<i64>() {
-            Ok(ticks) if ticks != i64::MIN => return Ok(ticks),
-            _ => {}
-        }
-    }
-    let py = value.py();
-    TO_TICKS
-        .import(py, "metricstore._convert", "to_ticks")?
-        .call1((value, unit, argument))?
-        .extract()
+    int_or_convert(
+        value,
+        unit,
+        argument,
+        |t| t != i64::MIN,
+        &TO_TICKS,
+        "to_ticks",
+    )
 }
 
 /// A positive number of ticks of `unit` (an int, or an exact timedelta).
@@ -177,17 +196,14 @@ pub fn frequency(
     unit: &Bound<'_, PyString>,
     argument: &str,
 ) -> PyResult<i64> {
-    if value.is_exact_instance_of::<PyInt>() {
-        match value.extract::<i64>() {
-            Ok(ticks) if ticks > 0 => return Ok(ticks),
-            _ => {}
-        }
-    }
-    let py = value.py();
-    TO_FREQUENCY
-        .import(py, "metricstore._convert", "to_frequency")?
-        .call1((value, unit, argument))?
-        .extract()
+    int_or_convert(
+        value,
+        unit,
+        argument,
+        |t| t > 0,
+        &TO_FREQUENCY,
+        "to_frequency",
+    )
 }
 
 /// `metricstore._convert.to_path`: a path as a list of names, by the rules

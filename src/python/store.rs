@@ -11,12 +11,12 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
-    Aggregation, Damage, EngineError, Freshness, Method, OpenOptions, RecoveryMode, RecoveryReport,
-    SeriesId, Store, SyncMode, Target, TimeUnit,
+    Aggregation, Damage, EngineError, Freshness, Matrix, Method, OpenOptions, RecoveryMode,
+    RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit,
 };
 
 use super::keys::{self, Argument, PyTarget};
@@ -64,6 +64,26 @@ fn slice<'a, T: numpy::Element>(
 }
 
 impl PyStore {
+    /// A 2-D read as a ReadResult: one row per key, the engine's `Vec`
+    /// adopted by NumPy without a copy.
+    fn matrix_result(
+        &self,
+        py: Python<'_>,
+        matrix: Matrix,
+        keys: Bound<'_, PyList>,
+    ) -> PyReadResult {
+        let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
+            .expect("the engine returns rows * cols values");
+        PyReadResult::new(
+            array.into_pyarray(py).into_any(),
+            matrix.start,
+            matrix.step,
+            self.unit_name.bind(py),
+            keys.into_any(),
+            None,
+        )
+    }
+
     pub(super) fn store(&self) -> Result<Arc<Store>, EngineError> {
         self.inner.read().clone().ok_or(EngineError::Closed)
     }
@@ -409,16 +429,7 @@ impl PyStore {
         let store = self.store()?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
         let matrix = py.detach(|| store.read_many(&targets, start, stop))?;
-        let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
-            .expect("the engine returns rows * cols values");
-        Ok(PyReadResult::new(
-            array.into_pyarray(py).into_any(),
-            matrix.start,
-            matrix.step,
-            self.unit_name.bind(py),
-            keys.into_any(),
-            None,
-        ))
+        Ok(self.matrix_result(py, matrix, keys))
     }
 
     /// One series in buckets of `resolution`; for "lttb" the result holds
@@ -467,16 +478,7 @@ impl PyStore {
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
         let matrix =
             py.detach(|| store.read_many_resampled(&targets, start, stop, resolution, method))?;
-        let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
-            .expect("the engine returns rows * cols values");
-        Ok(PyReadResult::new(
-            array.into_pyarray(py).into_any(),
-            matrix.start,
-            matrix.step,
-            self.unit_name.bind(py),
-            keys.into_any(),
-            None,
-        ))
+        Ok(self.matrix_result(py, matrix, keys))
     }
 
     /// (min, max, avg, count) of the samples of `[start, stop)`.
