@@ -1169,16 +1169,18 @@ def _range(store: Store, since: object, until: object) -> tuple[int, int]:
     store's samples begin or end; the range is then empty where nothing
     lies in it."""
     _check_unit(store)
-    extent = store.extent() if since is None or until is None else None
-    if extent is None and (since is None or until is None):
+    if since is not None and until is not None:
+        begin = to_ticks(since, "s", "since")
+        end = to_ticks(until, "s", "until")
+        if end <= begin:
+            raise ValueError(f"until: {end} is not after since ({begin})")
+        return begin, end
+    extent = store.extent()
+    if extent is None:
         return 0, 0
-    begin = extent[0] if since is None and extent else to_ticks(since, "s", "since")
-    end = extent[1] if until is None and extent else to_ticks(until, "s", "until")
-    if end <= begin:
-        if extent is not None:
-            return begin, begin
-        raise ValueError(f"until: {end} is not after since ({begin})")
-    return begin, end
+    begin = extent[0] if since is None else to_ticks(since, "s", "since")
+    end = extent[1] if until is None else to_ticks(until, "s", "until")
+    return begin, max(begin, end)
 
 
 def _trimmed(

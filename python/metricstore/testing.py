@@ -324,8 +324,10 @@ def assert_store_equal(a: Store, b: Store, *, start: object = None, stop: object
     if problem is not None:
         raise AssertionError(problem)
     samples = {"a": a.stats()["samples"], "b": b.stats()["samples"]}
-    spans = [span for span in (a.extent(), b.extent()) if span is not None]
-    if not spans and (start is None or stop is None):
+    # A bound left out spans every sample of both stores.
+    needed = start is None or stop is None
+    spans = [span for span in (a.extent(), b.extent()) if span is not None] if needed else []
+    if needed and not spans:
         return  # no sample on either side
     begin = min(s for s, _ in spans) if start is None else to_ticks(start, a.unit, "start")
     end = max(e for _, e in spans) if stop is None else to_ticks(stop, a.unit, "stop")
