@@ -245,6 +245,12 @@ def test_bytes_after_a_snapshot_tree_are_reported_and_the_tree_loads(tmp_path: P
         (b'{"from": 1.5}', None, "from is 1.5"),
         (b'{"to": 9223372036854775808}', None, "to is 9223372036854775808, outside the int64"),
         (
+            b'{"metrics": {"m": {"frequency": 4611686018427387904, "start": 4611686018427387904,'
+            b' "data": [1, 2]}}}',
+            None,
+            "metrics.m.data runs past the int64 range of times",
+        ),
+        (
             b'{"children": {"\\ud800": {}}}',
             None,
             "children.\ud800 has a name that is not valid UTF-8",

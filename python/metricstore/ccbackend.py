@@ -545,6 +545,8 @@ def _json_as_snapshot(data: bytes) -> bytes:
             if values.ndim != 1 or not isinstance(raw, list):
                 raise _Damage(None, f"{at}.data is not a list of numbers and nulls")
             start = _json_int(metric.get("start", 0), f"{at}.start")
+            if start + max(values.size - 1, 0) * frequency >= 2**63:
+                raise _Damage(None, f"{at}.data runs past the int64 range of times")
             parts.append(_json_name(name, at))
             parts.append(_BLOCK_HEADER.pack(frequency, start, values.size))
             parts.append(values.tobytes())

@@ -187,6 +187,19 @@ impl<'a> Cursor<'a> {
                     format!("metric {} has frequency {frequency}", quoted(metric)),
                 ));
             }
+            // The loader computes the time of every value: all must fit.
+            let last = i64::from(n.max(1) - 1)
+                .checked_mul(frequency)
+                .and_then(|span| start.checked_add(span));
+            if last.is_none() {
+                return Err(CcDamage::at(
+                    at,
+                    format!(
+                        "the values of metric {} run past the int64 range of times",
+                        quoted(metric)
+                    ),
+                ));
+            }
             blocks.push(Block {
                 level,
                 metric,
@@ -801,6 +814,20 @@ mod tests {
             damage,
             CcDamage::at(0, "magic 0xCC5B0002 is not a binary snapshot's 0xCC5B0001")
         );
+        let past_int64 = snapshot(0, 0, &leaf(vec![("ipc", 1 << 62, 1 << 62, vec![1.0; 3])]));
+        assert_eq!(
+            parse_snapshot(&past_int64).unwrap_err(),
+            CcDamage::at(
+                24,
+                "the values of metric 'ipc' run past the int64 range of times"
+            )
+        );
+        let last_fits = snapshot(
+            0,
+            0,
+            &leaf(vec![("ipc", 1 << 62, (1 << 62) - 1, vec![1.0; 2])]),
+        );
+        assert_eq!(parse_snapshot(&last_fits).unwrap().blocks.len(), 1);
         let bad_frequency = snapshot(0, 0, &leaf(vec![("ipc", 0, 0, vec![1.0])]));
         assert_eq!(
             parse_snapshot(&bad_frequency).unwrap_err(),
