@@ -239,9 +239,9 @@ pub fn prefetch(address: usize) {
 }
 
 impl Chunk {
-    /// Where the chunk's slots are: for [`prefetch`] hints only.
-    pub fn address(&self) -> usize {
-        self.ptr.as_ptr() as usize
+    /// The chunk's slot memory, for callers that keep it beside the chunk.
+    pub fn slots(&self) -> NonNull<f32> {
+        self.ptr
     }
 
     pub fn as_slice(&self) -> &[f32] {

@@ -7,6 +7,7 @@
 //! reads as NaN. Chunk memory comes from the store's [`ChunkPool`].
 
 use std::collections::BTreeMap;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting};
@@ -34,7 +35,24 @@ pub struct SeriesData {
     chunks: BTreeMap<i64, Chunk>,
     /// Number of non-NaN slots, kept exact on every write.
     valid: u64,
+    /// The chunk written last, so that writes into it (every tick until it
+    /// fills) skip the map: its node is one more cache miss per write.
+    hot: Option<HotChunk>,
 }
+
+/// A chunk's key and slot memory, copied from the map. Valid while that
+/// chunk stays in the map: every method that removes or replaces chunks
+/// clears `SeriesData::hot`, and all of them take `&mut self`.
+#[derive(Clone, Copy)]
+struct HotChunk {
+    key: i64,
+    slots: NonNull<f32>,
+}
+
+// SAFETY: a HotChunk is only dereferenced through `&mut SeriesData`, which
+// owns the chunk it points into; it is as sendable as that `Chunk`.
+unsafe impl Send for HotChunk {}
+unsafe impl Sync for HotChunk {}
 
 fn split(slot: i64) -> (i64, usize) {
     let n = CHUNK_SLOTS as i64;
@@ -76,27 +94,35 @@ impl SeriesData {
         offset: usize,
         part: &[f32],
     ) -> usize {
-        match self.chunks.get_mut(&key) {
-            Some(chunk) => {
-                let target = &mut chunk.as_mut_slice()[offset..offset + part.len()];
-                let removed = count_valid(target);
-                let added = copy_counting(target, part);
-                self.valid = self.valid + added - removed;
-                chunk.address()
-            }
-            None => {
-                let (chunk, added) = pool.chunk_with(offset, part);
-                // NaN means missing: writing only NaN where nothing is stored
-                // changes nothing, so the chunk goes straight back.
-                if added == 0 {
-                    return 0;
+        let slots = match self.hot {
+            Some(hot) if hot.key == key => hot.slots,
+            _ => match self.chunks.get_mut(&key) {
+                Some(chunk) => chunk.slots(),
+                None => {
+                    let (chunk, added) = pool.chunk_with(offset, part);
+                    // NaN means missing: writing only NaN where nothing is
+                    // stored changes nothing, so the chunk goes straight back.
+                    if added == 0 {
+                        return 0;
+                    }
+                    let slots = chunk.slots();
+                    self.chunks.insert(key, chunk);
+                    self.valid += added;
+                    self.hot = Some(HotChunk { key, slots });
+                    return slots.as_ptr() as usize;
                 }
-                let address = chunk.address();
-                self.chunks.insert(key, chunk);
-                self.valid += added;
-                address
-            }
-        }
+            },
+        };
+        // SAFETY: `slots` is the memory of chunk `key`, which is in the map
+        // (looked up just now, or kept as `hot`, which is cleared whenever
+        // a chunk leaves the map); `&mut self` makes the access exclusive.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(slots.as_ptr(), CHUNK_SLOTS) };
+        let target = &mut chunk[offset..offset + part.len()];
+        let removed = count_valid(target);
+        let added = copy_counting(target, part);
+        self.valid = self.valid + added - removed;
+        self.hot = Some(HotChunk { key, slots });
+        slots.as_ptr() as usize
     }
 
     /// Copies slots `first .. first + out.len()` into `out`; slots never
@@ -140,6 +166,7 @@ impl SeriesData {
     /// bytes (replacing any chunk with its key).
     pub fn load_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, bytes: &[u8]) {
         let (chunk, valid) = pool.chunk_from_le_bytes(bytes);
+        self.hot = None;
         if let Some(old) = self.chunks.insert(key, chunk) {
             self.valid -= count_valid(old.as_slice());
         }
@@ -150,6 +177,7 @@ impl SeriesData {
     /// slots of a chunk that straddles it become NaN. Returns chunks freed.
     pub fn drop_before(&mut self, first_kept: i64) -> usize {
         let (key, offset) = split(first_kept);
+        self.hot = None;
         let kept = self.chunks.split_off(&key);
         let dropped = std::mem::replace(&mut self.chunks, kept);
         let freed = dropped.len();
@@ -200,6 +228,7 @@ impl SeriesData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::chunks::CHUNK_BYTES;
 
     #[test]
     fn the_first_and_last_samples_are_found_past_empty_chunks_and_nan_ends() {
@@ -215,6 +244,29 @@ mod tests {
         series.write_one(&pool, -5000, 1.0);
         series.write_one(&pool, -5000, f32::NAN); // a chunk left with no sample
         assert_eq!(series.first_sample_slot(), Some(-5));
+    }
+
+    #[test]
+    fn writes_after_the_last_written_chunk_is_dropped_or_replaced_land_in_the_map() {
+        // Each case leaves the chunk written last (the one `hot` remembers)
+        // freed; the next write into its key must reach the map's chunk.
+        let (pool, mut series) = (pool(), SeriesData::default());
+        series.write_one(&pool, 10, 1.0);
+        series.drop_before(CHUNK_SLOTS as i64);
+        assert_eq!(series.chunk_count(), 0);
+        series.write_one(&pool, 11, 2.0);
+        assert_eq!(series.chunk_count(), 1);
+        assert_eq!(bits(&read(&series, 10, 2)), bits(&[f32::NAN, 2.0]));
+        assert_eq!(series.valid(), 1);
+
+        let mut loaded = vec![f32::NAN; CHUNK_SLOTS];
+        loaded[12] = 7.0;
+        let bytes: Vec<u8> = loaded.iter().flat_map(|v| v.to_le_bytes()).collect();
+        series.load_chunk(&pool, 0, &bytes);
+        series.write_one(&pool, 13, 3.0);
+        assert_eq!(bits(&read(&series, 11, 3)), bits(&[f32::NAN, 7.0, 3.0]));
+        assert_eq!(series.valid(), 2);
+        assert_eq!(pool.usage().in_use, CHUNK_BYTES);
     }
 
     fn pool() -> Arc<ChunkPool> {

@@ -490,7 +490,7 @@ impl Store {
                 // (and TLB) misses on a 10,000-series tick, which dominate
                 // it. Prefetching both for the element AHEAD places on
                 // overlaps them.
-                const AHEAD: usize = 4;
+                const AHEAD: usize = 8;
                 let prefetch = |i: usize| {
                     if let Some(&id) = series.get(i) {
                         let entry = &entries[id as usize];
