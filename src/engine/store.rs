@@ -128,8 +128,26 @@ enum Plan {
     /// A block's first slot.
     Block(i64),
     /// The slot of each element of a tick or points op.
-    Slots(Vec<i64>),
+    Slots(Slots),
     Drop,
+}
+
+/// The slots of a tick or points op's elements.
+#[derive(Debug)]
+enum Slots {
+    /// One slot for every element: a tick whose series share a frequency
+    /// (the usual case; no per-element vector to fill).
+    Same(i64),
+    Each(Vec<i64>),
+}
+
+impl Slots {
+    fn at(&self, i: usize) -> i64 {
+        match self {
+            Slots::Same(slot) => *slot,
+            Slots::Each(slots) => slots[i],
+        }
+    }
 }
 
 /// A resolved read target: where its values come from.
@@ -409,26 +427,38 @@ impl Store {
                 values,
             } => {
                 check_lengths("values", values.len(), "series", series.len())?;
-                // Series of one frequency share the tick's slot: compute it
-                // once per frequency met.
-                let mut last: Option<(i64, i64)> = None;
-                Plan::Slots(
-                    series
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &id)| {
-                            let frequency = self.entry_at(&catalog, id, i)?.frequency;
-                            match last {
-                                Some((f, slot)) if f == frequency => Ok(slot),
-                                _ => {
-                                    let slot = nearest_slot(*timestamp, frequency, "timestamp")?;
-                                    last = Some((frequency, slot));
-                                    Ok(slot)
-                                }
-                            }
-                        })
-                        .collect::<Result<Vec<i64>, EngineError>>()?,
-                )
+                // Every handle is checked; if all series share a frequency
+                // (the usual tick), they share one slot.
+                let mut frequencies = series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &id)| self.entry_at(&catalog, id, i).map(|e| e.frequency));
+                let first = frequencies.next().transpose()?;
+                let mut uniform = true;
+                for frequency in frequencies {
+                    uniform &= Some(frequency?) == first;
+                }
+                match first {
+                    None => Plan::Slots(Slots::Each(Vec::new())),
+                    Some(f) if uniform => {
+                        Plan::Slots(Slots::Same(nearest_slot(*timestamp, f, "timestamp")?))
+                    }
+                    Some(_) => {
+                        // Series of one frequency share the tick's slot:
+                        // compute it once per run of a frequency.
+                        let mut last: Option<(i64, i64)> = None;
+                        let mut slots = Vec::with_capacity(series.len());
+                        for entry in series.iter().map(|&id| &catalog.entries()[id as usize]) {
+                            let slot = match last {
+                                Some((f, slot)) if f == entry.frequency => slot,
+                                _ => nearest_slot(*timestamp, entry.frequency, "timestamp")?,
+                            };
+                            last = Some((entry.frequency, slot));
+                            slots.push(slot);
+                        }
+                        Plan::Slots(Slots::Each(slots))
+                    }
+                }
             }
             Op::DropBefore { before } => {
                 if *before == i64::MIN {
@@ -446,7 +476,7 @@ impl Store {
             } => {
                 check_lengths("timestamps", timestamps.len(), "series", series.len())?;
                 check_lengths("values", values.len(), "series", series.len())?;
-                Plan::Slots(
+                Plan::Slots(Slots::Each(
                     series
                         .iter()
                         .zip(timestamps.iter())
@@ -457,7 +487,7 @@ impl Store {
                                 .map_err(|e| at_index(e, i))
                         })
                         .collect::<Result<Vec<i64>, EngineError>>()?,
-                )
+                ))
             }
         })
     }
@@ -497,7 +527,7 @@ impl Store {
                         chunks::prefetch(Arc::as_ptr(&entry.data) as usize);
                         let chunk = entry.hot_chunk.load(Ordering::Relaxed);
                         if chunk != 0 {
-                            let offset = slots[i].rem_euclid(CHUNK_SLOTS as i64) as usize;
+                            let offset = slots.at(i).rem_euclid(CHUNK_SLOTS as i64) as usize;
                             chunks::prefetch(chunk + offset * std::mem::size_of::<f32>());
                         }
                     }
@@ -511,7 +541,7 @@ impl Store {
                     let mut data = entry.data.write();
                     while i < series.len() && series[i] == id {
                         prefetch(i + AHEAD);
-                        let chunk = data.write_one(&self.pool, slots[i], values[i]);
+                        let chunk = data.write_one(&self.pool, slots.at(i), values[i]);
                         entry.hot_chunk.store(chunk, Ordering::Relaxed);
                         i += 1;
                     }

@@ -42,6 +42,26 @@ fn a_tick_with_one_bad_handle_applies_nothing() {
 }
 
 #[test]
+fn a_tick_puts_each_series_in_the_nearest_slot_of_its_own_frequency() {
+    let store = store_with(&[("ten", 10, Aggregation::Sum), ("six", 6, Aggregation::Sum)]);
+    let a = store.series("ten", &["a"]).unwrap();
+    let b = store.series("six", &["b"]).unwrap();
+    let c = store.series("ten", &["c"]).unwrap();
+    // 44 is slot 4 (40) at frequency 10 and slot 7 (42) at frequency 6;
+    // the frequencies alternate, so no slot may be carried across them.
+    store.write_tick(44, &[a, b, c], &[1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(bits(&read(&store, a, 40, 50)), bits(&[1.0]));
+    assert_eq!(bits(&read(&store, b, 42, 48)), bits(&[2.0]));
+    assert_eq!(bits(&read(&store, c, 40, 50)), bits(&[3.0]));
+    // One frequency: one shared slot (46 is slot 5 at frequency 10).
+    store.write_tick(46, &[c, a], &[5.0, 4.0]).unwrap();
+    assert_eq!(bits(&read(&store, a, 40, 60)), bits(&[1.0, 4.0]));
+    assert_eq!(bits(&read(&store, c, 40, 60)), bits(&[3.0, 5.0]));
+    assert!(read(&store, b, 36, 42)[0].is_nan());
+    assert_eq!(store.stats().samples, 5);
+}
+
+#[test]
 fn points_with_one_timestamp_out_of_range_apply_nothing() {
     let store = store_with(&[("m", 16, Aggregation::Sum)]);
     let a = store.series("m", &["a"]).unwrap();
