@@ -316,17 +316,22 @@ fn closing_during_background_checkpoints_leaves_one_consistent_directory() {
         store.start_checkpoints(None, Some(1));
         store.define_metric("m", 1, Aggregation::Sum).unwrap();
         let a = store.series("m", &["a"]).unwrap();
-        for i in 0..200 {
-            store.write_block(a, i * 8, &[i as f32; 8]).unwrap();
+        // Writing goes on until a checkpoint has finished (on a loaded
+        // machine the checkpoint thread may get no time at first).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut i = 0;
+        while i < 200 || snapshot_count(dir.path()) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint ran while writing: {:?}",
+                store.stats()
+            );
+            store.write_block(a, i % 200 * 8, &[i as f32; 8]).unwrap();
             if i % 50 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(60));
             }
+            i += 1;
         }
-        assert!(
-            snapshot_count(dir.path()) > 0,
-            "no checkpoint ran while writing: {:?}",
-            store.stats()
-        );
         let live = bits(&store, a, 0, 1600);
         store.close().unwrap();
         // The lock is free and nothing writes any more: a new writer opens
