@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::applier::Applier;
 use super::error::EngineError;
 use super::inspect::{Inspection, inspect};
 use super::progress::{OpenPhase, OpenProgress, Tracker};
@@ -231,97 +232,53 @@ impl DirLock {
     }
 }
 
-/// The background sync thread. In `interval` mode it syncs every interval;
-/// in `always` mode each append wakes it, so the fdatasync runs while the
-/// writer applies its op to memory, and concurrent writers share syncs.
+/// The background sync thread of `interval` mode. (In `always` mode each
+/// writer syncs its own record, sharing the sync with concurrent writers,
+/// while the apply thread applies its op: see `applier.rs`.)
 struct SyncShared {
-    state: Mutex<SyncState>,
-    /// Wakes the sync thread (a request, or stop).
+    /// Whether to stop.
+    stop: Mutex<bool>,
+    /// Wakes the sync thread to stop.
     wake: Condvar,
-    /// Wakes writers waiting for their LSN to be synced.
-    synced: Condvar,
-}
-
-#[derive(Default)]
-struct SyncState {
-    stop: bool,
-    /// Highest LSN a writer is waiting for.
-    requested: u64,
 }
 
 impl SyncShared {
-    /// Starts the sync thread; returns what writers share with it.
-    fn start(wal: Arc<WalWriter>, mode: SyncMode) -> (Arc<SyncShared>, JoinHandle<()>) {
+    /// Starts the thread syncing every `every`; returns what stops it.
+    fn start(wal: Arc<WalWriter>, every: Duration) -> (Arc<SyncShared>, JoinHandle<()>) {
         let shared = Arc::new(SyncShared {
-            state: Mutex::new(SyncState::default()),
+            stop: Mutex::new(false),
             wake: Condvar::new(),
-            synced: Condvar::new(),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("metricstore-sync".to_owned())
             .spawn(move || {
-                let mut state = worker.state.lock();
+                let mut stop = worker.stop.lock();
                 loop {
-                    if state.stop {
+                    if *stop {
                         return;
                     }
-                    match mode {
-                        SyncMode::Interval(every) => {
-                            worker.wake.wait_for(&mut state, every);
-                        }
-                        _ if state.requested <= wal.synced_lsn() => {
-                            worker.wake.wait(&mut state);
-                            continue;
-                        }
-                        _ => {}
+                    worker.wake.wait_for(&mut stop, every);
+                    if *stop {
+                        return;
                     }
-                    drop(state);
-                    // A failure poisons the log; waiters see it when woken.
+                    drop(stop);
+                    // A failure poisons the log; writers see it.
                     let failed = wal.written_lsn() > wal.synced_lsn() && wal.sync_all().is_err();
-                    state = worker.state.lock();
-                    worker.synced.notify_all();
                     if failed {
                         return;
                     }
+                    stop = worker.stop.lock();
                 }
             })
             .expect("spawning the sync thread");
         (shared, thread)
     }
 
-    /// Asks for everything up to `lsn` to be synced (without waiting).
-    fn request(&self, lsn: u64) {
-        let mut state = self.state.lock();
-        if state.requested < lsn {
-            state.requested = lsn;
-            self.wake.notify_one();
-        }
-    }
-
-    /// Waits until `lsn` is synced, or the log is poisoned.
-    fn wait(&self, wal: &WalWriter, lsn: u64) -> Result<(), EngineError> {
-        let mut state = self.state.lock();
-        loop {
-            if let Some(reason) = wal.poisoned() {
-                return Err(EngineError::Poisoned { reason });
-            }
-            if wal.synced_lsn() >= lsn {
-                return Ok(());
-            }
-            if state.stop {
-                drop(state);
-                return wal.sync_through(lsn);
-            }
-            self.synced.wait(&mut state);
-        }
-    }
-
-    /// Stops the thread (waiters then sync for themselves) and joins it.
+    /// Stops the thread and joins it.
     fn stop(&self, thread: JoinHandle<()>) {
-        self.state.lock().stop = true;
+        *self.stop.lock() = true;
         self.wake.notify_all();
-        self.synced.notify_all();
         let _ = thread.join();
     }
 }
@@ -343,35 +300,25 @@ pub(crate) struct Durable {
     pub(crate) failed_checkpoints: AtomicU64,
     pub(crate) last_checkpoint_error: Mutex<Option<String>>,
     sync: SyncMode,
-    owner_pid: u32,
+    pub(crate) owner_pid: u32,
     closed: AtomicBool,
     lock: Mutex<Option<DirLock>>,
-    /// Shared with the sync thread (interval and always modes).
+    /// Stops the sync thread (interval mode).
     syncer: Option<Arc<SyncShared>>,
     sync_thread: Mutex<Option<JoinHandle<()>>>,
+    /// `always` mode: applies data ops while their writer syncs.
+    pub(crate) applier: Option<Arc<Applier>>,
 }
 
 impl Durable {
-    /// Called right after an append, before the op is applied to memory:
-    /// in `always` mode the sync starts now, in parallel with the apply.
-    pub(crate) fn appended(&self, lsn: u64) {
-        if self.sync == SyncMode::Always
-            && let Some(syncer) = &self.syncer
-        {
-            syncer.request(lsn);
-        }
-    }
-
     /// What an acknowledged append still needs in this sync mode: in
-    /// `always`, that its record is synced.
+    /// `always`, that its record is synced (concurrent writers share one
+    /// sync: see `WalWriter::sync_through`).
     pub(crate) fn after_append(&self, lsn: u64) -> Result<(), EngineError> {
         if self.sync != SyncMode::Always {
             return Ok(());
         }
-        match &self.syncer {
-            Some(syncer) => syncer.wait(&self.wal, lsn),
-            None => self.wal.sync_through(lsn),
-        }
+        self.wal.sync_through(lsn)
     }
 
     /// Stops the background checkpoint thread and waits for it, unless
@@ -432,6 +379,9 @@ impl Drop for Durable {
         }
         if let (Some(syncer), Some(thread)) = (&self.syncer, thread) {
             syncer.stop(thread);
+        }
+        if let Some(applier) = &self.applier {
+            applier.stop();
         }
         if !self.closed.load(Ordering::Acquire) && self.wal.poisoned().is_none() {
             let _ = self.wal.sync_all();
@@ -647,11 +597,17 @@ impl Store {
             options.segment_bytes,
         )?);
         let (syncer, sync_thread) = match options.sync {
-            SyncMode::Interval(_) | SyncMode::Always => {
-                let (shared, thread) = SyncShared::start(Arc::clone(&wal), options.sync);
+            SyncMode::Interval(every) => {
+                let (shared, thread) = SyncShared::start(Arc::clone(&wal), every);
                 (Some(shared), Some(thread))
             }
-            SyncMode::None => (None, None),
+            SyncMode::Always | SyncMode::None => (None, None),
+        };
+        let applier = match options.sync {
+            SyncMode::Always => Some(
+                Applier::start().map_err(|e| EngineError::io("starting a thread for", dir, &e))?,
+            ),
+            _ => None,
         };
         store.durable = Some(Durable {
             wal,
@@ -668,6 +624,7 @@ impl Store {
             lock: Mutex::new(lock),
             syncer,
             sync_thread: Mutex::new(sync_thread),
+            applier,
         });
         progress.enter(OpenPhase::Done);
         Ok((store, report))
@@ -746,6 +703,9 @@ impl Store {
 
         if let (Some(syncer), Some(thread)) = (&durable.syncer, durable.sync_thread.lock().take()) {
             syncer.stop(thread);
+        }
+        if let Some(applier) = &durable.applier {
+            applier.stop();
         }
         let synced = if durable.wal.poisoned().is_some() {
             Ok(())

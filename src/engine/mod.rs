@@ -15,6 +15,7 @@
 //!   all series of one frequency therefore share one grid.
 
 mod aggregate;
+mod applier;
 mod bytes;
 mod catalog;
 mod ccbackend;

@@ -207,9 +207,19 @@ impl Store {
         self.readonly = true;
     }
 
-    /// Holding this, no op is being applied.
+    /// Holding this, no op is being applied, and every logged op is in
+    /// memory.
     pub(crate) fn lock_sequencer(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.sequencer.lock()
+        let order = self.sequencer.lock();
+        // (A forked child has no apply thread to wait for, and never
+        // queued anything itself.)
+        if let Some(durable) = &self.durable
+            && let Some(applier) = &durable.applier
+            && durable.owner_pid == std::process::id()
+        {
+            applier.drain();
+        }
+        order
     }
 
     /// Applies one op: checks all of it, logs it (if the store has a log),
@@ -271,7 +281,11 @@ impl Store {
 
     fn apply_logged(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
         let lsn;
-        let result;
+        let mut result = None;
+        // An op the apply thread runs: its plan, then its ticket, which
+        // borrows the plan and waits for the job when dropped (before it).
+        let planned: Plan;
+        let _applied;
         {
             let _order = self.sequencer.lock();
             self.check_writable()?;
@@ -285,13 +299,44 @@ impl Store {
                         Plan::Create(id) => Some(id),
                         _ => None,
                     };
-                    let lsn = durable.wal.append(|buf| encode(op, created, buf))?;
-                    durable.appended(lsn);
-                    Some(lsn)
+                    Some(durable.wal.append(|buf| encode(op, created, buf))?)
                 }
                 None => None,
             };
-            result = self.execute(op, plan);
+            let applier = self.durable.as_ref().and_then(|d| d.applier.as_ref());
+            match applier {
+                // Data ops go to the apply thread, in log order, while this
+                // thread syncs (applier.rs). Catalog ops change what later
+                // plans see, so they are applied here, after the queue.
+                Some(applier)
+                    if matches!(
+                        op,
+                        Op::WriteBlock { .. }
+                            | Op::WriteTick { .. }
+                            | Op::WritePoints { .. }
+                            | Op::DropBefore { .. }
+                    ) =>
+                {
+                    planned = plan;
+                    let plan = &planned;
+                    let job = Box::new(move || {
+                        self.execute(op, plan);
+                    });
+                    // SAFETY: `_applied` is dropped, waiting for the job,
+                    // before this function returns or unwinds, and so
+                    // before `planned`, `self` and `op` go away.
+                    _applied = Some(unsafe { applier.submit(job) });
+                }
+                Some(applier) => {
+                    applier.drain();
+                    result = self.execute(op, &plan);
+                    _applied = None;
+                }
+                None => {
+                    result = self.execute(op, &plan);
+                    _applied = None;
+                }
+            }
         }
         // Outside the sequencer, so concurrent writers share one sync.
         if let (Some(durable), Some(lsn)) = (&self.durable, lsn) {
@@ -367,7 +412,7 @@ impl Store {
                 }
             }
         }
-        self.execute(&op, plan);
+        self.execute(&op, &plan);
         Ok(())
     }
 
@@ -493,7 +538,7 @@ impl Store {
     }
 
     /// Changes memory as planned; cannot fail.
-    fn execute(&self, op: &Op<'_>, plan: Plan) -> Option<SeriesId> {
+    fn execute(&self, op: &Op<'_>, plan: &Plan) -> Option<SeriesId> {
         match (op, plan) {
             (Op::DefineMetric(def), Plan::Define) => {
                 self.catalog.write().define_metric(def.clone());
@@ -504,7 +549,7 @@ impl Store {
                 let metric_id = catalog.metric_id(metric).expect("checked by plan");
                 Some(catalog.create_series(metric_id, path))
             }
-            (Op::WriteBlock { series, values, .. }, Plan::Block(first)) => {
+            (Op::WriteBlock { series, values, .. }, &Plan::Block(first)) => {
                 let catalog = self.catalog.read();
                 self.data_of(&catalog, *series)
                     .write()
