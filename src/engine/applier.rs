@@ -8,11 +8,16 @@
 //! the sync on a thread of its own, each write waited for two thread
 //! wake-ups in series with the sync: one to start it, one to learn it had
 //! ended, together about 0.1 ms on this project's VM. With the apply on a
-//! thread of its own, the wake-up that starts it runs beside the sync. The
-//! writer, back from the sync, watches for its op to be applied for a short
-//! while before sleeping, so a late apply costs no second wake-up either.
-//! Two apply threads, each taking half the series, were slower: on two
-//! cores they took the CPU the kernel needs to finish the sync.
+//! thread of its own, the wake-up that starts it runs beside the sync, and
+//! the writer, back from the sync, usually finds its op applied.
+//!
+//! Tried and dropped, on this project's 2-core VM:
+//! - two apply threads, each taking half the series: ticks got slower
+//!   (about 1.0 against 0.7 ms), the two threads taking the CPU time the
+//!   kernel needs to finish the sync;
+//! - the writer spinning up to 300 µs for its op before sleeping: runs
+//!   became bimodal, 0.6 or 1.05 ms per tick. When the writer and the
+//!   apply thread share a core, the spin takes the apply's time.
 //!
 //! Order: jobs are queued under the store's sequencer, in log order, and run
 //! one at a time in queue order, so memory sees ops in the order replay
@@ -27,25 +32,19 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// How long a writer watches for its op to be applied before sleeping: a
-/// sleeping thread takes 50-100 µs to wake on this project's VM. Only the
-/// writer spins; the apply thread sleeps, because the CPU it would spin on
-/// is the one the kernel needs to finish the writer's sync.
-const SPIN: Duration = Duration::from_micros(300);
-
 #[derive(Default)]
 struct State {
     queue: VecDeque<Job>,
-    /// Jobs queued so far (a job's number is its position, from 1).
+    /// Jobs queued so far (a job's number is its position, from 1), and
+    /// jobs run to their end.
     submitted: u64,
+    finished: u64,
     /// A job panicked; later waits report it.
     panicked: bool,
     stop: bool,
@@ -53,9 +52,6 @@ struct State {
 
 pub(crate) struct Applier {
     state: Mutex<State>,
-    /// Jobs run to their end, watched by waiting writers without the lock
-    /// (written under it).
-    finished: AtomicU64,
     /// Wakes the thread: a job, or stop.
     work: Condvar,
     /// Wakes sleeping waiters: a job finished.
@@ -80,7 +76,6 @@ impl Applier {
     pub(crate) fn start() -> std::io::Result<Arc<Applier>> {
         let applier = Arc::new(Applier {
             state: Mutex::new(State::default()),
-            finished: AtomicU64::new(0),
             work: Condvar::new(),
             done: Condvar::new(),
             thread: Mutex::new(None),
@@ -109,7 +104,7 @@ impl Applier {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             state = self.state.lock();
             state.panicked |= outcome.is_err();
-            self.finished.fetch_add(1, Ordering::Release);
+            state.finished += 1;
             self.done.notify_all();
         }
     }
@@ -139,14 +134,8 @@ impl Applier {
     }
 
     fn wait_for(&self, number: u64) {
-        let until = Instant::now() + SPIN;
-        while self.finished.load(Ordering::Acquire) < number && Instant::now() < until {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-        }
         let mut state = self.state.lock();
-        while self.finished.load(Ordering::Acquire) < number {
+        while state.finished < number {
             self.done.wait(&mut state);
         }
         if state.panicked {
@@ -174,6 +163,7 @@ impl Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]
     fn jobs_run_in_queue_order_and_a_ticket_waits_for_its_job() {
@@ -186,8 +176,7 @@ mod tests {
             drop(unsafe {
                 applier.submit(Box::new(move || {
                     if i % 10 == 0 {
-                        // Slower than the spin: the wait must sleep.
-                        std::thread::sleep(Duration::from_millis(1));
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                     log.lock().push(i);
                 }))
@@ -203,7 +192,7 @@ mod tests {
         let applier = Applier::start().unwrap();
         let count = AtomicU64::new(0);
         let slow = || {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(std::time::Duration::from_millis(5));
             count.fetch_add(1, Ordering::SeqCst);
         };
         // SAFETY: the tickets are dropped below, before `count`.

@@ -569,7 +569,11 @@ impl Store {
                 let prefetch = |i: usize| {
                     if let Some(&id) = series.get(i) {
                         let entry = &entries[id as usize];
-                        chunks::prefetch(Arc::as_ptr(&entry.data) as usize);
+                        // The lock and the series' fields can straddle two
+                        // cache lines: ask for both.
+                        let data = Arc::as_ptr(&entry.data) as usize;
+                        chunks::prefetch(data);
+                        chunks::prefetch(data + std::mem::size_of::<RwLock<SeriesData>>() - 1);
                         let chunk = entry.hot_chunk.load(Ordering::Relaxed);
                         if chunk != 0 {
                             let offset = slots.at(i).rem_euclid(CHUNK_SLOTS as i64) as usize;
