@@ -47,13 +47,17 @@ def disk_write_fsync(base: Path, total: int) -> float:
     return seconds
 
 
-def bare_ticks(base: Path, series: int, ticks: int) -> float:
+def bare_ticks(base: Path, series: int, ticks: int, warmup: int = 0) -> float:
     """Seconds for `ticks` appends of a tick's worth of bytes, each followed
-    by fdatasync: the floor for one durable commit per tick."""
+    by fdatasync: the floor for one durable commit per tick. `warmup` more
+    go first, untimed."""
     path = base / "ticks.bin"
     payload = os.urandom(series * 8 + 40)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     try:
+        for _ in range(warmup):
+            os.write(fd, payload)
+            os.fdatasync(fd)
         t0 = time.perf_counter()
         for _ in range(ticks):
             os.write(fd, payload)

@@ -4,7 +4,10 @@ replay, next to what the disk itself does, measured in one run.
 - bulk load through the log (sync "none" and "interval") against sequential
   write+fsync bandwidth of the same disk (one file, 4 MiB writes, one fsync);
 - ticks of TICK_SERIES series in sync "always" against a bare loop that
-  appends the same bytes and fdatasyncs once per tick;
+  appends the same bytes and fdatasyncs once per tick. Both first run
+  --warmup-ticks untimed ticks. The store's warm-up ticks lie just before
+  slot 0, so the 1,024 timed ticks (the default) fill exactly one new chunk
+  per series: the store's steady state, allocation included;
 - commits per second of 4 writer threads against 1 in sync "always";
 - snapshot write (checkpoint) and load (open with nothing to replay), GB/s;
 - log replay at open, MB/s and records/s.
@@ -55,9 +58,10 @@ def load(base: Path, data: np.ndarray, sync: str) -> float:
     return seconds
 
 
-def store_ticks(base: Path, series: int, ticks: int, threads: int) -> float:
+def store_ticks(base: Path, series: int, ticks: int, threads: int, warmup: int) -> float:
     """Seconds for `ticks` durable tick writes of `series` values in total,
-    split over `threads` threads (each its own series)."""
+    split over `threads` threads (each its own series), after `warmup`
+    untimed ticks per thread."""
     path = fresh(base, f"ticks-{threads}")
     store = metricstore.open(path, sync="always")
     store.define_metric("m", FREQUENCY, "sum")
@@ -70,6 +74,8 @@ def store_ticks(base: Path, series: int, ticks: int, threads: int) -> float:
     barrier = threading.Barrier(threads + 1)
 
     def writer(t: int) -> None:
+        for tick in range(-warmup, 0):
+            store.write_tick(tick * FREQUENCY, handles[t], values)
         barrier.wait()
         for tick in range(ticks // threads):
             store.write_tick(tick * FREQUENCY, handles[t], values)
@@ -91,7 +97,8 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--tick-series", type=int, default=10_000)
-    parser.add_argument("--ticks", type=int, default=200)
+    parser.add_argument("--ticks", type=int, default=1024)
+    parser.add_argument("--warmup-ticks", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
@@ -102,7 +109,7 @@ def main() -> None:
     log_bytes = samples * 4 + args.series * (20 + 20)
     print(f"metricstore {metricstore.__version__}, numpy {np.__version__}; directory {base}")
     print(f"bulk: {args.series:,} series x {args.points:,} points ({samples * 4 / 1e6:,.0f} MB); "
-          f"ticks: {args.tick_series:,} series x {args.ticks} ticks; "
+          f"ticks: {args.tick_series:,} series x {args.ticks} ticks after {args.warmup_ticks}; "
           f"median of {args.repeat} runs\n")  # fmt: skip
 
     t_disk = median(lambda: disk_write_fsync(base, log_bytes), args.repeat)
@@ -116,9 +123,12 @@ def main() -> None:
         print(f"{'metricstore, sync=' + sync:44} {samples / t:14,.0f} "
               f"{log_bytes / t / 1e6:8,.0f} {t_disk / t:8.2f}")  # fmt: skip
 
-    t_bare = median(lambda: bare_ticks(base, args.tick_series, args.ticks), args.repeat)
-    t_one = median(lambda: store_ticks(base, args.tick_series, args.ticks, 1), args.repeat)
-    t_four = median(lambda: store_ticks(base, args.tick_series, args.ticks * 4, 4), args.repeat)
+    warm = args.warmup_ticks
+    t_bare = median(lambda: bare_ticks(base, args.tick_series, args.ticks, warm), args.repeat)
+    t_one = median(lambda: store_ticks(base, args.tick_series, args.ticks, 1, warm), args.repeat)
+    t_four = median(
+        lambda: store_ticks(base, args.tick_series, args.ticks * 4, 4, warm), args.repeat
+    )
     print(f"\n{'durable ticks (sync=always)':44} {'commits/s':>14} {'vs bare':>8}")
     print(f"{'bare append + fdatasync per tick':44} {args.ticks / t_bare:14,.0f} {1.0:8.2f}")
     print(f"{'metricstore, 1 writer':44} {args.ticks / t_one:14,.0f} {t_bare / t_one:8.2f}")

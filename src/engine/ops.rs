@@ -2,7 +2,7 @@
 //! unit the write-ahead log records and replays, applied whole or not at
 //! all. This module also holds the op payload codec (docs/format.md).
 
-use super::bytes::{ByteReader, put_str};
+use super::bytes::{ByteReader, put_all, put_str};
 use super::catalog::SeriesId;
 use super::metric::{Aggregation, MetricDef};
 
@@ -115,13 +115,6 @@ impl OwnedOp {
     }
 }
 
-fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
-    out.reserve(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
 /// Appends the payload of `op` to `out` and returns its record kind.
 /// `created` is the handle a `CreateSeries` op is about to get.
 pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
@@ -150,7 +143,7 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
             out.extend_from_slice(&series.to_le_bytes());
             out.extend_from_slice(&start.to_le_bytes());
             out.extend_from_slice(&(values.len() as u64).to_le_bytes());
-            put_f32s(out, values);
+            put_all(out, values);
             kind::WRITE_BLOCK
         }
         Op::WriteTick {
@@ -160,10 +153,8 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
         } => {
             out.extend_from_slice(&timestamp.to_le_bytes());
             out.extend_from_slice(&(series.len() as u64).to_le_bytes());
-            for s in *series {
-                out.extend_from_slice(&s.to_le_bytes());
-            }
-            put_f32s(out, values);
+            put_all(out, series);
+            put_all(out, values);
             kind::WRITE_TICK
         }
         Op::WritePoints {
@@ -172,13 +163,9 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
             values,
         } => {
             out.extend_from_slice(&(series.len() as u64).to_le_bytes());
-            for s in *series {
-                out.extend_from_slice(&s.to_le_bytes());
-            }
-            for t in *timestamps {
-                out.extend_from_slice(&t.to_le_bytes());
-            }
-            put_f32s(out, values);
+            put_all(out, series);
+            put_all(out, timestamps);
+            put_all(out, values);
             kind::WRITE_POINTS
         }
         Op::DropBefore { before } => {

@@ -10,25 +10,8 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::bytes::put_all;
 use super::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting};
-
-/// Appends the little-endian bytes of `values`: one copy where memory is
-/// already little-endian, a conversion per value elsewhere.
-fn append_le_bytes(out: &mut Vec<u8>, values: &[f32]) {
-    #[cfg(target_endian = "little")]
-    {
-        // SAFETY: f32 has no padding and any byte is a valid u8; the slice
-        // covers exactly the memory of `values`, which outlives the copy.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-        };
-        out.extend_from_slice(bytes);
-    }
-    #[cfg(not(target_endian = "little"))]
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
 
 #[derive(Default)]
 pub struct SeriesData {
@@ -158,7 +141,7 @@ impl SeriesData {
         out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
         for (key, chunk) in &self.chunks {
             out.extend_from_slice(&key.to_le_bytes());
-            append_le_bytes(out, chunk.as_slice());
+            put_all(out, chunk.as_slice());
         }
     }
 
