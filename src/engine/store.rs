@@ -473,7 +473,25 @@ impl Store {
             } => {
                 check_lengths("values", values.len(), "series", series.len())?;
                 // Every handle is checked; if all series share a frequency
-                // (the usual tick), they share one slot.
+                // (the usual tick), they share one slot. When every metric
+                // has one frequency, a valid handle is all there is to
+                // check: the catalog entries are not read (the apply thread
+                // writes beside them; see applier.rs).
+                let metrics = catalog.metrics();
+                if let Some(first) = metrics.first()
+                    && metrics.iter().all(|m| m.frequency == first.frequency)
+                {
+                    let count = catalog.series_count();
+                    if let Some(i) = series.iter().position(|&id| id as usize >= count) {
+                        self.entry_at(&catalog, series[i], i)?;
+                    }
+                    let slot = if series.is_empty() {
+                        0
+                    } else {
+                        nearest_slot(*timestamp, first.frequency, "timestamp")?
+                    };
+                    return Ok(Plan::Slots(Slots::Same(slot)));
+                }
                 let mut frequencies = series
                     .iter()
                     .enumerate()
