@@ -8,9 +8,10 @@
 //! Invariants the rest of the crate relies on:
 //! - every mutation is an [`Op`]; an op is validated completely before any of
 //!   it is applied, so it is applied whole or not at all;
-//! - ops are applied one at a time under the store's sequencer, so the memory
-//!   state always equals applying the ops in their sequence order (this is the
-//!   order a write-ahead log records);
+//! - ops are applied one at a time in the order the store's sequencer gives
+//!   them (under it, or in `always` mode for data ops on the apply thread, in
+//!   that order), so the memory state always equals applying the ops in
+//!   their sequence order (the order the write-ahead log records);
 //! - a series of frequency `f` stores the sample for time `k * f` in slot `k`;
 //!   all series of one frequency therefore share one grid.
 

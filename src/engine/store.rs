@@ -5,7 +5,9 @@
 //! `catalog`, then one series' data lock at a time. Readers never take the
 //! sequencer, so reads proceed while other series are being written. A
 //! reader may see a tick that is partly applied (series by series); each
-//! series on its own is always consistent.
+//! series on its own is always consistent. In `always` mode data ops are
+//! applied on the apply thread after the sequencer is released, still in
+//! sequencer order (`applier.rs`); `lock_sequencer` waits for them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
