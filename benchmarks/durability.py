@@ -18,7 +18,7 @@ Targets (issue 3): log load >= 50% of write+fsync bandwidth; always ticks >=
 80% of one fdatasync per tick; 4 threads >= 2x one; snapshot load >= 1 GB/s;
 replay >= 300 MB/s.
 
-    python benchmarks/durability.py                  # about two minutes
+    python benchmarks/durability.py                  # about three minutes
     python benchmarks/durability.py --series 100     # quick
 """
 
