@@ -64,6 +64,26 @@ fn slice<'a, T: numpy::Element>(
 }
 
 impl PyStore {
+    /// A 1-D read of `series` as a ReadResult; `times` are the samples'
+    /// own times where they are not on the grid (LTTB).
+    fn series_result(
+        &self,
+        py: Python<'_>,
+        series: &Bound<'_, PyAny>,
+        values: Vec<f32>,
+        (start, step): (i64, i64),
+        times: Option<Vec<i64>>,
+    ) -> PyReadResult {
+        PyReadResult::new(
+            values.into_pyarray(py).into_any(),
+            start,
+            step,
+            self.unit_name.bind(py),
+            series.clone(),
+            times.map(|t| t.into_pyarray(py).into_any()),
+        )
+    }
+
     /// A 2-D read as a ReadResult: one row per key, the engine's `Vec`
     /// adopted by NumPy without a copy.
     fn matrix_result(
@@ -405,14 +425,7 @@ impl PyStore {
         let target = keys::target(series, Argument::named("series"))?;
         let store = self.store()?;
         let data = py.detach(|| store.read(target.as_target(), start, stop))?;
-        Ok(PyReadResult::new(
-            data.values.into_pyarray(py).into_any(),
-            data.start,
-            data.step,
-            self.unit_name.bind(py),
-            series.clone(),
-            None,
-        ))
+        Ok(self.series_result(py, series, data.values, (data.start, data.step), None))
     }
 
     /// `[start, stop)` of several series into a 2-D array, one row per key
@@ -450,14 +463,7 @@ impl PyStore {
         let method = Method::parse(method)?;
         let data = py
             .detach(|| store.read_resampled(target.as_target(), start, stop, resolution, method))?;
-        Ok(PyReadResult::new(
-            data.values.into_pyarray(py).into_any(),
-            data.start,
-            data.step,
-            self.unit_name.bind(py),
-            series.clone(),
-            data.times.map(|t| t.into_pyarray(py).into_any()),
-        ))
+        Ok(self.series_result(py, series, data.values, (data.start, data.step), data.times))
     }
 
     /// Several series in buckets of `resolution`, one row per key.
