@@ -474,56 +474,7 @@ impl Store {
                 values,
             } => {
                 check_lengths("values", values.len(), "series", series.len())?;
-                // Every handle is checked; if all series share a frequency
-                // (the usual tick), they share one slot. When every metric
-                // has one frequency, a valid handle is all there is to
-                // check: the catalog entries are not read (the apply thread
-                // writes beside them; see applier.rs).
-                let metrics = catalog.metrics();
-                if let Some(first) = metrics.first()
-                    && metrics.iter().all(|m| m.frequency == first.frequency)
-                {
-                    let count = catalog.series_count();
-                    if let Some(i) = series.iter().position(|&id| id as usize >= count) {
-                        self.entry_at(&catalog, series[i], i)?;
-                    }
-                    let slot = if series.is_empty() {
-                        0
-                    } else {
-                        nearest_slot(*timestamp, first.frequency, "timestamp")?
-                    };
-                    return Ok(Plan::Slots(Slots::Same(slot)));
-                }
-                let mut frequencies = series
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &id)| self.entry_at(&catalog, id, i).map(|e| e.frequency));
-                let first = frequencies.next().transpose()?;
-                let mut uniform = true;
-                for frequency in frequencies {
-                    uniform &= Some(frequency?) == first;
-                }
-                match first {
-                    None => Plan::Slots(Slots::Each(Vec::new())),
-                    Some(f) if uniform => {
-                        Plan::Slots(Slots::Same(nearest_slot(*timestamp, f, "timestamp")?))
-                    }
-                    Some(_) => {
-                        // Series of one frequency share the tick's slot:
-                        // compute it once per run of a frequency.
-                        let mut last: Option<(i64, i64)> = None;
-                        let mut slots = Vec::with_capacity(series.len());
-                        for entry in series.iter().map(|&id| &catalog.entries()[id as usize]) {
-                            let slot = match last {
-                                Some((f, slot)) if f == entry.frequency => slot,
-                                _ => nearest_slot(*timestamp, entry.frequency, "timestamp")?,
-                            };
-                            last = Some((entry.frequency, slot));
-                            slots.push(slot);
-                        }
-                        Plan::Slots(Slots::Each(slots))
-                    }
-                }
+                Plan::Slots(self.tick_slots(&catalog, *timestamp, series)?)
             }
             Op::DropBefore { before } => {
                 if *before == i64::MIN {
@@ -555,6 +506,63 @@ impl Store {
                 ))
             }
         })
+    }
+
+    /// Checks a tick's handles and finds each element's slot. If all its
+    /// series share a frequency (the usual tick), they share one slot. When
+    /// every metric has one frequency, a valid handle is all there is to
+    /// check: the catalog entries are not read (the apply thread writes
+    /// beside them; see applier.rs).
+    fn tick_slots(
+        &self,
+        catalog: &Catalog,
+        timestamp: i64,
+        series: &[SeriesId],
+    ) -> Result<Slots, EngineError> {
+        let metrics = catalog.metrics();
+        if let Some(first) = metrics.first()
+            && metrics.iter().all(|m| m.frequency == first.frequency)
+        {
+            let count = catalog.series_count();
+            if let Some(i) = series.iter().position(|&id| id as usize >= count) {
+                self.entry_at(catalog, series[i], i)?;
+            }
+            if series.is_empty() {
+                return Ok(Slots::Same(0));
+            }
+            return Ok(Slots::Same(nearest_slot(
+                timestamp,
+                first.frequency,
+                "timestamp",
+            )?));
+        }
+        let mut frequencies = series
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| self.entry_at(catalog, id, i).map(|e| e.frequency));
+        let Some(first) = frequencies.next().transpose()? else {
+            return Ok(Slots::Each(Vec::new()));
+        };
+        let mut uniform = true;
+        for frequency in frequencies {
+            uniform &= frequency? == first;
+        }
+        if uniform {
+            return Ok(Slots::Same(nearest_slot(timestamp, first, "timestamp")?));
+        }
+        // Series of one frequency share the tick's slot: compute it once
+        // per run of a frequency.
+        let mut last: Option<(i64, i64)> = None;
+        let mut slots = Vec::with_capacity(series.len());
+        for entry in series.iter().map(|&id| &catalog.entries()[id as usize]) {
+            let slot = match last {
+                Some((f, slot)) if f == entry.frequency => slot,
+                _ => nearest_slot(timestamp, entry.frequency, "timestamp")?,
+            };
+            last = Some((entry.frequency, slot));
+            slots.push(slot);
+        }
+        Ok(Slots::Each(slots))
     }
 
     /// Changes memory as planned; cannot fail.
