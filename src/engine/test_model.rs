@@ -173,12 +173,9 @@ pub(super) struct State {
     pub(super) samples: u64,
 }
 
-fn count_samples(values: &[Vec<u32>]) -> u64 {
-    values
-        .iter()
-        .flatten()
-        .filter(|&&b| !f32::from_bits(b).is_nan())
-        .count() as u64
+/// 1 if `bits` is a sample (not NaN), else 0.
+fn sample(bits: u32) -> u64 {
+    u64::from(!f32::from_bits(bits).is_nan())
 }
 
 /// Applies one op to a model state (the window must cover every write).
@@ -202,6 +199,7 @@ pub(super) fn model_apply(state: &mut State, step: &Step, freqs: &[i64], w: Wind
                 for (i, bits) in row.iter_mut().enumerate() {
                     // Slot k holds time k * f; it goes if that is before.
                     if i128::from(w.lo + i as i64) * i128::from(f) < i128::from(*before) {
+                        state.samples -= sample(*bits);
                         *bits = NAN_BITS;
                     }
                 }
@@ -209,11 +207,12 @@ pub(super) fn model_apply(state: &mut State, step: &Step, freqs: &[i64], w: Wind
         }
         write => {
             for (s, k, bits) in cells(write, freqs) {
-                state.values[s as usize][(k - w.lo) as usize] = bits;
+                let old =
+                    std::mem::replace(&mut state.values[s as usize][(k - w.lo) as usize], bits);
+                state.samples = state.samples + sample(bits) - sample(old);
             }
         }
     }
-    state.samples = count_samples(&state.values);
 }
 
 pub(super) fn empty_state() -> State {
