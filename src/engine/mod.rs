@@ -40,6 +40,7 @@ mod series;
 #[cfg(test)]
 mod sim_storage;
 mod snapshot;
+mod stage;
 mod storage;
 mod store;
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl Store {
         resolution: i64,
         method: Method,
     ) -> Result<Sampled, EngineError> {
-        let source = self.resolve(&self.catalog.read(), target)?;
+        let source = self.resolve(&self.settled_catalog(), target)?;
         let f = source.frequency;
         let factor = resample::factor(resolution, f)?;
         let (lo, hi) = bucket_range(start, stop, resolution)?;
@@ -144,7 +144,7 @@ impl Store {
     /// the time of the first sample and the time one period after the last
     /// (so `[start, stop)` holds them all); `None` when there is no sample.
     pub fn extent(&self, target: Option<Target<'_>>) -> Result<Option<(i64, i64)>, EngineError> {
-        let catalog = self.catalog.read();
+        let catalog = self.settled_catalog();
         let series: Vec<_> = match target {
             Some(target) => {
                 let source = self.resolve(&catalog, target)?;
@@ -185,7 +185,7 @@ impl Store {
         metrics: &[&str],
         now: i64,
     ) -> Result<Option<Vec<Freshness>>, EngineError> {
-        let catalog = self.catalog.read();
+        let catalog = self.settled_catalog();
         if !catalog.has_path(path) {
             return Ok(None);
         }

@@ -47,18 +47,21 @@ fn count_valid(values: &[f32]) -> u64 {
 }
 
 impl SeriesData {
-    /// Writes `values` into consecutive slots from `first`.
-    pub fn write(&mut self, pool: &Arc<ChunkPool>, first: i64, values: &[f32]) {
+    /// Writes `values` into consecutive slots from `first`; returns the
+    /// address of the chunk written last (0 if none), as `write_one` does.
+    pub fn write(&mut self, pool: &Arc<ChunkPool>, first: i64, values: &[f32]) -> usize {
         let mut slot = first;
         let mut rest = values;
+        let mut chunk = 0;
         while !rest.is_empty() {
             let (key, offset) = split(slot);
             let take = rest.len().min(CHUNK_SLOTS - offset);
             let (part, tail) = rest.split_at(take);
-            self.write_in_chunk(pool, key, offset, part);
+            chunk = self.write_in_chunk(pool, key, offset, part);
             rest = tail;
             slot += take as i64;
         }
+        chunk
     }
 
     /// Writes one value into one slot; returns the address of the chunk

@@ -224,7 +224,8 @@ impl Store {
                 durable.wal.appended_bytes(),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let catalog = self.catalog.read();
+            // Ticks logged before `lsn` may still be staged.
+            let catalog = self.settled_catalog();
             let data: Vec<Arc<RwLock<SeriesData>>> = catalog
                 .entries()
                 .iter()

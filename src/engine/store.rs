@@ -24,6 +24,7 @@ use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
 use super::ops::{Op, OwnedOp, decode, encode};
 use super::series::SeriesData;
+use super::stage::TickStage;
 use super::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot, read_slots};
 
 /// A read of one series or one aggregated path: `values[i]` is the slot at
@@ -111,6 +112,8 @@ pub struct Store {
     readonly: bool,
     pub(super) pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
+    /// Ticks applied but not yet written into their series (`stage.rs`).
+    stage: Mutex<TickStage>,
     pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
     /// Line-protocol series keys already resolved (see `lineproto`).
@@ -185,6 +188,7 @@ impl Store {
             readonly: false,
             pool: Arc::default(),
             sequencer: Mutex::new(()),
+            stage: Mutex::default(),
             catalog: RwLock::new(Catalog::new()),
             counters: Counters::default(),
             ingest_cache: Mutex::default(),
@@ -379,7 +383,7 @@ impl Store {
         }
         let target = limit / 10 * 9;
         let mut ends: Vec<i128> = Vec::new();
-        for entry in self.catalog.read().entries() {
+        for entry in self.settled_catalog().entries() {
             let span = i128::from(entry.frequency) * CHUNK_SLOTS as i128;
             let data = entry.data.read();
             ends.extend(
@@ -577,7 +581,22 @@ impl Store {
                 let metric_id = catalog.metric_id(metric).expect("checked by plan");
                 Some(catalog.create_series(metric_id, path))
             }
+            (Op::WriteTick { series, values, .. }, &Plan::Slots(Slots::Same(slot)))
+                if TickStage::stages(series.len()) =>
+            {
+                let mut stage = self.stage.lock();
+                stage.stage(
+                    series,
+                    slot,
+                    values,
+                    self.catalog.read().entries(),
+                    &self.pool,
+                );
+                self.count_write(values.len());
+                None
+            }
             (Op::WriteBlock { series, values, .. }, &Plan::Block(first)) => {
+                self.settle();
                 let catalog = self.catalog.read();
                 self.data_of(&catalog, *series)
                     .write()
@@ -587,6 +606,7 @@ impl Store {
             }
             (Op::WriteTick { series, values, .. }, Plan::Slots(slots))
             | (Op::WritePoints { series, values, .. }, Plan::Slots(slots)) => {
+                self.settle();
                 let catalog = self.catalog.read();
                 let entries = catalog.entries();
                 // Each element is a series' lock, then its chunk: two cache
@@ -627,6 +647,7 @@ impl Store {
                 None
             }
             (Op::DropBefore { before }, Plan::Drop) => {
+                self.settle();
                 let catalog = self.catalog.read();
                 let mut freed = 0;
                 for entry in catalog.entries() {
@@ -644,6 +665,23 @@ impl Store {
             (_, Plan::Nothing | Plan::Existing(_)) => None,
             (op, plan) => unreachable!("plan {plan:?} does not fit op {op:?}"),
         }
+    }
+
+    /// Writes staged ticks into their series (`stage.rs`). Whoever reads
+    /// series data, or changes it by anything but a staged tick, calls this
+    /// first, and never while holding the catalog.
+    pub(super) fn settle(&self) {
+        let mut stage = self.stage.lock();
+        if !stage.is_empty() {
+            stage.write_out(self.catalog.read().entries(), &self.pool);
+        }
+    }
+
+    /// The catalog, locked for reading series data: staged ticks are
+    /// written out first.
+    pub(super) fn settled_catalog(&self) -> parking_lot::RwLockReadGuard<'_, Catalog> {
+        self.settle();
+        self.catalog.read()
     }
 
     fn entry_at<'c>(
@@ -856,7 +894,7 @@ impl Store {
         start: i64,
         stop: i64,
     ) -> Result<RangeData, EngineError> {
-        let source = self.resolve(&self.catalog.read(), target)?;
+        let source = self.resolve(&self.settled_catalog(), target)?;
         let (first, len) = read_slots(start, stop, source.frequency)?;
         let mut values = vec![f32::NAN; len];
         Self::fill(&source, first, &mut values);
@@ -883,7 +921,7 @@ impl Store {
             ));
         }
         let sources = {
-            let catalog = self.catalog.read();
+            let catalog = self.settled_catalog();
             targets
                 .iter()
                 .map(|&t| self.resolve(&catalog, t))
@@ -931,7 +969,7 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let catalog = self.catalog.read();
+        let catalog = self.settled_catalog();
         let mut stats = StoreStats {
             metrics: catalog.metrics().len(),
             series: catalog.series_count(),

@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use super::*;
 use crate::engine::CHUNK_BYTES;
+use crate::engine::sim_storage::Rng;
+use crate::engine::test_model::{
+    Step, apply, assert_same, empty_state, frequencies, model_apply, store_state, values, window,
+};
 
 fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
@@ -217,4 +221,167 @@ fn retention_keeps_only_data_newer_than_the_window() {
     assert!((999..=1001).contains(&kept), "kept {kept}");
     assert!(values[..3900].iter().all(|v| v.is_nan()));
     assert!(store.set_retention(Some(0)).is_err());
+}
+
+/// A workload of mostly stageable ticks (one series list, slots counting
+/// up), with everything that must write the staged rows out mixed in:
+/// another list, a slot not after the last, a list of mixed frequencies,
+/// blocks, points and cuts on staged series; also a list naming series
+/// twice, NaN, and slots across chunk boundaries.
+fn staging_workload(seed: u64) -> Vec<Step> {
+    let mut rng = Rng::new(seed);
+    let mut steps = vec![
+        Step::Define {
+            name: "a",
+            frequency: 10,
+            aggregation: Aggregation::Sum,
+        },
+        Step::Define {
+            name: "b",
+            frequency: 30,
+            aggregation: Aggregation::Avg,
+        },
+    ];
+    for id in 0..48u32 {
+        steps.push(Step::Series {
+            metric: if id < 40 { "a" } else { "b" },
+            path: vec![format!("s{id}")],
+            id,
+        });
+    }
+    let all_a: Vec<u32> = (0..40).collect();
+    let twice: Vec<u32> = vec![5, 5, 9, 1, 9, 30, 2, 5];
+    let mixed: Vec<u32> = vec![0, 41, 3, 47];
+    let mut list = all_a.clone();
+    let mut slot: i64 = 1000;
+    for _ in 0..1500 {
+        match rng.below(100) {
+            0..=79 => {
+                slot += match rng.below(40) {
+                    0 => 0,
+                    1 => -rng.range(1, 70),
+                    2 => rng.range(2, 1100),
+                    _ => 1,
+                };
+                slot = slot.clamp(0, 4000);
+                steps.push(Step::Tick {
+                    // Anywhere that rounds to `slot` on a 10-tick grid.
+                    timestamp: slot * 10 + rng.range(-5, 4),
+                    values: values(&mut rng, list.len()),
+                    series: list.clone(),
+                });
+            }
+            80..=84 => {
+                list = if list == all_a {
+                    twice.clone()
+                } else {
+                    all_a.clone()
+                }
+            }
+            85..=88 => steps.push(Step::Tick {
+                timestamp: slot * 10,
+                series: mixed.clone(),
+                values: values(&mut rng, mixed.len()),
+            }),
+            89..=92 => {
+                let n = rng.range(1, 80) as usize;
+                steps.push(Step::Block {
+                    series: rng.below(40) as u32,
+                    start: rng.range(slot - 100, slot + 10).max(0) * 10,
+                    values: values(&mut rng, n),
+                });
+            }
+            93..=96 => {
+                let series: Vec<u32> = (0..5).map(|_| rng.below(48) as u32).collect();
+                let timestamps = (0..5)
+                    .map(|_| rng.range(slot - 70, slot).max(0) * 10)
+                    .collect();
+                steps.push(Step::Points {
+                    values: values(&mut rng, series.len()),
+                    series,
+                    timestamps,
+                });
+            }
+            _ => steps.push(Step::DropBefore {
+                before: rng.range(slot - 300, slot - 50) * 10,
+            }),
+        }
+    }
+    steps
+}
+
+#[test]
+fn staged_ticks_leave_exactly_the_state_of_direct_writes() {
+    for seed in 0..6 {
+        let steps = staging_workload(seed);
+        let (w, freqs) = (window(&steps), frequencies(&steps));
+        let store = Store::new(TimeUnit::Seconds);
+        let mut model = empty_state();
+        let mut rng = Rng::new(seed + 100);
+        for (k, step) in steps.iter().enumerate() {
+            apply(&store, step).unwrap();
+            model_apply(&mut model, step, &freqs, w);
+            // Reads at random points see every tick applied before them.
+            if rng.chance(1, 60) {
+                let context = format!("seed {seed}, after op {k}");
+                assert_same(&store_state(&store, w), &model, w, &context);
+            }
+        }
+        assert_same(
+            &store_state(&store, w),
+            &model,
+            w,
+            &format!("seed {seed}, end"),
+        );
+    }
+}
+
+#[test]
+fn every_reader_sees_a_tick_that_is_still_staged() {
+    let store = store_with(&[("a", 10, Aggregation::Sum)]);
+    let ids: Vec<SeriesId> = (0..3)
+        .map(|i| store.series("a", &[format!("s{i}")]).unwrap())
+        .collect();
+    let write = |slot: i64, value: f32| {
+        store
+            .write_tick(slot * 10, &ids, &[value, value + 1.0, value + 2.0])
+            .unwrap();
+    };
+    // Each check writes one more tick, which is staged, then reads.
+    write(0, 1.0);
+    assert_eq!(bits(&read(&store, ids[2], 0, 10)), bits(&[3.0]));
+    write(1, 4.0);
+    let matrix = store
+        .read_many(&[Target::Series(ids[0]), Target::Series(ids[1])], 0, 20)
+        .unwrap();
+    assert_eq!(bits(&matrix.values), bits(&[1.0, 4.0, 2.0, 5.0]));
+    write(2, 7.0);
+    assert_eq!(store.extent(None).unwrap(), Some((0, 30)));
+    write(3, 10.0);
+    let stats = store.stats();
+    assert_eq!((stats.samples, stats.chunks), (12, 3));
+    write(4, 13.0);
+    let sampled = store
+        .read_resampled(
+            Target::Series(ids[0]),
+            0,
+            50,
+            50,
+            crate::engine::Method::Max,
+        )
+        .unwrap();
+    assert_eq!(sampled.values, vec![13.0]);
+    write(5, 16.0);
+    let path = vec!["s1".to_owned()];
+    assert_eq!(
+        store.health(&path, &["a"], 60).unwrap(),
+        Some(vec![crate::engine::Freshness::Fresh])
+    );
+    // Other ops write the rows out first: a cut before slot 7 leaves only
+    // the tick written after it (written out after the cut, tick 6 would
+    // come back).
+    write(6, 19.0);
+    store.drop_before(70).unwrap();
+    write(7, 22.0);
+    assert_eq!(store.stats().samples, 3);
 }
