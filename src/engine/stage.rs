@@ -12,16 +12,23 @@
 //! `always` mode the apply runs beside the writer's fdatasync and slows it,
 //! so a cheaper apply is also a faster durable tick.
 //!
-//! Two sets of rows: the rows filling, and the full rows before them, which
-//! each new tick writes out a slice of series of; they are all out when the
-//! filling rows are full, and the two swap. No tick pays for a whole batch.
+//! Two sets of rows per series list: the rows filling, and the full rows
+//! before them, which each new tick writes out a slice of series of; they
+//! are all out when the filling rows are full, and the two swap. No tick
+//! pays for a whole batch.
+//!
+//! Up to [`LISTS`] series lists are staged at once, so that writers on
+//! several threads, each ticking its own series, all stage. Lists may
+//! share series: a series is staged under one list at a time, and a list
+//! taking it first writes out the list that had it.
 //!
 //! The rules that keep staging invisible to everything but timing:
 //! - only a tick whose series share one frequency (one slot for all) is
-//!   staged, and only onto rows of the same series list at earlier slots.
-//!   Rows therefore never write the same (series, slot) twice, and the
-//!   order the rows are written out in cannot change what is stored; within
-//!   a row, a series listed twice keeps the later value, as in a direct tick;
+//!   staged, and only onto rows of the same series list at earlier slots;
+//!   a series is staged under one list at a time. Staged rows therefore
+//!   never write the same (series, slot) twice, and the order they are
+//!   written out in cannot change what is stored; within a row, a series
+//!   listed twice keeps the later value, as in a direct tick;
 //! - the store writes every row out ([`Store::settle`]) before any other op
 //!   changes series data and before anything reads series data: reads,
 //!   statistics, the memory limit, checkpoints.
@@ -53,13 +60,131 @@ const MIN_ROWS: usize = 4;
 /// being written out): ticks wider than `MAX_VALUES / ROWS` fill fewer rows.
 const MAX_VALUES: usize = 1 << 20;
 
+/// Series lists staged at once: one per writer thread, for a few threads.
+const LISTS: usize = 4;
+
 /// Rows filled before they are written out, for ticks of `series` series.
 fn capacity(series: usize) -> usize {
     (MAX_VALUES / series.max(1)).min(ROWS)
 }
 
+/// The staged ticks of a store.
 #[derive(Default)]
-pub struct TickStage {
+pub struct Stage {
+    lists: Vec<TickStage>,
+    /// Per series handle: 1 + the index in `lists` of the list it is staged
+    /// under, or 0.
+    owner: Vec<u8>,
+    /// Staged ticks so far, and per list the count when it last took one:
+    /// the list written out to make room is the one idle longest.
+    ticks: u64,
+    last_used: Vec<u64>,
+}
+
+impl Stage {
+    /// Whether ticks over `series` series are staged at all.
+    pub fn stages(series: usize) -> bool {
+        series > 0 && capacity(series) >= MIN_ROWS
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.iter().all(TickStage::is_empty)
+    }
+
+    /// Stages a tick of `values` for `series` at `slot`. Rows it cannot
+    /// join are written out first: those of its list if the slot is not
+    /// after theirs, those of any list sharing a series with it, and, when
+    /// all lists are in use, those of the one idle longest.
+    pub fn stage(
+        &mut self,
+        series: &[SeriesId],
+        slot: i64,
+        values: &[f32],
+        entries: &[SeriesEntry],
+        pool: &Arc<ChunkPool>,
+    ) {
+        debug_assert!(Self::stages(series.len()));
+        self.ticks += 1;
+        let found = self
+            .lists
+            .iter()
+            .position(|list| list.list() == Some(series));
+        let index = match found {
+            Some(index) if self.lists[index].joins(slot) => index,
+            _ => {
+                if let Some(index) = found {
+                    self.write_out_list(index, entries, pool);
+                }
+                let index = self.free_list(entries, pool);
+                self.claim(index, series, entries, pool);
+                index
+            }
+        };
+        self.last_used[index] = self.ticks;
+        self.lists[index].push(series, slot, values, entries, pool);
+    }
+
+    /// Writes every staged tick into its series and empties the stage.
+    pub fn write_out(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+        for index in 0..self.lists.len() {
+            self.write_out_list(index, entries, pool);
+        }
+    }
+
+    fn write_out_list(&mut self, index: usize, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+        let list = &mut self.lists[index];
+        if let Some(series) = list.list() {
+            for &id in series {
+                self.owner[id as usize] = 0;
+            }
+            list.write_out(entries, pool);
+        }
+    }
+
+    /// An empty list's index: a new one, or one written out for room.
+    fn free_list(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) -> usize {
+        if let Some(index) = self.lists.iter().position(TickStage::is_empty) {
+            return index;
+        }
+        if self.lists.len() < LISTS {
+            self.lists.push(TickStage::default());
+            self.last_used.push(0);
+            return self.lists.len() - 1;
+        }
+        let idle = (0..self.lists.len())
+            .min_by_key(|&i| self.last_used[i])
+            .expect("LISTS > 0");
+        self.write_out_list(idle, entries, pool);
+        idle
+    }
+
+    /// Marks `series` staged under the empty list `index`, first writing
+    /// out any other list that has one of them.
+    fn claim(
+        &mut self,
+        index: usize,
+        series: &[SeriesId],
+        entries: &[SeriesEntry],
+        pool: &Arc<ChunkPool>,
+    ) {
+        let tag = index as u8 + 1;
+        for &id in series {
+            let id = id as usize;
+            if id >= self.owner.len() {
+                self.owner.resize(entries.len().max(id + 1), 0);
+            }
+            let owner = self.owner[id];
+            if owner != 0 && owner != tag {
+                self.write_out_list(usize::from(owner) - 1, entries, pool);
+            }
+            self.owner[id] = tag;
+        }
+    }
+}
+
+/// The staged ticks of one series list.
+#[derive(Default)]
+struct TickStage {
     filling: Rows,
     /// Full rows, written out a slice per staged tick.
     draining: Rows,
@@ -77,19 +202,33 @@ struct Rows {
 }
 
 impl TickStage {
-    /// Whether ticks over `series` series are staged at all.
-    pub fn stages(series: usize) -> bool {
-        series > 0 && capacity(series) >= MIN_ROWS
-    }
-
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.filling.slots.is_empty() && self.draining.slots.is_empty()
     }
 
-    /// Stages a tick of `values` for `series` at `slot`, after writing out
-    /// every row if it cannot join them (another series list, or a slot
-    /// not after theirs); then writes out the next slice of full rows.
-    pub fn stage(
+    /// The newer of the two sets of rows.
+    fn newest(&self) -> &Rows {
+        if self.filling.slots.is_empty() {
+            &self.draining
+        } else {
+            &self.filling
+        }
+    }
+
+    /// The series list of the rows, if there are any.
+    fn list(&self) -> Option<&[SeriesId]> {
+        (!self.is_empty()).then(|| self.newest().series.as_slice())
+    }
+
+    /// Whether a tick of this list at `slot` can join the rows.
+    fn joins(&self, slot: i64) -> bool {
+        self.newest().slots.last().is_some_and(|&last| slot > last)
+    }
+
+    /// Adds a tick of `values` for `series` at `slot` (the stage is empty,
+    /// or the tick is of its list and joins it), then writes out the next
+    /// slice of full rows.
+    fn push(
         &mut self,
         series: &[SeriesId],
         slot: i64,
@@ -97,17 +236,8 @@ impl TickStage {
         entries: &[SeriesEntry],
         pool: &Arc<ChunkPool>,
     ) {
-        debug_assert!(Self::stages(series.len()));
+        debug_assert!(self.is_empty() || (self.list() == Some(series) && self.joins(slot)));
         debug_assert_eq!(series.len(), values.len());
-        let newest = if self.filling.slots.is_empty() {
-            &self.draining
-        } else {
-            &self.filling
-        };
-        let joins = newest.slots.last().is_some_and(|&last| slot > last) && newest.series == series;
-        if !joins {
-            self.write_out(entries, pool);
-        }
         let filling = &mut self.filling;
         if filling.slots.is_empty() {
             filling.series.clear();
@@ -135,7 +265,7 @@ impl TickStage {
 
     /// Writes every row into the series of `entries`, oldest first, and
     /// empties the stage.
-    pub fn write_out(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+    fn write_out(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
         let n = self.draining.series.len();
         self.draining.write(self.drained..n, entries, pool);
         let n = self.filling.series.len();

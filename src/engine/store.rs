@@ -24,7 +24,7 @@ use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
 use super::ops::{Op, OwnedOp, decode, encode};
 use super::series::SeriesData;
-use super::stage::TickStage;
+use super::stage::Stage;
 use super::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot, read_slots};
 
 /// A read of one series or one aggregated path: `values[i]` is the slot at
@@ -113,7 +113,7 @@ pub struct Store {
     pub(super) pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
     /// Ticks applied but not yet written into their series (`stage.rs`).
-    stage: Mutex<TickStage>,
+    stage: Mutex<Stage>,
     pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
     /// Line-protocol series keys already resolved (see `lineproto`).
@@ -582,7 +582,7 @@ impl Store {
                 Some(catalog.create_series(metric_id, path))
             }
             (Op::WriteTick { series, values, .. }, &Plan::Slots(Slots::Same(slot)))
-                if TickStage::stages(series.len()) =>
+                if Stage::stages(series.len()) =>
             {
                 let mut stage = self.stage.lock();
                 stage.stage(

@@ -223,11 +223,12 @@ fn retention_keeps_only_data_newer_than_the_window() {
     assert!(store.set_retention(Some(0)).is_err());
 }
 
-/// A workload of mostly stageable ticks (one series list, slots counting
-/// up), with everything that must write the staged rows out mixed in:
-/// another list, a slot not after the last, a list of mixed frequencies,
-/// blocks, points and cuts on staged series; also a list naming series
-/// twice, NaN, and slots across chunk boundaries.
+/// A workload of mostly stageable ticks (slots counting up, over six series
+/// lists taken in turns: more than are staged at once, some sharing
+/// series, one naming series twice, one of another frequency), with
+/// everything that must write staged rows out mixed in: a slot not after
+/// the last, a list of mixed frequencies, blocks, points and cuts on staged
+/// series; also NaN, and slots across chunk boundaries.
 fn staging_workload(seed: u64) -> Vec<Step> {
     let mut rng = Rng::new(seed);
     let mut steps = vec![
@@ -249,10 +250,16 @@ fn staging_workload(seed: u64) -> Vec<Step> {
             id,
         });
     }
-    let all_a: Vec<u32> = (0..40).collect();
-    let twice: Vec<u32> = vec![5, 5, 9, 1, 9, 30, 2, 5];
+    let lists: Vec<Vec<u32>> = vec![
+        (0..40).collect(),
+        vec![5, 5, 9, 1, 9, 30, 2, 5],
+        (40..48).collect(),
+        (0..10).collect(),
+        (30..40).collect(),
+        (10..20).rev().collect(),
+    ];
     let mixed: Vec<u32> = vec![0, 41, 3, 47];
-    let mut list = all_a.clone();
+    let mut list = 0;
     let mut slot: i64 = 1000;
     for _ in 0..1500 {
         match rng.below(100) {
@@ -264,20 +271,23 @@ fn staging_workload(seed: u64) -> Vec<Step> {
                     _ => 1,
                 };
                 slot = slot.clamp(0, 4000);
+                if rng.chance(3, 10) {
+                    list = rng.below(lists.len() as u64) as usize;
+                }
+                // Series of "b" (frequency 30) take every third slot.
+                let f = if list == 2 { 30 } else { 10 };
                 steps.push(Step::Tick {
-                    // Anywhere that rounds to `slot` on a 10-tick grid.
-                    timestamp: slot * 10 + rng.range(-5, 4),
-                    values: values(&mut rng, list.len()),
-                    series: list.clone(),
+                    // Anywhere that rounds to the slot of time `slot * 10`.
+                    timestamp: slot * 10 / f * f + rng.range(-f / 2, f / 2 - 1),
+                    values: values(&mut rng, lists[list].len()),
+                    series: lists[list].clone(),
                 });
             }
-            80..=84 => {
-                list = if list == all_a {
-                    twice.clone()
-                } else {
-                    all_a.clone()
-                }
-            }
+            80..=84 => steps.push(Step::Tick {
+                timestamp: slot * 10,
+                series: lists[0].clone(),
+                values: values(&mut rng, lists[0].len()),
+            }),
             85..=88 => steps.push(Step::Tick {
                 timestamp: slot * 10,
                 series: mixed.clone(),
