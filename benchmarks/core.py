@@ -14,7 +14,11 @@ one run:
 - bytes of memory per stored sample: the store's count of chunk bytes, and
   the growth of the child's resident set while loading;
 - range reads of READ_POINTS points per second from one Python thread, by
-  handle through the public ``Store.read``, against NumPy slicing plus a copy.
+  handle through the public ``Store.read``, against NumPy slicing plus a copy;
+- ticks (one value for each of TICK_SERIES series at one time) per second
+  through ``Store.write_tick`` into a fresh in-memory store, against NumPy
+  writing each tick into a column of a touched (series x ticks) array: both
+  write one value per series into memory far from the last.
 
 Each figure is the median of ``--repeat`` runs. Targets (issue 2): writes at
 least 30% of the memcpy rate, at least 100,000 reads/s, at most 4.5 B/sample.
@@ -101,12 +105,46 @@ def median_time(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def tick_rates(args: argparse.Namespace) -> None:
+    """Prints ticks per second into a store and into a NumPy column."""
+    n, ticks = args.tick_series, args.ticks
+    rng = np.random.default_rng(11)
+    rows = rng.random((ticks, n), dtype=np.float32)
+
+    def store_ticks() -> float:
+        store = metricstore.Store()
+        store.define_metric("m", FREQUENCY, "avg")
+        handles = np.array([store.series("m", ("t", f"s{i}")) for i in range(n)], np.uint32)
+        t0 = time.perf_counter()
+        for t in range(ticks):
+            store.write_tick(t * FREQUENCY, handles, rows[t])
+        seconds = time.perf_counter() - t0
+        got = store.read(int(handles[n // 2]), 0, ticks * FREQUENCY).values
+        assert np.array_equal(got.view(np.uint32), rows[:, n // 2].view(np.uint32)), "tick mismatch"
+        store.close()
+        return seconds
+
+    matrix = np.zeros((n, ticks), np.float32)
+
+    def numpy_ticks() -> None:
+        for t in range(ticks):
+            matrix[:, t] = rows[t]
+
+    t_store = statistics.median(store_ticks() for _ in range(args.repeat))
+    t_numpy = median_time(numpy_ticks, args.repeat)
+    print(f"\n{f'ticks of {n:,} series':44} {'ticks/s':>14} {'ns/sample':>10} {'vs numpy':>9}")
+    for name, t in [("numpy column write", t_numpy), ("metricstore Store.write_tick", t_store)]:
+        print(f"{name:44} {ticks / t:14,.0f} {t / ticks / n * 1e9:10.1f} {t_numpy / t:9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=100_000)
     parser.add_argument("--read-points", type=int, default=1000)
+    parser.add_argument("--tick-series", type=int, default=10_000)
+    parser.add_argument("--ticks", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--child", choices=["store", "numpy"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,6 +244,9 @@ def main() -> None:
         f"{'metricstore Store.read (by handle)':44} {args.reads / t_store:14,.0f} "
         f"{t_numpy / t_store:12.2f}"
     )
+
+    store.close()
+    tick_rates(args)
 
     write_ratio = t_copyto / store_runs["seconds"]  # the strict reading: fresh memory
     reads_per_second = args.reads / t_store

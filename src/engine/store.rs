@@ -2,12 +2,17 @@
 //!
 //! Locks, always taken in this order: `sequencer` (writers only; it fixes
 //! the order ops are applied in, which a write-ahead log will share), then
-//! `catalog`, then one series' data lock at a time. Readers never take the
-//! sequencer, so reads proceed while other series are being written. A
-//! reader may see a tick that is partly applied (series by series); each
-//! series on its own is always consistent. In `always` mode data ops are
-//! applied on the apply thread after the sequencer is released, still in
-//! sequencer order (`applier.rs`); `lock_sequencer` waits for them.
+//! `stage`, then `catalog`, then one series' data lock at a time. Readers
+//! never take the sequencer, so reads proceed while other series are being
+//! written. A reader may see a tick that is partly applied (series by
+//! series); each series on its own is always consistent. In `always` mode
+//! data ops are applied on the apply thread after the sequencer is
+//! released, still in sequencer order (`applier.rs`); `lock_sequencer`
+//! waits for them.
+//!
+//! Most ticks are staged rather than written into their series at once
+//! (`stage.rs`); whoever reads series data, or changes it by another op,
+//! first writes staged ticks out (`Store::settle`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
