@@ -66,6 +66,13 @@ fn capacity(series: usize) -> usize {
     (MAX_VALUES / series.max(1)).min(ROWS)
 }
 
+/// Where staged values are written out to: a store's series and its pool.
+#[derive(Clone, Copy)]
+pub struct SeriesMemory<'a> {
+    pub entries: &'a [SeriesEntry],
+    pub pool: &'a Arc<ChunkPool>,
+}
+
 /// The staged ticks of a store.
 #[derive(Default)]
 pub struct Stage {
@@ -98,8 +105,7 @@ impl Stage {
         series: &[SeriesId],
         slot: i64,
         values: &[f32],
-        entries: &[SeriesEntry],
-        pool: &Arc<ChunkPool>,
+        memory: SeriesMemory<'_>,
     ) {
         debug_assert!(Self::stages(series.len()));
         self.ticks += 1;
@@ -111,36 +117,36 @@ impl Stage {
             Some(index) if self.lists[index].joins(slot) => index,
             _ => {
                 if let Some(index) = found {
-                    self.write_out_list(index, entries, pool);
+                    self.write_out_list(index, memory);
                 }
-                let index = self.free_list(entries, pool);
-                self.claim(index, series, entries, pool);
+                let index = self.free_list(memory);
+                self.claim(index, series, memory);
                 index
             }
         };
         self.last_used[index] = self.ticks;
-        self.lists[index].push(series, slot, values, entries, pool);
+        self.lists[index].push(series, slot, values, memory);
     }
 
     /// Writes every staged tick into its series and empties the stage.
-    pub fn write_out(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+    pub fn write_out(&mut self, memory: SeriesMemory<'_>) {
         for index in 0..self.lists.len() {
-            self.write_out_list(index, entries, pool);
+            self.write_out_list(index, memory);
         }
     }
 
-    fn write_out_list(&mut self, index: usize, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+    fn write_out_list(&mut self, index: usize, memory: SeriesMemory<'_>) {
         let list = &mut self.lists[index];
         if let Some(series) = list.list() {
             for &id in series {
                 self.owner[id as usize] = 0;
             }
-            list.write_out(entries, pool);
+            list.write_out(memory);
         }
     }
 
     /// An empty list's index: a new one, or one written out for room.
-    fn free_list(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) -> usize {
+    fn free_list(&mut self, memory: SeriesMemory<'_>) -> usize {
         if let Some(index) = self.lists.iter().position(TickStage::is_empty) {
             return index;
         }
@@ -152,28 +158,22 @@ impl Stage {
         let idle = (0..self.lists.len())
             .min_by_key(|&i| self.last_used[i])
             .expect("LISTS > 0");
-        self.write_out_list(idle, entries, pool);
+        self.write_out_list(idle, memory);
         idle
     }
 
     /// Marks `series` staged under the empty list `index`, first writing
     /// out any other list that has one of them.
-    fn claim(
-        &mut self,
-        index: usize,
-        series: &[SeriesId],
-        entries: &[SeriesEntry],
-        pool: &Arc<ChunkPool>,
-    ) {
+    fn claim(&mut self, index: usize, series: &[SeriesId], memory: SeriesMemory<'_>) {
         let tag = index as u8 + 1;
         for &id in series {
             let id = id as usize;
             if id >= self.owner.len() {
-                self.owner.resize(entries.len().max(id + 1), 0);
+                self.owner.resize(memory.entries.len().max(id + 1), 0);
             }
             let owner = self.owner[id];
             if owner != 0 && owner != tag {
-                self.write_out_list(usize::from(owner) - 1, entries, pool);
+                self.write_out_list(usize::from(owner) - 1, memory);
             }
             self.owner[id] = tag;
         }
@@ -226,14 +226,7 @@ impl TickStage {
     /// Adds a tick of `values` for `series` at `slot` (the stage is empty,
     /// or the tick is of its list and joins it), then writes out the next
     /// slice of full rows.
-    fn push(
-        &mut self,
-        series: &[SeriesId],
-        slot: i64,
-        values: &[f32],
-        entries: &[SeriesEntry],
-        pool: &Arc<ChunkPool>,
-    ) {
+    fn push(&mut self, series: &[SeriesId], slot: i64, values: &[f32], memory: SeriesMemory<'_>) {
         debug_assert!(self.is_empty() || (self.list() == Some(series) && self.joins(slot)));
         debug_assert_eq!(series.len(), values.len());
         let filling = &mut self.filling;
@@ -250,7 +243,7 @@ impl TickStage {
             // `rows` slices write out all of `draining`: it is empty by the
             // time `filling` is full.
             let end = n.min(self.drained + n.div_ceil(rows));
-            self.draining.write(self.drained..end, entries, pool);
+            self.draining.write(self.drained..end, memory);
             self.drained = end;
         }
         if self.filling.slots.len() == rows {
@@ -263,11 +256,11 @@ impl TickStage {
 
     /// Writes every row into the series of `entries`, oldest first, and
     /// empties the stage.
-    fn write_out(&mut self, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+    fn write_out(&mut self, memory: SeriesMemory<'_>) {
         let n = self.draining.series.len();
-        self.draining.write(self.drained..n, entries, pool);
+        self.draining.write(self.drained..n, memory);
         let n = self.filling.series.len();
-        self.filling.write(0..n, entries, pool);
+        self.filling.write(0..n, memory);
         self.filling.clear();
         self.draining.clear();
         self.draining.series.clear();
@@ -284,7 +277,8 @@ impl Rows {
 
     /// Writes every row's values for the series at positions `range` of
     /// the list into those series.
-    fn write(&self, range: Range<usize>, entries: &[SeriesEntry], pool: &Arc<ChunkPool>) {
+    fn write(&self, range: Range<usize>, memory: SeriesMemory<'_>) {
+        let SeriesMemory { entries, pool } = memory;
         let rows = self.slots.len();
         if rows == 0 || range.is_empty() {
             return;

@@ -29,7 +29,7 @@ use super::metric::{Aggregation, MetricDef};
 use super::names::{display_path, validate_metric_name, validate_path};
 use super::ops::{Op, OwnedOp, decode, encode};
 use super::series::SeriesData;
-use super::stage::Stage;
+use super::stage::{SeriesMemory, Stage};
 use super::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot, read_slots};
 
 /// A read of one series or one aggregated path: `values[i]` is the slot at
@@ -589,14 +589,10 @@ impl Store {
             (Op::WriteTick { series, values, .. }, &Plan::Slots(Slots::Same(slot)))
                 if Stage::stages(series.len()) =>
             {
+                // The stage before the catalog: the lock order.
                 let mut stage = self.stage.lock();
-                stage.stage(
-                    series,
-                    slot,
-                    values,
-                    self.catalog.read().entries(),
-                    &self.pool,
-                );
+                let catalog = self.catalog.read();
+                stage.stage(series, slot, values, self.series_memory(&catalog));
                 self.count_write(values.len());
                 None
             }
@@ -678,7 +674,15 @@ impl Store {
     pub(super) fn settle(&self) {
         let mut stage = self.stage.lock();
         if !stage.is_empty() {
-            stage.write_out(self.catalog.read().entries(), &self.pool);
+            let catalog = self.catalog.read();
+            stage.write_out(self.series_memory(&catalog));
+        }
+    }
+
+    fn series_memory<'a>(&'a self, catalog: &'a Catalog) -> SeriesMemory<'a> {
+        SeriesMemory {
+            entries: catalog.entries(),
+            pool: &self.pool,
         }
     }
 
