@@ -38,13 +38,9 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use parking_lot::RwLock;
-
-use super::catalog::{SeriesEntry, SeriesId};
-use super::chunks::{self, CHUNK_SLOTS, ChunkPool};
-use super::series::SeriesData;
+use super::catalog::{SeriesEntry, SeriesId, write_each};
+use super::chunks::ChunkPool;
 
 /// Rows filled at most before they are written out: 64 consecutive slots,
 /// four cache lines of a chunk, per series.
@@ -288,38 +284,18 @@ impl Rows {
         // Usually the rows are consecutive slots: then a series takes them
         // as one block.
         let consecutive = self.slots[rows - 1] - first == rows as i64 - 1;
-        // As in a direct tick: a series' lock and fields, and the line of
-        // its chunk that takes the first row, are fetched ahead of use.
-        const AHEAD: usize = 8;
-        let offset = first.rem_euclid(CHUNK_SLOTS as i64) as usize;
-        let end = range.end;
-        let prefetch = |i: usize| {
-            if i < end {
-                let entry = &entries[self.series[i] as usize];
-                let data = Arc::as_ptr(&entry.data) as usize;
-                chunks::prefetch(data);
-                chunks::prefetch(data + std::mem::size_of::<RwLock<SeriesData>>() - 1);
-                let chunk = entry.hot_chunk.load(Ordering::Relaxed);
-                if chunk != 0 {
-                    chunks::prefetch(chunk + offset * std::mem::size_of::<f32>());
-                }
-            }
-        };
-        (range.start..range.start + AHEAD).for_each(prefetch);
         let mut column = [0f32; ROWS];
         let column = &mut column[..rows];
-        let mut i = range.start;
-        while i < end {
-            let id = self.series[i];
-            let entry = &entries[id as usize];
-            let mut data = entry.data.write();
-            // A series listed twice in a row: one lock for both.
-            while i < end && self.series[i] == id {
-                prefetch(i + AHEAD);
+        write_each(
+            entries,
+            &self.series,
+            range,
+            |_| first,
+            |data, i| {
                 for (r, value) in column.iter_mut().enumerate() {
                     *value = self.values[r * n + i];
                 }
-                let chunk = if consecutive {
+                if consecutive {
                     data.write(pool, first, column)
                 } else {
                     let mut chunk = 0;
@@ -327,10 +303,8 @@ impl Rows {
                         chunk = data.write_one(pool, slot, value);
                     }
                     chunk
-                };
-                entry.hot_chunk.store(chunk, Ordering::Relaxed);
-                i += 1;
-            }
-        }
+                }
+            },
+        );
     }
 }

@@ -21,8 +21,8 @@ use parking_lot::{Mutex, RwLock};
 
 use super::aggregate::combine;
 pub use super::catalog::SeriesId;
-use super::catalog::{Catalog, MetricId};
-use super::chunks::{self, CHUNK_BYTES, CHUNK_SLOTS, ChunkPool};
+use super::catalog::{Catalog, MetricId, write_each};
+use super::chunks::{CHUNK_BYTES, CHUNK_SLOTS, ChunkPool};
 use super::durable::Durable;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
@@ -609,41 +609,13 @@ impl Store {
             | (Op::WritePoints { series, values, .. }, Plan::Slots(slots)) => {
                 self.settle();
                 let catalog = self.catalog.read();
-                let entries = catalog.entries();
-                // Each element is a series' lock, then its chunk: two cache
-                // (and TLB) misses on a 10,000-series tick, which dominate
-                // it. Prefetching both for the element AHEAD places on
-                // overlaps them.
-                const AHEAD: usize = 8;
-                let prefetch = |i: usize| {
-                    if let Some(&id) = series.get(i) {
-                        let entry = &entries[id as usize];
-                        // The lock and the series' fields can straddle two
-                        // cache lines: ask for both.
-                        let data = Arc::as_ptr(&entry.data) as usize;
-                        chunks::prefetch(data);
-                        chunks::prefetch(data + std::mem::size_of::<RwLock<SeriesData>>() - 1);
-                        let chunk = entry.hot_chunk.load(Ordering::Relaxed);
-                        if chunk != 0 {
-                            let offset = slots.at(i).rem_euclid(CHUNK_SLOTS as i64) as usize;
-                            chunks::prefetch(chunk + offset * std::mem::size_of::<f32>());
-                        }
-                    }
-                };
-                (0..AHEAD).for_each(prefetch);
-                // Consecutive writes to one series share one lock acquisition.
-                let mut i = 0;
-                while i < series.len() {
-                    let id = series[i];
-                    let entry = &entries[id as usize];
-                    let mut data = entry.data.write();
-                    while i < series.len() && series[i] == id {
-                        prefetch(i + AHEAD);
-                        let chunk = data.write_one(&self.pool, slots.at(i), values[i]);
-                        entry.hot_chunk.store(chunk, Ordering::Relaxed);
-                        i += 1;
-                    }
-                }
+                write_each(
+                    catalog.entries(),
+                    series,
+                    0..series.len(),
+                    |i| slots.at(i),
+                    |data, i| data.write_one(&self.pool, slots.at(i), values[i]),
+                );
                 self.count_write(values.len());
                 None
             }
