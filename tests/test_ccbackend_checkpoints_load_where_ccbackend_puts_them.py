@@ -470,10 +470,8 @@ def test_ctrl_c_stops_the_load_and_propagates(
 
     monkeypatch.setattr(ccbackend._Loader, "load_host", interrupted)
     store = new_store()
-    began = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         load_checkpoints(tmp_path, store, workers=1, progress=False)
-    assert time.perf_counter() - began < 5
     assert calls < 20 and len(store) < 20
     assert not [t for t in threading.enumerate() if t.name.startswith("metricstore-cc-")]
 

@@ -10,6 +10,14 @@ threads between bytecodes); the control test shows the probe sees exactly
 that for a C call known to hold the GIL. The threshold (20% of the idle
 rate) leaves room for a loaded two-core machine, where the heavy call and
 the counter compete for the cores.
+
+No assertion depends on how fast the machine is. While a probe runs, the
+interpreter's switch interval is 1 ms (not 5), so a call that holds the GIL
+lets the counter run for at most a few milliseconds of its length; a call
+of 50 ms (MIN_SECONDS) already tells the two cases apart, and each heavy
+call grows its work (measured, not guessed) until it takes TARGET_SECONDS,
+up to a memory bound that a machine would need to be about ten times
+faster than a quiet 2-core VM of today to outrun.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ import metricstore
 # less than MIN_SECONDS is too short for the rates to be meaningful (CPython's
 # switch interval is 5 ms) and fails the test as mis-sized.
 TARGET_SECONDS = 0.3
-MIN_SECONDS = 0.2
+MIN_SECONDS = 0.05
 THRESHOLD = 0.2
+SWITCH_INTERVAL = 0.001
 
 T = TypeVar("T")
 
@@ -63,6 +72,8 @@ class Counter:
 
 @pytest.fixture
 def counter() -> Iterator[Counter]:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     probe = Counter()
     probe.thread.start()
     time.sleep(0.05)  # let it get going
@@ -71,6 +82,7 @@ def counter() -> Iterator[Counter]:
     finally:
         probe.running = False
         probe.thread.join(timeout=10)
+        sys.setswitchinterval(interval)
     assert not probe.thread.is_alive()
 
 
@@ -127,7 +139,7 @@ def test_an_aggregated_read_many_releases_the_gil(counter: Counter) -> None:
             rate, seconds, result = counter.rate_during(
                 lambda: store.read_many(keys, 0, n_slots)  # noqa: B023 (called at once)
             )
-            if seconds >= TARGET_SECONDS or rows >= 64:
+            if seconds >= TARGET_SECONDS or rows >= 256:
                 break
             rows *= 2
         assert_released_the_gil(counter, rate, seconds, f"read_many of {rows} aggregated rows")
@@ -139,8 +151,9 @@ def test_an_aggregated_read_many_releases_the_gil(counter: Counter) -> None:
 
 
 def test_an_aggregated_read_releases_the_gil(counter: Counter) -> None:
-    """One aggregated read over 1M slots of enough series (at most 160,
-    640 MiB) to be heavy."""
+    """One aggregated read over 1M slots of enough series (at most 320,
+    1.25 GiB) to be heavy: the series needed are estimated from the time the
+    first 32 take."""
     n_slots = 1_000_000
     n_series = 32
     store = aggregated_store(n_series, n_slots)
@@ -149,10 +162,12 @@ def test_an_aggregated_read_releases_the_gil(counter: Counter) -> None:
             rate, seconds, result = counter.rate_during(
                 lambda: store.read(("load", "cluster"), 0, n_slots)
             )
-            if seconds >= TARGET_SECONDS or n_series >= 160:
+            if seconds >= TARGET_SECONDS or n_series >= 320:
                 break
-            add_series(store, n_series, n_series + 32, n_slots)
-            n_series += 32
+            wanted = int(n_series * TARGET_SECONDS / max(seconds, 1e-3)) + 1
+            more = min(max(wanted, n_series + 32), 320)
+            add_series(store, n_series, more, n_slots)
+            n_series = more
         assert_released_the_gil(counter, rate, seconds, f"an aggregated read of {n_series} series")
         assert len(store) == n_series
         assert result.values.shape == (n_slots,)
