@@ -15,8 +15,8 @@
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,10 +25,12 @@ use parking_lot::{Condvar, Mutex};
 use super::applier::Applier;
 use super::error::EngineError;
 use super::inspect::{Inspection, inspect};
+use super::ops::{Op, encode};
 use super::progress::{OpenPhase, OpenProgress, Tracker};
 use super::snapshot::{LoadError, list_snapshots};
 use super::storage::{FsStorage, Storage, crash_point};
-use super::store::Store;
+use super::store::{CheckpointInfo, Journal};
+use super::store::{SeriesId, Store};
 use super::time::TimeUnit;
 use super::wal::reader::{self, RecoveryMode, RecoveryReport, ReplayOptions};
 use super::wal::writer::WalWriter;
@@ -311,16 +313,6 @@ pub(crate) struct Durable {
 }
 
 impl Durable {
-    /// What an acknowledged append still needs in this sync mode: in
-    /// `always`, that its record is synced (concurrent writers share one
-    /// sync: see `WalWriter::sync_through`).
-    pub(crate) fn after_append(&self, lsn: u64) -> Result<(), EngineError> {
-        if self.sync != SyncMode::Always {
-            return Ok(());
-        }
-        self.wal.sync_through(lsn)
-    }
-
     /// Stops the background checkpoint thread and waits for it, unless
     /// called on that thread (which then simply ends after this call).
     fn stop_checkpointer(&self) {
@@ -362,6 +354,143 @@ impl Durable {
     }
 }
 
+impl Journal for Durable {
+    fn check_writable(&self) -> Result<(), EngineError> {
+        Durable::check_writable(self)
+    }
+
+    fn record(&self, op: &Op<'_>, created: Option<SeriesId>) -> Result<u64, EngineError> {
+        self.wal.append(|buf| encode(op, created, buf))
+    }
+
+    fn applier(&self) -> Option<&Applier> {
+        // A forked child has no apply thread, and never queued anything.
+        self.applier
+            .as_deref()
+            .filter(|_| self.owner_pid == std::process::id())
+    }
+
+    /// In `always` mode, that the record is synced (concurrent writers
+    /// share one sync: see `WalWriter::sync_through`).
+    fn acknowledge(&self, lsn: u64) -> Result<(), EngineError> {
+        if self.sync != SyncMode::Always {
+            return Ok(());
+        }
+        self.wal.sync_through(lsn)
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        self.check_writable()?;
+        self.wal.sync_all()
+    }
+
+    fn checkpoint(&self, store: &Store) -> Result<CheckpointInfo, EngineError> {
+        self.checkpoint_store(store)
+    }
+
+    fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError> {
+        if checkpoint
+            && !self.closed.load(Ordering::Acquire)
+            && std::process::id() == self.owner_pid
+            && self.wal.poisoned().is_none()
+            && self.wal.written_lsn() > self.last_snapshot_lsn()?
+        {
+            self.checkpoint_store(store)?;
+        }
+        // No background checkpoint may run once the directory is released:
+        // stop the thread and wait for a checkpoint in flight, before
+        // taking the sequencer (a checkpoint takes it too).
+        if std::process::id() == self.owner_pid {
+            self.stop_checkpointer();
+        }
+        let _order = store.lock_sequencer();
+        if std::process::id() != self.owner_pid {
+            // A forked child closing its inherited copy: the parent owns the
+            // log and its sync thread; leave both alone.
+            self.closed.store(true, Ordering::Release);
+            std::mem::forget(self.sync_thread.lock().take());
+            return Ok(());
+        }
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+
+        if let (Some(syncer), Some(thread)) = (&self.syncer, self.sync_thread.lock().take()) {
+            syncer.stop(thread);
+        }
+        if let Some(applier) = &self.applier {
+            applier.stop();
+        }
+        let synced = if self.wal.poisoned().is_some() {
+            Ok(())
+        } else {
+            self.wal.sync_all()
+        };
+        self.lock.lock().take();
+        synced
+    }
+
+    fn start_checkpoints(
+        self: Arc<Self>,
+        store: Weak<Store>,
+        every: Option<Duration>,
+        log_bytes: Option<u64>,
+    ) {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let durable = Arc::downgrade(&self);
+        // Checking often enough to notice the log growing.
+        let poll = every
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_millis(50));
+        let thread = std::thread::Builder::new()
+            .name("metricstore-checkpoint".to_owned())
+            .spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    {
+                        let mut stopped = signal.0.lock();
+                        if *stopped {
+                            return;
+                        }
+                        signal.1.wait_for(&mut stopped, poll);
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    let (Some(store), Some(durable)) = (store.upgrade(), durable.upgrade()) else {
+                        return;
+                    };
+                    let grown = durable.wal.appended_bytes()
+                        - durable.checkpointed_at_bytes.load(Ordering::Relaxed);
+                    let due = every.is_some_and(|e| last.elapsed() >= e)
+                        || log_bytes.is_some_and(|b| grown >= b);
+                    if !due || grown == 0 {
+                        continue;
+                    }
+                    last = Instant::now();
+                    match durable.checkpoint_store(&store) {
+                        Ok(_) => {}
+                        Err(EngineError::Closed) => return,
+                        Err(error) => {
+                            durable.failed_checkpoints.fetch_add(1, Ordering::Relaxed);
+                            *durable.last_checkpoint_error.lock() = Some(error.to_string());
+                        }
+                    }
+                }
+            })
+            .expect("spawning the checkpoint thread");
+        *self.checkpointer.lock() = Some((stop, thread));
+    }
+
+    fn checkpoint_failures(&self) -> (u64, Option<String>) {
+        (
+            self.failed_checkpoints.load(Ordering::Relaxed),
+            self.last_checkpoint_error.lock().clone(),
+        )
+    }
+}
+
 impl Drop for Durable {
     fn drop(&mut self) {
         // Dropped without close(): stop the sync thread and sync what was
@@ -390,67 +519,6 @@ impl Drop for Durable {
 }
 
 impl Store {
-    /// Starts background checkpoints for a store shared through `Arc`:
-    /// after `every` since the last checkpoint, or once the log has grown
-    /// by `log_bytes`. The thread holds only a weak reference and stops when
-    /// the store closes or is dropped.
-    pub fn start_checkpoints(self: &Arc<Store>, every: Option<Duration>, log_bytes: Option<u64>) {
-        let Some(durable) = &self.durable else {
-            return;
-        };
-        if every.is_none() && log_bytes.is_none() {
-            return;
-        }
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = Arc::clone(&stop);
-        let store = Arc::downgrade(self);
-        // Checking often enough to notice the log growing.
-        let poll = every
-            .unwrap_or(Duration::MAX)
-            .min(Duration::from_millis(50));
-        let thread = std::thread::Builder::new()
-            .name("metricstore-checkpoint".to_owned())
-            .spawn(move || {
-                let mut last = Instant::now();
-                loop {
-                    {
-                        let mut stopped = signal.0.lock();
-                        if *stopped {
-                            return;
-                        }
-                        signal.1.wait_for(&mut stopped, poll);
-                        if *stopped {
-                            return;
-                        }
-                    }
-                    let Some(store) = store.upgrade() else {
-                        return;
-                    };
-                    let Some(durable) = &store.durable else {
-                        return;
-                    };
-                    let grown = durable.wal.appended_bytes()
-                        - durable.checkpointed_at_bytes.load(Ordering::Relaxed);
-                    let due = every.is_some_and(|e| last.elapsed() >= e)
-                        || log_bytes.is_some_and(|b| grown >= b);
-                    if !due || grown == 0 {
-                        continue;
-                    }
-                    last = Instant::now();
-                    match store.checkpoint() {
-                        Ok(_) => {}
-                        Err(EngineError::Closed) => return,
-                        Err(error) => {
-                            durable.failed_checkpoints.fetch_add(1, Ordering::Relaxed);
-                            *durable.last_checkpoint_error.lock() = Some(error.to_string());
-                        }
-                    }
-                }
-            })
-            .expect("spawning the checkpoint thread");
-        *durable.checkpointer.lock() = Some((stop, thread));
-    }
-
     /// Opens (or creates) the store in directory `dir` on the real file
     /// system, taking its lock unless read-only.
     pub fn open(dir: &Path, options: &OpenOptions) -> Result<(Store, RecoveryReport), EngineError> {
@@ -609,7 +677,7 @@ impl Store {
             ),
             _ => None,
         };
-        store.durable = Some(Durable {
+        store.set_journal(Arc::new(Durable {
             wal,
             storage,
             dir: dir.to_owned(),
@@ -625,7 +693,7 @@ impl Store {
             syncer,
             sync_thread: Mutex::new(sync_thread),
             applier,
-        });
+        }));
         progress.enter(OpenPhase::Done);
         Ok((store, report))
     }
@@ -649,71 +717,6 @@ impl Store {
     pub fn inspect(dir: &Path) -> Result<(TimeUnit, Inspection), EngineError> {
         let unit = store_unit(&FsStorage, dir, None, true, Tracker::new(None))?;
         Ok((unit, inspect(&FsStorage, dir, unit)?))
-    }
-
-    /// Returns once every write acknowledged before the call is durable.
-    pub fn flush(&self) -> Result<(), EngineError> {
-        match &self.durable {
-            Some(durable) => {
-                durable.check_writable()?;
-                durable.wal.sync_all()
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Writes a final snapshot if anything was logged since the last one
-    /// (when `checkpoint`), then closes.
-    pub fn close_with(&self, checkpoint: bool) -> Result<(), EngineError> {
-        if let Some(durable) = &self.durable
-            && checkpoint
-            && !durable.closed.load(Ordering::Acquire)
-            && std::process::id() == durable.owner_pid
-            && durable.wal.poisoned().is_none()
-            && durable.wal.written_lsn() > durable.last_snapshot_lsn()?
-        {
-            self.checkpoint()?;
-        }
-        self.close()
-    }
-
-    /// Finishes the log (waiting for writes in flight), syncs it and
-    /// releases the directory. Later writes raise `Closed`. Idempotent.
-    pub fn close(&self) -> Result<(), EngineError> {
-        let Some(durable) = &self.durable else {
-            return Ok(());
-        };
-        // No background checkpoint may run once the directory is released:
-        // stop the thread and wait for a checkpoint in flight, before
-        // taking the sequencer (a checkpoint takes it too).
-        if std::process::id() == durable.owner_pid {
-            durable.stop_checkpointer();
-        }
-        let _order = self.lock_sequencer();
-        if std::process::id() != durable.owner_pid {
-            // A forked child closing its inherited copy: the parent owns the
-            // log and its sync thread; leave both alone.
-            durable.closed.store(true, Ordering::Release);
-            std::mem::forget(durable.sync_thread.lock().take());
-            return Ok(());
-        }
-        if durable.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-
-        if let (Some(syncer), Some(thread)) = (&durable.syncer, durable.sync_thread.lock().take()) {
-            syncer.stop(thread);
-        }
-        if let Some(applier) = &durable.applier {
-            applier.stop();
-        }
-        let synced = if durable.wal.poisoned().is_some() {
-            Ok(())
-        } else {
-            durable.wal.sync_all()
-        };
-        durable.lock.lock().take();
-        synced
     }
 }
 

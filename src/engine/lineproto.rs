@@ -17,13 +17,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
+use parking_lot::Mutex;
+
 use super::catalog::SeriesId;
 use super::error::EngineError;
 use super::names::validate_path;
 use super::store::Store;
 use super::time::{TimeUnit, nearest_slot};
 
-/// What [`Store::ingest`] did with each line.
+/// What [`Ingester::ingest`] did with each line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestReport {
     /// Lines that were not blank or comments.
@@ -86,12 +88,13 @@ type Target = (SeriesId, i64);
 
 type KeyMap = HashMap<Box<[u8]>, Target, BuildHasherDefault<KeyHasher>>;
 
-/// Series keys already resolved, per default cluster: series are never
-/// removed and metrics never change, so an entry stays right for the life
-/// of the store.
+/// Line-protocol ingest into one store. It remembers the series keys it
+/// has resolved, per default cluster: series are never removed and metrics
+/// never change, so an entry stays right for the life of the store. Use
+/// one `Ingester` per store, beside it.
 #[derive(Default)]
-pub(super) struct IngestCache {
-    by_default_cluster: HashMap<Option<String>, KeyMap>,
+pub struct Ingester {
+    by_default_cluster: Mutex<HashMap<Option<String>, KeyMap>>,
 }
 
 /// Splits `text` at the first `stop` byte not escaped by a backslash.
@@ -291,13 +294,15 @@ fn parse_key<'a>(key: &'a [u8], default_cluster: Option<&'a str>) -> Result<Seri
     Ok(SeriesKey { metric, path })
 }
 
-impl Store {
-    /// Writes the lines of `text` (see the module docs); lines without a
-    /// cluster tag go to `default_cluster`, lines without a timestamp to
-    /// `now` (ticks of the store unit). Fails as a whole only for a bad
-    /// `default_cluster` or when the write itself fails (I/O, closed).
+impl Ingester {
+    /// Writes the lines of `text` into `store` (see the module docs); lines
+    /// without a cluster tag go to `default_cluster`, lines without a
+    /// timestamp to `now` (ticks of the store unit). Fails as a whole only
+    /// for a bad `default_cluster` or when the write itself fails (I/O,
+    /// closed).
     pub fn ingest(
         &self,
+        store: &Store,
         text: &[u8],
         default_cluster: Option<&str>,
         now: i64,
@@ -311,17 +316,14 @@ impl Store {
                 other => other,
             })?;
         }
-        let unit = self.unit();
+        let unit = store.unit();
         let mut report = IngestReport::default();
         let (mut series, mut timestamps, mut values) = (Vec::new(), Vec::new(), Vec::new());
         {
             // Held for the call: concurrent ingests are serialised by the
             // write anyway, and a steady collector finds every key here.
-            let mut cache = self.ingest_cache.lock();
-            let known = cache
-                .by_default_cluster
-                .entry(default_cluster.map(str::to_owned))
-                .or_default();
+            let mut cache = self.by_default_cluster.lock();
+            let known = cache.entry(default_cluster.map(str::to_owned)).or_default();
             let mut rest = text;
             let mut index = 0u64;
             while !rest.is_empty() {
@@ -346,7 +348,7 @@ impl Store {
                 };
                 let (id, frequency) = match known.get(sample.key) {
                     Some(&target) => target,
-                    None => match self.ingest_series(sample.key, default_cluster)? {
+                    None => match ingest_series(store, sample.key, default_cluster)? {
                         Ok((target, created)) => {
                             known.insert(sample.key.into(), target);
                             report.series_created += u64::from(created);
@@ -371,46 +373,42 @@ impl Store {
             }
         }
         if !series.is_empty() {
-            self.write_points(&series, &timestamps, &values)?;
+            store.write_points(&series, &timestamps, &values)?;
         }
         report.accepted = series.len() as u64;
         Ok(report)
     }
+}
 
-    /// The series of a parsed line and its frequency, created if needed;
-    /// Err(reason) rejects the line, a returned error fails the call.
-    /// Also says whether the series was created.
-    fn ingest_series(
-        &self,
-        key: &[u8],
-        default_cluster: Option<&str>,
-    ) -> Result<Result<(Target, bool), String>, EngineError> {
-        let line = match parse_key(key, default_cluster) {
-            Ok(line) => line,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let frequency = {
-            let catalog = self.catalog.read();
-            match catalog.metric_id(&line.metric) {
-                Ok(id) => catalog.metric(id).frequency,
-                Err(_) => return Ok(Err(format!("unknown metric {:?}", line.metric))),
+/// The series of a parsed line and its frequency, created if needed;
+/// Err(reason) rejects the line, a returned error fails the call.
+/// Also says whether the series was created.
+fn ingest_series(
+    store: &Store,
+    key: &[u8],
+    default_cluster: Option<&str>,
+) -> Result<Result<(Target, bool), String>, EngineError> {
+    let line = match parse_key(key, default_cluster) {
+        Ok(line) => line,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let Some(frequency) = store.frequency_of(&line.metric) else {
+        return Ok(Err(format!("unknown metric {:?}", line.metric)));
+    };
+    if let Err(e) = validate_path(&line.path, "path") {
+        let reason = match e {
+            EngineError::InvalidName { value, reason, .. } => {
+                format!("path name not allowed: {value:?}: {reason}")
             }
+            other => format!("path name not allowed: {other}"),
         };
-        if let Err(e) = validate_path(&line.path, "path") {
-            let reason = match e {
-                EngineError::InvalidName { value, reason, .. } => {
-                    format!("path name not allowed: {value:?}: {reason}")
-                }
-                other => format!("path name not allowed: {other}"),
-            };
-            return Ok(Err(reason));
-        }
-        if let Some(id) = self.find_series(&line.metric, &line.path)? {
-            return Ok(Ok(((id, frequency), false)));
-        }
-        let id = self.series(&line.metric, &line.path)?;
-        Ok(Ok(((id, frequency), true)))
+        return Ok(Err(reason));
     }
+    if let Some(id) = store.find_series(&line.metric, &line.path)? {
+        return Ok(Ok(((id, frequency), false)));
+    }
+    let id = store.series(&line.metric, &line.path)?;
+    Ok(Ok(((id, frequency), true)))
 }
 
 #[cfg(test)]
@@ -448,7 +446,9 @@ flops_any,cluster=emmy,hostname=e01,type=cpu,type-id=3 value=7i 1700000000
 flops_any,type-id=1,type=socket,stype-id=4,stype=core,hostname=e01,cluster=emmy value=8u 1700000000
 flops_any,cluster=emmy,hostname=e01,type=accelerator,type-id=00000000:3B:00.0,unit=F value=9 1700000000
 ";
-        let report = store.ingest(text.as_bytes(), None, 0).unwrap();
+        let report = Ingester::default()
+            .ingest(&store, text.as_bytes(), None, 0)
+            .unwrap();
         assert_eq!(report.rejected, vec![]);
         assert_eq!(
             (report.lines, report.accepted, report.series_created),
@@ -524,7 +524,9 @@ cpu_load,cluster=c,hostname=h value=1e39 100
 cpu_load,cluster=c,hostname=h
 cpu_load,cluster=c,hostname=h value=2 110\r
 ";
-        let report = store.ingest(text.as_bytes(), None, 0).unwrap();
+        let report = Ingester::default()
+            .ingest(&store, text.as_bytes(), None, 0)
+            .unwrap();
         assert_eq!((report.lines, report.accepted), (13, 2));
         let lines: Vec<u64> = report.rejected.iter().map(|r| r.0).collect();
         assert_eq!(lines, (4..=14).collect::<Vec<u64>>());
@@ -558,11 +560,16 @@ cpu_load,cluster=c,hostname=h value=2 110\r
     fn defaults_fill_the_cluster_and_the_time() {
         let store = store();
         let text = b"cpu_load,hostname=h value=3\ncpu_load,cluster=x,hostname=h value=4";
-        let report = store.ingest(text, Some("dflt"), 500).unwrap();
+        let report = Ingester::default()
+            .ingest(&store, text, Some("dflt"), 500)
+            .unwrap();
         assert_eq!(report.accepted, 2);
         assert_eq!(at(&store, "cpu_load", &["dflt", "h"], 500), 3.0);
         assert_eq!(at(&store, "cpu_load", &["x", "h"], 500), 4.0);
-        let e = store.ingest(text, Some("a/b"), 0).unwrap_err().to_string();
+        let e = Ingester::default()
+            .ingest(&store, text, Some("a/b"), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("default_cluster:"), "{e}");
         assert_eq!(store.stats().samples, 2, "a refused call wrote nothing");
     }
@@ -571,7 +578,7 @@ cpu_load,cluster=c,hostname=h value=2 110\r
     fn escapes_in_names_are_undone() {
         let store = store();
         let text = br"cpu_load,cluster=my\ cluster,hostname=a\,b value=1 100";
-        let report = store.ingest(text, None, 0).unwrap();
+        let report = Ingester::default().ingest(&store, text, None, 0).unwrap();
         assert_eq!(report.accepted, 1, "{:?}", report.rejected);
         assert_eq!(at(&store, "cpu_load", &["my cluster", "a,b"], 100), 1.0);
     }

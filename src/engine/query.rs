@@ -2,8 +2,9 @@
 //! freshness of a host's metrics (cc-backend's health check).
 
 use super::error::EngineError;
+use super::read::{Matrix, Target};
 use super::resample::{self, Method, Stats};
-use super::store::{Matrix, Store, Target};
+use super::store::Store;
 use super::time::read_slots;
 
 /// A resampled read of one target. For avg, min and max, `values[i]` is the

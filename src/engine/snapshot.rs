@@ -18,7 +18,6 @@
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::RwLock;
 use rayon::prelude::*;
@@ -31,7 +30,6 @@ use super::progress::{Cancelled, Tracker};
 use super::series::SeriesData;
 use super::storage::{ImmutableBytes, Storage, crash_point};
 use super::store::Store;
-use super::wal::list_segments;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -65,20 +63,6 @@ pub fn list_snapshots(
         .collect();
     found.sort_by(|a, b| b.cmp(a));
     Ok(found)
-}
-
-/// What a checkpoint wrote and removed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointInfo {
-    pub lsn: u64,
-    pub file: String,
-    pub bytes: u64,
-    pub series: usize,
-    pub removed_segments: usize,
-    pub removed_snapshots: usize,
-    /// How long writers were held (LSN, segment switch, catalog copy).
-    pub writers_held_seconds: f64,
-    pub seconds: f64,
 }
 
 /// A block found in a snapshot: (kind, offset, payload start, payload end).
@@ -203,82 +187,9 @@ impl BlockWriter<'_> {
 }
 
 impl Store {
-    /// Writes a snapshot of the store and deletes what it makes unneeded.
-    pub fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
-        let Some(durable) = &self.durable else {
-            return Err(EngineError::argument(
-                "store",
-                "an in-memory store has nothing to checkpoint; use metricstore.open(path)",
-            ));
-        };
-        let _one_at_a_time = durable.checkpoint_lock.lock();
-        durable.check_writable()?;
-        let started = Instant::now();
-        let (lsn, metrics, paths, data) = {
-            let _order = self.lock_sequencer();
-            if durable.is_closed() {
-                return Err(EngineError::Closed);
-            }
-            let lsn = durable.wal.start_segment()? - 1;
-            durable.checkpointed_at_bytes.store(
-                durable.wal.appended_bytes(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            // Ticks logged before `lsn` may still be staged.
-            let catalog = self.settled_catalog();
-            let data: Vec<Arc<RwLock<SeriesData>>> = catalog
-                .entries()
-                .iter()
-                .map(|e| Arc::clone(&e.data))
-                .collect();
-            (
-                lsn,
-                catalog.metrics().to_vec(),
-                catalog.series_paths(),
-                data,
-            )
-        };
-        let writers_held_seconds = started.elapsed().as_secs_f64();
-        let storage = durable.storage.as_ref();
-        let dir = durable.dir.as_path();
-        let name = snapshot_name(lsn);
-        let path = dir.join(&name);
-        let temp = dir.join(format!("{name}.tmp"));
-        let _ = storage.remove(&temp);
-        let written = self.write_snapshot(storage, &temp, lsn, &metrics, &paths, &data);
-        let bytes = match written.and_then(|bytes| {
-            crash_point!(storage, SNAPSHOT_SYNCED);
-            storage
-                .rename(&temp, &path)
-                .map_err(|e| EngineError::io("renaming snapshot", &temp, &e))?;
-            crash_point!(storage, SNAPSHOT_RENAMED);
-            storage
-                .sync_dir(dir)
-                .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
-            Ok(bytes)
-        }) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                // The log is untouched and still has everything.
-                let _ = storage.remove(&temp);
-                return Err(error);
-            }
-        };
-        crash_point!(storage, SNAPSHOT_PUBLISHED);
-        let (removed_segments, removed_snapshots) = remove_unneeded(storage, dir)?;
-        Ok(CheckpointInfo {
-            lsn,
-            file: path.display().to_string(),
-            bytes,
-            series: paths.len(),
-            removed_segments,
-            removed_snapshots,
-            writers_held_seconds,
-            seconds: started.elapsed().as_secs_f64(),
-        })
-    }
-
-    fn write_snapshot(
+    /// Writes a snapshot of `lsn` (the catalog's `metrics` and `paths`,
+    /// the series `data`) to `temp` and syncs it; returns its size.
+    pub(crate) fn write_snapshot(
         &self,
         storage: &dyn Storage,
         temp: &Path,
@@ -544,44 +455,4 @@ fn check_block(bytes: &[u8], offset: usize) -> Result<(), String> {
         return Err(format!("block checksum mismatch at offset {offset}"));
     }
     Ok(())
-}
-
-/// Deletes snapshots beyond the newest two, and log segments whose records
-/// the older kept snapshot covers. Returns (segments, snapshots) removed.
-fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), EngineError> {
-    let snapshots = list_snapshots(storage, dir)?;
-    let mut removed_snapshots = 0;
-    for (_, name) in snapshots.iter().skip(2) {
-        let path = dir.join(name);
-        crash_point!(storage, LOG_TRUNCATING);
-        storage
-            .remove(&path)
-            .map_err(|e| EngineError::io("removing old snapshot", &path, &e))?;
-        removed_snapshots += 1;
-    }
-    let mut removed_segments = 0;
-    // With one snapshot, keep the whole log: it is the fallback.
-    if let Some(&(older, _)) = snapshots.get(1) {
-        let segments = list_segments(storage, dir)?;
-        for pair in segments.windows(2) {
-            let (_, name) = &pair[0];
-            let (next_first, _) = pair[1];
-            // Segment records run up to the next segment's first LSN - 1.
-            if next_first.saturating_sub(1) <= older {
-                let path = dir.join(name);
-                crash_point!(storage, LOG_TRUNCATING);
-                storage
-                    .remove(&path)
-                    .map_err(|e| EngineError::io("removing log segment", &path, &e))?;
-                removed_segments += 1;
-            }
-        }
-    }
-    if removed_segments + removed_snapshots > 0 {
-        crash_point!(storage, LOG_TRUNCATED);
-        storage
-            .sync_dir(dir)
-            .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
-    }
-    Ok((removed_segments, removed_snapshots))
 }

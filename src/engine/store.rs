@@ -14,51 +14,23 @@
 //! (`stage.rs`); whoever reads series data, or changes it by another op,
 //! first writes staged ticks out (`Store::settle`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::aggregate::combine;
+use super::applier::Applier;
 pub use super::catalog::SeriesId;
-use super::catalog::{Catalog, MetricId, write_each};
+use super::catalog::{Catalog, write_each};
 use super::chunks::{CHUNK_BYTES, CHUNK_SLOTS, ChunkPool};
-use super::durable::Durable;
 use super::error::EngineError;
 use super::metric::{Aggregation, MetricDef};
-use super::names::{display_path, validate_metric_name, validate_path};
-use super::ops::{Op, OwnedOp, decode, encode};
+use super::names::{validate_metric_name, validate_path};
+use super::ops::{Op, OwnedOp, decode};
 use super::series::SeriesData;
 use super::stage::{SeriesMemory, Stage};
-use super::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot, read_slots};
-
-/// A read of one series or one aggregated path: `values[i]` is the slot at
-/// time `start + i * step`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RangeData {
-    pub start: i64,
-    pub step: i64,
-    pub values: Vec<f32>,
-}
-
-/// A read of several rows on one time axis, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Matrix {
-    pub start: i64,
-    pub step: i64,
-    pub rows: usize,
-    pub cols: usize,
-    pub values: Vec<f32>,
-}
-
-/// What one row of a read refers to.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// A series by handle.
-    Series(SeriesId),
-    /// A metric at a path: the series there, or the aggregate below it.
-    Path { metric: &'a str, path: &'a [String] },
-}
+use super::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot};
 
 /// Counters and sizes, for `stats()` and `repr`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,6 +76,79 @@ struct Counters {
     samples_read: AtomicU64,
 }
 
+/// What a checkpoint wrote and removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    pub lsn: u64,
+    pub file: String,
+    pub bytes: u64,
+    pub series: usize,
+    pub removed_segments: usize,
+    pub removed_snapshots: usize,
+    /// How long writers were held (LSN, segment switch, catalog copy).
+    pub writers_held_seconds: f64,
+    pub seconds: f64,
+}
+
+/// What the store needs of whatever makes it durable.
+///
+/// The store applies ops in one order (its sequencer) and answers reads; it
+/// knows nothing of files, segments or sync modes. A store opened on a
+/// directory is given a [`Journal`] (the durable layer implements it over
+/// the write-ahead log and snapshots), and the store calls it at the points
+/// where the order of ops and the log must agree:
+///
+/// - under the sequencer, after an op is checked and before it is applied,
+///   [`Journal::record`] logs it, so the log's order is the apply order and
+///   the LSN is the op's place in it;
+/// - after the sequencer is released, [`Journal::acknowledge`] waits for
+///   what the sync mode promises, so concurrent writers share one sync.
+///
+/// Checkpoints, flush and close belong to the journal too; the store's
+/// methods of those names hand themselves to it. Dependencies point one way:
+/// the durable layer uses the store's API; the store sees only this trait.
+pub(crate) trait Journal: Send + Sync {
+    /// Why no op may be recorded now (closed, poisoned, another process),
+    /// if that is so.
+    fn check_writable(&self) -> Result<(), EngineError>;
+
+    /// Logs `op` (and `created`, the handle a `CreateSeries` op gives) and
+    /// returns its LSN. Called under the store's sequencer.
+    fn record(&self, op: &Op<'_>, created: Option<SeriesId>) -> Result<u64, EngineError>;
+
+    /// The thread that applies data ops while their writer waits in
+    /// [`Journal::acknowledge`] (`always` mode), in the process that opened
+    /// the journal only.
+    fn applier(&self) -> Option<&Applier>;
+
+    /// Returns once the record `lsn` is as durable as the sync mode promises
+    /// an acknowledged write. Called outside the sequencer.
+    fn acknowledge(&self, lsn: u64) -> Result<(), EngineError>;
+
+    /// Returns once every op recorded before the call is durable.
+    fn flush(&self) -> Result<(), EngineError>;
+
+    /// Writes a snapshot of `store` and deletes what it makes unneeded.
+    fn checkpoint(&self, store: &Store) -> Result<CheckpointInfo, EngineError>;
+
+    /// Writes a final snapshot if anything was logged since the last one
+    /// (when `checkpoint`), then closes. Idempotent.
+    fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError>;
+
+    /// Starts checkpointing `store` in the background: after `every` since
+    /// the last checkpoint, or once the log has grown by `log_bytes`. The
+    /// thread holds only weak references and ends with the store.
+    fn start_checkpoints(
+        self: Arc<Self>,
+        store: Weak<Store>,
+        every: Option<Duration>,
+        log_bytes: Option<u64>,
+    );
+
+    /// Background checkpoints that failed, and the last one's error.
+    fn checkpoint_failures(&self) -> (u64, Option<String>);
+}
+
 pub struct Store {
     unit: TimeUnit,
     /// Bytes of chunk data above which the oldest data is dropped; 0 = none.
@@ -111,9 +156,9 @@ pub struct Store {
     /// Ticks of data kept before the wall clock; 0 = all.
     retention: std::sync::atomic::AtomicI64,
     last_retention_cut: Mutex<Option<std::time::Instant>>,
-    /// The log and everything about the store directory; `None` for a
-    /// purely in-memory store.
-    pub(crate) durable: Option<Durable>,
+    /// Where ops are logged before they are applied (`journal.rs`); `None`
+    /// for a purely in-memory store.
+    journal: Option<Arc<dyn Journal>>,
     readonly: bool,
     pub(super) pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
@@ -121,8 +166,6 @@ pub struct Store {
     stage: Mutex<Stage>,
     pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
-    /// Line-protocol series keys already resolved (see `lineproto`).
-    pub(super) ingest_cache: Mutex<super::lineproto::IngestCache>,
 }
 
 /// What applying a checked op will do.
@@ -160,13 +203,6 @@ impl Slots {
     }
 }
 
-/// A resolved read target: where its values come from.
-pub(super) struct Source {
-    pub(super) frequency: i64,
-    pub(super) aggregation: Aggregation,
-    pub(super) series: Vec<Arc<RwLock<SeriesData>>>,
-}
-
 fn check_lengths(
     argument: &str,
     len: usize,
@@ -189,14 +225,13 @@ impl Store {
             memory_limit: std::sync::atomic::AtomicUsize::new(0),
             retention: std::sync::atomic::AtomicI64::new(0),
             last_retention_cut: Mutex::new(None),
-            durable: None,
+            journal: None,
             readonly: false,
             pool: Arc::default(),
             sequencer: Mutex::new(()),
             stage: Mutex::default(),
             catalog: RwLock::new(Catalog::new()),
             counters: Counters::default(),
-            ingest_cache: Mutex::default(),
         }
     }
 
@@ -208,8 +243,8 @@ impl Store {
         if self.readonly {
             return Err(EngineError::ReadOnly);
         }
-        match &self.durable {
-            Some(durable) => durable.check_writable(),
+        match &self.journal {
+            Some(journal) => journal.check_writable(),
             None => Ok(()),
         }
     }
@@ -218,16 +253,18 @@ impl Store {
         self.readonly = true;
     }
 
+    /// From now on every op is recorded in `journal` before it is applied.
+    pub(crate) fn set_journal(&mut self, journal: Arc<dyn Journal>) {
+        self.journal = Some(journal);
+    }
+
     /// Holding this, no op is being applied, and every logged op is in
     /// memory.
     pub(crate) fn lock_sequencer(&self) -> parking_lot::MutexGuard<'_, ()> {
         let order = self.sequencer.lock();
         // (A forked child has no apply thread to wait for, and never
-        // queued anything itself.)
-        if let Some(durable) = &self.durable
-            && let Some(applier) = &durable.applier
-            && durable.owner_pid == std::process::id()
-        {
+        // queued anything itself: its journal gives none.)
+        if let Some(applier) = self.journal.as_ref().and_then(|j| j.applier()) {
             applier.drain();
         }
         order
@@ -304,17 +341,17 @@ impl Store {
             if let Plan::Existing(id) = plan {
                 return Ok(Some(id));
             }
-            lsn = match &self.durable {
-                Some(durable) => {
+            lsn = match &self.journal {
+                Some(journal) => {
                     let created = match plan {
                         Plan::Create(id) => Some(id),
                         _ => None,
                     };
-                    Some(durable.wal.append(|buf| encode(op, created, buf))?)
+                    Some(journal.record(op, created)?)
                 }
                 None => None,
             };
-            let applier = self.durable.as_ref().and_then(|d| d.applier.as_ref());
+            let applier = self.journal.as_ref().and_then(|j| j.applier());
             match applier {
                 // Data ops go to the apply thread, in log order, while this
                 // thread syncs (applier.rs). Catalog ops change what later
@@ -350,8 +387,8 @@ impl Store {
             }
         }
         // Outside the sequencer, so concurrent writers share one sync.
-        if let (Some(durable), Some(lsn)) = (&self.durable, lsn) {
-            durable.after_append(lsn)?;
+        if let (Some(journal), Some(lsn)) = (&self.journal, lsn) {
+            journal.acknowledge(lsn)?;
         }
         Ok(result)
     }
@@ -712,6 +749,13 @@ impl Store {
         self.catalog.read().metrics().to_vec()
     }
 
+    /// The frequency of metric `name`, if it is defined.
+    pub fn frequency_of(&self, name: &str) -> Option<i64> {
+        let catalog = self.catalog.read();
+        let id = catalog.metric_id(name).ok()?;
+        Some(catalog.metric(id).frequency)
+    }
+
     /// The handle of (metric, path), creating the series if needed.
     pub fn series<S: AsRef<str>>(&self, metric: &str, path: &[S]) -> Result<SeriesId, EngineError> {
         if let Some(id) = self.find_series(metric, path)? {
@@ -811,142 +855,57 @@ impl Store {
         .map(|_| ())
     }
 
-    pub(super) fn resolve(
-        &self,
-        catalog: &Catalog,
-        target: Target<'_>,
-    ) -> Result<Source, EngineError> {
-        match target {
-            Target::Series(id) => {
-                let entry = catalog.entry(id).ok_or_else(|| {
-                    EngineError::argument(
-                        "series",
-                        format!("{id} is not a series handle of this store"),
-                    )
-                })?;
-                Ok(Source {
-                    frequency: entry.frequency,
-                    aggregation: catalog.aggregation(entry.metric),
-                    series: vec![entry.data.clone()],
-                })
-            }
-            Target::Path { metric, path } => {
-                validate_path(path, "path")?;
-                let metric_id: MetricId = catalog.metric_id(metric)?;
-                let ids = catalog.sources(metric_id, path)?;
-                let aggregation = catalog.aggregation(metric_id);
-                if ids.len() > 1 && aggregation == Aggregation::None {
-                    return Err(EngineError::NoAggregation {
-                        metric: metric.to_owned(),
-                        path: display_path(path),
-                        count: ids.len(),
-                    });
-                }
-                Ok(Source {
-                    frequency: catalog.metric(metric_id).frequency,
-                    aggregation,
-                    series: ids
-                        .iter()
-                        .map(|&id| catalog.entries()[id as usize].data.clone())
-                        .collect(),
-                })
-            }
-        }
-    }
-
-    pub(super) fn fill(source: &Source, first: i64, out: &mut [f32]) {
-        match source.series.as_slice() {
-            [one] => one.read().read_into(first, out),
-            many => combine(many, first, source.aggregation, out),
-        }
-    }
-
-    pub(super) fn count_read(&self, samples: usize) {
+    pub(crate) fn count_read(&self, samples: usize) {
         self.counters.read_calls.fetch_add(1, Ordering::Relaxed);
         self.counters
             .samples_read
             .fetch_add(samples as u64, Ordering::Relaxed);
     }
 
-    /// Reads `[start, stop)` of one target, NaN-padded to the whole range.
-    pub fn read(
-        &self,
-        target: Target<'_>,
-        start: i64,
-        stop: i64,
-    ) -> Result<RangeData, EngineError> {
-        let source = self.resolve(&self.settled_catalog(), target)?;
-        let (first, len) = read_slots(start, stop, source.frequency)?;
-        let mut values = vec![f32::NAN; len];
-        Self::fill(&source, first, &mut values);
-        self.count_read(len);
-        Ok(RangeData {
-            start: first * source.frequency,
-            step: source.frequency,
-            values,
-        })
+    /// Writes a snapshot of the store and deletes what it makes unneeded.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
+        match &self.journal {
+            Some(journal) => journal.checkpoint(self),
+            None => Err(EngineError::argument(
+                "store",
+                "an in-memory store has nothing to checkpoint; use metricstore.open(path)",
+            )),
+        }
     }
 
-    /// Reads `[start, stop)` of several targets of one frequency into rows
-    /// of a matrix, in the order given.
-    pub fn read_many(
-        &self,
-        targets: &[Target<'_>],
-        start: i64,
-        stop: i64,
-    ) -> Result<Matrix, EngineError> {
-        if targets.is_empty() {
-            return Err(EngineError::argument(
-                "series",
-                "is empty; name at least one series",
-            ));
+    /// Starts background checkpoints for a store shared through `Arc`:
+    /// after `every` since the last checkpoint, or once the log has grown
+    /// by `log_bytes`. The thread holds only a weak reference and stops when
+    /// the store closes or is dropped.
+    pub fn start_checkpoints(self: &Arc<Store>, every: Option<Duration>, log_bytes: Option<u64>) {
+        if let Some(journal) = &self.journal
+            && (every.is_some() || log_bytes.is_some())
+        {
+            Arc::clone(journal).start_checkpoints(Arc::downgrade(self), every, log_bytes);
         }
-        let sources = {
-            let catalog = self.settled_catalog();
-            targets
-                .iter()
-                .map(|&t| self.resolve(&catalog, t))
-                .collect::<Result<Vec<Source>, EngineError>>()?
-        };
-        let frequency = sources[0].frequency;
-        if let Some(i) = sources.iter().position(|s| s.frequency != frequency) {
-            return Err(EngineError::argument(
-                "series",
-                format!(
-                    "element {i} has frequency {} but element 0 has {frequency}; \
-                     rows of one read share one time axis, so read them separately",
-                    sources[i].frequency
-                ),
-            ));
+    }
+
+    /// Returns once every write acknowledged before the call is durable.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        match &self.journal {
+            Some(journal) => journal.flush(),
+            None => Ok(()),
         }
-        let (first, cols) = read_slots(start, stop, frequency)?;
-        let cells = cols
-            .checked_mul(sources.len())
-            .filter(|&n| n as i64 <= super::time::MAX_READ_SLOTS);
-        let Some(cells) = cells else {
-            return Err(EngineError::argument(
-                "stop",
-                format!(
-                    "{} rows of {cols} slots exceed the limit of {} values per read",
-                    sources.len(),
-                    super::time::MAX_READ_SLOTS
-                ),
-            ));
-        };
-        let mut values = vec![f32::NAN; cells];
-        if cols > 0 {
-            for (source, row) in sources.iter().zip(values.chunks_mut(cols)) {
-                Self::fill(source, first, row);
-            }
+    }
+
+    /// Writes a final snapshot if anything was logged since the last one
+    /// (when `checkpoint`), then closes.
+    pub fn close_with(&self, checkpoint: bool) -> Result<(), EngineError> {
+        match &self.journal {
+            Some(journal) => journal.close(self, checkpoint),
+            None => Ok(()),
         }
-        self.count_read(cells);
-        Ok(Matrix {
-            start: first * frequency,
-            step: frequency,
-            rows: sources.len(),
-            cols,
-            values,
-        })
+    }
+
+    /// Finishes the log (waiting for writes in flight), syncs it and
+    /// releases the directory. Later writes raise `Closed`. Idempotent.
+    pub fn close(&self) -> Result<(), EngineError> {
+        self.close_with(false)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -973,9 +932,8 @@ impl Store {
             stats.chunks += data.chunk_count();
             stats.samples += data.valid();
         }
-        if let Some(durable) = &self.durable {
-            stats.failed_checkpoints = durable.failed_checkpoints.load(Ordering::Relaxed);
-            stats.last_checkpoint_error = durable.last_checkpoint_error.lock().clone();
+        if let Some(journal) = &self.journal {
+            (stats.failed_checkpoints, stats.last_checkpoint_error) = journal.checkpoint_failures();
         }
         let usage = self.pool.usage();
         stats.data_bytes = usage.in_use;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::engine::CHUNK_BYTES;
+use crate::engine::{CHUNK_BYTES, Target};
 use crate::engine::sim_storage::Rng;
 use crate::engine::test_model::{
     Step, apply, assert_same, empty_state, frequencies, model_apply, store_state, values, window,
