@@ -9,7 +9,7 @@ pub mod writer;
 use std::path::Path;
 
 use super::error::EngineError;
-use super::storage::Storage;
+use crate::engine::storage::Storage;
 
 /// A segment's file name: the LSN of its first record, zero-padded so names
 /// sort in log order.
