@@ -1,6 +1,6 @@
 //! Checkpoints: a snapshot of the store, then the log segments and older
 //! snapshots it makes unneeded are deleted (the protocol is in
-//! `snapshot.rs`'s module docs; the bytes in docs/format.md).
+//! `snapshot/mod.rs`'s module docs; the bytes in docs/format.md).
 
 use std::path::Path;
 use std::sync::Arc;

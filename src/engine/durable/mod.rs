@@ -1,5 +1,13 @@
 //! A store backed by a directory: opening (lock, metadata, recovery),
-//! sync modes, flush and close.
+//! sync modes, flush and close; checkpoints (`checkpoint.rs`) and
+//! `inspect`/`verify` (`inspect.rs`).
+//!
+//! [`Durable`] is the store's [`Journal`]: recovery fills a fresh store
+//! from the newest usable snapshot and replays the log after it through
+//! the store's own API, then hands it the journal, which logs every later
+//! op before the store applies it.
+//!
+//! Uses: `snapshot/`, `wal/`, `storage/`, `store/`, `memory/`, `model/`.
 //!
 //! Directory layout (docs/format.md):
 //!     STORE                  format version and time unit, written once
@@ -65,7 +73,7 @@ pub struct OpenOptions {
     /// ...or once the log has grown this much since the last one.
     pub checkpoint_log_bytes: Option<u64>,
     /// Where the open reports the bytes it reads, and where another thread
-    /// can cancel it (see `progress.rs` for what a cancel can stop).
+    /// can cancel it (see `storage/progress.rs` for what a cancel can stop).
     pub progress: Option<Arc<OpenProgress>>,
 }
 
@@ -239,7 +247,7 @@ impl DirLock {
 
 /// The background sync thread of `interval` mode. (In `always` mode each
 /// writer syncs its own record, sharing the sync with concurrent writers,
-/// while the apply thread applies its op: see `applier.rs`.)
+/// while the apply thread applies its op: see `store/applier.rs`.)
 struct SyncShared {
     /// Whether to stop.
     stop: Mutex<bool>,
@@ -554,7 +562,7 @@ impl Store {
         Store::open_with(storage, dir, options, None)
     }
 
-    /// Opening, in two phases (see `progress.rs`): reading, which changes
+    /// Opening, in two phases (see `storage/progress.rs`): reading, which changes
     /// no file and stops when `options.progress` is cancelled, then
     /// changing, which runs to the end once begun.
     fn open_with(

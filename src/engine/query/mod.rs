@@ -1,5 +1,15 @@
-//! Reads beyond the raw grid: resampled reads, summary statistics, and the
-//! freshness of a host's metrics (cc-backend's health check).
+//! Queries: range reads of the raw grid (`read.rs`), aggregation across
+//! series (`aggregate.rs`: NaN-skipping and order-independent), resampling
+//! and statistics (`resample.rs`); this file adds resampled reads, summary
+//! statistics, extents and the freshness of a host's metrics (cc-backend's
+//! health check).
+//!
+//! Invariants: a read of `[start, stop)` returns every slot of the range,
+//! NaN where nothing is stored; it sees staged ticks (the catalog it reads
+//! is settled first); it never takes the sequencer, so it runs beside
+//! writers.
+//!
+//! Uses: `store/` (its catalog and counters), `memory/`, `model/`.
 
 pub(crate) mod aggregate;
 pub(crate) mod read;

@@ -14,6 +14,12 @@
 //! deleted only when the older kept snapshot covers all its records, so a
 //! damaged newest snapshot falls back to the older one plus the log.
 //! Layout: docs/format.md.
+//!
+//! This module owns the format (write a store's series, load them back);
+//! the checkpoint that decides when, and what a snapshot makes unneeded,
+//! is `durable/checkpoint.rs`.
+//!
+//! Uses: `storage/`, `store/`, `memory/`, `model/`.
 
 use std::ops::Range;
 use std::path::Path;

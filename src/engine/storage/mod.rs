@@ -9,6 +9,12 @@
 //! make data visible to readers at once but not durable; `sync_data` makes a
 //! file's contents durable; a new, renamed or removed directory entry is
 //! durable only after `sync_dir` of its directory.
+//!
+//! Also here: named crash points for tests (`crash_points`), and the
+//! progress and cancellation of reading a store directory
+//! (`progress.rs`).
+//!
+//! Uses: the leaves only.
 
 pub(crate) mod progress;
 

@@ -5,7 +5,7 @@
 //! Why the writer syncs and this thread applies, not the other way round:
 //! the sync is on the critical path of every durable write, and the apply
 //! is shorter than it (about 0.4 ms for a 10,000-series tick applied
-//! directly, tens of µs for one staged: `stage.rs`). With
+//! directly, tens of µs for one staged: `memory/stage.rs`). With
 //! the sync on a thread of its own, each write waited for two thread
 //! wake-ups in series with the sync: one to start it, one to learn it had
 //! ended, together about 0.1 ms on this project's VM. With the apply on a

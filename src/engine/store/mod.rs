@@ -1,5 +1,14 @@
 //! The store: applies ops in one total order and answers range reads.
 //!
+//! It is the in-memory state machine: ops in (`ops.rs`: each checked whole
+//! before any of it is applied), memory changed in sequencer order, on this
+//! thread or on the apply thread (`applier.rs`). It knows nothing of files:
+//! a store opened on a directory is given a [`Journal`] that logs each op
+//! under the sequencer before it is applied, and owns checkpoints, flush
+//! and close. Reads live in `query/`, which uses the store's catalog.
+//!
+//! Uses: `memory/`, `model/`. Used by everything above it.
+//!
 //! Locks, always taken in this order: `sequencer` (writers only; it fixes
 //! the order ops are applied in, which a write-ahead log will share), then
 //! `stage`, then `catalog`, then one series' data lock at a time. Readers
@@ -11,7 +20,7 @@
 //! waits for them.
 //!
 //! Most ticks are staged rather than written into their series at once
-//! (`stage.rs`); whoever reads series data, or changes it by another op,
+//! (`memory/stage.rs`); whoever reads series data, or changes it by another op,
 //! first writes staged ticks out (`Store::settle`).
 
 pub(crate) mod applier;
@@ -165,7 +174,7 @@ pub struct Store {
     readonly: bool,
     pub(super) pool: Arc<ChunkPool>,
     sequencer: Mutex<()>,
-    /// Ticks applied but not yet written into their series (`stage.rs`).
+    /// Ticks applied but not yet written into their series (`memory/stage.rs`).
     stage: Mutex<Stage>,
     pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
@@ -680,7 +689,7 @@ impl Store {
         }
     }
 
-    /// Writes staged ticks into their series (`stage.rs`). Whoever reads
+    /// Writes staged ticks into their series (`memory/stage.rs`). Whoever reads
     /// series data, or changes it by anything but a staged tick, calls this
     /// first, and never while holding the catalog.
     pub(super) fn settle(&self) {

@@ -1,6 +1,6 @@
 //! A simulated [`Storage`] for crash and fault tests (test builds only).
 //!
-//! It models exactly the contract in `storage.rs`:
+//! It models exactly the contract in `storage/mod.rs`:
 //! - `append` changes a file's *live* contents (what readers see) at once;
 //!   `sync_data` makes everything appended so far *durable*. Files only ever
 //!   grow by appends, and `truncate` is durable at once, so a file's durable
