@@ -86,6 +86,84 @@ fn a_second_writer_is_refused_with_the_holders_pid() {
 }
 
 #[test]
+fn deleting_lock_while_a_writer_holds_it_lets_no_second_writer_in() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0, 2.0]).unwrap();
+    std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("a second writer opened the store after LOCK was deleted");
+    };
+    assert!(matches!(err, EngineError::Locked { .. }), "{err:?}");
+    store.write_block(a, 2, &[3.0]).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(bits(&again, a, 0, 3), [1.0f32, 2.0, 3.0].map(f32::to_bits));
+}
+
+#[test]
+fn creating_a_store_creates_its_missing_parent_directories() {
+    let dir = TempDir::new();
+    let nested = dir.path().join("a").join("b").join("store");
+    let (store, _) = Store::open(&nested, &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    store.close().unwrap();
+    assert!(nested.join(META_FILE).is_file());
+}
+
+#[test]
+fn checkpoint_of_a_read_only_store_is_refused_as_read_only() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let read_only = OpenOptions {
+        readonly: true,
+        ..options(SyncMode::None)
+    };
+    let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
+    assert_eq!(reader.checkpoint().unwrap_err(), EngineError::ReadOnly);
+}
+
+#[test]
+fn a_snapshot_from_a_newer_format_stops_the_open_with_a_format_error() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0]).unwrap();
+    let file = store.checkpoint().unwrap().file;
+    store.close().unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..28]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("a snapshot of format 99 was skipped or loaded");
+    };
+    let EngineError::Format {
+        file: named,
+        reason,
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(named, file);
+    assert!(
+        reason.contains("version 99") && reason.contains("newer"),
+        "{reason}"
+    );
+    // Nothing was changed: the snapshot is still there, not set aside.
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+}
+
+#[test]
 fn concurrent_writers_to_the_same_slots_recover_bit_for_bit() {
     let dir = TempDir::new();
     let (store, _) = Store::open(dir.path(), &options(SyncMode::Always)).unwrap();
@@ -221,6 +299,76 @@ fn a_damaged_newest_snapshot_falls_back_to_the_older_one_and_the_log() {
         "{report:?}"
     );
     assert_eq!(everything(&again, &[a], 100), live);
+}
+
+/// Flips one bit in the middle of `file`.
+fn damage(file: &str) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn after_a_fallback_the_next_damaged_snapshot_still_falls_back() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0; 10]).unwrap();
+    let first = store.checkpoint().unwrap().file;
+    store.write_block(a, 10, &[2.0; 10]).unwrap();
+    let second = store.checkpoint().unwrap().file;
+    store.close().unwrap();
+    drop(store);
+    damage(&second);
+    let (store, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(first.as_str()));
+    // The damaged snapshot is set aside, so no checkpoint counts it as one
+    // of the two kept.
+    let aside = format!("{second}.broken");
+    assert!(!Path::new(&second).exists() && Path::new(&aside).exists());
+    store.write_block(a, 20, &[3.0; 10]).unwrap();
+    let third = store.checkpoint().unwrap().file;
+    let live = everything(&store, &[a], 40);
+    store.close().unwrap();
+    drop(store);
+    assert!(
+        Path::new(&first).exists(),
+        "the good older snapshot was deleted"
+    );
+    damage(&third);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(first.as_str()));
+    assert_eq!(everything(&again, &[a], 40), live);
+}
+
+#[test]
+fn a_log_gap_behind_damaged_snapshots_names_them_in_the_error() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    let mut files = Vec::new();
+    for round in 0..3 {
+        store.write_block(a, round * 10, &[1.0; 10]).unwrap();
+        files.push(store.checkpoint().unwrap().file);
+    }
+    store.close().unwrap();
+    drop(store);
+    // The first snapshot and the log it covered are gone; damage both kept.
+    damage(&files[1]);
+    damage(&files[2]);
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("opened without a usable snapshot or the log before it");
+    };
+    let EngineError::Corruption { reason, .. } = err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        reason.contains(&files[1]) && reason.contains(&files[2]),
+        "{reason}"
+    );
 }
 
 #[test]

@@ -202,9 +202,107 @@ fn remove_temporary_files(storage: &dyn Storage, dir: &Path) -> Result<(), Engin
     Ok(())
 }
 
+/// What a snapshot that recovery could not use is renamed to.
+const SET_ASIDE_SUFFIX: &str = ".broken";
+
+/// Renames the snapshots recovery skipped to `<name>.broken`, so that no
+/// later checkpoint counts a damaged snapshot as one of the two it keeps
+/// (it would delete the good older one, and the log behind it, next).
+fn set_aside(
+    storage: &dyn Storage,
+    dir: &Path,
+    skipped: &[(String, String)],
+) -> Result<(), EngineError> {
+    for (file, _) in skipped {
+        let path = Path::new(file);
+        let aside = PathBuf::from(format!("{file}{SET_ASIDE_SUFFIX}"));
+        storage
+            .rename(path, &aside)
+            .map_err(|e| EngineError::io("setting aside damaged snapshot", path, &e))?;
+    }
+    if !skipped.is_empty() {
+        storage
+            .sync_dir(dir)
+            .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
+    }
+    Ok(())
+}
+
+/// A recovery error, with the damaged snapshots (skipped now or set aside
+/// by an earlier open) named: they are usually why the log does not reach
+/// back far enough.
+fn naming_damaged_snapshots(
+    error: EngineError,
+    storage: &dyn Storage,
+    dir: &Path,
+    skipped: &[(String, String)],
+) -> EngineError {
+    let EngineError::Corruption {
+        file,
+        offset,
+        lsn,
+        reason,
+    } = error
+    else {
+        return error;
+    };
+    let mut damaged: Vec<String> = skipped.iter().map(|(f, _)| f.clone()).collect();
+    if let Ok(names) = storage.list(dir) {
+        let mut aside: Vec<String> = names
+            .into_iter()
+            .filter(|n| n.ends_with(SET_ASIDE_SUFFIX))
+            .map(|n| dir.join(n).display().to_string())
+            .collect();
+        aside.sort();
+        damaged.extend(aside);
+    }
+    let reason = if damaged.is_empty() {
+        reason
+    } else {
+        format!(
+            "{reason}; damaged snapshots, set aside or skipped: {}",
+            damaged.join(", ")
+        )
+    };
+    EngineError::Corruption {
+        file,
+        offset,
+        lsn,
+        reason,
+    }
+}
+
 /// The exclusive lock of a store directory, held while a writer is open.
+///
+/// Two `flock`s: on the directory itself, which nothing can unlink from
+/// under the writer (deleting `LOCK` while a writer held only that let a
+/// second writer in), and on `LOCK`, which holds the writer's pid for the
+/// error a second writer gets. A file system that cannot lock a directory
+/// (NFS emulates `flock` with POSIX locks, which need a file open for
+/// writing) falls back to `LOCK` alone.
 struct DirLock {
+    _dir: Option<File>,
     _file: File,
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: Ok(true) if taken,
+/// Ok(false) if another open file description holds it.
+fn try_flock(file: &File) -> std::io::Result<bool> {
+    // flock locks belong to the open file description, so a second open in
+    // this same process conflicts too.
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let locked = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)
+    };
+    if locked == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(error)
 }
 
 impl DirLock {
@@ -217,31 +315,42 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| EngineError::io("opening", &path, &e))?;
-        // flock locks belong to the open file description, so a second open
-        // in this same process conflicts too.
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let locked = unsafe {
-            use std::os::fd::AsRawFd;
-            libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)
-        };
-        if locked != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(EngineError::Locked {
-                    path: dir.display().to_string(),
-                    pid: text.trim().parse().ok(),
-                });
+        let locked = |file: &mut File| {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            EngineError::Locked {
+                path: dir.display().to_string(),
+                pid: text.trim().parse().ok(),
             }
-            return Err(EngineError::io("locking", &path, &error));
+        };
+        let dir_file = File::open(dir).map_err(|e| EngineError::io("opening", dir, &e))?;
+        let dir_lock = match try_flock(&dir_file) {
+            Ok(true) => Some(dir_file),
+            Ok(false) => return Err(locked(&mut file)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBADF | libc::ENOLCK | libc::EINVAL | libc::EOPNOTSUPP)
+                ) =>
+            {
+                None
+            }
+            Err(e) => return Err(EngineError::io("locking", dir, &e)),
+        };
+        match try_flock(&file) {
+            Ok(true) => {}
+            Ok(false) => return Err(locked(&mut file)),
+            Err(e) => return Err(EngineError::io("locking", &path, &e)),
         }
         let pid = std::process::id().to_string();
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(pid.as_bytes()))
             .map_err(|e| EngineError::io("writing", &path, &e))?;
-        Ok(DirLock { _file: file })
+        Ok(DirLock {
+            _dir: dir_lock,
+            _file: file,
+        })
     }
 }
 
@@ -539,7 +648,9 @@ impl Store {
         let lock = if options.readonly {
             None
         } else {
-            std::fs::create_dir_all(dir).map_err(|e| EngineError::io("creating", dir, &e))?;
+            FsStorage
+                .create_dir_all(dir)
+                .map_err(|e| EngineError::io("creating", dir, &e))?;
             Some(DirLock::acquire(dir)?)
         };
         Store::open_with(Arc::new(FsStorage), dir, options, lock)
@@ -609,6 +720,12 @@ impl Store {
                     break;
                 }
                 Err(LoadError::Cancelled) => return Err(EngineError::Cancelled),
+                Err(LoadError::Newer(reason)) => {
+                    return Err(EngineError::Format {
+                        file: path.display().to_string(),
+                        reason,
+                    });
+                }
                 Err(LoadError::Unusable(reason)) => {
                     progress.set_done(tried);
                     skipped_snapshots.push((path.display().to_string(), reason));
@@ -632,7 +749,8 @@ impl Store {
             replay,
             progress,
             |_, kind, payload| store.replay(kind, payload),
-        )?;
+        )
+        .map_err(|e| naming_damaged_snapshots(e, storage.as_ref(), dir, &skipped_snapshots))?;
         let report = RecoveryReport {
             snapshot: snapshot.map(|(file, _)| file),
             snapshot_lsn,
@@ -649,6 +767,7 @@ impl Store {
         // Only now: recovery never reads them, and cancelling must find
         // the directory unchanged.
         remove_temporary_files(storage.as_ref(), dir)?;
+        set_aside(storage.as_ref(), dir, &report.skipped_snapshots)?;
         crash_point!(storage.as_ref(), RECOVERY_REPLAYED);
         // What was replayed may be only in the page cache (the last writer
         // was killed before syncing): make it durable before anything is

@@ -82,6 +82,10 @@ pub(crate) enum LoadError {
     Unusable(String),
     /// The open was cancelled while loading.
     Cancelled,
+    /// A newer metricstore wrote the snapshot (the reason says which
+    /// version). Recovery stops rather than fall back: the older snapshot
+    /// and the log may not hold what the newer one does.
+    Newer(String),
 }
 
 impl From<String> for LoadError {
@@ -101,8 +105,23 @@ impl std::fmt::Display for LoadError {
         match self {
             LoadError::Unusable(reason) => f.write_str(reason),
             LoadError::Cancelled => f.write_str("loading was cancelled"),
+            LoadError::Newer(reason) => f.write_str(reason),
         }
     }
+}
+
+/// The format version of a snapshot with an intact header, if it is newer
+/// than this build reads.
+fn newer_version(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < HEADER || bytes[..8] != SNAPSHOT_MAGIC {
+        return None;
+    }
+    let crc = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
+    if crc != crc32fast::hash(&bytes[..28]) {
+        return None;
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    (version > SNAPSHOT_VERSION).then_some(version)
 }
 
 /// A block header: `len u32 | crc u32 | kind u8 | 3 zero bytes`, the CRC
@@ -283,6 +302,12 @@ impl Store {
         progress: Tracker<'_>,
     ) -> Result<u64, LoadError> {
         let bytes: &[u8] = file;
+        if let Some(version) = newer_version(bytes) {
+            return Err(LoadError::Newer(format!(
+                "snapshot format version {version} was written by a newer metricstore; \
+                 this one reads version {SNAPSHOT_VERSION}: upgrade metricstore to open it"
+            )));
+        }
         let (lsn, series_count, blocks) = self.load_snapshot_catalog(bytes)?;
         progress.advance(blocks.first().map_or(0, |&(_, _, _, end)| end) as u64)?;
         let series_blocks = &blocks[1..blocks.len() - 1];

@@ -21,7 +21,7 @@ pub(crate) mod progress;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A file opened for appending.
 pub trait StorageFile: Send + Sync {
@@ -38,6 +38,8 @@ pub trait StorageFile: Send + Sync {
 }
 
 pub trait Storage: Send + Sync {
+    /// Creates `dir` and its missing parents, durably: each new directory's
+    /// entry in its parent is synced.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the files in `dir` (not paths), in no particular order.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -154,9 +156,27 @@ impl StorageFile for FsFile {
     }
 }
 
+/// The directories to sync after creating `dir` and its missing
+/// ancestors, so that every new directory's entry is durable: the parent of
+/// each missing one, deepest first.
+fn parents_to_sync(dir: &Path, exists: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    dir.ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !exists(p))
+        .map(|p| match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        })
+        .collect()
+}
+
 impl Storage for FsStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        // A power cut soon after creating a store must not lose it: a new
+        // directory is durable only once its parent is synced (ext4 happens
+        // to order this; stricter file systems do not).
+        let parents = parents_to_sync(dir, |p| p.exists());
+        fs::create_dir_all(dir)?;
+        parents.iter().try_for_each(|parent| self.sync_dir(parent))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -348,6 +368,20 @@ impl Drop for Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creating_a_store_syncs_the_parent_of_every_directory_it_creates() {
+        let exists = |p: &Path| p == Path::new("/data") || p == Path::new("/");
+        assert_eq!(
+            parents_to_sync(Path::new("/data/a/b/store"), exists),
+            ["/data/a/b", "/data/a", "/data"].map(PathBuf::from)
+        );
+        assert_eq!(
+            parents_to_sync(Path::new("rel/store"), |_| false),
+            ["rel", "."].map(PathBuf::from)
+        );
+        assert!(parents_to_sync(Path::new("/data"), exists).is_empty());
+    }
     use crate::engine::durable::tests::TempDir;
 
     #[test]

@@ -878,6 +878,7 @@ impl Store {
     pub fn checkpoint(&self) -> Result<CheckpointInfo, EngineError> {
         match &self.journal {
             Some(journal) => journal.checkpoint(self),
+            None if self.readonly => Err(EngineError::ReadOnly),
             None => Err(EngineError::argument(
                 "store",
                 "an in-memory store has nothing to checkpoint; use metricstore.open(path)",
