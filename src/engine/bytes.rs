@@ -87,6 +87,10 @@ impl<'a> ByteReader<'a> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
+    pub fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
     /// A `u64` element count, checked against the bytes left for elements
     /// of `element_bytes` each.
     pub fn count(&mut self, element_bytes: usize) -> Result<usize, String> {

@@ -18,8 +18,13 @@ use crate::engine::store::Store;
 use crate::engine::wal::list_segments;
 
 impl Durable {
-    /// Writes a snapshot of `store` and deletes what it makes unneeded.
-    pub(crate) fn checkpoint_store(&self, store: &Store) -> Result<CheckpointInfo, EngineError> {
+    /// Writes a snapshot of `store` and deletes what it makes unneeded,
+    /// keeping the newest `keep` snapshots (see `remove_unneeded`).
+    pub(crate) fn checkpoint_store(
+        &self,
+        store: &Store,
+        keep: usize,
+    ) -> Result<CheckpointInfo, EngineError> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         self.check_writable()?;
         let started = Instant::now();
@@ -74,7 +79,7 @@ impl Durable {
             }
         };
         crash_point!(storage, SNAPSHOT_PUBLISHED);
-        let (removed_segments, removed_snapshots) = remove_unneeded(storage, dir)?;
+        let (removed_segments, removed_snapshots) = remove_unneeded(storage, dir, keep)?;
         Ok(CheckpointInfo {
             lsn,
             file: path.display().to_string(),
@@ -88,12 +93,19 @@ impl Durable {
     }
 }
 
-/// Deletes snapshots beyond the newest two, and log segments whose records
-/// the older kept snapshot covers. Returns (segments, snapshots) removed.
-fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), EngineError> {
+/// Deletes snapshots beyond the newest `keep`, and log segments whose
+/// records the oldest kept snapshot covers. Returns (segments, snapshots)
+/// removed. Checkpoints keep two, so that a damaged newest snapshot falls
+/// back to the older one and the log; a closing store keeps one, so that
+/// the directory holds its data once.
+pub(crate) fn remove_unneeded(
+    storage: &dyn Storage,
+    dir: &Path,
+    keep: usize,
+) -> Result<(usize, usize), EngineError> {
     let snapshots = list_snapshots(storage, dir)?;
     let mut removed_snapshots = 0;
-    for (_, name) in snapshots.iter().skip(2) {
+    for (_, name) in snapshots.iter().skip(keep) {
         let path = dir.join(name);
         crash_point!(storage, LOG_TRUNCATING);
         storage
@@ -102,8 +114,8 @@ fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), 
         removed_snapshots += 1;
     }
     let mut removed_segments = 0;
-    // With one snapshot, keep the whole log: it is the fallback.
-    if let Some(&(older, _)) = snapshots.get(1) {
+    // With fewer snapshots than `keep`, keep the whole log: the fallback.
+    if let Some(&(older, _)) = snapshots.get(keep.max(1) - 1) {
         let segments = list_segments(storage, dir)?;
         for pair in segments.windows(2) {
             let (_, name) = &pair[0];

@@ -46,6 +46,7 @@ use crate::engine::store::applier::Applier;
 use crate::engine::store::ops::{Op, encode};
 use crate::engine::store::{CheckpointInfo, Journal};
 use crate::engine::store::{SeriesId, Store};
+use checkpoint::remove_unneeded;
 
 /// When appended records are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -505,17 +506,26 @@ impl Journal for Durable {
     }
 
     fn checkpoint(&self, store: &Store) -> Result<CheckpointInfo, EngineError> {
-        self.checkpoint_store(store)
+        let info = self.checkpoint_store(store, 2)?;
+        // What the snapshot holds need not stay raw in memory.
+        store.seal();
+        Ok(info)
     }
 
     fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError> {
+        // A closing store keeps one snapshot and only the log after it:
+        // the directory then holds the data once.
         if checkpoint
             && !self.closed.load(Ordering::Acquire)
             && std::process::id() == self.owner_pid
             && self.wal.poisoned().is_none()
-            && self.wal.written_lsn() > self.last_snapshot_lsn()?
         {
-            self.checkpoint_store(store)?;
+            if self.wal.written_lsn() > self.last_snapshot_lsn()? {
+                self.checkpoint_store(store, 1)?;
+            } else {
+                let _one_at_a_time = self.checkpoint_lock.lock();
+                remove_unneeded(self.storage.as_ref(), &self.dir, 1)?;
+            }
         }
         // No background checkpoint may run once the directory is released:
         // stop the thread and wait for a checkpoint in flight, before
@@ -589,7 +599,7 @@ impl Journal for Durable {
                         continue;
                     }
                     last = Instant::now();
-                    match durable.checkpoint_store(&store) {
+                    match durable.checkpoint(&store) {
                         Ok(_) => {}
                         Err(EngineError::Closed) => return,
                         Err(error) => {

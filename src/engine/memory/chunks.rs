@@ -19,6 +19,7 @@
 use std::alloc::{Layout, handle_alloc_error};
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -128,10 +129,14 @@ pub fn copy_counting(target: &mut [f32], source: &[f32]) -> u64 {
     valid
 }
 
-/// Hands out chunk slots. One per store; shared by its series.
+/// Hands out chunk slots. One per store; shared by its series. Also counts
+/// the sealed chunks' bytes (`sealed.rs`), so that one place knows what the
+/// store's data holds.
 #[derive(Default)]
 pub struct ChunkPool {
     state: Mutex<PoolState>,
+    sealed_bytes: AtomicUsize,
+    sealed_chunks: AtomicUsize,
 }
 
 // SAFETY: the raw pointers in PoolState refer to slab memory owned by the
@@ -146,6 +151,16 @@ pub struct PoolUsage {
     pub reserved: usize,
     /// Bytes in slots currently holding a chunk.
     pub in_use: usize,
+    /// Sealed chunks, and the bytes they hold.
+    pub sealed_chunks: usize,
+    pub sealed_bytes: usize,
+}
+
+impl PoolUsage {
+    /// Bytes the data holds: raw chunks' slots and sealed chunks' bytes.
+    pub fn data_bytes(&self) -> usize {
+        self.in_use + self.sealed_bytes
+    }
 }
 
 impl ChunkPool {
@@ -222,6 +237,21 @@ impl ChunkPool {
         PoolUsage {
             reserved: (state.slabs.len() + usize::from(state.spare.is_some())) * SLAB_BYTES,
             in_use: (handed_out - state.free.len()) * CHUNK_BYTES,
+            sealed_chunks: self.sealed_chunks.load(Ordering::Relaxed),
+            sealed_bytes: self.sealed_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a sealed chunk of `bytes` made (positive) or freed (negative).
+    pub fn count_sealed(&self, bytes: isize) {
+        if bytes >= 0 {
+            self.sealed_bytes
+                .fetch_add(bytes as usize, Ordering::Relaxed);
+            self.sealed_chunks.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.sealed_bytes
+                .fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
+            self.sealed_chunks.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -269,6 +299,20 @@ impl Chunk {
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         // SAFETY: as above, and &mut self makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), CHUNK_SLOTS) }
+    }
+
+    /// Frees the chunk and gives its memory back to the system: its slot
+    /// stays in the pool, and the page is mapped again (zeroed) when the
+    /// slot is reused, which every use overwrites whole. For chunks that
+    /// were sealed: without it, sealing would free slots but not memory.
+    pub fn release(self) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: the slot is CHUNK_BYTES (whole pages: 4 KiB) of a live
+        // slab mapping, page-aligned, and this chunk is its only owner; its
+        // contents are not needed any more.
+        unsafe {
+            libc::madvise(self.ptr.as_ptr().cast(), CHUNK_BYTES, libc::MADV_DONTNEED);
+        }
     }
 }
 
@@ -332,7 +376,7 @@ mod tests {
             pool.usage(),
             PoolUsage {
                 reserved: SLAB_BYTES,
-                in_use: 0
+                ..PoolUsage::default()
             }
         );
         let chunks: Vec<Chunk> = (0..CHUNKS_PER_SLAB)

@@ -1,5 +1,6 @@
 //! Memory: where samples live. Chunks of float32 slots from shared slabs,
-//! a series as a map of chunks, ticks staged as rows before they reach their
+//! sealed chunks compressed by our own codec (`codec.rs`, `sealed.rs`), a
+//! series as a map of chunks, ticks staged as rows before they reach their
 //! series, and the catalog of metrics, paths and series handles.
 //!
 //! Invariants: every chunk holds `CHUNK_SLOTS` consecutive slots of one
@@ -11,5 +12,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod chunks;
+pub(crate) mod codec;
+pub(crate) mod sealed;
 pub(crate) mod series;
 pub(crate) mod stage;

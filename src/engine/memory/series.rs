@@ -4,28 +4,89 @@
 //! live in a `BTreeMap`, so writes may land anywhere (before, after or
 //! between stored data) and memory grows one chunk at a time; nothing ever
 //! copies a whole series. A chunk that was never written does not exist and
-//! reads as NaN. Chunk memory comes from the store's [`ChunkPool`].
+//! reads as NaN. A chunk is raw (slots from the store's [`ChunkPool`],
+//! written in place) or sealed (compressed, `sealed.rs`): reads decode a
+//! sealed chunk, and a write into one unseals it first, so every write
+//! lands in raw slots and stays bit-exact.
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::engine::bytes::put_all;
 use crate::engine::memory::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting};
+use crate::engine::memory::sealed::Sealed;
+
+/// One chunk of a series.
+enum Stored {
+    /// Slots written in place.
+    Raw(Chunk),
+    /// Compressed; decoded to be read, unsealed to be written.
+    Sealed(Sealed),
+}
+
+impl Stored {
+    /// Calls `visit` with slots `from..to` of the chunk (decoding a sealed
+    /// one into `buffer`).
+    fn visit<R>(
+        &self,
+        from: usize,
+        to: usize,
+        buffer: &mut [f32; CHUNK_SLOTS],
+        visit: impl FnOnce(&[f32]) -> R,
+    ) -> R {
+        match self {
+            Stored::Raw(chunk) => visit(&chunk.as_slice()[from..to]),
+            Stored::Sealed(sealed) => {
+                sealed.decode_into(buffer);
+                visit(&buffer[from..to])
+            }
+        }
+    }
+
+    fn valid(&self) -> u64 {
+        match self {
+            Stored::Raw(chunk) => count_valid(chunk.as_slice()),
+            Stored::Sealed(sealed) => sealed.valid(),
+        }
+    }
+}
+
+/// How a series' chunks are held: raw chunks, and sealed chunks with the
+/// bytes they take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tiers {
+    pub raw_chunks: usize,
+    pub sealed_chunks: usize,
+    pub sealed_bytes: usize,
+}
+
+/// A chunk as a snapshot stores it: its key, its encoded bytes' place in
+/// the output, their CRC-32, and its count of non-NaN slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedChunk {
+    pub key: i64,
+    pub offset: usize,
+    pub len: usize,
+    pub crc: u32,
+    pub valid: u64,
+}
 
 #[derive(Default)]
 pub struct SeriesData {
-    chunks: BTreeMap<i64, Chunk>,
+    chunks: BTreeMap<i64, Stored>,
     /// Number of non-NaN slots, kept exact on every write.
     valid: u64,
-    /// The chunk written last, so that writes into it (every tick until it
-    /// fills) skip the map: its node is one more cache miss per write.
+    /// The raw chunk written last, so that writes into it (every tick until
+    /// it fills) skip the map: its node is one more cache miss per write.
     hot: Option<HotChunk>,
+    /// Written since the last seal pass (`seal`): its newest chunk may
+    /// still be being written, so the pass leaves it raw.
+    written: bool,
 }
 
-/// A chunk's key and slot memory, copied from the map. Valid while that
-/// chunk stays in the map: every method that removes or replaces chunks
-/// clears `SeriesData::hot`, and all of them take `&mut self`.
+/// A raw chunk's key and slot memory, copied from the map. Valid while that
+/// chunk stays raw in the map: every method that removes, replaces or seals
+/// chunks clears `SeriesData::hot`, and all of them take `&mut self`.
 #[derive(Clone, Copy)]
 struct HotChunk {
     key: i64,
@@ -83,7 +144,17 @@ impl SeriesData {
         let slots = match self.hot {
             Some(hot) if hot.key == key => hot.slots,
             _ => match self.chunks.get_mut(&key) {
-                Some(chunk) => chunk.slots(),
+                Some(Stored::Raw(chunk)) => chunk.slots(),
+                Some(stored @ Stored::Sealed(_)) => {
+                    let Stored::Sealed(sealed) = &*stored else {
+                        unreachable!("matched as sealed")
+                    };
+                    let mut chunk = pool.chunk_with(0, &[]).0;
+                    sealed.decode_into(chunk.as_mut_slice());
+                    let slots = chunk.slots();
+                    *stored = Stored::Raw(chunk);
+                    slots
+                }
                 None => {
                     let (chunk, added) = pool.chunk_with(offset, part);
                     // NaN means missing: writing only NaN where nothing is
@@ -92,31 +163,54 @@ impl SeriesData {
                         return 0;
                     }
                     let slots = chunk.slots();
-                    self.chunks.insert(key, chunk);
+                    self.chunks.insert(key, Stored::Raw(chunk));
                     self.valid += added;
                     self.hot = Some(HotChunk { key, slots });
+                    self.written = true;
                     return slots.as_ptr() as usize;
                 }
             },
         };
-        // SAFETY: `slots` is the memory of chunk `key`, which is in the map
-        // (looked up just now, or kept as `hot`, which is cleared whenever
-        // a chunk leaves the map); `&mut self` makes the access exclusive.
+        // SAFETY: `slots` is the memory of raw chunk `key`, which is in the
+        // map (looked up or unsealed just now, or kept as `hot`, which is
+        // cleared whenever a chunk leaves the map or is sealed); `&mut self`
+        // makes the access exclusive.
         let chunk = unsafe { std::slice::from_raw_parts_mut(slots.as_ptr(), CHUNK_SLOTS) };
         let target = &mut chunk[offset..offset + part.len()];
         let removed = count_valid(target);
         let added = copy_counting(target, part);
         self.valid = self.valid + added - removed;
         self.hot = Some(HotChunk { key, slots });
+        self.written = true;
         slots.as_ptr() as usize
     }
 
     /// Copies slots `first .. first + out.len()` into `out`; slots never
     /// written are left as they are in `out` (callers pass NaN-filled buffers).
     pub fn read_into(&self, first: i64, out: &mut [f32]) {
-        self.for_each_piece(first, out.len(), |offset, values| {
-            out[offset..offset + values.len()].copy_from_slice(values);
-        });
+        if out.is_empty() {
+            return;
+        }
+        let len = out.len();
+        let end = first + len as i64; // exclusive; read_slots bounds len
+        let (first_key, _) = split(first);
+        let (last_key, _) = split(end - 1);
+        for (&key, stored) in self.chunks.range(first_key..=last_key) {
+            let chunk_start = key * CHUNK_SLOTS as i64;
+            let from = first.max(chunk_start);
+            let to = end.min(chunk_start + CHUNK_SLOTS as i64);
+            let target = &mut out[(from - first) as usize..(to - first) as usize];
+            let (a, b) = ((from - chunk_start) as usize, (to - chunk_start) as usize);
+            match stored {
+                Stored::Raw(chunk) => target.copy_from_slice(&chunk.as_slice()[a..b]),
+                Stored::Sealed(sealed) if b - a == CHUNK_SLOTS => sealed.decode_into(target),
+                Stored::Sealed(sealed) => {
+                    let mut buffer = [0f32; CHUNK_SLOTS];
+                    sealed.decode_into(&mut buffer);
+                    target.copy_from_slice(&buffer[a..b]);
+                }
+            }
+        }
     }
 
     /// Calls `visit(offset, values)` for every stored run of slots inside
@@ -128,61 +222,116 @@ impl SeriesData {
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
-        for (&key, chunk) in self.chunks.range(first_key..=last_key) {
+        let mut buffer = [0f32; CHUNK_SLOTS];
+        for (&key, stored) in self.chunks.range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
-            let values =
-                &chunk.as_slice()[(from - chunk_start) as usize..(to - chunk_start) as usize];
-            visit((from - first) as usize, values);
+            let (a, b) = ((from - chunk_start) as usize, (to - chunk_start) as usize);
+            stored.visit(a, b, &mut buffer, |values| {
+                visit((from - first) as usize, values);
+            });
         }
     }
 
-    /// Appends every chunk as `key i64` and its slots' bits, in key order,
-    /// after the chunk count `u32` (the snapshot's series layout).
-    pub fn encode_chunks(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
-        for (key, chunk) in &self.chunks {
-            out.extend_from_slice(&key.to_le_bytes());
-            put_all(out, chunk.as_slice());
+    /// Appends every chunk's encoded bytes to `out`, in key order, and
+    /// describes each in `index` (offsets relative to `base` plus the
+    /// position in `out`): sealed chunks as they are, raw ones encoded now.
+    pub fn encode_chunks(&self, base: usize, out: &mut Vec<u8>, index: &mut Vec<EncodedChunk>) {
+        for (&key, stored) in &self.chunks {
+            let start = out.len();
+            match stored {
+                Stored::Raw(chunk) => crate::engine::memory::codec::encode(chunk.as_slice(), out),
+                Stored::Sealed(sealed) => out.extend_from_slice(sealed.bytes()),
+            }
+            index.push(EncodedChunk {
+                key,
+                offset: base + start,
+                len: out.len() - start,
+                crc: crc32fast::hash(&out[start..]),
+                valid: stored.valid(),
+            });
         }
     }
 
-    /// Adds a whole chunk read from a snapshot, given as its little-endian
-    /// bytes (replacing any chunk with its key).
+    /// Adds a whole raw chunk read from a snapshot, given as its
+    /// little-endian bytes (replacing any chunk with its key).
     pub fn load_chunk(&mut self, pool: &Arc<ChunkPool>, key: i64, bytes: &[u8]) {
         let (chunk, valid) = pool.chunk_from_le_bytes(bytes);
+        self.insert(key, Stored::Raw(chunk), valid);
+    }
+
+    /// Adds a sealed chunk read from a snapshot (replacing any chunk with
+    /// its key).
+    pub fn load_sealed(&mut self, key: i64, sealed: Sealed) {
+        let valid = sealed.valid();
+        self.insert(key, Stored::Sealed(sealed), valid);
+    }
+
+    fn insert(&mut self, key: i64, stored: Stored, valid: u64) {
         self.hot = None;
-        if let Some(old) = self.chunks.insert(key, chunk) {
-            self.valid -= count_valid(old.as_slice());
+        if let Some(old) = self.chunks.insert(key, stored) {
+            self.valid -= old.valid();
         }
         self.valid += valid;
     }
 
+    /// Seals every raw chunk but the newest (the one ticks and appends
+    /// write next), and the newest too if nothing was written since the
+    /// last pass; gives the memory of their slots back to the system.
+    /// Returns chunks sealed.
+    pub fn seal(&mut self, pool: &Arc<ChunkPool>) -> usize {
+        let keep_newest = std::mem::take(&mut self.written);
+        let newest = self.chunks.keys().next_back().copied();
+        let mut sealed = 0;
+        for (&key, stored) in &mut self.chunks {
+            if keep_newest && Some(key) == newest {
+                continue;
+            }
+            if let Stored::Raw(chunk) = stored {
+                let valid = count_valid(chunk.as_slice());
+                let new = Stored::Sealed(Sealed::seal(pool, chunk.as_slice(), valid));
+                if let Stored::Raw(old) = std::mem::replace(stored, new) {
+                    old.release();
+                }
+                if self.hot.is_some_and(|hot| hot.key == key) {
+                    self.hot = None;
+                }
+                sealed += 1;
+            }
+        }
+        sealed
+    }
+
     /// Removes every slot before `first_kept`: whole chunks are freed, the
     /// slots of a chunk that straddles it become NaN. Returns chunks freed.
-    pub fn drop_before(&mut self, first_kept: i64) -> usize {
+    pub fn drop_before(&mut self, pool: &Arc<ChunkPool>, first_kept: i64) -> usize {
         let (key, offset) = split(first_kept);
         self.hot = None;
         let kept = self.chunks.split_off(&key);
         let dropped = std::mem::replace(&mut self.chunks, kept);
         let freed = dropped.len();
-        for chunk in dropped.values() {
-            self.valid -= count_valid(chunk.as_slice());
+        for stored in dropped.values() {
+            self.valid -= stored.valid();
         }
-        if offset > 0
-            && let Some(chunk) = self.chunks.get_mut(&key)
-        {
-            let head = &mut chunk.as_mut_slice()[..offset];
-            self.valid -= count_valid(head);
-            head.fill(f32::NAN);
+        if offset > 0 && self.chunks.contains_key(&key) {
+            // Unsealed if sealed: the write is the one place that does it.
+            let head = vec![f32::NAN; offset];
+            self.write(pool, key * CHUNK_SLOTS as i64, &head);
+            self.hot = None;
         }
         freed
     }
 
-    /// The first slot of each chunk, in order (for choosing what to evict).
-    pub fn chunk_starts(&self) -> impl Iterator<Item = i64> + '_ {
-        self.chunks.keys().map(|key| key * CHUNK_SLOTS as i64)
+    /// Each chunk's first slot and the bytes it holds, in order.
+    pub fn chunk_sizes(&self) -> impl Iterator<Item = (i64, usize)> + '_ {
+        self.chunks.iter().map(|(key, stored)| {
+            let bytes = match stored {
+                Stored::Raw(_) => crate::engine::memory::chunks::CHUNK_BYTES,
+                Stored::Sealed(sealed) => sealed.bytes().len(),
+            };
+            (key * CHUNK_SLOTS as i64, bytes)
+        })
     }
 
     /// Non-NaN slots stored.
@@ -190,22 +339,44 @@ impl SeriesData {
         self.valid
     }
 
+    #[cfg(test)]
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
 
+    /// How the chunks are held.
+    pub fn tiers(&self) -> Tiers {
+        let mut tiers = Tiers::default();
+        for stored in self.chunks.values() {
+            match stored {
+                Stored::Raw(_) => tiers.raw_chunks += 1,
+                Stored::Sealed(sealed) => {
+                    tiers.sealed_chunks += 1;
+                    tiers.sealed_bytes += sealed.bytes().len();
+                }
+            }
+        }
+        tiers
+    }
+
     /// The first slot holding a sample, if any.
     pub fn first_sample_slot(&self) -> Option<i64> {
-        self.chunks.iter().find_map(|(key, chunk)| {
-            let first = chunk.as_slice().iter().position(|v| !v.is_nan())?;
+        let mut buffer = [0f32; CHUNK_SLOTS];
+        self.chunks.iter().find_map(|(key, stored)| {
+            let first = stored.visit(0, CHUNK_SLOTS, &mut buffer, |slots| {
+                slots.iter().position(|v| !v.is_nan())
+            })?;
             Some(key * CHUNK_SLOTS as i64 + first as i64)
         })
     }
 
     /// The last slot holding a sample, if any.
     pub fn last_sample_slot(&self) -> Option<i64> {
-        self.chunks.iter().rev().find_map(|(key, chunk)| {
-            let last = chunk.as_slice().iter().rposition(|v| !v.is_nan())?;
+        let mut buffer = [0f32; CHUNK_SLOTS];
+        self.chunks.iter().rev().find_map(|(key, stored)| {
+            let last = stored.visit(0, CHUNK_SLOTS, &mut buffer, |slots| {
+                slots.iter().rposition(|v| !v.is_nan())
+            })?;
             Some(key * CHUNK_SLOTS as i64 + last as i64)
         })
     }
@@ -238,7 +409,7 @@ mod tests {
         // freed; the next write into its key must reach the map's chunk.
         let (pool, mut series) = (pool(), SeriesData::default());
         series.write_one(&pool, 10, 1.0);
-        series.drop_before(CHUNK_SLOTS as i64);
+        series.drop_before(&pool, CHUNK_SLOTS as i64);
         assert_eq!(series.chunk_count(), 0);
         series.write_one(&pool, 11, 2.0);
         assert_eq!(series.chunk_count(), 1);
@@ -267,6 +438,49 @@ mod tests {
 
     fn bits(values: &[f32]) -> Vec<u32> {
         values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn sealed_chunks_read_back_every_bit_and_unseal_when_written() {
+        let (pool, mut series) = (pool(), SeriesData::default());
+        let mut values: Vec<f32> = (0..2500).map(|i| (i % 97) as f32 * 0.25).collect();
+        values[5] = f32::from_bits(0x7FC0_0001); // a NaN with a payload
+        values[6] = -0.0;
+        values[1500] = f32::from_bits(0x0000_0001); // a subnormal
+        series.write(&pool, 0, &values);
+        // Chunks 0 and 1 seal; chunk 2, written last, stays raw.
+        assert_eq!(series.seal(&pool), 2);
+        let tiers = series.tiers();
+        assert_eq!((tiers.raw_chunks, tiers.sealed_chunks), (1, 2));
+        assert_eq!(pool.usage().in_use, CHUNK_BYTES);
+        assert_eq!(pool.usage().sealed_bytes, tiers.sealed_bytes);
+        assert!(tiers.sealed_bytes < 2 * CHUNK_BYTES / 2, "{tiers:?}");
+        assert_eq!(bits(&read(&series, 0, 2500)), bits(&values));
+        assert_eq!(bits(&read(&series, 1000, 100)), bits(&values[1000..1100]));
+        let mut pieces = Vec::new();
+        series.for_each_piece(1000, 100, |at, v| pieces.push((at, bits(v))));
+        let expected = vec![
+            (0, bits(&values[1000..1024])),
+            (24, bits(&values[1024..1100])),
+        ];
+        assert_eq!(pieces, expected);
+        assert_eq!(series.valid(), 2499);
+        assert_eq!(series.first_sample_slot(), Some(0));
+        // Nothing was written since: the last raw chunk seals too.
+        assert_eq!(series.seal(&pool), 1);
+        assert_eq!(pool.usage().in_use, 0);
+        // A write into a sealed chunk unseals it and keeps the rest.
+        series.write_one(&pool, 1030, 42.0);
+        values[1030] = 42.0;
+        assert_eq!(series.tiers().raw_chunks, 1);
+        assert_eq!(bits(&read(&series, 0, 2500)), bits(&values));
+        // A cut inside a sealed chunk blanks its head.
+        series.drop_before(&pool, 2100);
+        assert_eq!(series.valid(), 400);
+        let got = read(&series, 2048, 452);
+        assert!(got[..52].iter().all(|v| v.is_nan()));
+        assert_eq!(bits(&got[52..]), bits(&values[2100..]));
+        assert_eq!(series.last_sample_slot(), Some(2499));
     }
 
     #[test]
@@ -315,14 +529,14 @@ mod tests {
         let (pool, mut series) = (pool(), SeriesData::default());
         let values: Vec<f32> = (0..3000).map(|i| i as f32).collect();
         series.write(&pool, 0, &values);
-        assert_eq!(series.drop_before(1500), 1);
+        assert_eq!(series.drop_before(&pool, 1500), 1);
         assert_eq!(series.chunk_count(), 2);
         assert_eq!(series.valid(), 1500);
         let got = read(&series, 1020, 1000);
         assert!(got[..480].iter().all(|v| v.is_nan()));
         assert_eq!(got[480], 1500.0);
-        assert_eq!(series.drop_before(-5), 0);
-        assert_eq!(series.drop_before(1 << 20), 2);
+        assert_eq!(series.drop_before(&pool, -5), 0);
+        assert_eq!(series.drop_before(&pool, 1 << 20), 2);
         assert_eq!(series.valid(), 0);
     }
 

@@ -31,21 +31,30 @@ use rayon::prelude::*;
 use super::bytes::{ByteReader, put_str};
 use super::error::EngineError;
 use crate::engine::memory::chunks::CHUNK_BYTES;
-use crate::engine::memory::series::SeriesData;
+use crate::engine::memory::sealed::Sealed;
+use crate::engine::memory::series::{EncodedChunk, SeriesData};
 use crate::engine::model::metric::{Aggregation, MetricDef};
 use crate::engine::storage::progress::{Cancelled, Tracker};
 use crate::engine::storage::{ImmutableBytes, Storage, crash_point};
 use crate::engine::store::Store;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The version this build writes. Version 1 (raw chunks) is still read.
+pub const SNAPSHOT_VERSION: u32 = 2;
 const HEADER: usize = 32;
 const BLOCK_HEADER: usize = 12;
 /// Series are packed into blocks of about this size, each with its CRC.
 const BLOCK_TARGET: usize = 4 << 20;
 const BLOCK_CATALOG: u8 = 1;
+/// Version 1: `series u32 | chunk count u32 | (key i64, raw slots)*`.
 const BLOCK_SERIES: u8 = 2;
 const BLOCK_END: u8 = 3;
+/// Version 2: encoded chunks back to back; the index says where each is.
+const BLOCK_CHUNKS: u8 = 4;
+/// Version 2: per series, `chunk count u32 | (key i64, offset u64, len u32,
+/// crc u32, valid u32)*`; offsets are from the start of the file.
+const BLOCK_INDEX: u8 = 5;
+const INDEX_ENTRY: usize = 28;
 
 pub fn snapshot_name(lsn: u64) -> String {
     format!("snapshot-{lsn:020}.snap")
@@ -144,7 +153,11 @@ fn group_series(data: &[Arc<RwLock<SeriesData>>]) -> Vec<Range<usize>> {
     let mut groups = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (id, series) in data.iter().enumerate() {
-        bytes += 8 + series.read().chunk_count() * (8 + CHUNK_BYTES);
+        bytes += series
+            .read()
+            .chunk_sizes()
+            .map(|(_, len)| len)
+            .sum::<usize>();
         if bytes >= BLOCK_TARGET {
             groups.push(start..id + 1);
             (start, bytes) = (id + 1, 0);
@@ -156,17 +169,26 @@ fn group_series(data: &[Arc<RwLock<SeriesData>>]) -> Vec<Range<usize>> {
     groups
 }
 
-/// One whole series block (header included) holding `series`, whose first
-/// id is `first_id`.
-fn encode_series_block(series: &[Arc<RwLock<SeriesData>>], first_id: usize) -> Vec<u8> {
+/// A chunks block ready to write: the whole block (header included), and
+/// each series' chunks in it, offsets relative to the block's start.
+struct ChunksBlock {
+    block: Vec<u8>,
+    chunks: Vec<Vec<EncodedChunk>>,
+}
+
+/// One whole chunks block holding the chunks of `series`, each series
+/// copied under its own read lock.
+fn encode_chunks_block(series: &[Arc<RwLock<SeriesData>>]) -> ChunksBlock {
     let mut block = vec![0; BLOCK_HEADER];
-    for (i, data) in series.iter().enumerate() {
-        block.extend_from_slice(&((first_id + i) as u32).to_le_bytes());
-        data.read().encode_chunks(&mut block);
+    let mut chunks = Vec::with_capacity(series.len());
+    for data in series {
+        let mut index = Vec::new();
+        data.read().encode_chunks(0, &mut block, &mut index);
+        chunks.push(index);
     }
-    let head = block_header(BLOCK_SERIES, &block[BLOCK_HEADER..]);
+    let head = block_header(BLOCK_CHUNKS, &block[BLOCK_HEADER..]);
     block[..BLOCK_HEADER].copy_from_slice(&head);
-    block
+    ChunksBlock { block, chunks }
 }
 
 /// Writes a snapshot file: the header, then blocks as they fill.
@@ -189,12 +211,27 @@ impl BlockWriter<'_> {
         Ok(())
     }
 
-    /// Appends whole blocks (header and payload), then starts their
-    /// writeback.
-    fn encoded_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<(), EngineError> {
-        for block in blocks {
+    /// Appends whole chunks blocks, adds their chunks to `index` with
+    /// offsets from the start of the file, then starts their writeback.
+    fn chunks_blocks(
+        &mut self,
+        blocks: &[ChunksBlock],
+        index: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        for ChunksBlock { block, chunks } in blocks {
+            let at = self.bytes;
             self.raw(block)?;
             self.blocks += 1;
+            for series in chunks {
+                index.extend_from_slice(&(series.len() as u32).to_le_bytes());
+                for chunk in series {
+                    index.extend_from_slice(&chunk.key.to_le_bytes());
+                    index.extend_from_slice(&(at + chunk.offset as u64).to_le_bytes());
+                    index.extend_from_slice(&(chunk.len as u32).to_le_bytes());
+                    index.extend_from_slice(&chunk.crc.to_le_bytes());
+                    index.extend_from_slice(&(chunk.valid as u32).to_le_bytes());
+                }
+            }
             crash_point!(self.storage, SNAPSHOT_BLOCK);
         }
         self.file
@@ -260,31 +297,35 @@ impl Store {
         }
         out.block(BLOCK_CATALOG, &catalog)?;
 
-        // Series blocks: `series u32 | chunk count u32 | (key i64, slots)*`,
-        // each series copied under its own read lock. The blocks are encoded
+        // Chunks blocks: each series' chunks encoded (sealed ones copied as
+        // they are), series by series in id order. The blocks are encoded
         // on all cores a wave at a time while the previous wave is written,
         // and the kernel is asked to start writing each wave back at once so
-        // the final sync has little left to do.
+        // the final sync has little left to do. The index follows them.
         let groups = group_series(data);
-        let pool = super::parallel::pool();
+        let pool = crate::engine::parallel::pool();
         let wave = 2 * pool.current_num_threads().max(1);
-        let encode = |wave: &[Range<usize>]| -> Vec<Vec<u8>> {
+        let encode = |wave: &[Range<usize>]| -> Vec<ChunksBlock> {
             wave.par_iter()
-                .map(|ids| encode_series_block(&data[ids.clone()], ids.start))
+                .map(|ids| encode_chunks_block(&data[ids.clone()]))
                 .collect()
         };
+        let mut index = Vec::with_capacity(data.len() * 4);
         pool.install(|| {
             let mut waves = groups.chunks(wave);
             let mut pending = waves.next().map(encode).unwrap_or_default();
             for next in waves {
                 let (encoded, written) =
-                    rayon::join(|| encode(next), || out.encoded_blocks(&pending));
+                    rayon::join(|| encode(next), || out.chunks_blocks(&pending, &mut index));
                 written?;
                 pending = encoded;
             }
-            out.encoded_blocks(&pending)
+            out.chunks_blocks(&pending, &mut index)
         })?;
-        let end = (out.blocks + 1).to_le_bytes();
+        let index_at = out.bytes;
+        out.block(BLOCK_INDEX, &index)?;
+        let mut end = (out.blocks + 1).to_le_bytes().to_vec();
+        end.extend_from_slice(&index_at.to_le_bytes());
         out.block(BLOCK_END, &end)?;
         out.file
             .sync_data()
@@ -308,24 +349,45 @@ impl Store {
                  this one reads version {SNAPSHOT_VERSION}: upgrade metricstore to open it"
             )));
         }
-        let (lsn, series_count, blocks) = self.load_snapshot_catalog(bytes)?;
+        let (version, lsn, series_count, blocks) = self.load_snapshot_catalog(bytes)?;
         progress.advance(blocks.first().map_or(0, |&(_, _, _, end)| end) as u64)?;
-        let series_blocks = &blocks[1..blocks.len() - 1];
         let this: &Store = self;
-        super::parallel::pool().install(|| {
-            series_blocks
-                .par_iter()
-                .try_for_each(|&(_, at, start, end)| -> Result<(), LoadError> {
-                    progress.check()?;
-                    check_block(bytes, at)?;
-                    this.load_series(&bytes[start..end])?;
-                    // Copied into chunks: a mapped file need not stay
-                    // resident next to them (it would double the peak).
-                    file.release(at..end);
-                    progress.advance((end - at) as u64)?;
-                    Ok(())
-                })
-        })?;
+        // Each block's data is loaded into chunks on all cores, then its
+        // bytes are released: a mapped file need not stay resident next to
+        // the chunks (it would double the peak).
+        let load_block = |&(_, at, start, end): &BlockAt,
+                          load: &dyn Fn(&[u8]) -> Result<(), String>|
+         -> Result<(), LoadError> {
+            progress.check()?;
+            check_block(bytes, at)?;
+            load(&bytes[start..end])?;
+            file.release(at..end);
+            progress.advance((end - at) as u64)?;
+            Ok(())
+        };
+        if version == 1 {
+            let series_blocks = &blocks[1..blocks.len() - 1];
+            crate::engine::parallel::pool().install(|| {
+                series_blocks
+                    .par_iter()
+                    .try_for_each(|block| load_block(block, &|payload| this.load_series(payload)))
+            })?;
+        } else {
+            let chunk_blocks = &blocks[1..blocks.len() - 2];
+            let &(_, index_at, index_start, index_end) = &blocks[blocks.len() - 2];
+            check_block(bytes, index_at)?;
+            let index = parse_index(&bytes[index_start..index_end], series_count, chunk_blocks)?;
+            progress.advance((index_end - index_at) as u64)?;
+            crate::engine::parallel::pool().install(|| {
+                chunk_blocks
+                    .par_iter()
+                    .zip(index.par_iter())
+                    .try_for_each(|(block, entries)| {
+                        let base = block.2;
+                        load_block(block, &|payload| this.load_chunks(payload, base, entries))
+                    })
+            })?;
+        }
         if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned().into());
         }
@@ -335,9 +397,12 @@ impl Store {
     }
 
     /// Checks a snapshot's header, finds its blocks (checking the end block)
-    /// and loads its catalog: (LSN, series count, blocks), the catalog
-    /// block first and the end block last.
-    fn load_snapshot_catalog(&mut self, bytes: &[u8]) -> Result<(u64, u32, Vec<BlockAt>), String> {
+    /// and loads its catalog: (version, LSN, series count, blocks), the
+    /// catalog block first and the end block last.
+    fn load_snapshot_catalog(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<(u32, u64, u32, Vec<BlockAt>), String> {
         if bytes.len() < HEADER || bytes[..8] != SNAPSHOT_MAGIC {
             return Err("not a snapshot (no magic)".to_owned());
         }
@@ -346,9 +411,9 @@ impl Store {
             return Err("snapshot header checksum mismatch".to_owned());
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(format!(
-                "snapshot format version {version}; this metricstore reads {SNAPSHOT_VERSION}"
+                "snapshot format version {version}; this metricstore reads 1 to {SNAPSHOT_VERSION}"
             ));
         }
         if bytes[12] != self.unit().code() {
@@ -375,11 +440,12 @@ impl Store {
             return Err("the snapshot ends before its end block (incomplete file)".to_owned());
         };
         check_block(bytes, end_at)?;
-        let count = u64::from_le_bytes(
-            bytes[end_start..end_end]
-                .try_into()
-                .map_err(|_| "end block of the wrong size".to_owned())?,
-        );
+        let end = &bytes[end_start..end_end];
+        let end_len = if version == 1 { 8 } else { 16 };
+        if end.len() != end_len {
+            return Err("end block of the wrong size".to_owned());
+        }
+        let count = u64::from_le_bytes(end[..8].try_into().expect("8 bytes"));
         if count != blocks.len() as u64 {
             return Err(format!(
                 "end block counts {count} blocks, found {}",
@@ -393,11 +459,25 @@ impl Store {
             }
             _ => return Err("the first block is not the catalog".to_owned()),
         }
-        let series_blocks = &blocks[1..blocks.len() - 1];
-        if let Some(&(kind, at, _, _)) = series_blocks.iter().find(|b| b.0 != BLOCK_SERIES) {
+        let middle = &blocks[1..blocks.len() - 1];
+        let expected = |i: usize| match version {
+            1 => BLOCK_SERIES,
+            _ if i + 1 == middle.len() => BLOCK_INDEX,
+            _ => BLOCK_CHUNKS,
+        };
+        if let Some((_, &(kind, at, _, _))) =
+            middle.iter().enumerate().find(|&(i, b)| b.0 != expected(i))
+        {
             return Err(format!("unexpected block kind {kind} at offset {at}"));
         }
-        Ok((lsn, series_count, blocks))
+        if version >= 2 {
+            let index_at = u64::from_le_bytes(end[8..16].try_into().expect("8 bytes"));
+            match middle.last() {
+                Some(&(BLOCK_INDEX, at, _, _)) if at as u64 == index_at => {}
+                _ => return Err("the end block does not point at the index".to_owned()),
+            }
+        }
+        Ok((version, lsn, series_count, blocks))
     }
 
     fn load_catalog(&mut self, payload: &[u8]) -> Result<(), String> {
@@ -436,6 +516,42 @@ impl Store {
         r.finish("the catalog block")
     }
 
+    /// Loads the chunks `entries` (series id and chunk) from a chunks block
+    /// whose payload, starting at file offset `base`, is `payload`.
+    fn load_chunks(
+        &self,
+        payload: &[u8],
+        base: usize,
+        entries: &[(u32, IndexEntry)],
+    ) -> Result<(), String> {
+        let catalog = self.catalog.read();
+        for &(id, entry) in entries {
+            let at = entry.offset - base;
+            let bytes = &payload[at..at + entry.len];
+            if crc32fast::hash(bytes) != entry.crc {
+                return Err(format!(
+                    "chunk of series {id} at offset {} fails its checksum",
+                    entry.offset
+                ));
+            }
+            let sealed = Sealed::load(&self.pool, bytes)
+                .map_err(|e| format!("series {id} at offset {}: {e}", entry.offset))?;
+            if sealed.valid() != u64::from(entry.valid) {
+                return Err(format!(
+                    "chunk of series {id} at offset {} holds {} samples, the index says {}",
+                    entry.offset,
+                    sealed.valid(),
+                    entry.valid
+                ));
+            }
+            let series = catalog
+                .entry(id)
+                .ok_or_else(|| format!("data for series {id}, which the catalog lacks"))?;
+            series.data.write().load_sealed(entry.key, sealed);
+        }
+        Ok(())
+    }
+
     fn load_series(&self, payload: &[u8]) -> Result<(), String> {
         let pool = &self.pool;
         let catalog = self.catalog.read();
@@ -454,6 +570,66 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Where one chunk of a version 2 snapshot is.
+#[derive(Debug, Clone, Copy)]
+struct IndexEntry {
+    key: i64,
+    offset: usize,
+    len: usize,
+    crc: u32,
+    valid: u32,
+}
+
+/// Reads the index of a version 2 snapshot: its chunks, as (series id,
+/// entry), split by the chunks block holding them (in `blocks`' order).
+/// Every entry must lie inside a chunks block's payload, and the blocks'
+/// entries must run in file order, as the writer puts them.
+fn parse_index(
+    payload: &[u8],
+    series_count: u32,
+    blocks: &[BlockAt],
+) -> Result<Vec<Vec<(u32, IndexEntry)>>, String> {
+    let mut by_block: Vec<Vec<(u32, IndexEntry)>> = vec![Vec::new(); blocks.len()];
+    let mut r = ByteReader::new(payload);
+    let mut block = 0;
+    let mut last_end = blocks.first().map_or(0, |b| b.2);
+    for id in 0..series_count {
+        let count = r.u32()? as usize;
+        if count > r.bytes.len() / INDEX_ENTRY {
+            return Err(format!("index entry of series {id} runs past the index"));
+        }
+        for _ in 0..count {
+            let entry = IndexEntry {
+                key: r.i64()?,
+                offset: r.u64()? as usize,
+                len: r.u32()? as usize,
+                crc: r.u32()?,
+                valid: r.u32()?,
+            };
+            while block < blocks.len() && entry.offset >= blocks[block].3 {
+                block += 1;
+                last_end = blocks.get(block).map_or(0, |b| b.2);
+            }
+            let fits = block < blocks.len()
+                && entry.offset >= last_end
+                && entry
+                    .offset
+                    .checked_add(entry.len)
+                    .is_some_and(|e| e <= blocks[block].3);
+            if !fits {
+                return Err(format!(
+                    "index entry of series {id} points outside the chunks blocks (offset {})",
+                    entry.offset
+                ));
+            }
+            last_end = entry.offset + entry.len;
+            by_block[block].push((id, entry));
+        }
+    }
+    r.finish("the index block")?;
+    Ok(by_block)
 }
 
 /// The block at `offset`: (kind, payload start, payload end), with its

@@ -26,7 +26,7 @@
 pub(crate) mod applier;
 pub(crate) mod ops;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use super::error::EngineError;
 pub use crate::engine::memory::catalog::SeriesId;
 use crate::engine::memory::catalog::{Catalog, write_each};
-use crate::engine::memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS, ChunkPool};
+use crate::engine::memory::chunks::{CHUNK_SLOTS, ChunkPool};
 use crate::engine::memory::series::SeriesData;
 use crate::engine::memory::stage::{SeriesMemory, Stage};
 use crate::engine::model::metric::{Aggregation, MetricDef};
@@ -51,8 +51,15 @@ pub struct StoreStats {
     pub series: usize,
     pub nodes: usize,
     pub chunks: usize,
-    /// Bytes of the chunks holding series data.
+    /// Bytes the series data holds: raw chunks' slots and sealed chunks'
+    /// compressed bytes (what the memory limit counts).
     pub data_bytes: usize,
+    /// The tiers: raw chunks (being written: `CHUNK_BYTES` each), and
+    /// sealed chunks (compressed) with the bytes they hold. Each chunk
+    /// stands for `CHUNK_BYTES` of raw data.
+    pub raw_chunks: usize,
+    pub sealed_chunks: usize,
+    pub sealed_bytes: usize,
     /// Bytes reserved from the system for chunks (whole slabs, including
     /// free slots); what the series data costs in memory.
     pub reserved_bytes: usize,
@@ -176,6 +183,8 @@ pub struct Store {
     sequencer: Mutex<()>,
     /// Ticks applied but not yet written into their series (`memory/stage.rs`).
     stage: Mutex<Stage>,
+    /// Seal passes (`Store::seal`).
+    sealing: Arc<Sealing>,
     pub(super) catalog: RwLock<Catalog>,
     counters: Counters,
 }
@@ -242,6 +251,7 @@ impl Store {
             pool: Arc::default(),
             sequencer: Mutex::new(()),
             stage: Mutex::default(),
+            sealing: Arc::default(),
             catalog: RwLock::new(Catalog::new()),
             counters: Counters::default(),
         }
@@ -300,8 +310,74 @@ impl Store {
         ) {
             self.enforce_retention()?;
             self.enforce_memory_limit()?;
+            self.start_sealing_if_grown();
         }
         Ok(result)
+    }
+
+    /// Seals the chunks no longer being written, now, on this thread:
+    /// every raw chunk but each series' newest, and the newest too where
+    /// the series was not written since the last pass. Returns chunks
+    /// sealed. Reads and writes go on meanwhile, each series waiting only
+    /// while its own chunks are sealed.
+    pub fn seal(&self) -> usize {
+        // Staged ticks first, or writing them out would unseal chunks.
+        self.settle();
+        let series = self.series_data();
+        let sealed = seal_all(&series, &self.pool);
+        self.sealing
+            .raw_after
+            .store(self.pool.usage().in_use, Ordering::Relaxed);
+        sealed
+    }
+
+    /// Sets how many bytes of raw chunks may be added before a seal pass
+    /// starts in the background (None: never; passes then run only when
+    /// called, and at checkpoints).
+    pub fn set_seal_after(&self, bytes: Option<usize>) {
+        self.sealing
+            .every
+            .store(bytes.unwrap_or(usize::MAX), Ordering::Relaxed);
+    }
+
+    fn series_data(&self) -> Vec<Arc<RwLock<SeriesData>>> {
+        let catalog = self.catalog.read();
+        catalog
+            .entries()
+            .iter()
+            .map(|e| Arc::clone(&e.data))
+            .collect()
+    }
+
+    /// Once raw chunks have grown by `sealing.every` bytes since the last
+    /// pass, starts one on the engine's thread pool (one at a time), so
+    /// that writers never wait for the encoding.
+    fn start_sealing_if_grown(&self) {
+        let sealing = &self.sealing;
+        let every = sealing.every.load(Ordering::Relaxed);
+        if every == usize::MAX {
+            return;
+        }
+        let raw = self.pool.usage().in_use;
+        if raw
+            < sealing
+                .raw_after
+                .load(Ordering::Relaxed)
+                .saturating_add(every)
+            || sealing.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let series = self.series_data();
+        let pool = Arc::clone(&self.pool);
+        let sealing = Arc::clone(sealing);
+        crate::engine::parallel::pool().spawn(move || {
+            seal_all(&series, &pool);
+            sealing
+                .raw_after
+                .store(pool.usage().in_use, Ordering::Relaxed);
+            sealing.running.store(false, Ordering::Release);
+        });
     }
 
     /// Keeps only data newer than `keep` ticks before the wall clock (None:
@@ -431,23 +507,28 @@ impl Store {
         if limit == 0 {
             return Ok(());
         }
-        let in_use = self.pool.usage().in_use;
+        let in_use = self.pool.usage().data_bytes();
         if in_use <= limit {
             return Ok(());
         }
         let target = limit / 10 * 9;
-        let mut ends: Vec<i128> = Vec::new();
+        // (end time, bytes) of every chunk: raw ones hold CHUNK_BYTES,
+        // sealed ones what they compressed to.
+        let mut ends: Vec<(i128, usize)> = Vec::new();
         for entry in self.settled_catalog().entries() {
             let span = i128::from(entry.frequency) * CHUNK_SLOTS as i128;
             let data = entry.data.read();
-            ends.extend(
-                data.chunk_starts()
-                    .map(|slot| i128::from(slot) * i128::from(entry.frequency) + span),
-            );
+            ends.extend(data.chunk_sizes().map(|(slot, bytes)| {
+                (i128::from(slot) * i128::from(entry.frequency) + span, bytes)
+            }));
         }
         ends.sort_unstable();
-        let excess = (in_use - target).div_ceil(CHUNK_BYTES);
-        let Some(&cut) = ends.get(excess.saturating_sub(1)) else {
+        let excess = in_use - target;
+        let mut freed = 0;
+        let Some(&(cut, _)) = ends.iter().find(|&&(_, bytes)| {
+            freed += bytes;
+            freed >= excess
+        }) else {
             return Ok(());
         };
         let before = cut.clamp(i128::from(i64::MIN) + 1, i128::from(i64::MAX)) as i64;
@@ -676,7 +757,7 @@ impl Store {
                     let first_kept = first_slot_at_or_after(*before, entry.frequency)
                         .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
                         as i64;
-                    freed += entry.data.write().drop_before(first_kept);
+                    freed += entry.data.write().drop_before(&self.pool, first_kept);
                 }
                 self.counters.drops.fetch_add(1, Ordering::Relaxed);
                 self.counters
@@ -942,17 +1023,48 @@ impl Store {
         };
         for entry in catalog.entries() {
             let data = entry.data.read();
-            stats.chunks += data.chunk_count();
+            let tiers = data.tiers();
+            stats.raw_chunks += tiers.raw_chunks;
+            stats.sealed_chunks += tiers.sealed_chunks;
+            stats.sealed_bytes += tiers.sealed_bytes;
             stats.samples += data.valid();
         }
+        stats.chunks = stats.raw_chunks + stats.sealed_chunks;
         if let Some(journal) = &self.journal {
             (stats.failed_checkpoints, stats.last_checkpoint_error) = journal.checkpoint_failures();
         }
         let usage = self.pool.usage();
-        stats.data_bytes = usage.in_use;
+        stats.data_bytes = usage.data_bytes();
         stats.reserved_bytes = usage.reserved;
         stats
     }
+}
+
+/// When seal passes run (`Store::seal`).
+struct Sealing {
+    /// Bytes of raw chunks that may be added before a background pass.
+    every: AtomicUsize,
+    /// Bytes of raw chunks when the last pass ended.
+    raw_after: AtomicUsize,
+    /// A background pass is running.
+    running: AtomicBool,
+}
+
+/// Raw chunks added between background seal passes: 64 MiB, 16,384 chunks.
+const SEAL_EVERY_BYTES: usize = 64 << 20;
+
+impl Default for Sealing {
+    fn default() -> Self {
+        Sealing {
+            every: AtomicUsize::new(SEAL_EVERY_BYTES),
+            raw_after: AtomicUsize::new(0),
+            running: AtomicBool::new(false),
+        }
+    }
+}
+
+fn seal_all(series: &[Arc<RwLock<SeriesData>>], pool: &Arc<ChunkPool>) -> usize {
+    series.iter().map(|data| data.write().seal(pool)).sum()
 }
 
 fn at_index(error: EngineError, index: usize) -> EngineError {

@@ -347,6 +347,65 @@ fn staged_ticks_leave_exactly_the_state_of_direct_writes() {
 }
 
 #[test]
+fn sealed_chunks_read_and_take_writes_exactly_as_raw_ones() {
+    // The staging workload (every kind of write, over and between chunks,
+    // NaN, special floats and random bits), with seal passes at random
+    // points: reads of sealed, raw and unsealed-then-written chunks must
+    // match the model bit for bit.
+    for seed in 0..4 {
+        let steps = staging_workload(seed);
+        let (w, freqs) = (window(&steps), frequencies(&steps));
+        let store = Store::new(TimeUnit::Seconds);
+        store.set_seal_after(None);
+        let mut model = empty_state();
+        let mut rng = Rng::new(seed + 200);
+        let mut sealed = 0;
+        for (k, step) in steps.iter().enumerate() {
+            apply(&store, step).unwrap();
+            model_apply(&mut model, step, &freqs, w);
+            if rng.chance(1, 25) {
+                sealed += store.seal();
+            }
+            if rng.chance(1, 60) {
+                let context = format!("seed {seed}, after op {k}");
+                assert_same(&store_state(&store, w), &model, w, &context);
+            }
+        }
+        // Two passes: the first leaves each series' newest chunk raw (it was
+        // written since the last pass), the second seals it.
+        sealed += store.seal() + store.seal();
+        let context = format!("seed {seed}, end ({sealed} chunks sealed)");
+        assert_same(&store_state(&store, w), &model, w, &context);
+        assert!(sealed > 50, "{context}");
+        let stats = store.stats();
+        assert_eq!(stats.raw_chunks, 0, "{context}: two passes seal everything");
+        assert_eq!(
+            stats.data_bytes, stats.sealed_bytes,
+            "{context}: the data is its sealed bytes"
+        );
+    }
+}
+
+#[test]
+fn the_memory_limit_counts_the_bytes_sealed_chunks_hold() {
+    let store = store_with(&[("m", 1, Aggregation::Sum)]);
+    store.set_seal_after(None);
+    let a = store.series("m", &["a"]).unwrap();
+    // Eight chunks of one value each seal to a few bytes apiece.
+    store.write_block(a, 0, &vec![1.0; 8 * 1024]).unwrap();
+    assert_eq!(store.stats().data_bytes, 8 * CHUNK_BYTES);
+    assert_eq!(store.seal(), 7); // the newest was just written
+    assert_eq!(store.seal(), 1);
+    let stats = store.stats();
+    assert_eq!((stats.raw_chunks, stats.sealed_chunks), (0, 8));
+    assert!(stats.data_bytes < 8 * 64, "{stats:?}");
+    // A limit far below the raw size but above the sealed one drops nothing.
+    store.set_memory_limit(Some(CHUNK_BYTES)).unwrap();
+    assert_eq!(store.stats().evictions, 0);
+    assert_eq!(read(&store, a, 0, 8 * 1024), vec![1.0; 8 * 1024]);
+}
+
+#[test]
 fn every_reader_sees_a_tick_that_is_still_staged() {
     let store = store_with(&[("a", 10, Aggregation::Sum)]);
     let ids: Vec<SeriesId> = (0..3)

@@ -1,0 +1,1030 @@
+//! Sealed-chunk codec: a chunk of float32 slots in, versioned bytes out, and back.
+//!
+//! A chunk is encoded once, when it is sealed, and decoded on every read, so decoding is the
+//! hot path. The byte layout is ours and is documented byte by byte in FORMAT.md; no
+//! dependency's format is involved, so the bytes change only when `FORMAT_VERSION` does.
+//!
+//! Schemes (the tag in byte 1): the whole chunk is one NaN pattern or one value (4 or 8 bytes),
+//! or it is *packed*: the slots holding the chunk's gap NaN are recorded as runs or a bitmap
+//! and the remaining values are coded densely, either as decimals (value = d / 10^k,
+//! d * 10^-k, or 10^k / d for an integer d) or as order-preserving float bits, then as
+//! frame-of-reference or delta residuals bit-packed at one width with patches for outliers.
+//! Values that do not survive the decimal round trip are kept verbatim as exceptions.
+//!
+//! Invariants:
+//! - `decode(encode(v))` reproduces every slot bit for bit: NaN payloads, -0.0, infinities and
+//!   subnormals included. Decimal values are accepted only after decoding them in the encoder
+//!   with the exact operations the decoder uses (IEEE division and multiplication are correctly
+//!   rounded, so the result is the same on every platform).
+//! - `encode` never writes more than `HEADER_LEN + 4 * values.len()` bytes (raw fallback).
+//! - `decode` never panics and never reads out of bounds: damaged input yields `CodecError`.
+//!   Damage that leaves the structure consistent (a flipped bit inside packed data) decodes
+//!   to wrong values; detecting it is the job of a checksum around the chunk.
+//! - Kernels are plain Rust compiled for baseline x86-64 (SSE2); no CPU feature is required
+//!   or detected at run time.
+
+use std::fmt;
+
+/// Version of the byte layout written by `encode`, stored in byte 0 of every chunk.
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes every encoded chunk starts with: version, scheme tag, slot count (u16).
+pub const HEADER_LEN: usize = 4;
+/// Most slots one encoded chunk can hold (the slot count is a u16).
+pub const MAX_VALUES: usize = u16::MAX as usize;
+
+/// Bit pattern of the NaN that Rust and NumPy write for "missing".
+const CANONICAL_NAN: u32 = 0x7FC0_0000;
+
+const TAG_RAW: u8 = 0;
+const TAG_ALL_NAN: u8 = 1;
+const TAG_CONSTANT: u8 = 2;
+const TAG_PACKED: u8 = 3;
+
+// Layout byte of a packed chunk.
+const CODER_MASK: u8 = 0b0000_0011;
+const CODER_DECIMAL: u8 = 0;
+const CODER_RECIPROCAL: u8 = 1;
+const CODER_FLOAT: u8 = 2;
+const FLAG_DELTA: u8 = 0b0000_0100;
+const FLAG_GAPS: u8 = 0b0000_1000;
+const FLAG_GAP_BITMAP: u8 = 0b0001_0000;
+const FLAG_GAP_CANONICAL: u8 = 0b0010_0000;
+const LAYOUT_KNOWN_BITS: u8 =
+    CODER_MASK | FLAG_DELTA | FLAG_GAPS | FLAG_GAP_BITMAP | FLAG_GAP_CANONICAL;
+
+/// Largest decimal exponent: 10^10 is the largest power of ten exact in float32.
+const MAX_EXPONENT: i8 = 10;
+/// Values sampled per chunk to choose the decimal exponent.
+const SAMPLE_LEN: usize = 32;
+/// Bytes a value exception costs: a u16 position and the value's bits.
+const EXCEPTION_BYTES: usize = 6;
+
+const POW10_F32: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+const POW10_F64: [f64; 21] = [
+    1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
+    1e7, 1e8, 1e9, 1e10,
+];
+
+/// Why a chunk could not be decoded. Every variant means the bytes are not a chunk this
+/// version wrote for a buffer of this length: treat the chunk as corrupt (re-read it from the
+/// snapshot or WAL) unless the variant says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    /// The bytes end before the structure they announce: the chunk was cut short.
+    Truncated { needed: usize, available: usize },
+    /// Byte 0 names a format version this code does not read; a newer writer made the chunk.
+    UnknownVersion(u8),
+    /// Byte 1 names no scheme of this version.
+    UnknownScheme(u8),
+    /// The chunk holds `encoded` slots but the output buffer has `buffer`: the caller passed
+    /// the wrong buffer or the header is damaged.
+    LengthMismatch { encoded: usize, buffer: usize },
+    /// A field holds a value no encoder writes (named here): the bytes are damaged.
+    Corrupt(&'static str),
+    /// Bytes remain after the chunk's last field: the length framing the chunk is wrong.
+    TrailingBytes(usize),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { needed, available } => {
+                write!(f, "chunk truncated: needs {needed} bytes, has {available}")
+            }
+            Self::UnknownVersion(v) => write!(f, "unknown chunk format version {v}"),
+            Self::UnknownScheme(t) => write!(f, "unknown chunk scheme tag {t}"),
+            Self::LengthMismatch { encoded, buffer } => {
+                write!(f, "chunk holds {encoded} slots, output buffer has {buffer}")
+            }
+            Self::Corrupt(what) => write!(f, "corrupt chunk: {what}"),
+            Self::TrailingBytes(n) => write!(f, "{n} bytes after the end of the chunk"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Appends the encoding of `values` to `out`.
+///
+/// # Panics
+/// If `values.len() > MAX_VALUES` (a chunk is 1,024 slots; larger input is a caller bug).
+pub fn encode(values: &[f32], out: &mut Vec<u8>) {
+    assert!(
+        values.len() <= MAX_VALUES,
+        "a chunk holds at most {MAX_VALUES} values"
+    );
+    let n = values.len();
+    let start = out.len();
+    let Some(first) = values.first().map(|v| v.to_bits()) else {
+        push_header(out, TAG_RAW, 0);
+        return;
+    };
+    if values.iter().all(|v| v.to_bits() == first) {
+        if first == CANONICAL_NAN {
+            push_header(out, TAG_ALL_NAN, n);
+        } else {
+            push_header(out, TAG_CONSTANT, n);
+            out.extend_from_slice(&first.to_le_bytes());
+        }
+        return;
+    }
+    encode_packed(values, out);
+    if out.len() - start >= HEADER_LEN + 4 * n {
+        out.truncate(start);
+        push_header(out, TAG_RAW, n);
+        for v in values {
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// Decodes one chunk into `out`, whose length must be the chunk's slot count.
+///
+/// Never panics; on error the content of `out` is unspecified.
+pub fn decode(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let version = r.u8()?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let tag = r.u8()?;
+    let n = r.u16()? as usize;
+    if n != out.len() {
+        return Err(CodecError::LengthMismatch {
+            encoded: n,
+            buffer: out.len(),
+        });
+    }
+    match tag {
+        TAG_RAW => {
+            let raw = r.take(4 * n)?;
+            for (o, b) in out.iter_mut().zip(raw.chunks_exact(4)) {
+                *o = f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            }
+        }
+        TAG_ALL_NAN => out.fill(f32::from_bits(CANONICAL_NAN)),
+        TAG_CONSTANT => out.fill(f32::from_bits(r.u32()?)),
+        TAG_PACKED => decode_packed(&mut r, out)?,
+        other => return Err(CodecError::UnknownScheme(other)),
+    }
+    r.finish()
+}
+
+fn push_header(out: &mut Vec<u8>, tag: u8, n: usize) {
+    out.push(FORMAT_VERSION);
+    out.push(tag);
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed chunks: gap map, then the dense values.
+
+fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
+    let n = values.len();
+    push_header(out, TAG_PACKED, n);
+    let layout_at = out.len();
+    out.push(0);
+    let mut layout = 0u8;
+
+    // The chunk's gap NaN is the first NaN it holds; other NaN patterns are values.
+    let gap = values.iter().find(|v| v.is_nan()).map(|v| v.to_bits());
+    let mut dense: Vec<u32> = Vec::with_capacity(n);
+    if let Some(gap) = gap {
+        layout |= FLAG_GAPS;
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        let mut run_start = None;
+        for (i, v) in values.iter().enumerate() {
+            let bits = v.to_bits();
+            if bits == gap {
+                run_start.get_or_insert(i);
+            } else {
+                if let Some(s) = run_start.take() {
+                    runs.push((s as u32, i as u32));
+                }
+                dense.push(bits);
+            }
+        }
+        if let Some(s) = run_start {
+            runs.push((s as u32, n as u32));
+        }
+        if gap == CANONICAL_NAN {
+            layout |= FLAG_GAP_CANONICAL;
+        } else {
+            out.extend_from_slice(&gap.to_le_bytes());
+        }
+        let run_bytes = encode_runs(&runs, n);
+        let bitmap_len = n.div_ceil(8);
+        if run_bytes.len() <= bitmap_len {
+            out.extend_from_slice(&run_bytes);
+        } else {
+            layout |= FLAG_GAP_BITMAP;
+            let mut bitmap = vec![0u8; bitmap_len];
+            for &(s, e) in &runs {
+                for i in s as usize..e as usize {
+                    bitmap[i / 8] |= 1 << (i % 8);
+                }
+            }
+            out.extend_from_slice(&bitmap);
+        }
+    } else {
+        dense.extend(values.iter().map(|v| v.to_bits()));
+    }
+
+    layout |= encode_dense(&dense, out);
+    out[layout_at] = layout;
+}
+
+fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> {
+    let n = out.len();
+    let layout = r.u8()?;
+    if layout & !LAYOUT_KNOWN_BITS != 0 {
+        return Err(CodecError::Corrupt("unknown layout flags"));
+    }
+    if layout & FLAG_GAPS == 0 {
+        if layout & (FLAG_GAP_BITMAP | FLAG_GAP_CANONICAL) != 0 {
+            return Err(CodecError::Corrupt("gap flags without gaps"));
+        }
+        return decode_dense(r, layout, out);
+    }
+    let gap = f32::from_bits(if layout & FLAG_GAP_CANONICAL != 0 {
+        CANONICAL_NAN
+    } else {
+        r.u32()?
+    });
+    if layout & FLAG_GAP_BITMAP != 0 {
+        let bitmap = r.take(n.div_ceil(8))?;
+        let gaps: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
+        if gaps > n || (n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0) {
+            return Err(CodecError::Corrupt("gap bitmap marks slots past the chunk"));
+        }
+        let m = n - gaps;
+        decode_dense(r, layout, &mut out[..m])?;
+        // Spread the dense values to their slots, back to front so nothing is overwritten
+        // before it moves: the k-th dense value always lands at a slot >= k.
+        let mut j = m;
+        for i in (0..n).rev() {
+            if bitmap[i / 8] >> (i % 8) & 1 == 1 {
+                out[i] = gap;
+            } else {
+                j -= 1;
+                out[i] = out[j];
+            }
+        }
+    } else {
+        let runs = decode_runs(r, n)?;
+        let gaps: usize = runs.iter().map(|(s, e)| e - s).sum();
+        let m = n - gaps;
+        decode_dense(r, layout, &mut out[..m])?;
+        // Back to front: the dense values after run k move right by the gaps up to run k.
+        let mut tail_end = n;
+        let mut shift = gaps;
+        for &(s, e) in runs.iter().rev() {
+            out.copy_within(e - shift..tail_end - shift, e);
+            shift -= e - s;
+            out[s..e].fill(gap);
+            tail_end = s;
+        }
+    }
+    Ok(())
+}
+
+/// Gap runs as packed bits: the trailing run (a short series' NaN padding) as a start slot,
+/// the others as skips (slots since the previous run) and lengths, each at one bit width.
+fn encode_runs(runs: &[(u32, u32)], n: usize) -> Vec<u8> {
+    let (inner, tail_start) = match runs.split_last() {
+        Some((&(s, e), inner)) if e as usize == n => (inner, s),
+        _ => (runs, n as u32),
+    };
+    let mut skips = Vec::with_capacity(inner.len());
+    let mut lens = Vec::with_capacity(inner.len());
+    let mut prev_end = 0;
+    for &(s, e) in inner {
+        skips.push(s - prev_end);
+        lens.push(e - s - 1);
+        prev_end = e;
+    }
+    let width = |v: &[u32]| bit_len(v.iter().fold(0, |a, &b| a | b)) as u8;
+    let (skip_width, len_width) = (width(&skips), width(&lens));
+    let mut out = Vec::with_capacity(8 + inner.len() * 4);
+    out.extend_from_slice(&(tail_start as u16).to_le_bytes());
+    push_varint(&mut out, inner.len() as u32);
+    out.push(skip_width);
+    out.push(len_width);
+    pack(&skips, skip_width, &mut out);
+    pack(&lens, len_width, &mut out);
+    out
+}
+
+/// Reads and validates the runs written by `encode_runs` as (start, end) slot ranges.
+fn decode_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<(usize, usize)>, CodecError> {
+    let tail_start = r.u16()? as usize;
+    let count = r.varint()? as usize;
+    let (skip_width, len_width) = (r.u8()?, r.u8()?);
+    if tail_start > n || count > n.div_ceil(2) || skip_width > 16 || len_width > 16 {
+        return Err(CodecError::Corrupt("gap runs outside the chunk"));
+    }
+    let skips = r.take((count * skip_width as usize).div_ceil(8))?;
+    let lens = r.take((count * len_width as usize).div_ceil(8))?;
+    let mut runs = Vec::with_capacity(count + 1);
+    let mut end = 0usize;
+    for i in 0..count {
+        let start = end + read_bits(skips, i * skip_width as usize, skip_width) as usize;
+        end = start + 1 + read_bits(lens, i * len_width as usize, len_width) as usize;
+        if end > tail_start {
+            return Err(CodecError::Corrupt("gap runs outside the chunk"));
+        }
+        runs.push((start, end));
+    }
+    if tail_start < n {
+        runs.push((tail_start, n));
+    }
+    Ok(runs)
+}
+
+/// The `width`-bit value at bit `bit` of a packed stream (bits past the end read as zero).
+fn read_bits(packed: &[u8], bit: usize, width: u8) -> u32 {
+    let mut word = 0u64;
+    for (k, &b) in packed.iter().skip(bit / 8).take(5).enumerate() {
+        word |= (b as u64) << (8 * k);
+    }
+    ((word >> (bit % 8)) & ((1u64 << width) - 1)) as u32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense values: decimal or float-bit words, then residuals.
+
+/// How a dense value maps to an integer word and back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Decimal {
+    /// value = d / 10^k for k >= 0, d * 10^-k for k < 0.
+    Scaled(i8),
+    /// value = 10^k / d (ratios such as IPC reported as 1 / a rounded decimal).
+    Reciprocal(i8),
+}
+
+impl Decimal {
+    /// The integer the encoder tries for `v` (any value; the round trip decides).
+    #[inline(always)]
+    fn to_int(self, v: f32) -> f64 {
+        round_half_even(match self {
+            Decimal::Scaled(k) => v as f64 * POW10_F64[(k + 10) as usize],
+            Decimal::Reciprocal(k) => POW10_F64[(k + 10) as usize] / v as f64,
+        })
+    }
+
+    /// The decoder's operation, used by the encoder to verify the round trip.
+    #[inline(always)]
+    fn to_value(self, d: i32) -> f32 {
+        match self {
+            Decimal::Scaled(k) if k >= 0 => d as f32 / POW10_F32[k as usize],
+            Decimal::Scaled(k) => d as f32 * POW10_F32[(-k) as usize],
+            Decimal::Reciprocal(k) => POW10_F32[k as usize] / d as f32,
+        }
+    }
+}
+
+/// Rounds half to even with the 2^52 + 2^51 trick (SSE2 has no rounding instruction): exact
+/// for |x| < 2^51; larger inputs give some integer, and the round trip check rejects them.
+#[inline(always)]
+fn round_half_even(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    (x + MAGIC) - MAGIC
+}
+
+/// Chooses the decimal mapping on a sample of the chunk, or `None` when too many sampled
+/// values are not short decimals (then the float-bit coder is used).
+///
+/// Exponents are tried upwards and the search stops at the first one that represents every
+/// sampled value: larger exponents only widen the integers. Reciprocals are tried only when no
+/// scaled decimal fits.
+fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
+    let step = dense.len().div_ceil(SAMPLE_LEN).max(1);
+    let sample: Vec<f32> = dense
+        .iter()
+        .step_by(step)
+        .map(|&b| f32::from_bits(b))
+        .collect();
+    let eval = |dec: Decimal| {
+        let (mut lo, mut hi, mut exceptions) = (i32::MAX, i32::MIN, 0usize);
+        for &v in &sample {
+            let d = dec.to_int(v) as i32;
+            if dec.to_value(d).to_bits() == v.to_bits() {
+                lo = lo.min(d);
+                hi = hi.max(d);
+            } else {
+                exceptions += 1;
+                // Past an eighth of the sample, exceptions (6 bytes each) outweigh what the
+                // decimal form saves over float bits: stop early, the candidate is out.
+                if exceptions * 8 > sample.len() {
+                    return (usize::MAX, exceptions);
+                }
+            }
+        }
+        let width = if lo > hi {
+            0
+        } else {
+            bit_len(hi.wrapping_sub(lo) as u32) as usize
+        };
+        (
+            sample.len() * width + exceptions * EXCEPTION_BYTES * 8,
+            exceptions,
+        )
+    };
+    let mut best = (Decimal::Scaled(0), usize::MAX, usize::MAX);
+    let consider = |best: &mut (Decimal, usize, usize), dec: Decimal| {
+        let (cost, exceptions) = eval(dec);
+        if cost < best.1 {
+            *best = (dec, cost, exceptions);
+        }
+        exceptions
+    };
+    for k in 0..=MAX_EXPONENT {
+        if consider(&mut best, Decimal::Scaled(k)) == 0 {
+            // Integers: trailing zeros may allow a negative exponent (2600 = 26 * 10^2).
+            if k == 0 {
+                for k in 1..=MAX_EXPONENT {
+                    if consider(&mut best, Decimal::Scaled(-k)) != 0 {
+                        break;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    // A forward fit that needs five or more decimals is often a float-precision artefact
+    // (1/0.82 stored as 1.2195122); reciprocals of short decimals may be far narrower.
+    // When no exponent fits at all the values are not decimals: skip reciprocals too.
+    let viable = best.1 != usize::MAX;
+    if viable && (best.2 > 0 || matches!(best.0, Decimal::Scaled(k) if k >= 5)) {
+        for k in 0..=MAX_EXPONENT {
+            if consider(&mut best, Decimal::Reciprocal(k)) == 0 {
+                break;
+            }
+        }
+    }
+    (best.1 != usize::MAX).then_some(best.0)
+}
+
+/// Writes the dense values and returns the layout bits (coder and delta flag).
+fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
+    let m = dense.len();
+    if let Some(dec) = choose_decimal(dense) {
+        let mut ints = vec![0u32; m];
+        let exceptions = encode_decimal(dense, dec, &mut ints);
+        let plan = plan_residuals(&ints, true);
+        let decimal_bytes = plan.bytes + exceptions.len() * EXCEPTION_BYTES;
+        // Many exceptions: the float-bit coder may do better; keep whichever is smaller.
+        let float_plan =
+            (exceptions.len() > m / 16).then(|| plan_residuals(&float_words(dense), false));
+        match float_plan {
+            Some(fp) if fp.bytes <= decimal_bytes => {
+                write_residuals(&fp, None, out);
+                CODER_FLOAT | fp.delta_flag()
+            }
+            _ => {
+                let (coder, k) = match dec {
+                    Decimal::Scaled(k) => (CODER_DECIMAL, k),
+                    Decimal::Reciprocal(k) => (CODER_RECIPROCAL, k),
+                };
+                out.push(k as u8);
+                write_residuals(&plan, Some(&exceptions), out);
+                coder | plan.delta_flag()
+            }
+        }
+    } else {
+        let plan = plan_residuals(&float_words(dense), false);
+        write_residuals(&plan, None, out);
+        CODER_FLOAT | plan.delta_flag()
+    }
+}
+
+fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), CodecError> {
+    let dec = match layout & CODER_MASK {
+        CODER_DECIMAL | CODER_RECIPROCAL => {
+            let k = r.u8()? as i8;
+            let ok = if layout & CODER_MASK == CODER_DECIMAL {
+                (-MAX_EXPONENT..=MAX_EXPONENT).contains(&k)
+            } else {
+                (0..=MAX_EXPONENT).contains(&k)
+            };
+            if !ok {
+                return Err(CodecError::Corrupt("decimal exponent out of range"));
+            }
+            Some(if layout & CODER_MASK == CODER_DECIMAL {
+                Decimal::Scaled(k)
+            } else {
+                Decimal::Reciprocal(k)
+            })
+        }
+        CODER_FLOAT => None,
+        _ => return Err(CodecError::Corrupt("unknown value coder")),
+    };
+    let base = r.u32()?;
+    let m = out.len();
+    let exception_count = if dec.is_some() {
+        r.varint()? as usize
+    } else {
+        0
+    };
+    let patch_count = r.varint()? as usize;
+    if exception_count > m || patch_count > m {
+        return Err(CodecError::Corrupt("more exceptions than values"));
+    }
+    // Patches come first, as (position delta, bits above the block's width); they are
+    // applied block by block, so skip over them here and read them again below.
+    let mut patches = Reader {
+        bytes: r.rest(),
+        pos: 0,
+    };
+    for _ in 0..2 * patch_count {
+        r.varint()?;
+    }
+    let mut patches_left = patch_count;
+    let read_patch = |patches: &mut Reader<'_>, at: usize| -> Result<(usize, u32), CodecError> {
+        let p = at + patches.varint()? as usize;
+        Ok((p, patches.varint()?))
+    };
+    let mut patch = if patch_count > 0 {
+        Some(read_patch(&mut patches, 0)?)
+    } else {
+        None
+    };
+    let delta = layout & FLAG_DELTA != 0;
+    let mut block_start = 0;
+    for block in out.chunks_mut(BLOCK) {
+        let width = r.u8()?;
+        if width > 32 {
+            return Err(CodecError::Corrupt("bit width above 32"));
+        }
+        // Unpack from everything that follows, not just this block's bytes: the 8-byte loads
+        // of the fast path may then run past the block's end (into bits they mask off).
+        let rest = r.rest();
+        r.take((block.len() * width as usize).div_ceil(8))?;
+        unpack(rest, width, block);
+        while let Some((p, high)) = patch.filter(|&(p, _)| p < block_start + block.len()) {
+            let high = high
+                .checked_shl(width as u32)
+                .ok_or(CodecError::Corrupt("patch in a 32-bit block"))?;
+            let slot = &mut block[p - block_start];
+            *slot = f32::from_bits(slot.to_bits().wrapping_add(high));
+            patches_left -= 1;
+            patch = if patches_left > 0 {
+                Some(read_patch(&mut patches, p)?)
+            } else {
+                None
+            };
+        }
+        if !delta {
+            let offset = base.wrapping_add(r.varint()?);
+            for o in block.iter_mut() {
+                *o = f32::from_bits(o.to_bits().wrapping_add(offset));
+            }
+        }
+        block_start += block.len();
+    }
+    if patch.is_some() {
+        return Err(CodecError::Corrupt("patch position past the values"));
+    }
+    let exception_pos = r.take(2 * exception_count)?;
+    let exception_bits = r.take(4 * exception_count)?;
+    if delta {
+        undelta(base, out);
+    }
+    match dec {
+        Some(Decimal::Scaled(k)) if k >= 0 => {
+            let p = POW10_F32[k as usize];
+            for o in out.iter_mut() {
+                *o = o.to_bits() as i32 as f32 / p;
+            }
+        }
+        Some(Decimal::Scaled(k)) => {
+            let p = POW10_F32[(-k) as usize];
+            for o in out.iter_mut() {
+                *o = o.to_bits() as i32 as f32 * p;
+            }
+        }
+        Some(Decimal::Reciprocal(k)) => {
+            let p = POW10_F32[k as usize];
+            for o in out.iter_mut() {
+                *o = p / o.to_bits() as i32 as f32;
+            }
+        }
+        None => {
+            for o in out.iter_mut() {
+                *o = f32::from_bits(from_ordered(o.to_bits()));
+            }
+        }
+    }
+    for (p, b) in exception_pos
+        .chunks_exact(2)
+        .zip(exception_bits.chunks_exact(4))
+    {
+        let p = u16::from_le_bytes([p[0], p[1]]) as usize;
+        let slot = out
+            .get_mut(p)
+            .ok_or(CodecError::Corrupt("exception position past the values"))?;
+        *slot = f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    }
+    Ok(())
+}
+
+/// Maps values to decimal integers in `ints`; values that do not round-trip are returned as
+/// exceptions (position, bits) and take the previous integer (or the first good one) so
+/// residuals stay small.
+fn encode_decimal(dense: &[u32], dec: Decimal, ints: &mut [u32]) -> Vec<(u16, u32)> {
+    // One monomorphic loop per mapping, so no match is left inside the loop.
+    #[inline(always)]
+    fn kernel(
+        dense: &[u32],
+        ints: &mut [u32],
+        to_int: impl Fn(f32) -> f64,
+        to_value: impl Fn(i32) -> f32,
+    ) -> Vec<(u16, u32)> {
+        let mut exceptions = Vec::new();
+        for (i, (&b, d)) in dense.iter().zip(ints.iter_mut()).enumerate() {
+            // Saturating conversion: out-of-range and NaN inputs simply fail the round trip.
+            let x = round_half_even(to_int(f32::from_bits(b))) as i32;
+            *d = x as u32;
+            if to_value(x).to_bits() != b {
+                exceptions.push((i as u16, b));
+            }
+        }
+        exceptions
+    }
+    let exceptions = match dec {
+        Decimal::Scaled(k) if k >= 0 => {
+            let (s, p) = (POW10_F64[(k + 10) as usize], POW10_F32[k as usize]);
+            kernel(dense, ints, |v| v as f64 * s, |d| d as f32 / p)
+        }
+        Decimal::Scaled(k) => {
+            let (s, p) = (POW10_F64[(k + 10) as usize], POW10_F32[(-k) as usize]);
+            kernel(dense, ints, |v| v as f64 * s, |d| d as f32 * p)
+        }
+        Decimal::Reciprocal(k) => {
+            let (s, p) = (POW10_F64[(k + 10) as usize], POW10_F32[k as usize]);
+            kernel(dense, ints, |v| s / v as f64, |d| p / d as f32)
+        }
+    };
+    let Some(first_good) =
+        (0..ints.len()).find(|&i| exceptions.get(i).is_none_or(|e| e.0 as usize != i))
+    else {
+        return exceptions;
+    };
+    let lead = ints.get(first_good).copied().unwrap_or(0);
+    for &(p, _) in &exceptions {
+        let p = p as usize;
+        ints[p] = if p < first_good { lead } else { ints[p - 1] };
+    }
+    exceptions
+}
+
+/// Order-preserving map of float bits to u32: deltas between neighbours stay small.
+#[inline(always)]
+fn to_ordered(b: u32) -> u32 {
+    b ^ (((b as i32 >> 31) as u32) | 0x8000_0000)
+}
+
+#[inline(always)]
+fn from_ordered(o: u32) -> u32 {
+    o ^ (!((o as i32 >> 31) as u32) | 0x8000_0000)
+}
+
+fn float_words(dense: &[u32]) -> Vec<u32> {
+    dense.iter().map(|&b| to_ordered(b)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Residuals: frame of reference per block or zigzag delta, a bit width per block of 64
+// values, patches for outliers.
+
+/// Values per block: each block has its own bit width (and, for frame of reference, its own
+/// minimum), so a burst or a level shift widens one block, not the chunk.
+const BLOCK: usize = 64;
+
+struct Plan {
+    delta: bool,
+    base: u32,
+    /// Per block: bit width and (frame of reference) minimum minus `base`.
+    blocks: Vec<(u8, u32)>,
+    residuals: Vec<u32>,
+    /// (position, residual >> block width) of residuals too wide for their block.
+    patches: Vec<(u16, u32)>,
+    /// Bytes of the block headers, packed residuals and patches.
+    bytes: usize,
+}
+
+impl Plan {
+    fn delta_flag(&self) -> u8 {
+        if self.delta { FLAG_DELTA } else { 0 }
+    }
+}
+
+#[inline(always)]
+fn bit_len(x: u32) -> u32 {
+    32 - x.leading_zeros()
+}
+
+#[inline(always)]
+fn zigzag(x: u32) -> u32 {
+    (x << 1) ^ ((x as i32 >> 31) as u32)
+}
+
+#[inline(always)]
+fn unzigzag(z: u32) -> u32 {
+    (z >> 1) ^ (z & 1).wrapping_neg()
+}
+
+fn varint_len(v: u32) -> usize {
+    (bit_len(v) as usize).div_ceil(7).max(1)
+}
+
+/// Width that minimises packed bytes plus patches, from a histogram of bit lengths. A patch
+/// costs a one-byte position delta (usually) and a varint of the bits above the width,
+/// counted here as if every patch had the widest value's length (cheap, slightly pessimistic).
+fn best_width(hist: &[u16; 33], len: usize) -> (u8, usize) {
+    let top = hist.iter().rposition(|&h| h > 0).unwrap_or(0);
+    let mut best = (top as u8, (len * top).div_ceil(8));
+    let mut above = 0usize;
+    // Narrower by more than 16 bits would patch most values; not worth the search.
+    for w in (top.saturating_sub(16)..top).rev() {
+        above += hist[w + 1] as usize;
+        let bytes = (len * w).div_ceil(8) + above * (1 + (top - w).div_ceil(7));
+        if bytes < best.1 {
+            best = (w as u8, bytes);
+        }
+    }
+    best
+}
+
+/// `signed`: the words are i32 (decimal integers) rather than u32 (ordered float bits), which
+/// decides what a minimum is.
+///
+/// Frame of reference or delta is chosen for the whole chunk from each block's widest
+/// residual (cheap, vectorisable); the chosen kind then gets exact per-block histograms.
+fn plan_residuals(words: &[u32], signed: bool) -> Plan {
+    // Signed order is unsigned order of the words with the sign bit flipped.
+    let flip = if signed { 0x8000_0000u32 } else { 0 };
+    let min = |ws: &[u32]| ws.iter().map(|&w| w ^ flip).min().unwrap_or(flip) ^ flip;
+    let base = min(words);
+    let first = words.first().copied().unwrap_or(0);
+    let mut mins = Vec::with_capacity(words.len().div_ceil(BLOCK));
+    let (mut for_est, mut delta_est) = (0usize, 0usize);
+    let mut prev = first;
+    for ws in words.chunks(BLOCK) {
+        let block_min = min(ws);
+        let for_or = ws.iter().fold(0, |a, &w| a | w.wrapping_sub(block_min));
+        let mut delta_or = 0;
+        for &w in ws {
+            delta_or |= zigzag(w.wrapping_sub(prev));
+            prev = w;
+        }
+        let offset = block_min.wrapping_sub(base);
+        for_est += ws.len() * bit_len(for_or) as usize + 8 * varint_len(offset);
+        delta_est += ws.len() * bit_len(delta_or) as usize;
+        mins.push(block_min);
+    }
+    let delta = delta_est < for_est;
+    let mut residuals = vec![0u32; words.len()];
+    let mut blocks = Vec::with_capacity(mins.len());
+    let mut bytes = 0;
+    let mut prev = first;
+    for ((ws, rs), &block_min) in words
+        .chunks(BLOCK)
+        .zip(residuals.chunks_mut(BLOCK))
+        .zip(&mins)
+    {
+        if delta {
+            for (r, &w) in rs.iter_mut().zip(ws) {
+                *r = zigzag(w.wrapping_sub(prev));
+                prev = w;
+            }
+        } else {
+            for (r, &w) in rs.iter_mut().zip(ws) {
+                *r = w.wrapping_sub(block_min);
+            }
+        }
+        // Two histograms, for even and odd values, so that consecutive increments of one
+        // bin do not wait on each other through memory.
+        let mut hist = [[0u16; 33]; 2];
+        for (j, &r) in rs.iter().enumerate() {
+            hist[j & 1][bit_len(r) as usize] += 1;
+        }
+        let hist: [u16; 33] = std::array::from_fn(|b| hist[0][b] + hist[1][b]);
+        let (width, b) = best_width(&hist, ws.len());
+        let offset = if delta {
+            0
+        } else {
+            block_min.wrapping_sub(base)
+        };
+        bytes += 1 + b + if delta { 0 } else { varint_len(offset) };
+        blocks.push((width, offset));
+    }
+    let mut patches = Vec::new();
+    for (b, rs) in residuals.chunks(BLOCK).enumerate() {
+        let limit = 1u64 << blocks[b].0;
+        for (j, &r) in rs.iter().enumerate() {
+            if r as u64 >= limit {
+                patches.push(((b * BLOCK + j) as u16, r >> blocks[b].0));
+            }
+        }
+    }
+    Plan {
+        delta,
+        base: if delta { first } else { base },
+        blocks,
+        residuals,
+        patches,
+        bytes,
+    }
+}
+
+/// Writes base, counts, blocks, exceptions and patches (FORMAT.md order).
+fn write_residuals(plan: &Plan, exceptions: Option<&[(u16, u32)]>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&plan.base.to_le_bytes());
+    if let Some(e) = exceptions {
+        push_varint(out, e.len() as u32);
+    }
+    push_varint(out, plan.patches.len() as u32);
+    let mut prev = 0;
+    for &(p, high) in &plan.patches {
+        push_varint(out, (p - prev) as u32);
+        push_varint(out, high);
+        prev = p;
+    }
+    for (&(width, offset), rs) in plan.blocks.iter().zip(plan.residuals.chunks(BLOCK)) {
+        out.push(width);
+        pack(rs, width, out);
+        if !plan.delta {
+            push_varint(out, offset);
+        }
+    }
+    if let Some(e) = exceptions {
+        for &(p, _) in e {
+            out.extend_from_slice(&p.to_le_bytes());
+        }
+        for &(_, w) in e {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+}
+
+/// Prefix sum of zigzag deltas, starting from `first`, in place on the word bits.
+fn undelta(first: u32, out: &mut [f32]) {
+    let mut acc = first;
+    for o in out.iter_mut() {
+        acc = acc.wrapping_add(unzigzag(o.to_bits()));
+        *o = f32::from_bits(acc);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bit packing: value i occupies bits [i*w, (i+1)*w) of a little-endian bit stream.
+
+fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
+    if width == 0 {
+        return;
+    }
+    let w = width as u32;
+    let mask = if w == 32 { u32::MAX } else { (1u32 << w) - 1 } as u64;
+    let mut acc = 0u64;
+    let mut filled = 0u32;
+    for &v in values {
+        acc |= (v as u64 & mask) << filled;
+        filled += w;
+        if filled >= 32 {
+            out.extend_from_slice(&(acc as u32).to_le_bytes());
+            acc >>= 32;
+            filled -= 32;
+        }
+    }
+    let tail = filled.div_ceil(8) as usize;
+    out.extend_from_slice(&acc.to_le_bytes()[..tail]);
+}
+
+/// Unpacks `out.len()` values of `width` bits (as float bits) from the start of `packed`,
+/// which the caller has checked to hold at least `ceil(out.len() * width / 8)` bytes.
+fn unpack(packed: &[u8], width: u8, out: &mut [f32]) {
+    macro_rules! dispatch {
+        ($($w:literal)*) => {
+            match width {
+                $($w => unpack_width::<$w>(packed, out),)*
+                _ => out.fill(f32::from_bits(0)),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+}
+
+/// Eight values of W bits are W bytes; each is read with one unaligned u64 load whose offset
+/// and shift are constants once the loop over the group is unrolled.
+#[inline(always)]
+fn unpack_width<const W: usize>(packed: &[u8], out: &mut [f32]) {
+    let mask = if W == 32 {
+        u32::MAX as u64
+    } else {
+        (1u64 << W) - 1
+    };
+    let groups = out.len() / 8;
+    // Groups whose 8-byte loads stay inside `packed`; the rest take the careful path.
+    let fast = groups.min(packed.len().saturating_sub(8) / W);
+    let (head, tail) = out.split_at_mut(fast * 8);
+    for (g, dst) in head.chunks_exact_mut(8).enumerate() {
+        let src = &packed[g * W..g * W + W + 8];
+        for (j, d) in dst.iter_mut().enumerate() {
+            let bit = j * W;
+            let o = bit / 8;
+            let word = u64::from_le_bytes([
+                src[o],
+                src[o + 1],
+                src[o + 2],
+                src[o + 3],
+                src[o + 4],
+                src[o + 5],
+                src[o + 6],
+                src[o + 7],
+            ]);
+            *d = f32::from_bits(((word >> (bit % 8)) & mask) as u32);
+        }
+    }
+    let mut bit = fast * 8 * W;
+    for d in tail {
+        let o = bit / 8;
+        let mut buf = [0u8; 8];
+        let end = (o + 8).min(packed.len());
+        buf[..end - o].copy_from_slice(&packed[o..end]);
+        *d = f32::from_bits(((u64::from_le_bytes(buf) >> (bit % 8)) & mask) as u32);
+        bit += W;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte helpers.
+
+fn push_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(CodecError::Truncated {
+                needed: self.pos.saturating_add(len),
+                available: self.bytes.len(),
+            })?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.pos..]
+    }
+
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, CodecError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn varint(&mut self) -> Result<u32, CodecError> {
+        let mut v = 0u32;
+        for shift in (0..35).step_by(7) {
+            let b = self.u8()?;
+            if shift == 28 && b > 0x0F {
+                return Err(CodecError::Corrupt("varint overflows u32"));
+            }
+            v |= ((b & 0x7F) as u32) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError::Corrupt("varint overflows u32"))
+    }
+
+    fn finish(&self) -> Result<(), CodecError> {
+        match self.bytes.len() - self.pos {
+            0 => Ok(()),
+            extra => Err(CodecError::TrailingBytes(extra)),
+        }
+    }
+}
