@@ -24,15 +24,25 @@ fn length_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Metric names: 1 to 255 bytes of ASCII letters, digits, `_`, `.`, `-`, `:`.
+/// The parameter that names a new metric (`define_metric(name, ...)`), as
+/// errors about a metric name start with it.
+const METRIC_ARGUMENT: &str = "name";
+
+/// Metric names: 1 to 255 bytes of ASCII letters, digits, `_`, `.`, `-`, `:`,
+/// and not `.` or `..` (a metric name is also a file name in cc-backend's
+/// checkpoint layout).
 pub fn validate_metric_name(name: &str) -> Result<(), EngineError> {
     let bad = |reason: String| EngineError::InvalidName {
+        argument: METRIC_ARGUMENT.to_owned(),
         what: "metric name".to_owned(),
         value: name.to_owned(),
         reason,
     };
     if let Some(reason) = length_problem(name) {
         return Err(bad(reason));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("'.' and '..' are not allowed".to_owned()));
     }
     if let Some(c) = name
         .chars()
@@ -58,13 +68,14 @@ pub fn validate_path<S: AsRef<str>>(path: &[S], argument: &str) -> Result<(), En
         ));
     }
     for (index, component) in path.iter().enumerate() {
-        validate_component(component.as_ref(), index)?;
+        validate_component(component.as_ref(), index, argument)?;
     }
     Ok(())
 }
 
-fn validate_component(name: &str, index: usize) -> Result<(), EngineError> {
+fn validate_component(name: &str, index: usize, argument: &str) -> Result<(), EngineError> {
     let bad = |reason: String| EngineError::InvalidName {
+        argument: argument.to_owned(),
         what: format!("path component {index}"),
         value: name.to_owned(),
         reason,
@@ -99,8 +110,22 @@ mod tests {
         for good in ["cpu_load", "mem.bw", "nv-sm:clock", "a"] {
             assert!(validate_metric_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "cpu load", "a/b", "a,b", "x=1", "é", &"m".repeat(256)] {
-            assert!(validate_metric_name(bad).is_err(), "{bad:?}");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "cpu load",
+            "a/b",
+            "a,b",
+            "x=1",
+            "é",
+            &"m".repeat(256),
+        ] {
+            let err = validate_metric_name(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("name: invalid metric name"),
+                "{bad:?}: {err}"
+            );
         }
     }
 
@@ -110,7 +135,11 @@ mod tests {
         assert!(validate_path(&["accelerator00000000:3b:00.0"], "path").is_ok());
         for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", "a\nb"] {
             let err = validate_path(&["emmy", bad], "path").unwrap_err();
-            assert!(err.to_string().contains("path component 1"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("path: invalid path component 1"),
+                "{err}"
+            );
         }
         let deep: Vec<String> = (0..17).map(|i| format!("l{i}")).collect();
         assert!(validate_path(&deep, "path").is_err());
