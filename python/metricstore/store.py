@@ -449,10 +449,13 @@ class Store:
         """How fresh each of ``metrics`` is on each host (a path such as
         "emmy/e0102"), as cc-backend's health check judges it.
 
-        A metric is *stale* if some series of it at or below the host has no
-        sample in the last 5 periods before ``now`` (default: the wall
+        A metric is *stale* if some series of it at or below the host has
+        data ending more than 5 periods before ``now`` (default: the wall
         clock), *missing* if it has no series there (or is not defined), and
-        *fresh* otherwise. A host is "full" when every metric is fresh,
+        *fresh* otherwise. A series' data ends where its last slot ends,
+        half a period (rounded up) after its last sample, as in cc-backend;
+        so with a frequency of 10 s a series is fresh while its last sample
+        is at most 55 s old. A host is "full" when every metric is fresh,
         "failed" when it has no data at all or no fresh metric, and
         "partial" otherwise. Keys of the result are the "/"-joined paths.
         """

@@ -20,8 +20,8 @@ pub struct Sampled {
 /// How fresh a host's metric is (see [`Store::health`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
-    /// Every series of the metric at or below the host has a sample within
-    /// the last [`STALE_PERIODS`] periods.
+    /// Every series of the metric at or below the host has data ending at
+    /// most [`STALE_PERIODS`] periods before now (see [`Store::health`]).
     Fresh,
     /// Some series of the metric has no sample in that window.
     Stale,
@@ -31,7 +31,9 @@ pub enum Freshness {
 }
 
 /// A series is stale when its data ends more than this many periods
-/// before now (cc-backend's `MaxMissingDataPoints`).
+/// before now (cc-backend's `MaxMissingDataPoints`). Its data ends where its
+/// last slot ends: half a period (rounded up) after that slot's time, so a
+/// series turns stale once its last sample is more than 5.5 periods old.
 pub const STALE_PERIODS: i64 = 5;
 
 /// `[start, stop)` widened to whole buckets of `resolution`.
@@ -179,6 +181,12 @@ impl Store {
 
     /// The freshness of each of `metrics` at or below the host at `path`
     /// at time `now`, or None when no series exists at or below `path`.
+    ///
+    /// cc-backend's rule (`isBufferHealthy`): a buffer is healthy while
+    /// `now - end <= 5 * f`, where `end = start + f * len` and its `start`
+    /// lies half a period before its first sample. So `end` is the end of
+    /// the last slot, `t + ceil(f / 2)` for a last sample at grid time `t`,
+    /// which is where a sample stops landing in that slot here too.
     pub fn health(
         &self,
         path: &[String],
@@ -205,10 +213,8 @@ impl Store {
                     .data
                     .read()
                     .last_sample_slot();
-                // cc-backend: fresh while now - end <= 5 periods, where the
-                // data ends one period after the last sample.
                 last.is_none_or(|slot| {
-                    let end = (i128::from(slot) + 1) * f;
+                    let end = i128::from(slot) * f + (f + 1) / 2;
                     i128::from(now) - end > i128::from(STALE_PERIODS) * f
                 })
             });
@@ -346,15 +352,24 @@ mod tests {
         store.write_tick(1000, &[fresh, mem], &[1.0, 2.0]).unwrap();
         store.write_tick(930, &[stale], &[1.0]).unwrap();
         let h1 = path(&["c", "h1"]);
-        // cpu data ends at 1010 (fresh) and 940 (stale); 5 periods = 50 s.
+        // cpu data ends half a period after its last sample: at 1005
+        // (fresh) and 935 (stale); 5 periods = 50 s.
         let at = |now| store.health(&h1, &["cpu", "mem", "gpu"], now).unwrap();
         use Freshness::{Fresh, Missing, Stale};
-        assert_eq!(at(990), Some(vec![Fresh, Fresh, Missing]));
-        assert_eq!(at(991), Some(vec![Stale, Fresh, Missing]));
-        // mem's sample lands in slot 17 (1020 s), so its data ends at 1080;
+        assert_eq!(at(985), Some(vec![Fresh, Fresh, Missing]));
+        assert_eq!(at(986), Some(vec![Stale, Fresh, Missing]));
+        // mem's sample lands in slot 17 (1020 s), so its data ends at 1050;
         // 5 periods = 300 s.
-        assert_eq!(at(1380), Some(vec![Stale, Fresh, Missing]));
-        assert_eq!(at(1381), Some(vec![Stale, Stale, Missing]));
+        assert_eq!(at(1350), Some(vec![Stale, Fresh, Missing]));
+        assert_eq!(at(1351), Some(vec![Stale, Stale, Missing]));
+        // An odd frequency rounds the half period up, as cc-backend's
+        // buffer start (first sample - f / 2, rounded down) does.
+        store.define_metric("odd", 7, Aggregation::Avg).unwrap();
+        let odd = store.series("odd", &["c", "h1"]).unwrap();
+        store.write_tick(700, &[odd], &[1.0]).unwrap();
+        let odd_at = |now| store.health(&h1, &["odd"], now).unwrap();
+        assert_eq!(odd_at(700 + 4 + 35), Some(vec![Fresh]));
+        assert_eq!(odd_at(700 + 4 + 36), Some(vec![Stale]));
         assert_eq!(
             store.health(&path(&["c", "h9"]), &["cpu"], 0).unwrap(),
             None
