@@ -253,7 +253,7 @@ def _list_to_float(values: Sequence[object], argument: str) -> NDArray[np.float6
 
 def to_handles(series: object, argument: str) -> NDArray[np.uint32]:
     """A 1-D C-contiguous uint32 array of series handles."""
-    if isinstance(series, list | tuple) and any(isinstance(s, bool) for s in series):
+    if isinstance(series, list | tuple) and bool in set(map(type, series)):
         raise TypeError(f"{argument}: series handles are ints, got a bool")
     array = np.asarray(series)
     if array.ndim != 1:

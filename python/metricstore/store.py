@@ -24,7 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
+from ._convert import (
+    to_frequency,
+    to_handles,
+    to_path,
+    to_ticks,
+    to_ticks_array,
+    to_values,
+)
 from ._core import ReadResult
 from ._progress import check_progress, ctrl_c_held, new_bar, wants_bar
 from .collector import Collector, HostHealth, IngestReport
@@ -41,11 +48,12 @@ __all__ = [
 ]
 
 _NS_PER_TICK = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_UINT32_MAX = 2**32 - 1
 
 PathLike: TypeAlias = str | Sequence[str]
 """A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
-SeriesKey: TypeAlias = "int | tuple[str, PathLike]"
-"""A series handle, or a ``(metric, path)`` pair."""
+SeriesKey: TypeAlias = "int | np.integer[Any] | tuple[str, PathLike]"
+"""A series handle (an int or a NumPy integer), or a ``(metric, path)`` pair."""
 
 
 class Metric(NamedTuple):
@@ -277,8 +285,8 @@ class Store:
         """The handle of the series (metric, path), or None if it does not exist."""
         return self._core.find_series(metric, to_path(path, "path"))
 
-    def series_key(self, series: int) -> tuple[str, tuple[str, ...]]:
-        """The (metric, path) of a handle."""
+    def series_key(self, series: int | np.integer[Any]) -> tuple[str, tuple[str, ...]]:
+        """The (metric, path) of a handle (an int or a NumPy integer)."""
         metric, path = self._core.series_key(series)
         return metric, tuple(path)
 
@@ -290,8 +298,11 @@ class Store:
         return self._core.series_count()
 
     def _handle(self, series: object, argument: str) -> int:
-        if isinstance(series, int) and not isinstance(series, bool):
-            return series
+        if isinstance(series, int | np.integer) and not isinstance(series, bool):
+            handle = int(series)
+            if not 0 <= handle <= _UINT32_MAX:
+                raise ValueError(f"{argument}: {handle} is not a series handle of this store")
+            return handle
         if isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
             return self._core.series(series[0], to_path(series[1], f"{argument}[1]"))
         raise TypeError(
@@ -300,7 +311,12 @@ class Store:
         )
 
     def _handles(self, series: object, argument: str) -> NDArray[np.uint32]:
-        if isinstance(series, list | tuple) and series and isinstance(series[0], tuple):
+        """Handles from an array, or from a list that may mix handles (ints,
+        NumPy integers) and (metric, path) keys in any order."""
+        if isinstance(series, list | tuple) and not all(
+            issubclass(kind, int | np.integer) and kind is not bool
+            for kind in set(map(type, series))
+        ):
             return np.array(
                 [self._handle(s, f"{argument}[{i}]") for i, s in enumerate(series)], dtype=np.uint32
             )
@@ -323,8 +339,9 @@ class Store:
     def write_tick(self, timestamp: object, series: object, values: object) -> None:
         """Writes one value for each of many series at one timestamp.
 
-        ``series`` holds handles (or (metric, path) keys) and ``values`` one
-        value per series. Applied whole or not at all.
+        ``series`` holds handles (ints or NumPy integers) and (metric, path)
+        keys, mixed in any order, and ``values`` one value per series.
+        Applied whole or not at all.
         """
         self._core.write_tick(
             to_ticks(timestamp, self._unit, "timestamp"),
@@ -335,8 +352,9 @@ class Store:
     def write_points(self, series: object, timestamps: object, values: object) -> None:
         """Writes independent samples: ``values[i]`` of ``series[i]`` at ``timestamps[i]``.
 
-        Where one call writes a slot twice, the later element wins. Applied
-        whole or not at all.
+        ``series`` holds handles and keys as in :meth:`write_tick`. Where
+        one call writes a slot twice, the later element wins. Applied whole
+        or not at all.
         """
         self._core.write_points(
             self._handles(series, "series"),

@@ -357,7 +357,8 @@ impl PyStore {
         Ok(self.store()?.find_series(metric, &path)?)
     }
 
-    fn series_key(&self, series: SeriesId) -> PyResult<(String, Vec<String>)> {
+    fn series_key(&self, series: &Bound<'_, PyAny>) -> PyResult<(String, Vec<String>)> {
+        let series = keys::handle(series, Argument::named("series"))?;
         Ok(self.store()?.series_key(series)?)
     }
 
