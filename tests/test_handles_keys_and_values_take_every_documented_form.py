@@ -1,7 +1,8 @@
 """Wherever a series handle is accepted, a NumPy integer scalar (what
 iterating an array of handles gives) is accepted as the same handle; lists
-of series may mix handles and (metric, path) keys in any order. Anything
-else is refused with an error naming the argument, and changes nothing."""
+of series may mix handles and (metric, path) keys in any order; a block of
+one sample may be written as a bare number. Anything else is refused with
+an error naming the argument, and changes nothing."""
 
 from __future__ import annotations
 
@@ -86,3 +87,37 @@ def test_a_bad_entry_in_a_mixed_list_names_its_index_and_changes_nothing(
     with pytest.raises(error, match=message):
         store.write_points(series, [0, 10], [1.0, 2.0])
     assert (len(store), store.stats()["samples"]) == before
+
+
+@pytest.mark.parametrize(
+    "value, stored",
+    [(5.0, 5.0), (7, 7.0), (np.float32(0.1), np.float32(0.1)), (np.float64(0.1), np.float32(0.1)),
+     (np.int16(-3), -3.0), (np.array(2.5), 2.5), (float("nan"), np.nan)],
+    ids=["float", "int", "float32", "float64", "int16", "0-d", "nan"],
+)  # fmt: skip
+def test_a_scalar_value_writes_one_sample(
+    store: metricstore.Store, value: object, stored: float
+) -> None:
+    store.write(0, 100, value)
+    store.write(("m", "c/b"), 100, value)
+    for key in (0, 1):
+        got = store.read(key, 90, 120).values
+        np.testing.assert_array_equal(got, np.array([np.nan, stored, np.nan], dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (True, TypeError, r"^values: expected real numbers, got dtype bool$"),
+        (1 + 2j, TypeError, r"^values: expected real numbers, got dtype complex128$"),
+        ("5", ValueError, r"^values: expected a 1-D array, got shape \(\)$"),
+        (1e300, ValueError, r"^values: element 0 \(1e\+300\) is beyond the float32 range"),
+    ],
+    ids=["bool", "complex", "str", "overflow"],
+)
+def test_a_scalar_that_is_not_a_real_number_is_refused(
+    store: metricstore.Store, value: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        store.write(0, 100, value)
+    assert store.stats()["samples"] == 0

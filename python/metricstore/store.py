@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import (
+    to_block_values,
     to_frequency,
     to_handles,
     to_path,
@@ -327,13 +328,14 @@ class Store:
     def write(self, series: SeriesKey, start: object, values: object) -> None:
         """Writes consecutive samples of one series, the first at ``start``.
 
-        Sample ``i`` lands in the grid slot nearest ``start + i * frequency``.
-        A (metric, path) key creates the series if needed. The call is applied
-        whole or not at all.
+        ``values`` is an array (or list) of samples, or one number for one
+        sample. Sample ``i`` lands in the grid slot nearest ``start + i *
+        frequency``. A (metric, path) key creates the series if needed. The
+        call is applied whole or not at all.
         """
         handle = self._handle(series, "series")
         self._core.write_block(
-            handle, to_ticks(start, self._unit, "start"), to_values(values, "values")
+            handle, to_ticks(start, self._unit, "start"), to_block_values(values, "values")
         )
 
     def write_tick(self, timestamp: object, series: object, values: object) -> None:
