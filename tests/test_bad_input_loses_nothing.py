@@ -174,11 +174,10 @@ def test_a_rejected_call_raises_its_class_and_changes_nothing(case: str) -> None
         (lambda s: s.read(0, 1.5, 60), TypeError, r"^start: got float"),
         (lambda s: s.read_many([0, 2], 0, 600), ValueError,
          r"^series: element 1 has frequency 10 but element 0 has 60"),
-        (lambda s: s.read_many([], 0, 600), ValueError, r"^series: is empty"),
         (lambda s: s.read_many(("load", "emmy"), 0, 600), TypeError, "wrap one key in a list"),
     ],
     ids=["unknown-series", "unknown-metric", "stop-before-start", "too-large", "bad-date",
-         "float-start", "mixed-frequencies", "empty", "bare-key"],
+         "float-start", "mixed-frequencies", "bare-key"],
 )  # fmt: skip
 def test_bad_reads_raise_clear_errors(
     call: Callable[[metricstore.Store], object], error: type, message: str

@@ -369,8 +369,8 @@ class Store:
     def read(
         self,
         series: SeriesKey,
-        start: object,
-        stop: object,
+        start: object = None,
+        stop: object = None,
         *,
         resolution: object = None,
         method: str = "avg",
@@ -381,6 +381,12 @@ class Store:
         metric is stored at the path itself, the series below it are combined
         with the metric's aggregation (NaN skipped). The result is NaN-padded
         to the whole range.
+
+        An open end (None, the default) is where the samples end on that
+        side (see :meth:`extent`): ``read(key)`` holds every sample,
+        ``read(key, start)`` every sample from ``start`` on. With no sample
+        at all, the result is empty (a key that names no series raises, as
+        with bounds).
 
         ``resolution`` (ticks or a timedelta, a multiple of the frequency)
         reads coarser buckets instead, widened to whole buckets aligned to
@@ -395,25 +401,30 @@ class Store:
 
     def read_many(
         self,
-        series: Sequence[SeriesKey],
-        start: object,
-        stop: object,
+        series: Iterable[SeriesKey],
+        start: object = None,
+        stop: object = None,
         *,
         resolution: object = None,
         method: str = "avg",
     ) -> ReadResult:
         """Reads ``[start, stop)`` of several series (or aggregated paths) of one
         frequency into a 2-D array, one row per entry of ``series`` in order.
-        ``resolution`` and ``method`` ("avg", "min" or "max") as in
-        :meth:`read`."""
+
+        An open end (None) is where the samples of all the keys together end
+        on that side. No keys give an empty result: shape (0, 0), starting
+        at ``start`` (or 0), as no metric fixes a grid. ``resolution`` and
+        ``method`` ("avg", "min" or "max") as in :meth:`read`."""
         if resolution is None:
             return self._core.read_many(series, start, stop)
         return self._core.read_many_resampled(series, start, stop, resolution, method)
 
-    def read_stats(self, series: SeriesKey, start: object, stop: object) -> SeriesStats:
+    def read_stats(
+        self, series: SeriesKey, start: object = None, stop: object = None
+    ) -> SeriesStats:
         """Min, max, mean and count of the samples in ``[start, stop)`` of one
         series or aggregated path, from the raw data (NaN and zero count when
-        there are none)."""
+        there are none). An open end (None) takes every sample on that side."""
         low, high, avg, count = self._core.read_stats(series, start, stop)
         return SeriesStats(low, high, avg, count)
 

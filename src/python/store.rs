@@ -108,20 +108,77 @@ impl PyStore {
         self.inner.read().clone().ok_or(EngineError::Closed)
     }
 
-    /// The start and stop of a read, in this order (errors name the first
-    /// bad one).
+    /// The start and stop of a read as given, None where left open, in
+    /// this order (errors name the first bad one).
     fn range(
         &self,
         py: Python<'_>,
-        start: &Bound<'_, PyAny>,
-        stop: &Bound<'_, PyAny>,
-    ) -> PyResult<(i64, i64)> {
+        start: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bounds> {
         let unit = self.unit_name.bind(py);
-        Ok((
-            keys::ticks(start, unit, "start")?,
-            keys::ticks(stop, unit, "stop")?,
-        ))
+        let convert = |value: Option<&Bound<'_, PyAny>>, argument| {
+            value.map(|v| keys::ticks(v, unit, argument)).transpose()
+        };
+        Ok((convert(start, "start")?, convert(stop, "stop")?))
     }
+}
+
+/// A read's start and stop, None where the caller left it open.
+type Bounds = (Option<i64>, Option<i64>);
+
+/// Closes the open ends of `bounds` with `extent`, where the samples of
+/// what is read lie (asked only when an end is open): an open start is the
+/// first sample, an open stop one period after the last; never past the
+/// other end, so a range beyond the samples is empty. With no sample
+/// anywhere, the range is empty at the end given (or at 0).
+fn close_bounds(
+    bounds: Bounds,
+    extent: impl FnOnce() -> Result<Option<(i64, i64)>, EngineError>,
+) -> Result<(i64, i64), EngineError> {
+    let (start, stop) = match bounds {
+        (Some(start), Some(stop)) => return Ok((start, stop)),
+        (start, stop) => (start, stop),
+    };
+    Ok(match extent()? {
+        None => {
+            let at = start.or(stop).unwrap_or(0);
+            (at, stop.unwrap_or(at))
+        }
+        Some((first, end)) => {
+            let start = start.unwrap_or_else(|| stop.map_or(first, |stop| first.min(stop)));
+            (start, stop.unwrap_or_else(|| end.max(start)))
+        }
+    })
+}
+
+/// Where the samples of all `targets` lie together (None: no sample).
+fn extent_of(store: &Store, targets: &[Target<'_>]) -> Result<Option<(i64, i64)>, EngineError> {
+    let mut all: Option<(i64, i64)> = None;
+    for &target in targets {
+        if let Some((start, stop)) = store.extent(Some(target))? {
+            all = Some(all.map_or((start, stop), |(lo, hi)| (lo.min(start), hi.max(stop))));
+        }
+    }
+    Ok(all)
+}
+
+/// A read of no rows: nothing fixes a grid, so it has no columns either; it
+/// starts where the range starts, with `step` (1, or the resolution).
+fn no_rows((start, stop): (i64, i64), step: i64) -> Result<Matrix, EngineError> {
+    if stop < start {
+        return Err(EngineError::argument(
+            "stop",
+            format!("stop ({stop}) is before start ({start})"),
+        ));
+    }
+    Ok(Matrix {
+        start,
+        step,
+        rows: 0,
+        cols: 0,
+        values: Vec::new(),
+    })
 }
 
 #[pymethods]
@@ -414,92 +471,121 @@ impl PyStore {
     }
 
     /// `[start, stop)` of one series (a handle or (metric, path), which
-    /// may be aggregated from the series below it).
+    /// may be aggregated from the series below it); an open end is the
+    /// extent of its samples.
+    #[pyo3(signature = (series, start = None, stop = None))]
     fn read<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let target = keys::target(series, Argument::named("series"))?;
+        let target = target.as_target();
         let store = self.store()?;
-        let data = py.detach(|| store.read(target.as_target(), start, stop))?;
+        let data = py.detach(|| {
+            let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+            store.read(target, start, stop)
+        })?;
         Ok(self.series_result(py, series, data.values, (data.start, data.step), None))
     }
 
     /// `[start, stop)` of several series into a 2-D array, one row per key
-    /// in the order given.
+    /// in the order given; an open end is the extent of their samples.
+    #[pyo3(signature = (series, start = None, stop = None))]
     fn read_many<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let store = self.store()?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
-        let matrix = py.detach(|| store.read_many(&targets, start, stop))?;
+        let matrix = py.detach(|| {
+            let range = close_bounds(bounds, || extent_of(&store, &targets))?;
+            if targets.is_empty() {
+                return no_rows(range, 1);
+            }
+            store.read_many(&targets, range.0, range.1)
+        })?;
         Ok(self.matrix_result(py, matrix, keys))
     }
 
     /// One series in buckets of `resolution`; for "lttb" the result holds
     /// the kept samples' times.
+    #[pyo3(signature = (series, start, stop, resolution, method))]
     fn read_resampled<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
         resolution: &Bound<'py, PyAny>,
         method: &str,
     ) -> PyResult<PyReadResult> {
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let target = keys::target(series, Argument::named("series"))?;
+        let target = target.as_target();
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
-        let data = py
-            .detach(|| store.read_resampled(target.as_target(), start, stop, resolution, method))?;
+        let data = py.detach(|| {
+            let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+            store.read_resampled(target, start, stop, resolution, method)
+        })?;
         Ok(self.series_result(py, series, data.values, (data.start, data.step), data.times))
     }
 
     /// Several series in buckets of `resolution`, one row per key.
+    #[pyo3(signature = (series, start, stop, resolution, method))]
     fn read_many_resampled<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
         resolution: &Bound<'py, PyAny>,
         method: &str,
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
-        let matrix =
-            py.detach(|| store.read_many_resampled(&targets, start, stop, resolution, method))?;
+        let matrix = py.detach(|| {
+            let range = close_bounds(bounds, || extent_of(&store, &targets))?;
+            if targets.is_empty() {
+                return no_rows(range, resolution);
+            }
+            store.read_many_resampled(&targets, range.0, range.1, resolution, method)
+        })?;
         Ok(self.matrix_result(py, matrix, keys))
     }
 
-    /// (min, max, avg, count) of the samples of `[start, stop)`.
+    /// (min, max, avg, count) of the samples of `[start, stop)` (an open
+    /// end: all of them on that side).
+    #[pyo3(signature = (series, start = None, stop = None))]
     fn read_stats<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(f32, f32, f64, u64)> {
         let target = keys::target(series, Argument::named("series"))?;
-        let (start, stop) = self.range(py, start, stop)?;
+        let target = target.as_target();
+        let bounds = self.range(py, start, stop)?;
         let store = self.store()?;
-        let s = py.detach(|| store.read_stats(target.as_target(), start, stop))?;
+        let s = py.detach(|| {
+            let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+            store.read_stats(target, start, stop)
+        })?;
         Ok((s.min, s.max, s.avg, s.count))
     }
 
