@@ -291,9 +291,25 @@ class Store:
         metric, path = self._core.series_key(series)
         return metric, tuple(path)
 
-    def list_series(self) -> list[tuple[int, str, tuple[str, ...]]]:
-        """Every series as (handle, metric, path), in handle order."""
-        return [(h, m, tuple(p)) for h, m, p in self._core.list_series()]
+    def list_series(
+        self, metric: str | None = None, path: PathLike | None = None
+    ) -> list[tuple[int, str, tuple[str, ...]]]:
+        """The series as (handle, metric, path), in handle order: all of
+        them, or those of ``metric`` and those whose path matches the
+        pattern ``path``.
+
+        A pattern has one component per path level, each matched like
+        :func:`fnmatch.fnmatchcase`: ``"emmy/*"`` is every host of emmy (not
+        the levels below them), ``"emmy/e01*/cpu*"`` the cpus of hosts
+        e01...; ``*`` any run of characters, ``?`` one, ``[seq]`` one of
+        seq, ``[!seq]`` one not in seq, and ``[*]`` a literal ``*``. A path
+        without such characters selects that exact path. An undefined
+        metric raises UnknownMetricError.
+        """
+        if metric is not None and not isinstance(metric, str):
+            raise TypeError(f"metric: expected a str or None, got {type(metric).__name__}")
+        pattern = None if path is None else to_path(path, "path")
+        return [(h, m, tuple(p)) for h, m, p in self._core.list_series(metric, pattern)]
 
     def __len__(self) -> int:
         return self._core.series_count()
@@ -410,6 +426,13 @@ class Store:
     ) -> ReadResult:
         """Reads ``[start, stop)`` of several series (or aggregated paths) of one
         frequency into a 2-D array, one row per entry of ``series`` in order.
+
+        A (metric, path) key whose path holds a pattern (``("cpu_load",
+        "emmy/*")``; the rules of :meth:`list_series`) stands for every
+        stored series of the metric whose path matches, one row each in
+        path order (none if nothing matches); ``result.keys`` names them.
+        Without a pattern, a path reads the series there or the aggregate
+        below it, as in :meth:`read`.
 
         An open end (None) is where the samples of all the keys together end
         on that side. No keys give an empty result: shape (0, 0), starting

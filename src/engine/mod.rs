@@ -55,7 +55,7 @@ pub use error::EngineError;
 pub use inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use lineproto::IngestReport;
 pub use metric::{Aggregation, MetricDef};
-pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
+pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH, is_pattern};
 pub use ops::{Op, kind as op_kind};
 pub use progress::{OpenPhase, OpenProgress, PROGRESS_STEP};
 pub use query::{Freshness, STALE_PERIODS, Sampled};

@@ -1,9 +1,11 @@
-//! Reads beyond the raw grid: resampled reads, summary statistics, and the
-//! freshness of a host's metrics (cc-backend's health check).
+//! Reads beyond the raw grid: resampled reads, summary statistics, the
+//! freshness of a host's metrics (cc-backend's health check), and series
+//! selected by metric and path pattern.
 
 use super::error::EngineError;
+use super::names::{path_matches, validate_path};
 use super::resample::{self, Method, Stats};
-use super::store::{Matrix, Store, Target};
+use super::store::{Matrix, SeriesId, Store, Target};
 use super::time::read_slots;
 
 /// A resampled read of one target. For avg, min and max, `values[i]` is the
@@ -142,6 +144,33 @@ impl Store {
         Ok(resample::stats(&raw.values))
     }
 
+    /// The series of `metric` (of every metric for None) whose paths match
+    /// `pattern` level by level (any path for None; see
+    /// [`names::matches`](super::names::matches)), as (handle, metric,
+    /// path) in handle order. An undefined metric is an error, as in reads.
+    pub fn select_series<S: AsRef<str>>(
+        &self,
+        metric: Option<&str>,
+        pattern: Option<&[S]>,
+    ) -> Result<Vec<(SeriesId, String, Vec<String>)>, EngineError> {
+        if let Some(pattern) = pattern {
+            validate_path(pattern, "path")?;
+        }
+        if let Some(name) = metric
+            && !self.metrics().iter().any(|m| m.name == name)
+        {
+            return Err(EngineError::UnknownMetric {
+                name: name.to_owned(),
+            });
+        }
+        let mut series = self.list_series();
+        series.retain(|(_, m, path)| {
+            metric.is_none_or(|name| m == name)
+                && pattern.is_none_or(|pattern| path_matches(pattern, path))
+        });
+        Ok(series)
+    }
+
     /// Where the samples of `target` lie, or of the whole store for `None`:
     /// the time of the first sample and the time one period after the last
     /// (so `[start, stop)` holds them all); `None` when there is no sample.
@@ -270,6 +299,49 @@ mod tests {
         assert_eq!(store.extent(None).unwrap(), Some((-600, 50_010)));
         let error = store.extent(Some(Target::Series(99))).unwrap_err();
         assert!(error.to_string().contains("99"), "{error}");
+    }
+
+    #[test]
+    fn series_are_selected_by_metric_and_path_pattern() {
+        let store = store();
+        let a = store.series("cpu", &["c", "e0102", "cpu0"]).unwrap();
+        let b = store.series("cpu", &["c", "e0201", "cpu1"]).unwrap();
+        let m = store.series("mem", &["c", "e0102"]).unwrap();
+        let c = store.series("cpu", &["c", "e0103", "cpu1"]).unwrap();
+        let ids = |found: Vec<(SeriesId, String, Vec<String>)>| {
+            found.into_iter().map(|(id, ..)| id).collect::<Vec<_>>()
+        };
+        let all = store.select_series::<&str>(None, None).unwrap();
+        assert_eq!(ids(all), vec![a, b, m, c]);
+        let cpu = store.select_series::<&str>(Some("cpu"), None).unwrap();
+        assert_eq!(ids(cpu), vec![a, b, c]);
+        let pattern = ["c", "e01*", "cpu*"];
+        assert_eq!(
+            ids(store
+                .select_series(Some("cpu"), Some(&pattern[..]))
+                .unwrap()),
+            vec![a, c]
+        );
+        // One component per level: "c/*" is the hosts' level only.
+        let hosts = ["c", "*"];
+        assert_eq!(
+            ids(store.select_series(None, Some(&hosts[..])).unwrap()),
+            vec![m]
+        );
+        let e = store.select_series::<&str>(Some("gpu"), None).unwrap_err();
+        assert_eq!(
+            e,
+            EngineError::UnknownMetric {
+                name: "gpu".to_owned()
+            }
+        );
+        let e = store
+            .select_series(None, Some(&["c", ".."][..]))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("path: invalid path component 1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 /// ``values`` is float32 with NaN where nothing is stored; it is 1-D for
 /// :meth:`Store.read` and 2-D (one row per series, in the order asked) for
 /// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
-/// ``series`` is what the read was given; ``keys`` names each row.
+/// ``series`` is what the read was given (with each pattern key of
+/// ``read_many`` replaced by the keys it matched); ``keys`` names each row.
 ///
 /// In a notebook a result shows itself as a table; :meth:`to_pandas`,
 /// :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and

@@ -11,12 +11,12 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
     Aggregation, Damage, EngineError, Freshness, Matrix, Method, OpenOptions, RecoveryMode,
-    RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit,
+    RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
 };
 
 use super::keys::{self, Argument, PyTarget};
@@ -102,6 +102,44 @@ impl PyStore {
             keys.into_any(),
             None,
         )
+    }
+
+    /// The keys of a multi-series read with each key whose path holds a
+    /// pattern replaced by one key per stored series of its metric that
+    /// matches, in path order, read by handle.
+    fn expand<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Bound<'py, PyList>,
+        targets: Vec<PyTarget>,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<PyTarget>)> {
+        let selects = |target: &PyTarget| match target {
+            PyTarget::Path(_, path) => path.iter().any(|name| is_pattern(name)),
+            PyTarget::Handle(_) => false,
+        };
+        if !targets.iter().any(selects) {
+            return Ok((keys, targets));
+        }
+        let store = self.store()?;
+        let expanded = PyList::empty(py);
+        let mut rows = Vec::with_capacity(targets.len());
+        for (key, target) in keys.iter().zip(targets) {
+            if !selects(&target) {
+                expanded.append(key)?;
+                rows.push(target);
+                continue;
+            }
+            let PyTarget::Path(metric, pattern) = target else {
+                unreachable!("only paths select")
+            };
+            let mut found = py.detach(|| store.select_series(Some(&metric), Some(&pattern)))?;
+            found.sort_by(|a, b| a.2.cmp(&b.2));
+            for (id, metric, path) in found {
+                expanded.append((metric, PyTuple::new(py, path)?))?;
+                rows.push(PyTarget::Handle(id));
+            }
+        }
+        Ok((expanded, rows))
     }
 
     pub(super) fn store(&self) -> Result<Arc<Store>, EngineError> {
@@ -423,9 +461,17 @@ impl PyStore {
         Ok(self.store()?.series_count())
     }
 
-    fn list_series(&self, py: Python<'_>) -> PyResult<Vec<(SeriesId, String, Vec<String>)>> {
+    /// (handle, metric, path) of the series of `metric` whose paths match
+    /// the pattern `path` (None: all), in handle order.
+    #[pyo3(signature = (metric = None, path = None))]
+    fn list_series(
+        &self,
+        py: Python<'_>,
+        metric: Option<String>,
+        path: Option<Vec<String>>,
+    ) -> PyResult<Vec<(SeriesId, String, Vec<String>)>> {
         let store = self.store()?;
-        Ok(py.detach(|| store.list_series()))
+        Ok(py.detach(|| store.select_series(metric.as_deref(), path.as_deref()))?)
     }
 
     fn write_block(
@@ -504,6 +550,7 @@ impl PyStore {
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
         let bounds = self.range(py, start, stop)?;
+        let (keys, targets) = self.expand(py, keys, targets)?;
         let store = self.store()?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
         let matrix = py.detach(|| {
@@ -555,6 +602,7 @@ impl PyStore {
         let (keys, targets) = keys::targets(series)?;
         let bounds = self.range(py, start, stop)?;
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
+        let (keys, targets) = self.expand(py, keys, targets)?;
         let store = self.store()?;
         let method = Method::parse(method)?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
