@@ -99,6 +99,21 @@ def test_a_pattern_matching_nothing_gives_no_rows(store: metricstore.Store) -> N
         store.read_many([("gpu", "emmy/*")], 0, 60)
 
 
+def test_a_single_series_read_takes_a_pattern_literally_and_says_so(
+    store: metricstore.Store,
+) -> None:
+    hint = r"; a path holding \* \? or \[ selects series only in read_many and list_series$"
+    for call in (
+        lambda: store.read(("mem_used", "emmy/*")),
+        lambda: store.read(("mem_used", "emmy/*"), 0, 60, resolution=120),
+        lambda: store.read_stats(("mem_used", "emmy/*")),
+    ):
+        with pytest.raises(metricstore.UnknownSeriesError, match=r'^no series .*"emmy/\*"' + hint):
+            call()
+    with pytest.raises(metricstore.UnknownSeriesError, match=r'"emmy/e9"$'):
+        store.read(("mem_used", "emmy/e9"))
+
+
 def test_a_stored_name_holding_pattern_characters_is_matched_with_brackets(
     store: metricstore.Store,
 ) -> None:

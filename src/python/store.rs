@@ -201,6 +201,19 @@ fn extent_of(store: &Store, targets: &[Target<'_>]) -> Result<Option<(i64, i64)>
     Ok(all)
 }
 
+/// `error` of a single-series call, with a hint when it found no series at
+/// a path holding a pattern: such calls take a path literally.
+fn literal_path(error: EngineError, target: Target<'_>) -> PyErr {
+    let pattern = matches!(target, Target::Path { path, .. } if path.iter().any(|n| is_pattern(n)));
+    if pattern && matches!(error, EngineError::UnknownSeries { .. }) {
+        return super::errors::with_note(
+            error,
+            "a path holding * ? or [ selects series only in read_many and list_series",
+        );
+    }
+    error.into()
+}
+
 /// A read of no rows: nothing fixes a grid, so it has no columns either; it
 /// starts where the range starts, with `step` (1, or the resolution).
 fn no_rows((start, stop): (i64, i64), step: i64) -> Result<Matrix, EngineError> {
@@ -531,10 +544,12 @@ impl PyStore {
         let target = keys::target(series, Argument::named("series"))?;
         let target = target.as_target();
         let store = self.store()?;
-        let data = py.detach(|| {
-            let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-            store.read(target, start, stop)
-        })?;
+        let data = py
+            .detach(|| {
+                let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+                store.read(target, start, stop)
+            })
+            .map_err(|e| literal_path(e, target))?;
         Ok(self.series_result(py, series, data.values, (data.start, data.step), None))
     }
 
@@ -581,10 +596,12 @@ impl PyStore {
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
-        let data = py.detach(|| {
-            let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-            store.read_resampled(target, start, stop, resolution, method)
-        })?;
+        let data = py
+            .detach(|| {
+                let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+                store.read_resampled(target, start, stop, resolution, method)
+            })
+            .map_err(|e| literal_path(e, target))?;
         Ok(self.series_result(py, series, data.values, (data.start, data.step), data.times))
     }
 
@@ -630,10 +647,12 @@ impl PyStore {
         let target = target.as_target();
         let bounds = self.range(py, start, stop)?;
         let store = self.store()?;
-        let s = py.detach(|| {
-            let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-            store.read_stats(target, start, stop)
-        })?;
+        let s = py
+            .detach(|| {
+                let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+                store.read_stats(target, start, stop)
+            })
+            .map_err(|e| literal_path(e, target))?;
         Ok((s.min, s.max, s.avg, s.count))
     }
 
