@@ -4,12 +4,13 @@
 //! The rules are those of `metricstore._convert`, which re-exports `to_path`
 //! from here (one implementation): a series key is a handle (an `int` or a
 //! NumPy integer scalar, as iterating an array of handles gives; not a bool
-//! or another int subclass) or a `(metric, path)` tuple; a path is a tuple or list of str, or one
-//! "/"-joined str ("" and () are the root). A time that is exactly an `int`
-//! in the int64 range is taken as ticks here; anything else (datetimes,
-//! NumPy scalars, ISO strings, and the errors for bools, floats and
-//! timedeltas) goes to `_convert.to_ticks`, so each rule exists once. Every
-//! error names the argument, as `series`, `series[i]` or `series[i][1]`.
+//! or another int subclass) or a `(metric, path)` tuple; a path is a tuple
+//! or list of str, or one "/"-joined str ("" and () are the root). A time
+//! that is exactly an `int` in the int64 range is taken as ticks here;
+//! anything else (datetimes, NumPy scalars, ISO strings, and the errors for
+//! bools, floats and timedeltas) goes to `_convert.to_ticks`, so each rule
+//! exists once. Every error names the argument, as `series`, `series[i]` or
+//! `series[i][1]`.
 
 use std::fmt;
 
@@ -105,7 +106,9 @@ fn is_handle(value: &Bound<'_, PyAny>) -> PyResult<bool> {
     if value.is_exact_instance_of::<PyInt>() {
         return Ok(true);
     }
-    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyString>() {
+    // Bools and other int subclasses are not handles; a tuple (a key, the
+    // other common case) is not worth asking NumPy about.
+    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyTuple>() {
         return Ok(false);
     }
     value.is_instance(NUMPY_INTEGER.import(value.py(), "numpy", "integer")?)

@@ -174,10 +174,10 @@ fn close_bounds(
     bounds: Bounds,
     extent: impl FnOnce() -> Result<Option<(i64, i64)>, EngineError>,
 ) -> Result<(i64, i64), EngineError> {
-    let (start, stop) = match bounds {
-        (Some(start), Some(stop)) => return Ok((start, stop)),
-        (start, stop) => (start, stop),
-    };
+    if let (Some(start), Some(stop)) = bounds {
+        return Ok((start, stop));
+    }
+    let (start, stop) = bounds;
     Ok(match extent()? {
         None => {
             let at = start.or(stop).unwrap_or(0);
