@@ -18,16 +18,26 @@ from numpy.typing import NDArray
 
 from ._frames import series_name
 from .exceptions import ClosedError
-from .store import _format_bytes
 
 if TYPE_CHECKING:
     from .store import ReadResult, RecoveryReport, Store
 
-__all__ = ["MAX_ROWS", "SPARK_POINTS", "read_result_html", "store_html"]
+__all__ = ["MAX_ROWS", "SPARK_POINTS", "format_bytes", "read_result_html", "store_html"]
 
 MAX_ROWS = 12
 SPARK_POINTS = 60
 _SPARK_HEIGHT = 18
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes as people read them: B, KiB, MiB or GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
 
 # Scoped to the wrapper's class, as xarray does; where a notebook viewer
 # strips <style>, the tables still read as plain tables.
@@ -195,7 +205,7 @@ def store_html(store: Store) -> str:
                 [
                     f"{stats['series']:,}",
                     f"{stats['samples']:,}",
-                    _format_bytes(stats["data_bytes"]),
+                    format_bytes(stats["data_bytes"]),
                 ],
                 {0, 1, 2},
             )

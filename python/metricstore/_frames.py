@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import xarray
     from matplotlib.axes import Axes
 
-    from .store import ReadResult
+    from ._core import ReadResult
 
 __all__ = [
     "SeriesKey",

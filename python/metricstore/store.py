@@ -34,6 +34,7 @@ from ._convert import (
     to_values,
 )
 from ._core import ReadResult
+from ._display import format_bytes, store_html
 from ._progress import check_progress, ctrl_c_held, new_bar, wants_bar
 from .collector import Collector, HostHealth, IngestReport
 
@@ -140,15 +141,6 @@ class RecoveryReport:
             if fields[key] is not None:
                 fields[key] = Damage(**fields[key])
         return cls(**fields)
-
-
-def _format_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 class Store:
@@ -564,14 +556,12 @@ class Store:
         return (
             f"<metricstore.Store{where} unit={self._unit!r} metrics={s['metrics']} "
             f"series={s['series']} samples={s['samples']:,} "
-            f"memory={_format_bytes(s['data_bytes'])}>"
+            f"memory={format_bytes(s['data_bytes'])}>"
         )
 
     def _repr_html_(self) -> str:
         """A summary for notebooks: place, unit, state, size, metrics and what
         recovery did; works on a closed store too."""
-        from ._display import store_html
-
         return store_html(self)
 
 

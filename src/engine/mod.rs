@@ -1,9 +1,31 @@
 //! The pure-Rust core of metricstore: metrics, the series tree, chunked
-//! float32 buffers on an epoch-aligned grid, and range reads with
-//! aggregation.
+//! float32 buffers on an epoch-aligned grid, range reads with aggregation,
+//! and the write-ahead log and snapshots that make a store durable.
 //!
 //! Nothing in here knows about Python. The binding layer in `src/python/`
 //! converts arguments and maps [`EngineError`] to exceptions.
+//!
+//! The subsystems, one folder each, in the order data flows through them
+//! (a write: binding -> store -> log -> memory; a read: binding -> query ->
+//! memory). Each may use only those listed after it, never one before:
+//!
+//! - `ccbackend/`  cc-backend's files, translated into store ops;
+//! - `ingest/`     line protocol, parsed into store ops;
+//! - `durable/`    a store on a directory: open and recovery, sync modes,
+//!   checkpoints, inspect; implements the store's `Journal`;
+//! - `snapshot/`   the snapshot format: write a store's state, load it back;
+//! - `wal/`        the write-ahead log: records, segments, replay;
+//! - `storage/`    the file-system seam, its fault hooks, open progress;
+//! - `query/`      range reads, aggregation, resampling, stats, health;
+//! - `store/`      ops and applying them in one order: the in-memory state
+//!   machine, which sees its log only through the `Journal` trait;
+//! - `memory/`     chunks, series, staged ticks and the catalog;
+//! - `model/`      metrics, names, time units and the grid;
+//! - `error.rs`, `bytes.rs`, `parallel.rs`: leaves every folder may use.
+//!
+//! `testkit/` (simulated storage, the workload model, crash suites) is
+//! compiled only for tests. docs/architecture.md draws the same map with
+//! the threads and the lock order.
 //!
 //! Invariants the rest of the crate relies on:
 //! - every mutation is an [`Op`]; an op is validated completely before any of
@@ -15,55 +37,38 @@
 //! - a series of frequency `f` stores the sample for time `k * f` in slot `k`;
 //!   all series of one frequency therefore share one grid.
 
-mod aggregate;
-mod applier;
 mod bytes;
-mod catalog;
 mod ccbackend;
-#[cfg(test)]
-mod checkpoint_crash_tests;
-mod chunks;
-#[cfg(test)]
-mod crash_tests;
 mod durable;
 mod error;
-mod inspect;
-mod lineproto;
-mod metric;
-mod names;
-mod ops;
+mod ingest;
+mod memory;
+mod model;
 mod parallel;
-mod progress;
 mod query;
-mod resample;
-mod series;
-#[cfg(test)]
-mod sim_storage;
 mod snapshot;
-mod stage;
 mod storage;
 mod store;
 #[cfg(test)]
-mod test_model;
-mod time;
+mod testkit;
 mod wal;
 
 pub use ccbackend::{CcDamage, Head, HostLoad, SnapshotLoad, Unnamed};
-pub use chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
+pub use durable::inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;
-pub use inspect::{Inspection, SegmentInfo, SnapshotInfo};
-pub use lineproto::IngestReport;
-pub use metric::{Aggregation, MetricDef};
-pub use names::{MAX_NAME_LEN, MAX_PATH_DEPTH, is_pattern};
-pub use ops::{Op, kind as op_kind};
-pub use progress::{OpenPhase, OpenProgress, PROGRESS_STEP};
+pub use ingest::{IngestReport, Ingester};
+pub use memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
+pub use model::metric::{Aggregation, MetricDef};
+pub use model::names::{MAX_NAME_LEN, MAX_PATH_DEPTH, is_pattern};
+pub use model::time::{MAX_READ_SLOTS, TimeUnit};
+pub use query::read::{Matrix, RangeData, Target};
+pub use query::resample::{Method, Stats};
 pub use query::{Freshness, STALE_PERIODS, Sampled};
-pub use resample::{Method, Stats};
-pub use snapshot::CheckpointInfo;
+pub use storage::progress::{OpenPhase, OpenProgress, PROGRESS_STEP};
 pub use storage::{FsStorage, ImmutableBytes, Storage, StorageFile, crash_points};
-pub use store::{Matrix, RangeData, SeriesId, Store, StoreStats, Target};
-pub use time::{MAX_READ_SLOTS, TimeUnit};
+pub use store::ops::{Op, kind as op_kind};
+pub use store::{CheckpointInfo, SeriesId, Store, StoreStats};
 pub use wal::reader::{Damage, RecoveryMode, RecoveryReport};
 pub use wal::record::{MAX_FRAGMENT, RECORD_HEADER, SEGMENT_HEADER};
 pub use wal::segment_name;

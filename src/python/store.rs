@@ -15,8 +15,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
-    Aggregation, Damage, EngineError, Freshness, Matrix, Method, OpenOptions, RecoveryMode,
-    RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
+    Aggregation, Damage, EngineError, Freshness, Ingester, Matrix, Method, OpenOptions,
+    RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
 };
 
 use super::keys::{self, Argument, PyTarget};
@@ -33,6 +33,8 @@ pub struct PyStore {
     path: Option<String>,
     readonly: bool,
     recovery: Option<RecoveryReport>,
+    /// Line-protocol keys `ingest` has resolved in this store.
+    ingester: Ingester,
 }
 
 fn damage_dict<'py>(
@@ -245,6 +247,7 @@ impl PyStore {
             path: None,
             readonly: false,
             recovery: None,
+            ingester: Ingester::default(),
         })
     }
 
@@ -325,6 +328,7 @@ impl PyStore {
             path: Some(path),
             readonly,
             recovery: Some(report),
+            ingester: Ingester::default(),
         })
     }
 
@@ -706,7 +710,10 @@ impl PyStore {
         now: i64,
     ) -> PyResult<IngestResult> {
         let store = self.store()?;
-        let report = py.detach(|| store.ingest(data, default_cluster.as_deref(), now))?;
+        let report = py.detach(|| {
+            self.ingester
+                .ingest(&store, data, default_cluster.as_deref(), now)
+        })?;
         Ok((
             report.lines,
             report.accepted,

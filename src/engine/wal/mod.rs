@@ -1,6 +1,12 @@
 //! The write-ahead log: numbered segment files of CRC-checked records, one
 //! record (or one group of fragments) per op. `record` is the byte format,
 //! `writer` appends and syncs, `reader` replays and classifies damage.
+//!
+//! The log knows records, not ops: a record is a kind byte and a payload
+//! (the store's `ops.rs` encodes them). The LSN is the record's place in
+//! the log; the writer hands it out, under the store's sequencer.
+//!
+//! Uses: `storage/`.
 
 pub mod reader;
 pub mod record;
@@ -9,7 +15,7 @@ pub mod writer;
 use std::path::Path;
 
 use super::error::EngineError;
-use super::storage::Storage;
+use crate::engine::storage::Storage;
 
 /// A segment's file name: the LSN of its first record, zero-padded so names
 /// sort in log order.

@@ -17,8 +17,8 @@ use std::path::Path;
 use super::list_segments;
 use super::record::{self, Fragment, HeaderProblem, RECORD_HEADER, SEGMENT_HEADER};
 use crate::engine::error::EngineError;
-use crate::engine::progress::{PROGRESS_STEP, Tracker};
 use crate::engine::storage::Storage;
+use crate::engine::storage::progress::{PROGRESS_STEP, Tracker};
 
 /// What recovery does with a damaged log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

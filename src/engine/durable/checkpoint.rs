@@ -1,0 +1,129 @@
+//! Checkpoints: a snapshot of the store, then the log segments and older
+//! snapshots it makes unneeded are deleted (the protocol is in
+//! `snapshot/mod.rs`'s module docs; the bytes in docs/format.md).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use crate::engine::durable::Durable;
+use crate::engine::error::EngineError;
+use crate::engine::memory::series::SeriesData;
+use crate::engine::snapshot::{list_snapshots, snapshot_name};
+use crate::engine::storage::{Storage, crash_point};
+use crate::engine::store::CheckpointInfo;
+use crate::engine::store::Store;
+use crate::engine::wal::list_segments;
+
+impl Durable {
+    /// Writes a snapshot of `store` and deletes what it makes unneeded.
+    pub(crate) fn checkpoint_store(&self, store: &Store) -> Result<CheckpointInfo, EngineError> {
+        let _one_at_a_time = self.checkpoint_lock.lock();
+        self.check_writable()?;
+        let started = Instant::now();
+        let (lsn, metrics, paths, data) = {
+            let _order = store.lock_sequencer();
+            if self.is_closed() {
+                return Err(EngineError::Closed);
+            }
+            let lsn = self.wal.start_segment()? - 1;
+            self.checkpointed_at_bytes.store(
+                self.wal.appended_bytes(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            // Ticks logged before `lsn` may still be staged.
+            let catalog = store.settled_catalog();
+            let data: Vec<Arc<RwLock<SeriesData>>> = catalog
+                .entries()
+                .iter()
+                .map(|e| Arc::clone(&e.data))
+                .collect();
+            (
+                lsn,
+                catalog.metrics().to_vec(),
+                catalog.series_paths(),
+                data,
+            )
+        };
+        let writers_held_seconds = started.elapsed().as_secs_f64();
+        let storage = self.storage.as_ref();
+        let dir = self.dir.as_path();
+        let name = snapshot_name(lsn);
+        let path = dir.join(&name);
+        let temp = dir.join(format!("{name}.tmp"));
+        let _ = storage.remove(&temp);
+        let written = store.write_snapshot(storage, &temp, lsn, &metrics, &paths, &data);
+        let bytes = match written.and_then(|bytes| {
+            crash_point!(storage, SNAPSHOT_SYNCED);
+            storage
+                .rename(&temp, &path)
+                .map_err(|e| EngineError::io("renaming snapshot", &temp, &e))?;
+            crash_point!(storage, SNAPSHOT_RENAMED);
+            storage
+                .sync_dir(dir)
+                .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
+            Ok(bytes)
+        }) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // The log is untouched and still has everything.
+                let _ = storage.remove(&temp);
+                return Err(error);
+            }
+        };
+        crash_point!(storage, SNAPSHOT_PUBLISHED);
+        let (removed_segments, removed_snapshots) = remove_unneeded(storage, dir)?;
+        Ok(CheckpointInfo {
+            lsn,
+            file: path.display().to_string(),
+            bytes,
+            series: paths.len(),
+            removed_segments,
+            removed_snapshots,
+            writers_held_seconds,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Deletes snapshots beyond the newest two, and log segments whose records
+/// the older kept snapshot covers. Returns (segments, snapshots) removed.
+fn remove_unneeded(storage: &dyn Storage, dir: &Path) -> Result<(usize, usize), EngineError> {
+    let snapshots = list_snapshots(storage, dir)?;
+    let mut removed_snapshots = 0;
+    for (_, name) in snapshots.iter().skip(2) {
+        let path = dir.join(name);
+        crash_point!(storage, LOG_TRUNCATING);
+        storage
+            .remove(&path)
+            .map_err(|e| EngineError::io("removing old snapshot", &path, &e))?;
+        removed_snapshots += 1;
+    }
+    let mut removed_segments = 0;
+    // With one snapshot, keep the whole log: it is the fallback.
+    if let Some(&(older, _)) = snapshots.get(1) {
+        let segments = list_segments(storage, dir)?;
+        for pair in segments.windows(2) {
+            let (_, name) = &pair[0];
+            let (next_first, _) = pair[1];
+            // Segment records run up to the next segment's first LSN - 1.
+            if next_first.saturating_sub(1) <= older {
+                let path = dir.join(name);
+                crash_point!(storage, LOG_TRUNCATING);
+                storage
+                    .remove(&path)
+                    .map_err(|e| EngineError::io("removing log segment", &path, &e))?;
+                removed_segments += 1;
+            }
+        }
+    }
+    if removed_segments + removed_snapshots > 0 {
+        crash_point!(storage, LOG_TRUNCATED);
+        storage
+            .sync_dir(dir)
+            .map_err(|e| EngineError::io("syncing directory", dir, &e))?;
+    }
+    Ok((removed_segments, removed_snapshots))
+}

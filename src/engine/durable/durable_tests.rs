@@ -1,0 +1,602 @@
+//! Durable stores on the real file system: what was acknowledged is what
+//! reopening recovers, and damage is classified as the contract says.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::engine::{Aggregation, Target};
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> TempDir {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("metricstore-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn options(sync: SyncMode) -> OpenOptions {
+    OpenOptions {
+        sync,
+        ..OpenOptions::default()
+    }
+}
+
+fn bits(store: &Store, id: u32, start: i64, stop: i64) -> Vec<u32> {
+    let values = store.read(Target::Series(id), start, stop).unwrap().values;
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn every_kind_of_write_survives_close_and_reopen() {
+    let dir = TempDir::new();
+    let (store, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.records, 0);
+    store.define_metric("m", 10, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["c", "a"]).unwrap();
+    let b = store.series("m", &["c", "b"]).unwrap();
+    store.write_block(a, 0, &[1.0, f32::NAN, -0.0]).unwrap();
+    store.write_tick(20, &[a, b], &[5.0, 6.0]).unwrap();
+    store.write_points(&[b, b], &[0, 10], &[7.0, 8.0]).unwrap();
+    let before = (bits(&store, a, 0, 40), bits(&store, b, 0, 40));
+    store.close().unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    // define, two creates, block, tick, points
+    assert_eq!((report.records, report.last_lsn, report.torn), (6, 6, None));
+    assert_eq!((bits(&again, a, 0, 40), bits(&again, b, 0, 40)), before);
+    assert_eq!(again.series("m", &["c", "b"]).unwrap(), b);
+    assert_eq!(again.stats().samples, 5);
+}
+
+#[test]
+fn a_second_writer_is_refused_with_the_holders_pid() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("a second writer opened the store");
+    };
+    assert_eq!(
+        err,
+        EngineError::Locked {
+            path: dir.path().display().to_string(),
+            pid: Some(std::process::id()),
+        }
+    );
+    store.close().unwrap();
+    drop(store);
+    assert!(Store::open(dir.path(), &options(SyncMode::None)).is_ok());
+}
+
+#[test]
+fn deleting_lock_while_a_writer_holds_it_lets_no_second_writer_in() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0, 2.0]).unwrap();
+    std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("a second writer opened the store after LOCK was deleted");
+    };
+    assert!(matches!(err, EngineError::Locked { .. }), "{err:?}");
+    store.write_block(a, 2, &[3.0]).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(bits(&again, a, 0, 3), [1.0f32, 2.0, 3.0].map(f32::to_bits));
+}
+
+#[test]
+fn creating_a_store_creates_its_missing_parent_directories() {
+    let dir = TempDir::new();
+    let nested = dir.path().join("a").join("b").join("store");
+    let (store, _) = Store::open(&nested, &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    store.close().unwrap();
+    assert!(nested.join(META_FILE).is_file());
+}
+
+#[test]
+fn checkpoint_of_a_read_only_store_is_refused_as_read_only() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let read_only = OpenOptions {
+        readonly: true,
+        ..options(SyncMode::None)
+    };
+    let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
+    assert_eq!(reader.checkpoint().unwrap_err(), EngineError::ReadOnly);
+}
+
+#[test]
+fn a_snapshot_from_a_newer_format_stops_the_open_with_a_format_error() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0]).unwrap();
+    let file = store.checkpoint().unwrap().file;
+    store.close().unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..28]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("a snapshot of format 99 was skipped or loaded");
+    };
+    let EngineError::Format {
+        file: named,
+        reason,
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(named, file);
+    assert!(
+        reason.contains("version 99") && reason.contains("newer"),
+        "{reason}"
+    );
+    // Nothing was changed: the snapshot is still there, not set aside.
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+}
+
+#[test]
+fn concurrent_writers_to_the_same_slots_recover_bit_for_bit() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::Always)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let ids: Vec<u32> = (0..4)
+        .map(|i| store.series("m", &[format!("s{i}")]).unwrap())
+        .collect();
+    let store = Arc::new(store);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                for round in 0..100 {
+                    // All threads write the same slots: the log order decides.
+                    let values = vec![(t * 1000 + round) as f32; ids.len()];
+                    store.write_tick(round as i64 % 10, &ids, &values).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let live: Vec<Vec<u32>> = ids.iter().map(|&id| bits(&store, id, 0, 10)).collect();
+    store.close().unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.records, 1 + 4 + 400);
+    let recovered: Vec<Vec<u32>> = ids.iter().map(|&id| bits(&again, id, 0, 10)).collect();
+    assert_eq!(recovered, live);
+}
+
+fn everything(store: &Store, ids: &[u32], stop: i64) -> Vec<Vec<u32>> {
+    ids.iter().map(|&id| bits(store, id, -5000, stop)).collect()
+}
+
+#[test]
+fn a_checkpoint_makes_reopening_replay_only_the_log_after_it() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 10, Aggregation::Avg).unwrap();
+    let a = store.series("m", &["c", "a"]).unwrap();
+    let values: Vec<f32> = (0..5000).map(|i| i as f32 * 0.25).collect();
+    store.write_block(a, -3000, &values).unwrap();
+    let info = store.checkpoint().unwrap();
+    assert_eq!((info.lsn, info.series), (3, 1));
+    let b = store.series("m", &["c", "b"]).unwrap();
+    store.write_tick(0, &[a, b], &[f32::NAN, 7.0]).unwrap();
+    let live = everything(&store, &[a, b], 60_000);
+    store.close().unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot_lsn, 3);
+    assert!(
+        report
+            .snapshot
+            .unwrap()
+            .ends_with("snapshot-00000000000000000003.snap")
+    );
+    assert_eq!((report.records, report.last_lsn), (2, 5));
+    assert_eq!(everything(&again, &[a, b], 60_000), live);
+    assert_eq!(again.stats().samples, 5000 - 1 + 1);
+}
+
+#[test]
+fn a_snapshot_of_many_blocks_written_in_parallel_reloads_exactly() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    // 1,500 series of three or four chunks: about 20 MB, so five blocks and
+    // more waves of parallel encoding than one.
+    let ids: Vec<u32> = (0..1500)
+        .map(|i| {
+            store
+                .series("m", &["c".to_owned(), format!("s{i}")])
+                .unwrap()
+        })
+        .collect();
+    for &id in &ids {
+        let values: Vec<f32> = (0..3000).map(|i| (id * 7919 + i) as f32).collect();
+        store
+            .write_block(id, i64::from(id) - 1500, &values)
+            .unwrap();
+    }
+    let info = store.checkpoint().unwrap();
+    let live = everything(&store, &ids, 6000);
+    store.close_with(false).unwrap();
+    drop(store);
+    let (_, inspection) = Store::inspect(dir.path()).unwrap();
+    let snapshot = &inspection.snapshots[0];
+    assert_eq!(
+        (snapshot.lsn, snapshot.problem.as_deref()),
+        (info.lsn, None)
+    );
+    assert!(info.bytes > 18 << 20, "{} bytes", info.bytes);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (info.lsn, 0));
+    assert_eq!(everything(&again, &ids, 6000), live);
+    assert_eq!(again.stats().samples, 1500 * 3000);
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_older_one_and_the_log() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    let mut names = Vec::new();
+    for round in 0..3 {
+        store
+            .write_block(a, round * 10, &[round as f32; 10])
+            .unwrap();
+        names.push(store.checkpoint().unwrap().file);
+    }
+    store.write_block(a, 30, &[9.0; 5]).unwrap();
+    let live = everything(&store, &[a], 100);
+    store.close().unwrap();
+    drop(store);
+    // Two snapshots are kept; the first was removed with the log it needed.
+    assert!(!Path::new(&names[0]).exists());
+    let newest = Path::new(&names[2]);
+    let mut bytes = std::fs::read(newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(newest, bytes).unwrap();
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(names[1].as_str()));
+    assert_eq!(report.skipped_snapshots.len(), 1);
+    assert_eq!(report.skipped_snapshots[0].0, names[2]);
+    assert!(
+        report.skipped_snapshots[0].1.contains("checksum mismatch"),
+        "{report:?}"
+    );
+    assert_eq!(everything(&again, &[a], 100), live);
+}
+
+/// Flips one bit in the middle of `file`.
+fn damage(file: &str) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn after_a_fallback_the_next_damaged_snapshot_still_falls_back() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0; 10]).unwrap();
+    let first = store.checkpoint().unwrap().file;
+    store.write_block(a, 10, &[2.0; 10]).unwrap();
+    let second = store.checkpoint().unwrap().file;
+    store.close().unwrap();
+    drop(store);
+    damage(&second);
+    let (store, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(first.as_str()));
+    // The damaged snapshot is set aside, so no checkpoint counts it as one
+    // of the two kept.
+    let aside = format!("{second}.broken");
+    assert!(!Path::new(&second).exists() && Path::new(&aside).exists());
+    store.write_block(a, 20, &[3.0; 10]).unwrap();
+    let third = store.checkpoint().unwrap().file;
+    let live = everything(&store, &[a], 40);
+    store.close().unwrap();
+    drop(store);
+    assert!(
+        Path::new(&first).exists(),
+        "the good older snapshot was deleted"
+    );
+    damage(&third);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(first.as_str()));
+    assert_eq!(everything(&again, &[a], 40), live);
+}
+
+#[test]
+fn a_log_gap_behind_damaged_snapshots_names_them_in_the_error() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    let mut files = Vec::new();
+    for round in 0..3 {
+        store.write_block(a, round * 10, &[1.0; 10]).unwrap();
+        files.push(store.checkpoint().unwrap().file);
+    }
+    store.close().unwrap();
+    drop(store);
+    // The first snapshot and the log it covered are gone; damage both kept.
+    damage(&files[1]);
+    damage(&files[2]);
+    let Err(err) = Store::open(dir.path(), &options(SyncMode::None)) else {
+        panic!("opened without a usable snapshot or the log before it");
+    };
+    let EngineError::Corruption { reason, .. } = err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        reason.contains(&files[1]) && reason.contains(&files[2]),
+        "{reason}"
+    );
+}
+
+#[test]
+fn writes_racing_a_checkpoint_are_in_the_snapshot_or_the_log() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let ids: Vec<u32> = (0..50)
+        .map(|i| store.series("m", &[format!("s{i}")]).unwrap())
+        .collect();
+    let store = Arc::new(store);
+    let writer = {
+        let store = Arc::clone(&store);
+        let ids = ids.clone();
+        std::thread::spawn(move || {
+            for round in 0..2000i64 {
+                let values = vec![round as f32; ids.len()];
+                // Overwrites the same ten slots again and again.
+                store.write_tick(round % 10, &ids, &values).unwrap();
+            }
+        })
+    };
+    for _ in 0..5 {
+        store.checkpoint().unwrap();
+    }
+    writer.join().unwrap();
+    let live = everything(&store, &ids, 10);
+    store.close().unwrap();
+    drop(store);
+    let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(everything(&again, &ids, 10), live);
+}
+
+#[test]
+fn a_checkpoint_holds_ticks_still_staged_when_it_begins() {
+    // Ticks are staged and written into their series in batches
+    // (stage.rs); the ones logged before the checkpoint's position are not
+    // replayed after it, so the snapshot must hold them.
+    for sync in [SyncMode::None, SyncMode::Always] {
+        let dir = TempDir::new();
+        let (store, _) = Store::open(dir.path(), &options(sync)).unwrap();
+        store.define_metric("m", 10, Aggregation::Sum).unwrap();
+        let ids: Vec<u32> = (0..100)
+            .map(|i| store.series("m", &[format!("s{i}")]).unwrap())
+            .collect();
+        for t in 0..70 {
+            let values: Vec<f32> = (0..ids.len()).map(|i| (t * 1000 + i) as f32).collect();
+            store.write_tick(t as i64 * 10, &ids, &values).unwrap();
+        }
+        let info = store.checkpoint().unwrap();
+        assert_eq!(info.lsn, 1 + 100 + 70, "{sync:?}");
+        store.close_with(false).unwrap();
+        drop(store);
+        let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        assert_eq!(
+            (report.snapshot_lsn, report.records),
+            (info.lsn, 0),
+            "{sync:?}"
+        );
+        for (i, &id) in ids.iter().enumerate() {
+            let expected: Vec<u32> = (0..70).map(|t| ((t * 1000 + i) as f32).to_bits()).collect();
+            assert_eq!(bits(&again, id, 0, 700), expected, "{sync:?}: series {i}");
+        }
+    }
+}
+
+#[test]
+fn in_always_mode_a_checkpoint_holds_every_op_logged_before_it() {
+    // In `always` mode an op is applied on the apply thread after it is
+    // logged and the sequencer released. A checkpoint noting the log
+    // position must wait for it, or an op before the position would be in
+    // neither the snapshot nor the replayed log. The op here is long to
+    // apply (6,000,000 points over 30,000 series, interleaved so each point takes
+    // its series' lock), and the checkpoint queues for the sequencer while
+    // it is being logged.
+    let dir = TempDir::new();
+    let ids: Vec<u32> = {
+        let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        store.define_metric("m", 1, Aggregation::Sum).unwrap();
+        let ids = (0..30_000)
+            .map(|i| store.series("m", &[format!("s{i}")]).unwrap())
+            .collect();
+        store.close_with(false).unwrap();
+        ids
+    };
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::Always)).unwrap();
+    let rounds = 200usize;
+    let series: Vec<u32> = (0..rounds).flat_map(|_| ids.iter().copied()).collect();
+    let timestamps: Vec<i64> = (0..rounds as i64)
+        .flat_map(|r| std::iter::repeat_n(r, ids.len()))
+        .collect();
+    let values: Vec<f32> = (0..series.len()).map(|i| i as f32).collect();
+    let store = Arc::new(store);
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.write_points(&series, &timestamps, &values).unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let info = store.checkpoint().unwrap();
+    writer.join().unwrap();
+    // LSN 1 defined the metric, the next 30,000 created the series.
+    assert_eq!(
+        info.lsn,
+        2 + ids.len() as u64,
+        "the checkpoint came before the write"
+    );
+    let live = everything(&store, &ids, rounds as i64);
+    for (i, series) in live.iter().enumerate() {
+        let expected: Vec<u32> = (0..rounds)
+            .map(|r| ((r * ids.len() + i) as f32).to_bits())
+            .collect();
+        assert_eq!(series[5000..], expected[..], "series {i} live");
+    }
+    // Closing without a checkpoint: the reopened store is that snapshot
+    // plus nothing, as the log after it is empty.
+    store.close().unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (info.lsn, 0));
+    assert!(
+        everything(&again, &ids, rounds as i64) == live,
+        "the snapshot missed data"
+    );
+}
+
+#[test]
+fn close_with_checkpoint_leaves_nothing_to_replay() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[1.0, 2.0]).unwrap();
+    store.close_with(true).unwrap();
+    drop(store);
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (3, 0));
+    assert_eq!(
+        bits(&again, a, 0, 2),
+        vec![1.0f32.to_bits(), 2.0f32.to_bits()]
+    );
+}
+
+fn snapshot_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".snap")
+        })
+        .count()
+}
+
+#[test]
+fn a_background_checkpoint_follows_log_growth() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    let store = Arc::new(store);
+    store.start_checkpoints(None, Some(64 << 10));
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    assert_eq!(snapshot_count(dir.path()), 0);
+    store.write_block(a, 0, &vec![1.5; 32 << 10]).unwrap(); // 128 KiB of log
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while snapshot_count(dir.path()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store.stats().failed_checkpoints, 0);
+    store.close().unwrap();
+    let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!((report.snapshot_lsn, report.records), (3, 0));
+    assert_eq!(again.stats().samples, 32 << 10);
+}
+
+#[test]
+fn closing_during_background_checkpoints_leaves_one_consistent_directory() {
+    for round in 0..5 {
+        let dir = TempDir::new();
+        let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        let store = Arc::new(store);
+        // A checkpoint after every few KiB of log: they run all the time.
+        store.start_checkpoints(None, Some(1));
+        store.define_metric("m", 1, Aggregation::Sum).unwrap();
+        let a = store.series("m", &["a"]).unwrap();
+        // Writing goes on until a checkpoint has finished (on a loaded
+        // machine the checkpoint thread may get no time at first).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut i = 0;
+        while i < 200 || snapshot_count(dir.path()) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint ran while writing: {:?}",
+                store.stats()
+            );
+            store.write_block(a, i % 200 * 8, &[i as f32; 8]).unwrap();
+            if i % 50 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(60));
+            }
+            i += 1;
+        }
+        let live = bits(&store, a, 0, 1600);
+        store.close().unwrap();
+        // The lock is free and nothing writes any more: a new writer opens
+        // and sees exactly what the old one had.
+        let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        assert_eq!(bits(&again, a, 0, 1600), live, "round {round}");
+    }
+}
+
+#[test]
+fn cuts_of_old_data_are_logged_and_replayed_exactly() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &vec![1.0; 4096]).unwrap();
+    store.drop_before(1500).unwrap();
+    store
+        .set_memory_limit(Some(3 * crate::engine::CHUNK_BYTES))
+        .unwrap();
+    store.write_block(a, 4096, &vec![2.0; 2048]).unwrap(); // over the limit
+    let live = bits(&store, a, 0, 8192);
+    assert!(store.stats().evictions >= 1);
+    store.close().unwrap();
+    drop(store);
+    let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(bits(&again, a, 0, 8192), live);
+}

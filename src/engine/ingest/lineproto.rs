@@ -1,0 +1,585 @@
+//! Ingesting InfluxDB line protocol in cc-backend's dialect.
+//!
+//! A line is `<metric>[,<tag>=<value>]... value=<v> [<timestamp>]`. The tags
+//! `cluster`, `hostname` (or `host`), `type`, `type-id`, `stype` and
+//! `stype-id` place the sample at the path
+//! `cluster/host[/<type><type-id>[/<stype><stype-id>]]`; `type=node` means
+//! the host itself; other tags are ignored. The timestamp's precision
+//! (s, ms, us or ns) is told from its magnitude, as cc-backend does, and a
+//! line without one gets the call's `now`.
+//!
+//! Unlike cc-backend, a bad line never affects the others: it is reported
+//! with its line number and reason, and the accepted lines of a call are
+//! written as one `WritePoints` op (one log record; series they create
+//! are logged first, as by `series()`).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use parking_lot::Mutex;
+
+use crate::engine::error::EngineError;
+use crate::engine::memory::catalog::SeriesId;
+use crate::engine::model::names::validate_path;
+use crate::engine::model::time::{TimeUnit, nearest_slot};
+use crate::engine::store::Store;
+
+/// What [`Ingester::ingest`] did with each line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Lines that were not blank or comments.
+    pub lines: u64,
+    /// Lines written.
+    pub accepted: u64,
+    /// Each line not written: its number (from 1) and why.
+    pub rejected: Vec<(u64, String)>,
+    /// Series the call created.
+    pub series_created: u64,
+}
+
+/// A line split at its first unescaped space, with its field and
+/// timestamp parsed; its tags are parsed only for a key not seen before.
+struct Sample<'a> {
+    /// The measurement and tags as written: lines with the same key go to
+    /// the same series.
+    key: &'a [u8],
+    value: f32,
+    /// In the store's unit; None means "now".
+    timestamp: Option<i64>,
+}
+
+/// Where a series key's lines go.
+struct SeriesKey<'a> {
+    metric: Cow<'a, str>,
+    path: Vec<Cow<'a, str>>,
+}
+
+/// A hasher for series keys (short byte strings from the caller's own
+/// collector): a multiply-rotate over 8-byte words, several times faster
+/// than SipHash on them. It is not keyed, so keys crafted to collide only
+/// slow their own sender's ingest.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A series and its metric's frequency.
+type Target = (SeriesId, i64);
+
+type KeyMap = HashMap<Box<[u8]>, Target, BuildHasherDefault<KeyHasher>>;
+
+/// Line-protocol ingest into one store. It remembers the series keys it
+/// has resolved, per default cluster: series are never removed and metrics
+/// never change, so an entry stays right for the life of the store. Use
+/// one `Ingester` per store, beside it.
+#[derive(Default)]
+pub struct Ingester {
+    by_default_cluster: Mutex<HashMap<Option<String>, KeyMap>>,
+}
+
+/// Splits `text` at the first `stop` byte not escaped by a backslash.
+fn split_unescaped(text: &[u8], stop: u8) -> (&[u8], Option<u8>, &[u8]) {
+    let mut from = 0;
+    while let Some(found) = memchr::memchr2(stop, b'\\', &text[from..]) {
+        let i = from + found;
+        if text[i] == stop {
+            return (&text[..i], Some(stop), &text[i + 1..]);
+        }
+        from = i + 2;
+        if from >= text.len() {
+            break;
+        }
+    }
+    (text, None, &[])
+}
+
+/// A name with its backslash escapes removed, as UTF-8.
+fn unescape<'a>(raw: &'a [u8], what: &str) -> Result<Cow<'a, str>, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| format!("syntax: {what} is not UTF-8"))?;
+    if !text.contains('\\') {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ (',' | '=' | ' ' | '\\' | '"')) => out.push(next),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Converts a line-protocol timestamp to ticks of `unit`, telling its
+/// precision from its magnitude: seconds while it would fit in int64 as
+/// nanoseconds, else milliseconds, microseconds, nanoseconds. That choice
+/// keeps the time in nanoseconds within int64, so every unit fits.
+fn convert_timestamp(ts: i64, unit: TimeUnit) -> i64 {
+    let magnitude = ts.unsigned_abs();
+    let ns_per_unit: i128 = if magnitude <= (i64::MAX / 1_000_000_000) as u64 {
+        1_000_000_000
+    } else if magnitude <= (i64::MAX / 1_000_000) as u64 {
+        1_000_000
+    } else if magnitude <= (i64::MAX / 1_000) as u64 {
+        1_000
+    } else {
+        1
+    };
+    let ns_per_tick: i128 = match unit {
+        TimeUnit::Seconds => 1_000_000_000,
+        TimeUnit::Milliseconds => 1_000_000,
+        TimeUnit::Microseconds => 1_000,
+        TimeUnit::Nanoseconds => 1,
+    };
+    // Coarser store units truncate towards the past, as cc-backend does.
+    ((i128::from(ts) * ns_per_unit).div_euclid(ns_per_tick)) as i64
+}
+
+/// The sample of a `value=` field: a float, or an integer with `i` or `u`.
+fn parse_value(raw: &[u8]) -> Result<f32, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "bad value: not UTF-8".to_owned())?;
+    if text.starts_with('"') {
+        return Err("bad value: a string; value must be a number".to_owned());
+    }
+    let number = match text.as_bytes().last() {
+        Some(b'i') => text[..text.len() - 1].parse::<i64>().map(|v| v as f64).ok(),
+        Some(b'u') => text[..text.len() - 1].parse::<u64>().map(|v| v as f64).ok(),
+        _ if text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            text.parse::<f64>().ok()
+        }
+        _ => None,
+    };
+    let Some(number) = number else {
+        return Err(format!("bad value: {text:?} is not a number"));
+    };
+    if number.abs() > f64::from(f32::MAX) {
+        return Err(format!("bad value: {text} is out of the float32 range"));
+    }
+    Ok(number as f32)
+}
+
+/// Splits one line (no newline, not blank) into its key, value and time.
+fn split_line(line: &[u8], unit: TimeUnit) -> Result<Sample<'_>, String> {
+    let (key, stop, rest) = split_unescaped(line, b' ');
+    if stop.is_none() {
+        return Err("syntax: no field set (expected \"value=<number>\")".to_owned());
+    }
+    let rest = rest.trim_ascii_start();
+    let (fields, _, timestamp) = split_unescaped(rest, b' ');
+    let mut value = None;
+    let mut fields = fields;
+    while !fields.is_empty() {
+        let (field, _, after) = split_unescaped(fields, b',');
+        fields = after;
+        let (name, eq, raw) = split_unescaped(field, b'=');
+        if eq.is_none() {
+            let shown = String::from_utf8_lossy(field);
+            return Err(format!("syntax: field {shown:?} has no '='"));
+        }
+        if name != b"value" {
+            let shown = String::from_utf8_lossy(name);
+            return Err(format!(
+                "bad field: only \"value\" is allowed, got {shown:?}"
+            ));
+        }
+        value = Some(parse_value(raw)?);
+    }
+    let Some(value) = value else {
+        return Err("syntax: no field set (expected \"value=<number>\")".to_owned());
+    };
+    let timestamp = timestamp.trim_ascii();
+    let timestamp = if timestamp.is_empty() {
+        None
+    } else {
+        let ts = std::str::from_utf8(timestamp)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(|| {
+                let shown = String::from_utf8_lossy(timestamp);
+                format!("bad timestamp: {shown:?} is not an integer")
+            })?;
+        Some(convert_timestamp(ts, unit))
+    };
+    Ok(Sample {
+        key,
+        value,
+        timestamp,
+    })
+}
+
+/// Parses a key (measurement and tags) into its metric and path.
+fn parse_key<'a>(key: &'a [u8], default_cluster: Option<&'a str>) -> Result<SeriesKey<'a>, String> {
+    let (measurement, mut sep, mut tags) = split_unescaped(key, b',');
+    let metric = unescape(measurement, "the metric name")?;
+    if metric.is_empty() {
+        return Err("syntax: the line has no metric name".to_owned());
+    }
+    let (mut cluster, mut host) = (None, None);
+    let (mut kind, mut kind_id, mut sub, mut sub_id) = (None, None, None, None);
+    while sep == Some(b',') {
+        let (tag, next, after) = split_unescaped(tags, b',');
+        (sep, tags) = (next, after);
+        let (name, eq, value) = split_unescaped(tag, b'=');
+        if eq.is_none() {
+            let shown = String::from_utf8_lossy(tag);
+            return Err(format!("bad tag: {shown:?} has no '='"));
+        }
+        let value = unescape(value, "a tag value")?;
+        match name {
+            b"cluster" => cluster = Some(value),
+            b"hostname" | b"host" => host = Some(value),
+            b"type" => kind = Some(value),
+            b"type-id" => kind_id = Some(value),
+            b"stype" => sub = Some(value),
+            b"stype-id" => sub_id = Some(value),
+            _ => {}
+        }
+    }
+
+    let cluster = match cluster {
+        Some(c) => c,
+        None => Cow::Borrowed(
+            default_cluster
+                .ok_or("no cluster: the line has no cluster tag and the call no default_cluster")?,
+        ),
+    };
+    let host = host.ok_or("no host: the line has no hostname (or host) tag")?;
+    let mut path = vec![cluster, host];
+    match (kind, kind_id) {
+        (None, None) => {}
+        (None, Some(_)) => return Err("bad tag: type-id without type".to_owned()),
+        (Some(k), _) if k == "node" => {}
+        (Some(k), None) => return Err(format!("bad tag: type={k} needs a type-id")),
+        (Some(k), Some(id)) => path.push(Cow::Owned(format!("{k}{id}"))),
+    }
+    match (sub, sub_id) {
+        (None, None) => {}
+        (None, Some(_)) => return Err("bad tag: stype-id without stype".to_owned()),
+        (Some(s), _) if path.len() < 3 => {
+            return Err(format!("bad tag: stype={s} needs a type other than node"));
+        }
+        (Some(s), None) => return Err(format!("bad tag: stype={s} needs an stype-id")),
+        (Some(s), Some(id)) => path.push(Cow::Owned(format!("{s}{id}"))),
+    }
+    Ok(SeriesKey { metric, path })
+}
+
+impl Ingester {
+    /// Writes the lines of `text` into `store` (see the module docs); lines
+    /// without a cluster tag go to `default_cluster`, lines without a
+    /// timestamp to `now` (ticks of the store unit). Fails as a whole only
+    /// for a bad `default_cluster` or when the write itself fails (I/O,
+    /// closed).
+    pub fn ingest(
+        &self,
+        store: &Store,
+        text: &[u8],
+        default_cluster: Option<&str>,
+        now: i64,
+    ) -> Result<IngestReport, EngineError> {
+        if let Some(cluster) = default_cluster {
+            validate_path(&[cluster], "default_cluster").map_err(|e| match e {
+                EngineError::InvalidName { value, reason, .. } => EngineError::argument(
+                    "default_cluster",
+                    format!("{value:?} is not a valid path name: {reason}"),
+                ),
+                other => other,
+            })?;
+        }
+        let unit = store.unit();
+        let mut report = IngestReport::default();
+        let (mut series, mut timestamps, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        {
+            // Held for the call: concurrent ingests are serialised by the
+            // write anyway, and a steady collector finds every key here.
+            let mut cache = self.by_default_cluster.lock();
+            let known = cache.entry(default_cluster.map(str::to_owned)).or_default();
+            let mut rest = text;
+            let mut index = 0u64;
+            while !rest.is_empty() {
+                let (raw, after) = match memchr::memchr(b'\n', rest) {
+                    Some(i) => (&rest[..i], &rest[i + 1..]),
+                    None => (rest, &[][..]),
+                };
+                rest = after;
+                index += 1;
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
+                if line.is_empty() || line.starts_with(b"#") {
+                    continue;
+                }
+                report.lines += 1;
+                let number = index;
+                let sample = match split_line(line, unit) {
+                    Ok(sample) => sample,
+                    Err(reason) => {
+                        report.rejected.push((number, reason));
+                        continue;
+                    }
+                };
+                let (id, frequency) = match known.get(sample.key) {
+                    Some(&target) => target,
+                    None => match ingest_series(store, sample.key, default_cluster)? {
+                        Ok((target, created)) => {
+                            known.insert(sample.key.into(), target);
+                            report.series_created += u64::from(created);
+                            target
+                        }
+                        Err(reason) => {
+                            report.rejected.push((number, reason));
+                            continue;
+                        }
+                    },
+                };
+                let ts = sample.timestamp.unwrap_or(now);
+                if let Err(e) = nearest_slot(ts, frequency, "timestamp") {
+                    report
+                        .rejected
+                        .push((number, format!("bad timestamp: {e}")));
+                    continue;
+                }
+                series.push(id);
+                timestamps.push(ts);
+                values.push(sample.value);
+            }
+        }
+        if !series.is_empty() {
+            store.write_points(&series, &timestamps, &values)?;
+        }
+        report.accepted = series.len() as u64;
+        Ok(report)
+    }
+}
+
+/// The series of a parsed line and its frequency, created if needed;
+/// Err(reason) rejects the line, a returned error fails the call.
+/// Also says whether the series was created.
+fn ingest_series(
+    store: &Store,
+    key: &[u8],
+    default_cluster: Option<&str>,
+) -> Result<Result<(Target, bool), String>, EngineError> {
+    let line = match parse_key(key, default_cluster) {
+        Ok(line) => line,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let Some(frequency) = store.frequency_of(&line.metric) else {
+        return Ok(Err(format!("unknown metric {:?}", line.metric)));
+    };
+    if let Err(e) = validate_path(&line.path, "path") {
+        let reason = match e {
+            EngineError::InvalidName { value, reason, .. } => {
+                format!("path name not allowed: {value:?}: {reason}")
+            }
+            other => format!("path name not allowed: {other}"),
+        };
+        return Ok(Err(reason));
+    }
+    if let Some(id) = store.find_series(&line.metric, &line.path)? {
+        return Ok(Ok(((id, frequency), false)));
+    }
+    let id = store.series(&line.metric, &line.path)?;
+    Ok(Ok(((id, frequency), true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Aggregation, Target};
+
+    fn store() -> Store {
+        let store = Store::new(TimeUnit::Seconds);
+        store
+            .define_metric("cpu_load", 10, Aggregation::Avg)
+            .unwrap();
+        store
+            .define_metric("flops_any", 10, Aggregation::Sum)
+            .unwrap();
+        store
+    }
+
+    fn at(store: &Store, metric: &str, path: &[&str], t: i64) -> f32 {
+        let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        let target = Target::Path {
+            metric,
+            path: &path,
+        };
+        store.read(target, t, t + 1).unwrap().values[0]
+    }
+
+    #[test]
+    fn tags_build_the_path_in_any_order() {
+        let store = store();
+        let text = "\
+cpu_load,cluster=emmy,hostname=e01 value=1.5 1700000000
+cpu_load,host=e02,cluster=emmy,type=node value=2 1700000000
+flops_any,cluster=emmy,hostname=e01,type=cpu,type-id=3 value=7i 1700000000
+flops_any,type-id=1,type=socket,stype-id=4,stype=core,hostname=e01,cluster=emmy value=8u 1700000000
+flops_any,cluster=emmy,hostname=e01,type=accelerator,type-id=00000000:3B:00.0,unit=F value=9 1700000000
+";
+        let report = Ingester::default()
+            .ingest(&store, text.as_bytes(), None, 0)
+            .unwrap();
+        assert_eq!(report.rejected, vec![]);
+        assert_eq!(
+            (report.lines, report.accepted, report.series_created),
+            (5, 5, 5)
+        );
+        let t = 1_700_000_000;
+        assert_eq!(at(&store, "cpu_load", &["emmy", "e01"], t), 1.5);
+        assert_eq!(at(&store, "cpu_load", &["emmy", "e02"], t), 2.0);
+        assert_eq!(at(&store, "flops_any", &["emmy", "e01", "cpu3"], t), 7.0);
+        assert_eq!(
+            at(&store, "flops_any", &["emmy", "e01", "socket1", "core4"], t),
+            8.0
+        );
+        assert_eq!(
+            at(
+                &store,
+                "flops_any",
+                &["emmy", "e01", "accelerator00000000:3B:00.0"],
+                t
+            ),
+            9.0
+        );
+    }
+
+    #[test]
+    fn precision_is_told_from_magnitude() {
+        let t = 1_700_000_000i64;
+        for (ts, unit, want) in [
+            (t, TimeUnit::Seconds, t),
+            (t * 1_000 + 999, TimeUnit::Seconds, t),
+            (t * 1_000_000 + 1, TimeUnit::Milliseconds, t * 1_000),
+            (
+                t * 1_000_000_000 + 5,
+                TimeUnit::Nanoseconds,
+                t * 1_000_000_000 + 5,
+            ),
+            (t, TimeUnit::Microseconds, t * 1_000_000),
+            (-1, TimeUnit::Milliseconds, -1_000),
+            (
+                i64::MAX / 1_000_000_000,
+                TimeUnit::Seconds,
+                i64::MAX / 1_000_000_000,
+            ),
+            (
+                i64::MAX / 1_000_000_000 + 1,
+                TimeUnit::Seconds,
+                i64::MAX / 1_000_000_000 / 1_000,
+            ),
+        ] {
+            assert_eq!(convert_timestamp(ts, unit), want, "{ts} in {unit:?}");
+        }
+        let last_ns = convert_timestamp(i64::MAX, TimeUnit::Nanoseconds);
+        assert_eq!(last_ns, i64::MAX);
+    }
+
+    #[test]
+    fn each_bad_line_is_reported_and_the_others_are_written() {
+        let store = store();
+        let text = "\
+# a comment
+
+cpu_load,cluster=c,hostname=h value=1 100
+mem_used,cluster=c,hostname=h value=1 100
+cpu_load,cluster=c,hostname=.. value=1 100
+cpu_load,cluster=c,hostname=h value=\"x\" 100
+cpu_load,cluster=c,hostname=h temp=1 100
+cpu_load,cluster=c,hostname=h value=1 soon
+cpu_load,cluster=c,type=cpu,type-id=1 value=1 100
+cpu_load,cluster=c,hostname=h,type=cpu value=1 100
+cpu_load,cluster=c,hostname=h,stype=core,stype-id=1 value=1 100
+cpu_load,hostname=h value=1 100
+cpu_load,cluster=c,hostname=h value=1e39 100
+cpu_load,cluster=c,hostname=h
+cpu_load,cluster=c,hostname=h value=2 110\r
+";
+        let report = Ingester::default()
+            .ingest(&store, text.as_bytes(), None, 0)
+            .unwrap();
+        assert_eq!((report.lines, report.accepted), (13, 2));
+        let lines: Vec<u64> = report.rejected.iter().map(|r| r.0).collect();
+        assert_eq!(lines, (4..=14).collect::<Vec<u64>>());
+        let reasons: Vec<&str> = report
+            .rejected
+            .iter()
+            .map(|r| r.1.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "unknown metric \"mem_used\"",
+                "path name not allowed",
+                "bad value",
+                "bad field",
+                "bad timestamp",
+                "no host",
+                "bad tag",
+                "bad tag",
+                "no cluster",
+                "bad value",
+                "syntax"
+            ]
+        );
+        assert_eq!(at(&store, "cpu_load", &["c", "h"], 100), 1.0);
+        assert_eq!(at(&store, "cpu_load", &["c", "h"], 110), 2.0);
+        assert_eq!(store.stats().samples, 2);
+    }
+
+    #[test]
+    fn defaults_fill_the_cluster_and_the_time() {
+        let store = store();
+        let text = b"cpu_load,hostname=h value=3\ncpu_load,cluster=x,hostname=h value=4";
+        let report = Ingester::default()
+            .ingest(&store, text, Some("dflt"), 500)
+            .unwrap();
+        assert_eq!(report.accepted, 2);
+        assert_eq!(at(&store, "cpu_load", &["dflt", "h"], 500), 3.0);
+        assert_eq!(at(&store, "cpu_load", &["x", "h"], 500), 4.0);
+        let e = Ingester::default()
+            .ingest(&store, text, Some("a/b"), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("default_cluster:"), "{e}");
+        assert_eq!(store.stats().samples, 2, "a refused call wrote nothing");
+    }
+
+    #[test]
+    fn escapes_in_names_are_undone() {
+        let store = store();
+        let text = br"cpu_load,cluster=my\ cluster,hostname=a\,b value=1 100";
+        let report = Ingester::default().ingest(&store, text, None, 0).unwrap();
+        assert_eq!(report.accepted, 1, "{:?}", report.rejected);
+        assert_eq!(at(&store, "cpu_load", &["my cluster", "a,b"], 100), 1.0);
+    }
+}

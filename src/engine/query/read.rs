@@ -1,0 +1,183 @@
+//! Range reads of the raw grid: one target, or several on one time axis,
+//! NaN-padded to the whole range; aggregated above the stored level.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::engine::error::EngineError;
+use crate::engine::memory::catalog::{Catalog, MetricId, SeriesId};
+use crate::engine::memory::series::SeriesData;
+use crate::engine::model::metric::Aggregation;
+use crate::engine::model::names::{display_path, validate_path};
+use crate::engine::model::time::{MAX_READ_SLOTS, read_slots};
+use crate::engine::query::aggregate::combine;
+use crate::engine::store::Store;
+
+/// A read of one series or one aggregated path: `values[i]` is the slot at
+/// time `start + i * step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeData {
+    pub start: i64,
+    pub step: i64,
+    pub values: Vec<f32>,
+}
+
+/// A read of several rows on one time axis, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub start: i64,
+    pub step: i64,
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f32>,
+}
+
+/// What one row of a read refers to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A series by handle.
+    Series(SeriesId),
+    /// A metric at a path: the series there, or the aggregate below it.
+    Path { metric: &'a str, path: &'a [String] },
+}
+
+/// A resolved read target: where its values come from.
+pub(crate) struct Source {
+    pub(crate) frequency: i64,
+    pub(crate) aggregation: Aggregation,
+    pub(crate) series: Vec<Arc<RwLock<SeriesData>>>,
+}
+
+impl Store {
+    pub(crate) fn resolve(
+        &self,
+        catalog: &Catalog,
+        target: Target<'_>,
+    ) -> Result<Source, EngineError> {
+        match target {
+            Target::Series(id) => {
+                let entry = catalog.entry(id).ok_or_else(|| {
+                    EngineError::argument(
+                        "series",
+                        format!("{id} is not a series handle of this store"),
+                    )
+                })?;
+                Ok(Source {
+                    frequency: entry.frequency,
+                    aggregation: catalog.aggregation(entry.metric),
+                    series: vec![entry.data.clone()],
+                })
+            }
+            Target::Path { metric, path } => {
+                validate_path(path, "path")?;
+                let metric_id: MetricId = catalog.metric_id(metric)?;
+                let ids = catalog.sources(metric_id, path)?;
+                let aggregation = catalog.aggregation(metric_id);
+                if ids.len() > 1 && aggregation == Aggregation::None {
+                    return Err(EngineError::NoAggregation {
+                        metric: metric.to_owned(),
+                        path: display_path(path),
+                        count: ids.len(),
+                    });
+                }
+                Ok(Source {
+                    frequency: catalog.metric(metric_id).frequency,
+                    aggregation,
+                    series: ids
+                        .iter()
+                        .map(|&id| catalog.entries()[id as usize].data.clone())
+                        .collect(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn fill(source: &Source, first: i64, out: &mut [f32]) {
+        match source.series.as_slice() {
+            [one] => one.read().read_into(first, out),
+            many => combine(many, first, source.aggregation, out),
+        }
+    }
+
+    /// Reads `[start, stop)` of one target, NaN-padded to the whole range.
+    pub fn read(
+        &self,
+        target: Target<'_>,
+        start: i64,
+        stop: i64,
+    ) -> Result<RangeData, EngineError> {
+        let source = self.resolve(&self.settled_catalog(), target)?;
+        let (first, len) = read_slots(start, stop, source.frequency)?;
+        let mut values = vec![f32::NAN; len];
+        Self::fill(&source, first, &mut values);
+        self.count_read(len);
+        Ok(RangeData {
+            start: first * source.frequency,
+            step: source.frequency,
+            values,
+        })
+    }
+
+    /// Reads `[start, stop)` of several targets of one frequency into rows
+    /// of a matrix, in the order given.
+    pub fn read_many(
+        &self,
+        targets: &[Target<'_>],
+        start: i64,
+        stop: i64,
+    ) -> Result<Matrix, EngineError> {
+        if targets.is_empty() {
+            return Err(EngineError::argument(
+                "series",
+                "is empty; name at least one series",
+            ));
+        }
+        let sources = {
+            let catalog = self.settled_catalog();
+            targets
+                .iter()
+                .map(|&t| self.resolve(&catalog, t))
+                .collect::<Result<Vec<Source>, EngineError>>()?
+        };
+        let frequency = sources[0].frequency;
+        if let Some(i) = sources.iter().position(|s| s.frequency != frequency) {
+            return Err(EngineError::argument(
+                "series",
+                format!(
+                    "element {i} has frequency {} but element 0 has {frequency}; \
+                     rows of one read share one time axis, so read them separately",
+                    sources[i].frequency
+                ),
+            ));
+        }
+        let (first, cols) = read_slots(start, stop, frequency)?;
+        let cells = cols
+            .checked_mul(sources.len())
+            .filter(|&n| n as i64 <= MAX_READ_SLOTS);
+        let Some(cells) = cells else {
+            return Err(EngineError::argument(
+                "stop",
+                format!(
+                    "{} rows of {cols} slots exceed the limit of {} values per read",
+                    sources.len(),
+                    MAX_READ_SLOTS
+                ),
+            ));
+        };
+        let mut values = vec![f32::NAN; cells];
+        if cols > 0 {
+            for (source, row) in sources.iter().zip(values.chunks_mut(cols)) {
+                Self::fill(source, first, row);
+            }
+        }
+        self.count_read(cells);
+        Ok(Matrix {
+            start: first * frequency,
+            step: frequency,
+            rows: sources.len(),
+            cols,
+            values,
+        })
+    }
+}

@@ -1,0 +1,356 @@
+//! Mutations of a store. Each public write call is exactly one [`Op`]: the
+//! unit the write-ahead log records and replays, applied whole or not at
+//! all. This module also holds the op payload codec (docs/format.md).
+
+use crate::engine::bytes::{ByteReader, put_all, put_str};
+use crate::engine::memory::catalog::SeriesId;
+use crate::engine::model::metric::{Aggregation, MetricDef};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op<'a> {
+    /// Defines a metric (idempotent for an identical definition).
+    DefineMetric(MetricDef),
+    /// Creates the series (metric, path), with the next free handle.
+    CreateSeries { metric: String, path: Vec<String> },
+    /// Consecutive samples of one series from the slot nearest `start`.
+    WriteBlock {
+        series: SeriesId,
+        start: i64,
+        values: &'a [f32],
+    },
+    /// One timestamp, one value for each of many series.
+    WriteTick {
+        timestamp: i64,
+        series: &'a [SeriesId],
+        values: &'a [f32],
+    },
+    /// Independent samples; a slot written twice in one op keeps the later one.
+    WritePoints {
+        series: &'a [SeriesId],
+        timestamps: &'a [i64],
+        values: &'a [f32],
+    },
+    /// Drops every slot before `before` from every series (retention, the
+    /// memory limit, or an explicit cut).
+    DropBefore { before: i64 },
+}
+
+/// Record kinds in the log (one per op variant).
+pub mod kind {
+    pub const DEFINE_METRIC: u8 = 1;
+    pub const CREATE_SERIES: u8 = 2;
+    pub const WRITE_BLOCK: u8 = 3;
+    pub const WRITE_TICK: u8 = 4;
+    pub const WRITE_POINTS: u8 = 5;
+    pub const DROP_BEFORE: u8 = 6;
+}
+
+/// An op decoded from the log, owning its arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnedOp {
+    DefineMetric(MetricDef),
+    /// `id` is the handle the series got when it was logged; replay checks it.
+    CreateSeries {
+        id: SeriesId,
+        metric: String,
+        path: Vec<String>,
+    },
+    WriteBlock {
+        series: SeriesId,
+        start: i64,
+        values: Vec<f32>,
+    },
+    WriteTick {
+        timestamp: i64,
+        series: Vec<SeriesId>,
+        values: Vec<f32>,
+    },
+    WritePoints {
+        series: Vec<SeriesId>,
+        timestamps: Vec<i64>,
+        values: Vec<f32>,
+    },
+    DropBefore {
+        before: i64,
+    },
+}
+
+impl OwnedOp {
+    pub fn as_op(&self) -> Op<'_> {
+        match self {
+            OwnedOp::DefineMetric(def) => Op::DefineMetric(def.clone()),
+            OwnedOp::CreateSeries { metric, path, .. } => Op::CreateSeries {
+                metric: metric.clone(),
+                path: path.clone(),
+            },
+            OwnedOp::WriteBlock {
+                series,
+                start,
+                values,
+            } => Op::WriteBlock {
+                series: *series,
+                start: *start,
+                values,
+            },
+            OwnedOp::WriteTick {
+                timestamp,
+                series,
+                values,
+            } => Op::WriteTick {
+                timestamp: *timestamp,
+                series,
+                values,
+            },
+            OwnedOp::WritePoints {
+                series,
+                timestamps,
+                values,
+            } => Op::WritePoints {
+                series,
+                timestamps,
+                values,
+            },
+            OwnedOp::DropBefore { before } => Op::DropBefore { before: *before },
+        }
+    }
+}
+
+/// Appends the payload of `op` to `out` and returns its record kind.
+/// `created` is the handle a `CreateSeries` op is about to get.
+pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
+    match op {
+        Op::DefineMetric(def) => {
+            put_str(out, &def.name);
+            out.extend_from_slice(&def.frequency.to_le_bytes());
+            out.push(def.aggregation.code());
+            kind::DEFINE_METRIC
+        }
+        Op::CreateSeries { metric, path } => {
+            let id = created.expect("a logged CreateSeries knows its handle");
+            out.extend_from_slice(&id.to_le_bytes());
+            put_str(out, metric);
+            out.push(path.len() as u8);
+            for name in path {
+                put_str(out, name);
+            }
+            kind::CREATE_SERIES
+        }
+        Op::WriteBlock {
+            series,
+            start,
+            values,
+        } => {
+            out.extend_from_slice(&series.to_le_bytes());
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+            put_all(out, values);
+            kind::WRITE_BLOCK
+        }
+        Op::WriteTick {
+            timestamp,
+            series,
+            values,
+        } => {
+            out.extend_from_slice(&timestamp.to_le_bytes());
+            out.extend_from_slice(&(series.len() as u64).to_le_bytes());
+            put_all(out, series);
+            put_all(out, values);
+            kind::WRITE_TICK
+        }
+        Op::WritePoints {
+            series,
+            timestamps,
+            values,
+        } => {
+            out.extend_from_slice(&(series.len() as u64).to_le_bytes());
+            put_all(out, series);
+            put_all(out, timestamps);
+            put_all(out, values);
+            kind::WRITE_POINTS
+        }
+        Op::DropBefore { before } => {
+            out.extend_from_slice(&before.to_le_bytes());
+            kind::DROP_BEFORE
+        }
+    }
+}
+
+/// Decodes a payload of record kind `kind`; the error says what is wrong.
+pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
+    let mut r = ByteReader::new(payload);
+    let op = match kind {
+        kind::DEFINE_METRIC => {
+            let name = r.string()?;
+            let frequency = r.i64()?;
+            let code = r.u8()?;
+            let aggregation = Aggregation::from_code(code)
+                .ok_or_else(|| format!("unknown aggregation code {code}"))?;
+            OwnedOp::DefineMetric(MetricDef {
+                name,
+                frequency,
+                aggregation,
+            })
+        }
+        kind::CREATE_SERIES => {
+            let id = r.u32()?;
+            let metric = r.string()?;
+            let depth = r.u8()? as usize;
+            let path = (0..depth)
+                .map(|_| r.string())
+                .collect::<Result<Vec<_>, _>>()?;
+            OwnedOp::CreateSeries { id, metric, path }
+        }
+        kind::WRITE_BLOCK => {
+            let series = r.u32()?;
+            let start = r.i64()?;
+            let n = r.count(4)?;
+            OwnedOp::WriteBlock {
+                series,
+                start,
+                values: r.f32s(n)?,
+            }
+        }
+        kind::WRITE_TICK => {
+            let timestamp = r.i64()?;
+            let n = r.count(8)?;
+            OwnedOp::WriteTick {
+                timestamp,
+                series: r.u32s(n)?,
+                values: r.f32s(n)?,
+            }
+        }
+        kind::WRITE_POINTS => {
+            let n = r.count(16)?;
+            OwnedOp::WritePoints {
+                series: r.u32s(n)?,
+                timestamps: r.i64s(n)?,
+                values: r.f32s(n)?,
+            }
+        }
+        kind::DROP_BEFORE => OwnedOp::DropBefore { before: r.i64()? },
+        other => return Err(format!("unknown record kind {other}")),
+    };
+    r.finish("the payload")?;
+    Ok(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(op: Op<'_>, created: Option<SeriesId>) -> OwnedOp {
+        let mut payload = Vec::new();
+        let kind = encode(&op, created, &mut payload);
+        let decoded = decode(kind, &payload).unwrap();
+        assert_eq!(decoded.as_op(), op);
+        decoded
+    }
+
+    #[test]
+    fn every_op_round_trips_through_its_payload() {
+        round_trip(
+            Op::DefineMetric(MetricDef {
+                name: "cpu_load".into(),
+                frequency: 60,
+                aggregation: Aggregation::Avg,
+            }),
+            None,
+        );
+        let created = round_trip(
+            Op::CreateSeries {
+                metric: "cpu_load".into(),
+                path: vec!["emmy".into(), "e0102".into()],
+            },
+            Some(7),
+        );
+        assert!(matches!(created, OwnedOp::CreateSeries { id: 7, .. }));
+        round_trip(
+            Op::WriteBlock {
+                series: 3,
+                start: -5,
+                values: &[1.0, f32::NEG_INFINITY, -0.0],
+            },
+            None,
+        );
+        round_trip(
+            Op::WriteTick {
+                timestamp: 1_608_923_076,
+                series: &[0, 9],
+                values: &[0.5, 2.5],
+            },
+            None,
+        );
+        round_trip(Op::DropBefore { before: -7 }, None);
+        round_trip(
+            Op::WritePoints {
+                series: &[1, 1],
+                timestamps: &[i64::MIN + 1, i64::MAX],
+                values: &[3.0, 4.0],
+            },
+            None,
+        );
+    }
+
+    #[test]
+    fn nan_payload_bits_survive_the_codec() {
+        let odd_nan = f32::from_bits(0x7fc0_1234);
+        let decoded = round_trip_bits(&[odd_nan]);
+        assert_eq!(decoded[0].to_bits(), 0x7fc0_1234);
+    }
+
+    fn round_trip_bits(values: &[f32]) -> Vec<f32> {
+        let mut payload = Vec::new();
+        let kind = encode(
+            &Op::WriteBlock {
+                series: 0,
+                start: 0,
+                values,
+            },
+            None,
+            &mut payload,
+        );
+        match decode(kind, &payload).unwrap() {
+            OwnedOp::WriteBlock { values, .. } => values,
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lying_counts_and_truncated_payloads_fail_without_allocating() {
+        let mut payload = Vec::new();
+        encode(
+            &Op::WriteTick {
+                timestamp: 0,
+                series: &[1, 2],
+                values: &[1.0, 2.0],
+            },
+            None,
+            &mut payload,
+        );
+        let mut lying = payload.clone();
+        lying[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(
+            decode(kind::WRITE_TICK, &lying)
+                .unwrap_err()
+                .contains("count")
+        );
+        for cut in 0..payload.len() {
+            assert!(
+                decode(kind::WRITE_TICK, &payload[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        let mut longer = payload.clone();
+        longer.push(0);
+        assert!(
+            decode(kind::WRITE_TICK, &longer)
+                .unwrap_err()
+                .contains("left over")
+        );
+        assert!(
+            decode(99, &payload)
+                .unwrap_err()
+                .contains("unknown record kind")
+        );
+    }
+}
