@@ -293,7 +293,8 @@ def test_a_collector_in_a_forked_child_refuses_to_write(tmp_path: os.PathLike[st
 
 def test_health_classifies_hosts_like_ccbackend(store: metricstore.Store) -> None:
     now = T0 + 1000
-    # cpu_load (10 s): fresh while its data ends at most 50 s before now.
+    # cpu_load (10 s): fresh while its data ends at most 50 s before now;
+    # its data ends 5 s (half a period) after its last sample.
     store.ingest(
         f"cpu_load,cluster=c,hostname=full value=1 {now - 10}\n"
         f"mem_used,cluster=c,hostname=full value=1 {now - 60}\n"
@@ -311,7 +312,10 @@ def test_health_classifies_hosts_like_ccbackend(store: metricstore.Store) -> Non
         "c/old": H("failed", [], ["cpu_load"], ["mem_used"]),
         "c/gone": H("failed", [], [], ["cpu_load", "mem_used"]),
     }
-    # The edge: a sample at now - 60 ends at now - 50, still fresh.
-    assert store.health(["c/part"], ["cpu_load"], now=now - 10)["c/part"].state == "full"
+    # The edge: cpu1's sample at now - 70 ends at now - 65, so it is fresh
+    # until 55 s after the sample, and stale one tick later.
+    assert store.health(["c/part"], ["cpu_load"], now=now - 15)["c/part"].state == "full"
+    at_edge = store.health(["c/part"], ["cpu_load"], now=now - 14)
+    assert at_edge == {"c/part": H("failed", [], ["cpu_load"], [])}
     with pytest.raises(TypeError, match=r"^metrics: "):
         store.health(["c/full"], "cpu_load", now=now)

@@ -5,6 +5,7 @@ the extra that installs it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import os
 import subprocess
@@ -89,6 +90,26 @@ def test_to_pandas_series_of_a_one_dimensional_read_is_named_by_its_key() -> Non
     assert series.index.name == "time"
     assert np.array_equal(series.index.to_numpy(), result.timestamps)
     assert same_bits(series.to_numpy(), result.values)
+
+
+def test_to_pandas_with_tz_gives_a_tz_aware_index_of_the_same_instants() -> None:
+    pd = pytest.importorskip("pandas")
+    result = read_all(filled_store("ms"))
+    naive = result.to_pandas()
+    utc = result.to_pandas(tz="UTC")
+    assert str(utc.index.tz) == "UTC"
+    assert utc.index.dtype == pd.DatetimeTZDtype("ms", "UTC")
+    assert utc.index.name == "time"
+    assert utc.index[0] == pd.Timestamp(naive.index[0], tz="UTC")
+    assert np.array_equal(utc.index.tz_localize(None).to_numpy(), result.timestamps)
+    berlin = result.to_pandas(tz=dt.timezone(dt.timedelta(hours=1)))
+    assert berlin.index[0] == utc.index[0]
+    assert berlin.index[0].hour == (utc.index[0].hour + 1) % 24
+    assert same_bits(utc.to_numpy().T, result.values)
+    with pytest.raises(ValueError, match=r"^tz: unknown time zone 'Nowhere/City'$"):
+        result.to_pandas(tz="Nowhere/City")
+    with pytest.raises(TypeError, match=r"^tz: expected a time zone name or a tzinfo, got int$"):
+        result.to_pandas(tz=5)
 
 
 def test_rows_read_by_handle_are_named_by_handle_unless_keys_are_given() -> None:

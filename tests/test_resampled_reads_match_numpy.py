@@ -85,6 +85,20 @@ def test_lttb_keeps_real_samples_at_their_real_times() -> None:
     assert got.stop == 71
 
 
+def test_lttb_keeps_one_sample_per_bucket_even_below_three_buckets() -> None:
+    """Two buckets keep the first and last samples, one bucket the first;
+    a range with fewer samples than buckets keeps every sample."""
+    store = metricstore.Store()
+    store.define_metric("m", F, "avg")
+    store.write(("m", "a"), 0, [4.0, 1.0, 5.0, np.nan, 0.0, -4.0, 2.0, np.nan])
+    two = store.read(("m", "a"), 0, 80, resolution=40, method="lttb")
+    assert (two.ticks.tolist(), two.values.tolist()) == ([0, 60], [4.0, 2.0])
+    one = store.read(("m", "a"), 0, 80, resolution=80, method="lttb")
+    assert (one.ticks.tolist(), one.values.tolist()) == ([0], [4.0])
+    sparse = store.read(("m", "a"), 30, 50, resolution=10, method="lttb")
+    assert (sparse.ticks.tolist(), sparse.values.tolist()) == ([40], [0.0])
+
+
 def test_lttb_over_real_sized_data_keeps_real_samples_and_the_ends(
     store: metricstore.Store,
 ) -> None:

@@ -27,7 +27,8 @@ Rules (docs/decisions.md repeats them for users):
   infinities stay infinite, but a finite value beyond float32's range
   (about 3.4e38) is an error instead of becoming inf. Integers above 2**24
   lose precision in float32. ``None`` in a list means NaN. Object, string,
-  bool and complex dtypes are rejected.
+  bool and complex dtypes are rejected. A block (``Store.write``) may also
+  be one number: one sample.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from numpy.typing import NDArray
 from ._core import to_path
 
 __all__ = [
+    "to_block_values",
     "to_frequency",
     "to_handles",
     "to_path",
@@ -210,6 +212,17 @@ def to_ticks_array(values: object, unit: str, argument: str) -> NDArray[np.int64
     return np.ascontiguousarray(result)
 
 
+def to_block_values(values: object, argument: str) -> NDArray[np.float32]:
+    """Values of one series' block: an array as for :func:`to_values`, or
+    one real number (``int``, ``float``, a NumPy scalar or a 0-d array) as a
+    block of one sample."""
+    if isinstance(values, int | float | complex | np.number) or (
+        isinstance(values, np.ndarray) and values.ndim == 0
+    ):
+        values = np.reshape(np.asarray(values), 1)
+    return to_values(values, argument)
+
+
 def to_values(values: object, argument: str) -> NDArray[np.float32]:
     """A 1-D C-contiguous float32 array, by the rule in the module docstring."""
     if isinstance(values, list | tuple):
@@ -253,7 +266,7 @@ def _list_to_float(values: Sequence[object], argument: str) -> NDArray[np.float6
 
 def to_handles(series: object, argument: str) -> NDArray[np.uint32]:
     """A 1-D C-contiguous uint32 array of series handles."""
-    if isinstance(series, list | tuple) and any(isinstance(s, bool) for s in series):
+    if isinstance(series, list | tuple) and bool in set(map(type, series)):
         raise TypeError(f"{argument}: series handles are ints, got a bool")
     array = np.asarray(series)
     if array.ndim != 1:

@@ -12,6 +12,7 @@ and a missing one raises ImportError naming the extra that installs it.
 
 from __future__ import annotations
 
+import datetime as _dt
 import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -87,10 +88,26 @@ def _rows(result: ReadResult) -> list[Any]:
     return [values] if values.ndim == 1 else list(values)
 
 
-def to_pandas(result: ReadResult) -> Any:
-    """A Series (1-D read) or a DataFrame with one column per series (2-D)."""
+def _time_zone(tz: object) -> str | _dt.tzinfo:
+    """``tz`` checked: a time zone name or a ``tzinfo`` (pandas would read
+    an int as an offset in seconds)."""
+    if isinstance(tz, str | _dt.tzinfo):
+        return tz
+    raise TypeError(f"tz: expected a time zone name or a tzinfo, got {type(tz).__name__}")
+
+
+def to_pandas(result: ReadResult, tz: object = None) -> Any:
+    """A Series (1-D read) or a DataFrame with one column per series (2-D).
+    The index is naive (UTC times) unless ``tz`` names a time zone; it then
+    holds the same instants, tz-aware, shown in that zone."""
     pd = require("pandas", "pandas", "ReadResult.to_pandas()")
     index = pd.DatetimeIndex(result.timestamps, name="time")
+    if tz is not None:
+        zone = _time_zone(tz)
+        try:
+            index = index.tz_localize("UTC").tz_convert(zone)
+        except KeyError as error:  # zoneinfo's ZoneInfoNotFoundError
+            raise ValueError(f"tz: unknown time zone {tz!r}") from error
     names = [series_name(k) for k in result.keys]
     if result.values.ndim == 1:
         return pd.Series(result.values, index=index, name=names[0])

@@ -24,7 +24,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._convert import to_frequency, to_handles, to_path, to_ticks, to_ticks_array, to_values
+from ._convert import (
+    to_block_values,
+    to_frequency,
+    to_handles,
+    to_path,
+    to_ticks,
+    to_ticks_array,
+    to_values,
+)
 from ._core import ReadResult
 from ._display import format_bytes, store_html
 from ._progress import check_progress, ctrl_c_held, new_bar, wants_bar
@@ -42,11 +50,12 @@ __all__ = [
 ]
 
 _NS_PER_TICK = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_UINT32_MAX = 2**32 - 1
 
 PathLike: TypeAlias = str | Sequence[str]
 """A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
-SeriesKey: TypeAlias = "int | tuple[str, PathLike]"
-"""A series handle, or a ``(metric, path)`` pair."""
+SeriesKey: TypeAlias = "int | np.integer[Any] | tuple[str, PathLike]"
+"""A series handle (an int or a NumPy integer), or a ``(metric, path)`` pair."""
 
 
 class Metric(NamedTuple):
@@ -269,21 +278,40 @@ class Store:
         """The handle of the series (metric, path), or None if it does not exist."""
         return self._core.find_series(metric, to_path(path, "path"))
 
-    def series_key(self, series: int) -> tuple[str, tuple[str, ...]]:
-        """The (metric, path) of a handle."""
+    def series_key(self, series: int | np.integer[Any]) -> tuple[str, tuple[str, ...]]:
+        """The (metric, path) of a handle (an int or a NumPy integer)."""
         metric, path = self._core.series_key(series)
         return metric, tuple(path)
 
-    def list_series(self) -> list[tuple[int, str, tuple[str, ...]]]:
-        """Every series as (handle, metric, path), in handle order."""
-        return [(h, m, tuple(p)) for h, m, p in self._core.list_series()]
+    def list_series(
+        self, metric: str | None = None, path: PathLike | None = None
+    ) -> list[tuple[int, str, tuple[str, ...]]]:
+        """The series as (handle, metric, path), in handle order: all of
+        them, or those of ``metric`` and those whose path matches the
+        pattern ``path``.
+
+        A pattern has one component per path level, each matched like
+        :func:`fnmatch.fnmatchcase`: ``"emmy/*"`` is every host of emmy (not
+        the levels below them), ``"emmy/e01*/cpu*"`` the cpus of hosts
+        e01...; ``*`` any run of characters, ``?`` one, ``[seq]`` one of
+        seq, ``[!seq]`` one not in seq, and ``[*]`` a literal ``*``. A path
+        without such characters selects that exact path. An undefined
+        metric raises UnknownMetricError.
+        """
+        if metric is not None and not isinstance(metric, str):
+            raise TypeError(f"metric: expected a str or None, got {type(metric).__name__}")
+        pattern = None if path is None else to_path(path, "path")
+        return [(h, m, tuple(p)) for h, m, p in self._core.list_series(metric, pattern)]
 
     def __len__(self) -> int:
         return self._core.series_count()
 
     def _handle(self, series: object, argument: str) -> int:
-        if isinstance(series, int) and not isinstance(series, bool):
-            return series
+        if isinstance(series, int | np.integer) and not isinstance(series, bool):
+            handle = int(series)
+            if not 0 <= handle <= _UINT32_MAX:
+                raise ValueError(f"{argument}: {handle} is not a series handle of this store")
+            return handle
         if isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
             return self._core.series(series[0], to_path(series[1], f"{argument}[1]"))
         raise TypeError(
@@ -292,7 +320,12 @@ class Store:
         )
 
     def _handles(self, series: object, argument: str) -> NDArray[np.uint32]:
-        if isinstance(series, list | tuple) and series and isinstance(series[0], tuple):
+        """Handles from an array, or from a list that may mix handles (ints,
+        NumPy integers) and (metric, path) keys in any order."""
+        if isinstance(series, list | tuple) and not all(
+            issubclass(kind, int | np.integer) and kind is not bool
+            for kind in set(map(type, series))
+        ):
             return np.array(
                 [self._handle(s, f"{argument}[{i}]") for i, s in enumerate(series)], dtype=np.uint32
             )
@@ -303,20 +336,22 @@ class Store:
     def write(self, series: SeriesKey, start: object, values: object) -> None:
         """Writes consecutive samples of one series, the first at ``start``.
 
-        Sample ``i`` lands in the grid slot nearest ``start + i * frequency``.
-        A (metric, path) key creates the series if needed. The call is applied
-        whole or not at all.
+        ``values`` is an array (or list) of samples, or one number for one
+        sample. Sample ``i`` lands in the grid slot nearest ``start + i *
+        frequency``. A (metric, path) key creates the series if needed. The
+        call is applied whole or not at all.
         """
         handle = self._handle(series, "series")
         self._core.write_block(
-            handle, to_ticks(start, self._unit, "start"), to_values(values, "values")
+            handle, to_ticks(start, self._unit, "start"), to_block_values(values, "values")
         )
 
     def write_tick(self, timestamp: object, series: object, values: object) -> None:
         """Writes one value for each of many series at one timestamp.
 
-        ``series`` holds handles (or (metric, path) keys) and ``values`` one
-        value per series. Applied whole or not at all.
+        ``series`` holds handles (ints or NumPy integers) and (metric, path)
+        keys, mixed in any order, and ``values`` one value per series.
+        Applied whole or not at all.
         """
         self._core.write_tick(
             to_ticks(timestamp, self._unit, "timestamp"),
@@ -327,8 +362,9 @@ class Store:
     def write_points(self, series: object, timestamps: object, values: object) -> None:
         """Writes independent samples: ``values[i]`` of ``series[i]`` at ``timestamps[i]``.
 
-        Where one call writes a slot twice, the later element wins. Applied
-        whole or not at all.
+        ``series`` holds handles and keys as in :meth:`write_tick`. Where
+        one call writes a slot twice, the later element wins. Applied whole
+        or not at all.
         """
         self._core.write_points(
             self._handles(series, "series"),
@@ -341,8 +377,8 @@ class Store:
     def read(
         self,
         series: SeriesKey,
-        start: object,
-        stop: object,
+        start: object = None,
+        stop: object = None,
         *,
         resolution: object = None,
         method: str = "avg",
@@ -353,6 +389,12 @@ class Store:
         metric is stored at the path itself, the series below it are combined
         with the metric's aggregation (NaN skipped). The result is NaN-padded
         to the whole range.
+
+        An open end (None, the default) is where the samples end on that
+        side (see :meth:`extent`): ``read(key)`` holds every sample,
+        ``read(key, start)`` every sample from ``start`` on. With no sample
+        at all, the result is empty (a key that names no series raises, as
+        with bounds).
 
         ``resolution`` (ticks or a timedelta, a multiple of the frequency)
         reads coarser buckets instead, widened to whole buckets aligned to
@@ -367,25 +409,37 @@ class Store:
 
     def read_many(
         self,
-        series: Sequence[SeriesKey],
-        start: object,
-        stop: object,
+        series: Iterable[SeriesKey],
+        start: object = None,
+        stop: object = None,
         *,
         resolution: object = None,
         method: str = "avg",
     ) -> ReadResult:
         """Reads ``[start, stop)`` of several series (or aggregated paths) of one
         frequency into a 2-D array, one row per entry of ``series`` in order.
-        ``resolution`` and ``method`` ("avg", "min" or "max") as in
-        :meth:`read`."""
+
+        A (metric, path) key whose path holds a pattern (``("cpu_load",
+        "emmy/*")``; the rules of :meth:`list_series`) stands for every
+        stored series of the metric whose path matches, one row each in
+        path order (none if nothing matches); ``result.keys`` names them.
+        Without a pattern, a path reads the series there or the aggregate
+        below it, as in :meth:`read`.
+
+        An open end (None) is where the samples of all the keys together end
+        on that side. No keys give an empty result: shape (0, 0), starting
+        at ``start`` (or 0), as no metric fixes a grid. ``resolution`` and
+        ``method`` ("avg", "min" or "max") as in :meth:`read`."""
         if resolution is None:
             return self._core.read_many(series, start, stop)
         return self._core.read_many_resampled(series, start, stop, resolution, method)
 
-    def read_stats(self, series: SeriesKey, start: object, stop: object) -> SeriesStats:
+    def read_stats(
+        self, series: SeriesKey, start: object = None, stop: object = None
+    ) -> SeriesStats:
         """Min, max, mean and count of the samples in ``[start, stop)`` of one
         series or aggregated path, from the raw data (NaN and zero count when
-        there are none)."""
+        there are none). An open end (None) takes every sample on that side."""
         low, high, avg, count = self._core.read_stats(series, start, stop)
         return SeriesStats(low, high, avg, count)
 
@@ -441,10 +495,13 @@ class Store:
         """How fresh each of ``metrics`` is on each host (a path such as
         "emmy/e0102"), as cc-backend's health check judges it.
 
-        A metric is *stale* if some series of it at or below the host has no
-        sample in the last 5 periods before ``now`` (default: the wall
+        A metric is *stale* if some series of it at or below the host has
+        data ending more than 5 periods before ``now`` (default: the wall
         clock), *missing* if it has no series there (or is not defined), and
-        *fresh* otherwise. A host is "full" when every metric is fresh,
+        *fresh* otherwise. A series' data ends where its last slot ends,
+        half a period (rounded up) after its last sample, as in cc-backend;
+        so with a frequency of 10 s a series is fresh while its last sample
+        is at most 55 s old. A host is "full" when every metric is fresh,
         "failed" when it has no data at all or no fresh metric, and
         "partial" otherwise. Keys of the result are the "/"-joined paths.
         """

@@ -10,10 +10,12 @@ pub enum EngineError {
     #[error("{argument}: {message}")]
     InvalidArgument { argument: String, message: String },
 
-    /// A metric name or a path component breaks the naming rules; `what`
-    /// says which (for example `path component 2`). Rename it.
-    #[error("invalid {what} {value:?}: {reason}")]
+    /// A metric name or a path component breaks the naming rules; `argument`
+    /// is the parameter that held it (`name`, `path`) and `what` says which
+    /// part (for example `path component 2`). Rename it.
+    #[error("{argument}: invalid {what} {value:?}: {reason}")]
     InvalidName {
+        argument: String,
         what: String,
         value: String,
         reason: String,

@@ -60,7 +60,7 @@ pub use error::EngineError;
 pub use ingest::{IngestReport, Ingester};
 pub use memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
 pub use model::metric::{Aggregation, MetricDef};
-pub use model::names::{MAX_NAME_LEN, MAX_PATH_DEPTH};
+pub use model::names::{MAX_NAME_LEN, MAX_PATH_DEPTH, is_pattern};
 pub use model::time::{MAX_READ_SLOTS, TimeUnit};
 pub use query::read::{Matrix, RangeData, Target};
 pub use query::resample::{Method, Stats};

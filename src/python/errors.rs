@@ -61,18 +61,29 @@ fn class_and_args<'py>(
     }
 }
 
+/// The exception for `error` with `note` after its message (as "message;
+/// note"): a hint only the binding can give.
+pub fn with_note(error: EngineError, note: &str) -> PyErr {
+    exception(&error, format!("{error}; {note}"))
+}
+
 impl From<EngineError> for PyErr {
     fn from(error: EngineError) -> PyErr {
         let message = error.to_string();
-        Python::attach(|py| {
-            let made = class_and_args(py, &error, message.clone()).and_then(|found| {
-                let Some((name, args)) = found else {
-                    return Ok(PyValueError::new_err(message.clone()));
-                };
-                let class = py.import("metricstore.exceptions")?.getattr(name)?;
-                Ok(PyErr::from_value(class.call1(args)?))
-            });
-            made.unwrap_or_else(|err| err)
-        })
+        exception(&error, message)
     }
+}
+
+/// The exception of `error`'s class, carrying `message`.
+fn exception(error: &EngineError, message: String) -> PyErr {
+    Python::attach(|py| {
+        let made = class_and_args(py, error, message.clone()).and_then(|found| {
+            let Some((name, args)) = found else {
+                return Ok(PyValueError::new_err(message.clone()));
+            };
+            let class = py.import("metricstore.exceptions")?.getattr(name)?;
+            Ok(PyErr::from_value(class.call1(args)?))
+        });
+        made.unwrap_or_else(|err| err)
+    })
 }

@@ -2,21 +2,22 @@
 //! so that a read by handle or by (metric, path) runs no Python code.
 //!
 //! The rules are those of `metricstore._convert`, which re-exports `to_path`
-//! from here (one implementation): a series key is a handle (exactly an
-//! `int`: not a bool, not an int subclass or a NumPy integer) or a
-//! `(metric, path)` tuple; a path is a tuple or list of str, or one
-//! "/"-joined str ("" and () are the root). A time that is exactly an `int`
-//! in the int64 range is taken as ticks here; anything else (datetimes,
-//! NumPy scalars, ISO strings, and the errors for bools, floats and
-//! timedeltas) goes to `_convert.to_ticks`, so each rule exists once. Every
-//! error names the argument, as `series`, `series[i]` or `series[i][1]`.
+//! from here (one implementation): a series key is a handle (an `int` or a
+//! NumPy integer scalar, as iterating an array of handles gives; not a bool
+//! or another int subclass) or a `(metric, path)` tuple; a path is a tuple
+//! or list of str, or one "/"-joined str ("" and () are the root). A time
+//! that is exactly an `int` in the int64 range is taken as ticks here;
+//! anything else (datetimes, NumPy scalars, ISO strings, and the errors for
+//! bools, floats and timedeltas) goes to `_convert.to_ticks`, so each rule
+//! exists once. Every error names the argument, as `series`, `series[i]` or
+//! `series[i][1]`.
 
 use std::fmt;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyInt, PyList, PyString, PyTuple, PyType};
 
 use crate::engine::{SeriesId, Target};
 
@@ -97,15 +98,47 @@ pub fn path(value: &Bound<'_, PyAny>, argument: &dyn Fn() -> String) -> PyResult
     )))
 }
 
+static NUMPY_INTEGER: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Whether `value` is a handle's type: exactly an `int`, or a NumPy integer
+/// scalar (`numpy.integer` excludes `numpy.bool_`).
+fn is_handle(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if value.is_exact_instance_of::<PyInt>() {
+        return Ok(true);
+    }
+    // Bools and other int subclasses are not handles; a tuple (a key, the
+    // other common case) is not worth asking NumPy about.
+    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyTuple>() {
+        return Ok(false);
+    }
+    value.is_instance(NUMPY_INTEGER.import(value.py(), "numpy", "integer")?)
+}
+
+/// A handle's value, once `is_handle` said it is one.
+fn handle_value(value: &Bound<'_, PyAny>, argument: Argument) -> PyResult<SeriesId> {
+    value.extract::<SeriesId>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{argument}: {value} is not a series handle of this store"
+        ))
+    })
+}
+
+/// A series handle (an int or a NumPy integer); anything else is a
+/// TypeError naming `argument`.
+pub fn handle(value: &Bound<'_, PyAny>, argument: Argument) -> PyResult<SeriesId> {
+    if is_handle(value)? {
+        return handle_value(value, argument);
+    }
+    Err(PyTypeError::new_err(format!(
+        "{argument}: expected a series handle (an int), got {}",
+        type_name(value)
+    )))
+}
+
 /// A series key: a handle or a (metric, path) pair.
 pub fn target(value: &Bound<'_, PyAny>, argument: Argument) -> PyResult<PyTarget> {
-    if value.is_exact_instance_of::<PyInt>() {
-        return match value.extract::<SeriesId>() {
-            Ok(id) => Ok(PyTarget::Handle(id)),
-            Err(_) => Err(PyValueError::new_err(format!(
-                "{argument}: {value} is not a series handle of this store"
-            ))),
-        };
+    if is_handle(value)? {
+        return handle_value(value, argument).map(PyTarget::Handle);
     }
     if let Ok(pair) = value.cast::<PyTuple>() {
         if pair.len() == 2 {

@@ -17,7 +17,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 /// ``values`` is float32 with NaN where nothing is stored; it is 1-D for
 /// :meth:`Store.read` and 2-D (one row per series, in the order asked) for
 /// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
-/// ``series`` is what the read was given; ``keys`` names each row.
+/// ``series`` is what the read was given (with each pattern key of
+/// ``read_many`` replaced by the keys it matched); ``keys`` names each row.
 ///
 /// In a notebook a result shows itself as a table; :meth:`to_pandas`,
 /// :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
@@ -187,13 +188,26 @@ impl PyReadResult {
 
     /// A ``pandas.Series`` (1-D read) or ``DataFrame`` (one column per series).
     ///
-    /// The index is a ``DatetimeIndex`` named "time" in the store unit; the
-    /// values are these float32 values (NaN where missing); the columns (or
-    /// the Series name) are ``"metric:path/parts"``, or the handle for a row
-    /// read by handle whose key the result does not know.
+    /// The index is a ``DatetimeIndex`` named "time" in the store unit,
+    /// naive (its times are UTC) unless ``tz`` names a time zone ("UTC",
+    /// "Europe/Berlin" or a ``tzinfo``): it is then tz-aware, the same
+    /// instants shown in that zone. The values are these float32 values
+    /// (NaN where missing); the columns (or the Series name) are
+    /// ``"metric:path/parts"``, or the handle for a row read by handle whose
+    /// key the result does not know.
     /// Needs ``pip install 'metricstore[pandas]'``.
-    fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        Self::call(slf.py(), "metricstore._frames", "to_pandas", (slf,), None)
+    #[pyo3(signature = (*, tz = None))]
+    fn to_pandas<'py>(
+        slf: &Bound<'py, Self>,
+        tz: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(
+            slf.py(),
+            "metricstore._frames",
+            "to_pandas",
+            (slf, tz),
+            None,
+        )
     }
 
     /// An ``xarray.DataArray`` with dims ("time",) or ("series", "time"):

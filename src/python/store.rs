@@ -11,12 +11,12 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
     Aggregation, Damage, EngineError, Freshness, Ingester, Matrix, Method, OpenOptions,
-    RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit,
+    RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
 };
 
 use super::keys::{self, Argument, PyTarget};
@@ -106,24 +106,132 @@ impl PyStore {
         )
     }
 
+    /// The keys of a multi-series read with each key whose path holds a
+    /// pattern replaced by one key per stored series of its metric that
+    /// matches, in path order, read by handle.
+    fn expand<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Bound<'py, PyList>,
+        targets: Vec<PyTarget>,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<PyTarget>)> {
+        let selects = |target: &PyTarget| match target {
+            PyTarget::Path(_, path) => path.iter().any(|name| is_pattern(name)),
+            PyTarget::Handle(_) => false,
+        };
+        if !targets.iter().any(selects) {
+            return Ok((keys, targets));
+        }
+        let store = self.store()?;
+        let expanded = PyList::empty(py);
+        let mut rows = Vec::with_capacity(targets.len());
+        for (key, target) in keys.iter().zip(targets) {
+            if !selects(&target) {
+                expanded.append(key)?;
+                rows.push(target);
+                continue;
+            }
+            let PyTarget::Path(metric, pattern) = target else {
+                unreachable!("only paths select")
+            };
+            let mut found = py.detach(|| store.select_series(Some(&metric), Some(&pattern)))?;
+            found.sort_by(|a, b| a.2.cmp(&b.2));
+            for (id, metric, path) in found {
+                expanded.append((metric, PyTuple::new(py, path)?))?;
+                rows.push(PyTarget::Handle(id));
+            }
+        }
+        Ok((expanded, rows))
+    }
+
     pub(super) fn store(&self) -> Result<Arc<Store>, EngineError> {
         self.inner.read().clone().ok_or(EngineError::Closed)
     }
 
-    /// The start and stop of a read, in this order (errors name the first
-    /// bad one).
+    /// The start and stop of a read as given, None where left open, in
+    /// this order (errors name the first bad one).
     fn range(
         &self,
         py: Python<'_>,
-        start: &Bound<'_, PyAny>,
-        stop: &Bound<'_, PyAny>,
-    ) -> PyResult<(i64, i64)> {
+        start: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bounds> {
         let unit = self.unit_name.bind(py);
-        Ok((
-            keys::ticks(start, unit, "start")?,
-            keys::ticks(stop, unit, "stop")?,
-        ))
+        let convert = |value: Option<&Bound<'_, PyAny>>, argument| {
+            value.map(|v| keys::ticks(v, unit, argument)).transpose()
+        };
+        Ok((convert(start, "start")?, convert(stop, "stop")?))
     }
+}
+
+/// A read's start and stop, None where the caller left it open.
+type Bounds = (Option<i64>, Option<i64>);
+
+/// Closes the open ends of `bounds` with `extent`, where the samples of
+/// what is read lie (asked only when an end is open): an open start is the
+/// first sample, an open stop one period after the last; never past the
+/// other end, so a range beyond the samples is empty. With no sample
+/// anywhere, the range is empty at the end given (or at 0).
+fn close_bounds(
+    bounds: Bounds,
+    extent: impl FnOnce() -> Result<Option<(i64, i64)>, EngineError>,
+) -> Result<(i64, i64), EngineError> {
+    if let (Some(start), Some(stop)) = bounds {
+        return Ok((start, stop));
+    }
+    let (start, stop) = bounds;
+    Ok(match extent()? {
+        None => {
+            let at = start.or(stop).unwrap_or(0);
+            (at, stop.unwrap_or(at))
+        }
+        Some((first, end)) => {
+            let start = start.unwrap_or_else(|| stop.map_or(first, |stop| first.min(stop)));
+            (start, stop.unwrap_or_else(|| end.max(start)))
+        }
+    })
+}
+
+/// Where the samples of all `targets` lie together (None: no sample).
+fn extent_of(store: &Store, targets: &[Target<'_>]) -> Result<Option<(i64, i64)>, EngineError> {
+    let mut all: Option<(i64, i64)> = None;
+    for &target in targets {
+        if let Some((start, stop)) = store.extent(Some(target))? {
+            all = Some(all.map_or((start, stop), |(lo, hi)| (lo.min(start), hi.max(stop))));
+        }
+    }
+    Ok(all)
+}
+
+/// `error` of a single-series call, with a hint when it found no series at
+/// a path holding a pattern: such calls take a path literally.
+fn literal_path(error: EngineError, target: Target<'_>) -> PyErr {
+    let pattern = matches!(target, Target::Path { path, .. } if path.iter().any(|n| is_pattern(n)));
+    if pattern && matches!(error, EngineError::UnknownSeries { .. }) {
+        return super::errors::with_note(
+            error,
+            "a path holding * ? or [ selects series only in read_many and list_series",
+        );
+    }
+    error.into()
+}
+
+/// A read of no rows: nothing fixes a grid, so it has no columns either; it
+/// starts where the range starts, with `step` (1, or the resolution).
+fn no_rows((start, stop): (i64, i64), step: i64) -> Result<Matrix, EngineError> {
+    if stop < start {
+        return Err(EngineError::argument(
+            "stop",
+            format!("stop ({stop}) is before start ({start})"),
+        ));
+    }
+    Ok(Matrix {
+        start,
+        step,
+        rows: 0,
+        cols: 0,
+        values: Vec::new(),
+    })
 }
 
 #[pymethods]
@@ -361,7 +469,8 @@ impl PyStore {
         Ok(self.store()?.find_series(metric, &path)?)
     }
 
-    fn series_key(&self, series: SeriesId) -> PyResult<(String, Vec<String>)> {
+    fn series_key(&self, series: &Bound<'_, PyAny>) -> PyResult<(String, Vec<String>)> {
+        let series = keys::handle(series, Argument::named("series"))?;
         Ok(self.store()?.series_key(series)?)
     }
 
@@ -369,9 +478,17 @@ impl PyStore {
         Ok(self.store()?.series_count())
     }
 
-    fn list_series(&self, py: Python<'_>) -> PyResult<Vec<(SeriesId, String, Vec<String>)>> {
+    /// (handle, metric, path) of the series of `metric` whose paths match
+    /// the pattern `path` (None: all), in handle order.
+    #[pyo3(signature = (metric = None, path = None))]
+    fn list_series(
+        &self,
+        py: Python<'_>,
+        metric: Option<String>,
+        path: Option<Vec<String>>,
+    ) -> PyResult<Vec<(SeriesId, String, Vec<String>)>> {
         let store = self.store()?;
-        Ok(py.detach(|| store.list_series()))
+        Ok(py.detach(|| store.select_series(metric.as_deref(), path.as_deref()))?)
     }
 
     fn write_block(
@@ -417,92 +534,129 @@ impl PyStore {
     }
 
     /// `[start, stop)` of one series (a handle or (metric, path), which
-    /// may be aggregated from the series below it).
+    /// may be aggregated from the series below it); an open end is the
+    /// extent of its samples.
+    #[pyo3(signature = (series, start = None, stop = None))]
     fn read<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let target = keys::target(series, Argument::named("series"))?;
+        let target = target.as_target();
         let store = self.store()?;
-        let data = py.detach(|| store.read(target.as_target(), start, stop))?;
+        let data = py
+            .detach(|| {
+                let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+                store.read(target, start, stop)
+            })
+            .map_err(|e| literal_path(e, target))?;
         Ok(self.series_result(py, series, data.values, (data.start, data.step), None))
     }
 
     /// `[start, stop)` of several series into a 2-D array, one row per key
-    /// in the order given.
+    /// in the order given; an open end is the extent of their samples.
+    #[pyo3(signature = (series, start = None, stop = None))]
     fn read_many<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
+        let (keys, targets) = self.expand(py, keys, targets)?;
         let store = self.store()?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
-        let matrix = py.detach(|| store.read_many(&targets, start, stop))?;
+        let matrix = py.detach(|| {
+            let range = close_bounds(bounds, || extent_of(&store, &targets))?;
+            if targets.is_empty() {
+                return no_rows(range, 1);
+            }
+            store.read_many(&targets, range.0, range.1)
+        })?;
         Ok(self.matrix_result(py, matrix, keys))
     }
 
     /// One series in buckets of `resolution`; for "lttb" the result holds
     /// the kept samples' times.
+    #[pyo3(signature = (series, start, stop, resolution, method))]
     fn read_resampled<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
         resolution: &Bound<'py, PyAny>,
         method: &str,
     ) -> PyResult<PyReadResult> {
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let target = keys::target(series, Argument::named("series"))?;
+        let target = target.as_target();
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
         let data = py
-            .detach(|| store.read_resampled(target.as_target(), start, stop, resolution, method))?;
+            .detach(|| {
+                let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+                store.read_resampled(target, start, stop, resolution, method)
+            })
+            .map_err(|e| literal_path(e, target))?;
         Ok(self.series_result(py, series, data.values, (data.start, data.step), data.times))
     }
 
     /// Several series in buckets of `resolution`, one row per key.
+    #[pyo3(signature = (series, start, stop, resolution, method))]
     fn read_many_resampled<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
         resolution: &Bound<'py, PyAny>,
         method: &str,
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
-        let (start, stop) = self.range(py, start, stop)?;
+        let bounds = self.range(py, start, stop)?;
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
+        let (keys, targets) = self.expand(py, keys, targets)?;
         let store = self.store()?;
         let method = Method::parse(method)?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
-        let matrix =
-            py.detach(|| store.read_many_resampled(&targets, start, stop, resolution, method))?;
+        let matrix = py.detach(|| {
+            let range = close_bounds(bounds, || extent_of(&store, &targets))?;
+            if targets.is_empty() {
+                return no_rows(range, resolution);
+            }
+            store.read_many_resampled(&targets, range.0, range.1, resolution, method)
+        })?;
         Ok(self.matrix_result(py, matrix, keys))
     }
 
-    /// (min, max, avg, count) of the samples of `[start, stop)`.
+    /// (min, max, avg, count) of the samples of `[start, stop)` (an open
+    /// end: all of them on that side).
+    #[pyo3(signature = (series, start = None, stop = None))]
     fn read_stats<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
-        start: &Bound<'py, PyAny>,
-        stop: &Bound<'py, PyAny>,
+        start: Option<&Bound<'py, PyAny>>,
+        stop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(f32, f32, f64, u64)> {
         let target = keys::target(series, Argument::named("series"))?;
-        let (start, stop) = self.range(py, start, stop)?;
+        let target = target.as_target();
+        let bounds = self.range(py, start, stop)?;
         let store = self.store()?;
-        let s = py.detach(|| store.read_stats(target.as_target(), start, stop))?;
+        let s = py
+            .detach(|| {
+                let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
+                store.read_stats(target, start, stop)
+            })
+            .map_err(|e| literal_path(e, target))?;
         Ok((s.min, s.max, s.avg, s.count))
     }
 

@@ -1,8 +1,8 @@
 //! Queries: range reads of the raw grid (`read.rs`), aggregation across
 //! series (`aggregate.rs`: NaN-skipping and order-independent), resampling
 //! and statistics (`resample.rs`); this file adds resampled reads, summary
-//! statistics, extents and the freshness of a host's metrics (cc-backend's
-//! health check).
+//! statistics, extents, the freshness of a host's metrics (cc-backend's
+//! health check) and series selected by metric and path pattern.
 //!
 //! Invariants: a read of `[start, stop)` returns every slot of the range,
 //! NaN where nothing is stored; it sees staged ticks (the catalog it reads
@@ -16,10 +16,11 @@ pub(crate) mod read;
 pub(crate) mod resample;
 
 use super::error::EngineError;
+use crate::engine::model::names::{path_matches, validate_path};
 use crate::engine::model::time::read_slots;
 use crate::engine::query::read::{Matrix, Target};
 use crate::engine::query::resample::{Method, Stats};
-use crate::engine::store::Store;
+use crate::engine::store::{SeriesId, Store};
 
 /// A resampled read of one target. For avg, min and max, `values[i]` is the
 /// bucket starting at `start + i * step`; for LTTB, the kept samples are at
@@ -35,8 +36,8 @@ pub struct Sampled {
 /// How fresh a host's metric is (see [`Store::health`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
-    /// Every series of the metric at or below the host has a sample within
-    /// the last [`STALE_PERIODS`] periods.
+    /// Every series of the metric at or below the host has data ending at
+    /// most [`STALE_PERIODS`] periods before now (see [`Store::health`]).
     Fresh,
     /// Some series of the metric has no sample in that window.
     Stale,
@@ -46,7 +47,9 @@ pub enum Freshness {
 }
 
 /// A series is stale when its data ends more than this many periods
-/// before now (cc-backend's `MaxMissingDataPoints`).
+/// before now (cc-backend's `MaxMissingDataPoints`). Its data ends where its
+/// last slot ends: half a period (rounded up) after that slot's time, so a
+/// series turns stale once its last sample is more than 5.5 periods old.
 pub const STALE_PERIODS: i64 = 5;
 
 /// `[start, stop)` widened to whole buckets of `resolution`.
@@ -155,6 +158,33 @@ impl Store {
         Ok(resample::stats(&raw.values))
     }
 
+    /// The series of `metric` (of every metric for None) whose paths match
+    /// `pattern` level by level (any path for None; see
+    /// [`names::matches`](crate::engine::model::names::matches)), as (handle, metric,
+    /// path) in handle order. An undefined metric is an error, as in reads.
+    pub fn select_series<S: AsRef<str>>(
+        &self,
+        metric: Option<&str>,
+        pattern: Option<&[S]>,
+    ) -> Result<Vec<(SeriesId, String, Vec<String>)>, EngineError> {
+        if let Some(pattern) = pattern {
+            validate_path(pattern, "path")?;
+        }
+        if let Some(name) = metric
+            && !self.metrics().iter().any(|m| m.name == name)
+        {
+            return Err(EngineError::UnknownMetric {
+                name: name.to_owned(),
+            });
+        }
+        let mut series = self.list_series();
+        series.retain(|(_, m, path)| {
+            metric.is_none_or(|name| m == name)
+                && pattern.is_none_or(|pattern| path_matches(pattern, path))
+        });
+        Ok(series)
+    }
+
     /// Where the samples of `target` lie, or of the whole store for `None`:
     /// the time of the first sample and the time one period after the last
     /// (so `[start, stop)` holds them all); `None` when there is no sample.
@@ -194,6 +224,12 @@ impl Store {
 
     /// The freshness of each of `metrics` at or below the host at `path`
     /// at time `now`, or None when no series exists at or below `path`.
+    ///
+    /// cc-backend's rule (`isBufferHealthy`): a buffer is healthy while
+    /// `now - end <= 5 * f`, where `end = start + f * len` and its `start`
+    /// lies half a period before its first sample. So `end` is the end of
+    /// the last slot, `t + ceil(f / 2)` for a last sample at grid time `t`,
+    /// which is where a sample stops landing in that slot here too.
     pub fn health(
         &self,
         path: &[String],
@@ -220,10 +256,8 @@ impl Store {
                     .data
                     .read()
                     .last_sample_slot();
-                // cc-backend: fresh while now - end <= 5 periods, where the
-                // data ends one period after the last sample.
                 last.is_none_or(|slot| {
-                    let end = (i128::from(slot) + 1) * f;
+                    let end = i128::from(slot) * f + (f + 1) / 2;
                     i128::from(now) - end > i128::from(STALE_PERIODS) * f
                 })
             });
@@ -279,6 +313,49 @@ mod tests {
         assert_eq!(store.extent(None).unwrap(), Some((-600, 50_010)));
         let error = store.extent(Some(Target::Series(99))).unwrap_err();
         assert!(error.to_string().contains("99"), "{error}");
+    }
+
+    #[test]
+    fn series_are_selected_by_metric_and_path_pattern() {
+        let store = store();
+        let a = store.series("cpu", &["c", "e0102", "cpu0"]).unwrap();
+        let b = store.series("cpu", &["c", "e0201", "cpu1"]).unwrap();
+        let m = store.series("mem", &["c", "e0102"]).unwrap();
+        let c = store.series("cpu", &["c", "e0103", "cpu1"]).unwrap();
+        let ids = |found: Vec<(SeriesId, String, Vec<String>)>| {
+            found.into_iter().map(|(id, ..)| id).collect::<Vec<_>>()
+        };
+        let all = store.select_series::<&str>(None, None).unwrap();
+        assert_eq!(ids(all), vec![a, b, m, c]);
+        let cpu = store.select_series::<&str>(Some("cpu"), None).unwrap();
+        assert_eq!(ids(cpu), vec![a, b, c]);
+        let pattern = ["c", "e01*", "cpu*"];
+        assert_eq!(
+            ids(store
+                .select_series(Some("cpu"), Some(&pattern[..]))
+                .unwrap()),
+            vec![a, c]
+        );
+        // One component per level: "c/*" is the hosts' level only.
+        let hosts = ["c", "*"];
+        assert_eq!(
+            ids(store.select_series(None, Some(&hosts[..])).unwrap()),
+            vec![m]
+        );
+        let e = store.select_series::<&str>(Some("gpu"), None).unwrap_err();
+        assert_eq!(
+            e,
+            EngineError::UnknownMetric {
+                name: "gpu".to_owned()
+            }
+        );
+        let e = store
+            .select_series(None, Some(&["c", ".."][..]))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("path: invalid path component 1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -361,15 +438,24 @@ mod tests {
         store.write_tick(1000, &[fresh, mem], &[1.0, 2.0]).unwrap();
         store.write_tick(930, &[stale], &[1.0]).unwrap();
         let h1 = path(&["c", "h1"]);
-        // cpu data ends at 1010 (fresh) and 940 (stale); 5 periods = 50 s.
+        // cpu data ends half a period after its last sample: at 1005
+        // (fresh) and 935 (stale); 5 periods = 50 s.
         let at = |now| store.health(&h1, &["cpu", "mem", "gpu"], now).unwrap();
         use Freshness::{Fresh, Missing, Stale};
-        assert_eq!(at(990), Some(vec![Fresh, Fresh, Missing]));
-        assert_eq!(at(991), Some(vec![Stale, Fresh, Missing]));
-        // mem's sample lands in slot 17 (1020 s), so its data ends at 1080;
+        assert_eq!(at(985), Some(vec![Fresh, Fresh, Missing]));
+        assert_eq!(at(986), Some(vec![Stale, Fresh, Missing]));
+        // mem's sample lands in slot 17 (1020 s), so its data ends at 1050;
         // 5 periods = 300 s.
-        assert_eq!(at(1380), Some(vec![Stale, Fresh, Missing]));
-        assert_eq!(at(1381), Some(vec![Stale, Stale, Missing]));
+        assert_eq!(at(1350), Some(vec![Stale, Fresh, Missing]));
+        assert_eq!(at(1351), Some(vec![Stale, Stale, Missing]));
+        // An odd frequency rounds the half period up, as cc-backend's
+        // buffer start (first sample - f / 2, rounded down) does.
+        store.define_metric("odd", 7, Aggregation::Avg).unwrap();
+        let odd = store.series("odd", &["c", "h1"]).unwrap();
+        store.write_tick(700, &[odd], &[1.0]).unwrap();
+        let odd_at = |now| store.health(&h1, &["odd"], now).unwrap();
+        assert_eq!(odd_at(700 + 4 + 35), Some(vec![Fresh]));
+        assert_eq!(odd_at(700 + 4 + 36), Some(vec![Stale]));
         assert_eq!(
             store.health(&path(&["c", "h9"]), &["cpu"], 0).unwrap(),
             None

@@ -110,14 +110,21 @@ pub fn buckets(values: &[f32], factor: usize, method: Method) -> Vec<f32> {
 }
 
 /// Largest-Triangle-Three-Buckets over the samples of `values` (NaN
-/// skipped), keeping about `target` points: the indices into `values` of the
-/// points kept, in order. With `target` below 3 or at least the number of
-/// samples, every sample is kept.
+/// skipped), keeping `target` points, or every sample when there are no more
+/// than that: the indices into `values` of the points kept, in order. The
+/// first and last samples are always kept, so two buckets keep just those
+/// and one bucket keeps the first sample (no triangle to compare).
 pub fn lttb(values: &[f32], target: usize) -> Vec<usize> {
     let points: Vec<usize> = (0..values.len()).filter(|&i| !values[i].is_nan()).collect();
     let n = points.len();
-    if target < 3 || target >= n {
+    if target >= n {
         return points;
+    }
+    match target {
+        0 => return Vec::new(),
+        1 => return vec![points[0]],
+        2 => return vec![points[0], points[n - 1]],
+        _ => {}
     }
     let x = |k: usize| points[k] as f64;
     let y = |k: usize| f64::from(values[points[k]]);
@@ -220,7 +227,15 @@ mod tests {
     fn lttb_skips_nan_and_keeps_everything_when_asked_for_as_many() {
         let v = [NAN, 1.0, NAN, 2.0, 3.0, NAN];
         assert_eq!(lttb(&v, 10), vec![1, 3, 4]);
-        assert_eq!(lttb(&v, 2), vec![1, 3, 4]);
+        assert_eq!(lttb(&v, 3), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn lttb_keeps_one_point_per_bucket_below_three_buckets() {
+        let v = [NAN, 1.0, NAN, 2.0, 3.0, 9.0, NAN];
+        assert_eq!(lttb(&v, 2), vec![1, 5]);
+        assert_eq!(lttb(&v, 1), vec![1]);
+        assert_eq!(lttb(&v, 0), Vec::<usize>::new());
         let long: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32).collect();
         let kept = lttb(&long, 50);
         assert_eq!(kept.len(), 50);
