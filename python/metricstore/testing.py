@@ -387,13 +387,15 @@ _AGGREGATIONS = ("sum", "avg", "none")
 
 def metric_names(*, max_size: int = 32) -> SearchStrategy[str]:
     """Metric names the store accepts: 1 to ``max_size`` (at most 255) ASCII
-    letters, digits, ``_``, ``.``, ``-`` and ``:``."""
+    letters, digits, ``_``, ``.``, ``-`` and ``:``, but not ``.`` or ``..``."""
     _require_hypothesis("metric_names")
     from hypothesis import strategies as st
 
     if not 1 <= max_size <= 255:
         raise ValueError(f"max_size: expected 1 to 255, got {max_size!r}")
-    return st.text(alphabet=_METRIC_CHARACTERS, min_size=1, max_size=max_size)
+    return st.text(alphabet=_METRIC_CHARACTERS, min_size=1, max_size=max_size).filter(
+        lambda name: name not in (".", "..")
+    )
 
 
 def paths(
