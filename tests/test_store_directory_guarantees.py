@@ -282,7 +282,8 @@ def test_a_damaged_snapshot_falls_back_and_says_why(tmp_path: Path) -> None:
     newest = Path(second.file)
     full = newest.read_bytes()
     newest.write_bytes(full[:-7])  # an incomplete file
-    end_block = len(full) - (12 + 8)  # header and block count of the end block
+    # The end block: its header, then the block count and the index's offset.
+    end_block = len(full) - (12 + 16)
     with metricstore.open(tmp_path) as store:
         report = store.recovery
         assert report is not None

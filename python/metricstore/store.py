@@ -216,6 +216,14 @@ class Store:
         (a durability barrier); a no-op in memory."""
         self._core.flush()
 
+    def seal(self) -> int:
+        """Compresses the chunks no longer being written, now, and returns
+        how many. Each series' newest chunk stays raw if it was written
+        since the last pass (ticks go on landing there). Passes also run
+        by themselves: after every checkpoint, and in the background once
+        64 MiB of raw chunks were added. ``stats()`` shows the tiers."""
+        return self._core.seal()
+
     # -- lifecycle -----------------------------------------------------------
 
     @property
@@ -542,8 +550,11 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Counters and sizes: metrics, series, samples (non-NaN values stored),
-        chunks, data_bytes (bytes of sample chunks), calls and samples written
-        and read."""
+        calls and samples written and read, and the memory of the data:
+        ``chunks`` of 1,024 slots each (4 KiB raw), of which ``raw_chunks``
+        hold their slots as they are and ``sealed_chunks`` are compressed into
+        ``sealed_bytes``; ``data_bytes`` is what the data holds, both tiers
+        together (what ``memory_limit`` counts)."""
         return self._core.stats()
 
     def __repr__(self) -> str:

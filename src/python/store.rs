@@ -389,6 +389,13 @@ impl PyStore {
         Ok(())
     }
 
+    /// Seals (compresses) the chunks no longer being written; returns how
+    /// many.
+    fn seal(&self, py: Python<'_>) -> PyResult<usize> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.seal()))
+    }
+
     /// Returns once every write acknowledged before the call is durable.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let store = self.store()?;
@@ -733,6 +740,9 @@ impl PyStore {
         dict.set_item("nodes", s.nodes)?;
         dict.set_item("chunks", s.chunks)?;
         dict.set_item("data_bytes", s.data_bytes)?;
+        dict.set_item("raw_chunks", s.raw_chunks)?;
+        dict.set_item("sealed_chunks", s.sealed_chunks)?;
+        dict.set_item("sealed_bytes", s.sealed_bytes)?;
         dict.set_item("reserved_bytes", s.reserved_bytes)?;
         dict.set_item("samples", s.samples)?;
         dict.set_item("write_calls", s.write_calls)?;

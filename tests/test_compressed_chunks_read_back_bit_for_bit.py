@@ -1,0 +1,130 @@
+"""Sealed (compressed) chunks hold exactly what raw ones do: every float32 bit
+pattern, read back through every path (windows, aggregates, resampling,
+snapshots, reopening), and written over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import metricstore
+
+FREQ = 10
+SPECIAL = np.array(
+    [0x7FC00000, 0x7FC00001, 0xFFC12345, 0x7F800001, 0x80000000, 0x7F800000, 0xFF800000,
+     0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0x00800000],
+    dtype=np.uint32,
+)  # fmt: skip
+
+
+def in_memory() -> metricstore.Store:
+    store = metricstore.Store()
+    store.define_metric("m", FREQ, "sum")
+    return store
+
+
+def bits(values: np.ndarray) -> list[int]:
+    return values.view(np.uint32).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3000),
+    st.integers(-5000, 5000),
+)
+def test_any_bit_patterns_survive_sealing(words: list[int], first_slot: int) -> None:
+    values = np.array(words, dtype=np.uint32).view(np.float32)
+    store = in_memory()
+    store.write(("m", "a"), first_slot * FREQ, values)
+    store.seal()
+    store.seal()  # the second pass seals the newest chunk too
+    stats = store.stats()
+    assert stats["raw_chunks"] == 0 and stats["sealed_chunks"] == stats["chunks"]
+    start, stop = (first_slot - 3) * FREQ, (first_slot + len(words) + 3) * FREQ
+    got = store.read(("m", "a"), start, stop).values
+    expected = np.full(len(words) + 6, np.nan, dtype=np.float32)
+    expected[3:-3] = values
+    # Slots never written read as NaN; every written bit pattern comes back.
+    assert bits(got[3:-3]) == bits(values)
+    assert np.isnan(got[:3]).all() and np.isnan(got[-3:]).all()
+
+
+def test_reads_of_sealed_hot_and_overwritten_chunks_match_numpy() -> None:
+    rng = np.random.default_rng(7)
+    n = 10_000
+    model = {
+        "walk": np.cumsum(rng.standard_normal(n)).astype(np.float32),
+        "load": np.round(rng.uniform(0, 72, n), 2).astype(np.float32),
+        "bits": rng.integers(0, 2**32, n, dtype=np.uint32).view(np.float32),
+    }
+    model["load"][rng.random(n) < 0.1] = np.nan
+    model["bits"][:11] = SPECIAL.view(np.float32)
+    store = in_memory()
+    for host, values in model.items():
+        store.write(("m", f"c/{host}"), 0, values)
+    assert store.seal() == 3 * 9  # all but each series' newest chunk
+    # Overwrite inside sealed chunks (they unseal), and append to the hot one.
+    for host, values in model.items():
+        patch = rng.standard_normal(50).astype(np.float32)
+        store.write(("m", f"c/{host}"), 4000 * FREQ, patch)
+        values[4000:4050] = patch
+    for host, values in model.items():
+        for start, length in ((0, n), (1000, 1000), (4020, 60), (9990, 10), (5, 1)):
+            got = store.read(("m", f"c/{host}"), start * FREQ, (start + length) * FREQ).values
+            assert bits(got) == bits(values[start : start + length]), (host, start)
+    total = np.nansum(np.stack([model["walk"], model["load"]]), axis=0).astype(np.float32)
+    aggregate = metricstore.Store()
+    aggregate.define_metric("m", FREQ, "sum")
+    for host in ("walk", "load"):
+        aggregate.write(("m", f"c/{host}"), 0, model[host])
+    aggregate.seal()
+    got = aggregate.read(("m", "c"), 0, n * FREQ).values
+    raw = in_memory()
+    for host in ("walk", "load"):
+        raw.write(("m", f"c/{host}"), 0, model[host])
+    # The aggregate of sealed chunks is the aggregate of raw ones.
+    assert bits(got) == bits(raw.read(("m", "c"), 0, n * FREQ).values)
+    np.testing.assert_allclose(got, total, rtol=1e-5)
+
+
+def test_a_store_of_sealed_chunks_reopens_them_sealed_and_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.standard_normal(5000)).astype(np.float32)
+    with metricstore.open(tmp_path, sync="none") as store:
+        store.define_metric("m", FREQ, "avg")
+        store.write(("m", "c/h"), 0, walk)
+        store.checkpoint()
+        after = store.stats()
+        # The checkpoint sealed every chunk but the one written last.
+        assert after["raw_chunks"] == 1 and after["sealed_chunks"] == 4
+        assert after["data_bytes"] == 4096 + after["sealed_bytes"]
+    with metricstore.open(tmp_path, readonly=True) as again:
+        stats = again.stats()
+        assert stats["raw_chunks"] == 0 and stats["sealed_chunks"] == 5
+        assert stats["data_bytes"] == stats["sealed_bytes"] < 5 * 4096
+        assert bits(again.read(("m", "c/h"), 0, 5000 * FREQ).values) == bits(walk)
+
+
+def test_closing_leaves_the_data_once(tmp_path: Path) -> None:
+    with metricstore.open(tmp_path, sync="none") as store:
+        store.define_metric("m", FREQ, "avg")
+        for round_ in range(3):
+            store.write(("m", "c/h"), round_ * 2000 * FREQ, np.full(2000, round_, np.float32))
+            store.checkpoint()
+        store.write(("m", "c/h"), 6000 * FREQ, np.ones(10, np.float32))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    snapshots = [n for n in names if n.endswith(".snap")]
+    assert len(snapshots) == 1
+    snapshot_lsn = int(snapshots[0].removeprefix("snapshot-").removesuffix(".snap"))
+    segments = [n for n in names if n.endswith(".log")]
+    # Only the segment started after the snapshot is left, and it is empty.
+    assert [int(n.removeprefix("wal-").removesuffix(".log")) for n in segments] == [
+        snapshot_lsn + 1
+    ]
+    assert (tmp_path / segments[0]).stat().st_size <= 64
+    with metricstore.open(tmp_path) as again:
+        got = again.read(("m", "c/h"), 0, 6010 * FREQ).values
+        assert (got[:2000] == 0).all() and (got[4000:6000] == 2).all() and (got[6000:] == 1).all()
