@@ -1,0 +1,338 @@
+"""Compression benchmark: sealed chunks on real HPC data and on a random walk,
+next to NumPy holding the same samples, measured in one run.
+
+Data sets:
+- emmy: the real job in ../shared/data/cc-job-archive (288 series of 60 s
+  metrics, 1,441 samples each, gaps included), loaded --copies times, each
+  copy 40 hours after the last (short, job-length series at times that do
+  not line up with chunks, as jobs come and go);
+- walk: --walk-series float32 random walks of --walk-points samples.
+
+For each it measures:
+- disk after close: bytes of the store directory per sample;
+- memory: a fresh process opens the store and reads every series once; its
+  resident set grows by this much per sample (NumPy: loading .npy files);
+- time to first query: a fresh process, the files dropped from the page
+  cache, imports done, opens the store and reads 1,000 points of one series
+  (NumPy: np.load(mmap_mode="r") of that series' .npy file and a copy);
+- reading everything: open and read every series, cold and warm, against
+  NumPy loading every .npy file;
+- 1,000-point window reads per second on a freshly opened store, against
+  NumPy slicing in memory;
+- encode and decode: Store.seal() of raw chunks, and reads of sealed chunks,
+  in samples per second on one thread.
+
+Each figure is the median of --repeat runs. Targets (issue 15): memory at
+most 1.3 B/sample (emmy) and 2.2 (walk); decode at least 1 G samples/s,
+encode at least 200 M; first query at most 5x NumPy; window reads at least
+0.5 of NumPy; reading everything at least 2x NumPy files; disk after close
+at most 1.5 B/sample (emmy) and 2.5 (walk).
+
+    python benchmarks/compression.py --dir /path/on/the/disk   # about two minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from _common import rss_bytes
+
+import metricstore
+from metricstore import ccbackend
+
+JOB = Path(__file__).resolve().parents[2] / "shared/data/cc-job-archive/emmy/1403/244/1608923076"
+SHIFT = 40 * 3600
+
+
+def emmy_series(copies: int) -> list[tuple[str, tuple[str, ...], int, np.ndarray]]:
+    """(metric, path, start, values) of every series of every copy."""
+    scratch = metricstore.Store()
+    ccbackend.load_job(JOB, scratch)
+    out = []
+    for handle, metric, path in scratch.list_series():
+        extent = scratch.extent(handle)
+        assert extent is not None
+        values = scratch.read(handle, *extent).values
+        for k in range(copies):
+            out.append((metric, path, extent[0] + k * SHIFT, values))
+    return out
+
+
+def walk_series(n: int, points: int) -> list[tuple[str, tuple[str, ...], int, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    walks = np.cumsum(rng.standard_normal((n, points)), axis=1).astype(np.float32)
+    return [("walk", ("c", f"s{i:04d}"), 0, walks[i]) for i in range(n)]
+
+
+def build(base: Path, name: str, data: list) -> tuple[Path, Path, int]:
+    """The store and the NumPy files of `data`; returns (store, npy dir, samples)."""
+    store_dir, npy_dir = base / f"{name}.store", base / f"{name}.npy"
+    shutil.rmtree(store_dir, ignore_errors=True)
+    shutil.rmtree(npy_dir, ignore_errors=True)
+    npy_dir.mkdir(parents=True)
+    metrics = {"walk": (10, "avg")}
+    scratch = metricstore.Store()
+    if name == "emmy":
+        ccbackend.load_job(JOB, scratch)
+        metrics = {m.name: (m.frequency, m.aggregation) for m in scratch.metrics}
+    with metricstore.open(store_dir, sync="none", checkpoint_interval_s=None) as store:
+        for metric, (frequency, aggregation) in metrics.items():
+            store.define_metric(metric, frequency, aggregation)
+        for i, (metric, path, start, values) in enumerate(data):
+            store.write((metric, path), start, values)
+            np.save(npy_dir / f"{i:06d}.npy", values)
+    samples = sum(int(np.count_nonzero(~np.isnan(v))) for *_, v in data)
+    return store_dir, npy_dir, samples
+
+
+def drop_cache(path: Path) -> None:
+    for file in [f for f in path.rglob("*") if f.is_file()]:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in a fresh process; prints a JSON line."""
+    store_dir, npy_dir = Path(args.store), Path(args.npy)
+    if args.cold:
+        drop_cache(store_dir)
+        drop_cache(npy_dir)
+    base = rss_bytes()
+    clock = time.perf_counter
+    t0 = clock()
+    if args.child == "store-first":
+        store = metricstore.open(store_dir, readonly=True)
+        handle, metric, _ = store.list_series()[0]
+        extent = store.extent(handle)
+        assert extent is not None
+        step = next(m.frequency for m in store.metrics if m.name == metric)
+        got = store.read(handle, extent[0], extent[0] + 1000 * step).values
+        result = {"seconds": clock() - t0, "n": len(got)}
+    elif args.child == "numpy-first":
+        first = sorted(npy_dir.iterdir())[0]
+        got = np.array(np.load(first, mmap_mode="r")[:1000])
+        result = {"seconds": clock() - t0, "n": len(got)}
+    elif args.child == "store-all":
+        store = metricstore.open(store_dir, readonly=True)
+        n = 0
+        for handle, _, _ in store.list_series():
+            extent = store.extent(handle)
+            if extent is not None:
+                n += len(store.read(handle, *extent).values)
+        result = {"seconds": clock() - t0, "n": n, "rss": rss_bytes() - base}
+    else:
+        arrays = [np.load(f) for f in sorted(npy_dir.iterdir())]
+        result = {
+            "seconds": clock() - t0,
+            "n": sum(len(a) for a in arrays),
+            "rss": rss_bytes() - base,
+        }
+    print(json.dumps(result))
+
+
+def in_child(kind: str, store_dir: Path, npy_dir: Path, cold: bool) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--store", str(store_dir)]
+    command += ["--npy", str(npy_dir)] + (["--cold"] if cold else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median(run: Callable[[], float], repeat: int) -> float:
+    return statistics.median(run() for _ in range(repeat))
+
+
+def window_reads(store_dir: Path, npy_dir: Path, repeat: int) -> tuple[float, float]:
+    """1,000-point reads per second at random places: (the store freshly
+    opened, NumPy slicing arrays in memory and copying)."""
+    rng = np.random.default_rng(5)
+    store = metricstore.open(store_dir, readonly=True)
+    try:
+        frequency = {m.name: m.frequency for m in store.metrics}
+        windows = []
+        listed = store.list_series()
+        for i in rng.integers(0, len(listed), 2000):
+            handle, metric, _ = listed[i]
+            extent = store.extent(handle)
+            assert extent is not None
+            f = frequency[metric]
+            first = (
+                extent[0] + int(rng.integers(0, max(1, (extent[1] - extent[0]) // f - 1000))) * f
+            )
+            windows.append((handle, first, first + 1000 * f))
+
+        def store_rate() -> float:
+            t0 = time.perf_counter()
+            for handle, first, stop in windows:
+                store.read(handle, first, stop)
+            return len(windows) / (time.perf_counter() - t0)
+
+        arrays = [np.load(f) for f in sorted(npy_dir.iterdir())]
+        slices = [
+            (arrays[i], int(rng.integers(0, max(1, len(arrays[i]) - 1000))))
+            for i in rng.integers(0, len(arrays), len(windows))
+        ]
+
+        def numpy_rate() -> float:
+            t0 = time.perf_counter()
+            for array, first in slices:
+                array[first : first + 1000].copy()
+            return len(slices) / (time.perf_counter() - t0)
+
+        return median(store_rate, repeat), median(numpy_rate, repeat)
+    finally:
+        store.close()
+
+
+def codec_rates(store_dir: Path, repeat: int) -> tuple[float, float]:
+    """(encode, decode) in samples (slots) per second on one thread: sealing
+    raw chunks (Store.seal), and reading every slot of sealed ones."""
+    with metricstore.open(store_dir, readonly=True) as sealed:
+        assert sealed.stats()["raw_chunks"] == 0
+        spans = [(h, sealed.extent(h)) for h, _, _ in sealed.list_series()]
+        spans = [(h, e) for h, e in spans if e is not None]
+        slots = sum(len(sealed.read(h, *e).values) for h, e in spans)
+
+        def decode() -> float:
+            t0 = time.perf_counter()
+            for handle, extent in spans:
+                sealed.read(handle, *extent)
+            return slots / (time.perf_counter() - t0)
+
+        decode_rate = statistics.median(decode() for _ in range(repeat))
+        metrics = sealed.metrics
+        contents = [(sealed.series_key(h), e[0], sealed.read(h, *e).values) for h, e in spans]
+
+    def encode() -> float:
+        raw = metricstore.Store()
+        for m in metrics:
+            raw.define_metric(m.name, m.frequency, m.aggregation)
+        for key, start, values in contents:
+            raw.write(key, start, values)
+        chunks = raw.stats()["raw_chunks"]
+        t0 = time.perf_counter()
+        done = raw.seal() + raw.seal()  # the second seals each series' newest
+        seconds = time.perf_counter() - t0
+        assert done == chunks, (done, chunks)
+        return done * 1024 / seconds
+
+    return statistics.median(encode() for _ in range(repeat)), decode_rate
+
+
+def report(name: str, store_dir: Path, npy_dir: Path, samples: int, repeat: int) -> dict:
+    disk = sum(f.stat().st_size for f in store_dir.iterdir() if f.is_file())
+    npy_disk = sum(f.stat().st_size for f in npy_dir.iterdir())
+    first_store = median(
+        lambda: in_child("store-first", store_dir, npy_dir, True)["seconds"], repeat
+    )
+    first_numpy = median(
+        lambda: in_child("numpy-first", store_dir, npy_dir, True)["seconds"], repeat
+    )
+    cold_store = [in_child("store-all", store_dir, npy_dir, True) for _ in range(repeat)]
+    cold_numpy = [in_child("numpy-all", store_dir, npy_dir, True) for _ in range(repeat)]
+    warm_store = [in_child("store-all", store_dir, npy_dir, False) for _ in range(repeat)]
+    warm_numpy = [in_child("numpy-all", store_dir, npy_dir, False) for _ in range(repeat)]
+    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    windows = window_reads(store_dir, npy_dir, repeat)
+    encode, decode = codec_rates(store_dir, repeat)
+    return {
+        "name": name,
+        "samples": samples,
+        "disk": disk / samples,
+        "npy_disk": npy_disk / samples,
+        "memory": med(warm_store, "rss") / samples,
+        "npy_memory": med(warm_numpy, "rss") / samples,
+        "first": (first_store, first_numpy),
+        "all_cold": (med(cold_store, "seconds"), med(cold_numpy, "seconds")),
+        "all_warm": (med(warm_store, "seconds"), med(warm_numpy, "seconds")),
+        "windows": windows,
+        "encode": encode,
+        "decode": decode,
+    }
+
+
+def print_report(r: dict, targets: dict) -> None:
+    print(f"\n{r['name']}: {r['samples']:,} samples")
+    print(f"{'':40} {'metricstore':>14} {'numpy':>14} {'ratio':>8}")
+    print(f"{'disk after close, B/sample':40} {r['disk']:14.2f} {r['npy_disk']:14.2f}")
+    print(f"{'memory after reading all, B/sample':40} {r['memory']:14.2f} {r['npy_memory']:14.2f}")
+    fs, fn = r["first"]
+    print(
+        f"{'first 1,000-point query, cold, ms':40} "
+        f"{fs * 1e3:14.1f} {fn * 1e3:14.1f} {fs / fn:8.1f}x"
+    )
+    for label, key in (
+        ("read everything, cold, s", "all_cold"),
+        ("read everything, warm, s", "all_warm"),
+    ):
+        s, n = r[key]
+        print(f"{label:40} {s:14.3f} {n:14.3f} {n / s:8.2f}")
+    ws, wn = r["windows"]
+    print(f"{'1,000-point window reads/s':40} {ws:14,.0f} {wn:14,.0f} {ws / wn:8.2f}")
+    print(f"{'encode (seal), M samples/s':40} {r['encode'] / 1e6:14.0f}")
+    print(f"{'decode (read sealed), M samples/s':40} {r['decode'] / 1e6:14.0f}")
+    checks = [
+        ("memory", r["memory"] <= targets["memory"], f"{r['memory']:.2f} <= {targets['memory']}"),
+        ("disk", r["disk"] <= targets["disk"], f"{r['disk']:.2f} <= {targets['disk']}"),
+        ("first query", fs <= 5 * fn, f"{fs / fn:.1f}x <= 5x"),
+        ("read all cold", r["all_cold"][1] / r["all_cold"][0] >= 2,
+         f"{r['all_cold'][1] / r['all_cold'][0]:.2f} >= 2"),
+        ("read all warm", r["all_warm"][1] / r["all_warm"][0] >= 2,
+         f"{r['all_warm'][1] / r['all_warm'][0]:.2f} >= 2"),
+        ("windows", ws / wn >= 0.5, f"{ws / wn:.2f} >= 0.5"),
+        ("encode", r["encode"] >= 200e6, f"{r['encode'] / 1e6:.0f}M >= 200M"),
+        ("decode", r["decode"] >= 1e9, f"{r['decode'] / 1e6:.0f}M >= 1000M"),
+    ]  # fmt: skip
+    print(
+        "targets: " + "; ".join(f"{n} {'met' if ok else 'MISSED'} ({how})" for n, ok, how in checks)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=64)
+    parser.add_argument("--walk-series", type=int, default=200)
+    parser.add_argument("--walk-points", type=int, default=100_000)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--npy", help=argparse.SUPPRESS)
+    parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    base = args.dir or Path(tempfile.mkdtemp(prefix="metricstore-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    print(f"metricstore {metricstore.__version__}, numpy {np.__version__}; directory {base}; "
+          f"median of {args.repeat} runs")  # fmt: skip
+    sets = [
+        ("emmy", emmy_series(args.copies), {"memory": 1.3, "disk": 1.5}),
+        ("walk", walk_series(args.walk_series, args.walk_points), {"memory": 2.2, "disk": 2.5}),
+    ]
+    for name, data, targets in sets:
+        store_dir, npy_dir, samples = build(base, name, data)
+        print_report(report(name, store_dir, npy_dir, samples, args.repeat), targets)
+        shutil.rmtree(store_dir)
+        shutil.rmtree(npy_dir)
+    if args.dir is None:
+        shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()
