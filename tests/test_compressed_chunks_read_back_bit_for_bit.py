@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import metricstore
@@ -31,6 +32,8 @@ def bits(values: np.ndarray) -> list[int]:
 
 
 @settings(max_examples=60, deadline=None)
+@example([0x7F800001], 0)  # a lone signalling NaN: nothing is stored
+@example([0x7F800001, 0x3F800000], 1023)  # kept beside a value, across chunks
 @given(
     st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3000),
     st.integers(-5000, 5000),
@@ -45,10 +48,16 @@ def test_any_bit_patterns_survive_sealing(words: list[int], first_slot: int) -> 
     assert stats["raw_chunks"] == 0 and stats["sealed_chunks"] == stats["chunks"]
     start, stop = (first_slot - 3) * FREQ, (first_slot + len(words) + 3) * FREQ
     got = store.read(("m", "a"), start, stop).values
-    expected = np.full(len(words) + 6, np.nan, dtype=np.float32)
-    expected[3:-3] = values
-    # Slots never written read as NaN; every written bit pattern comes back.
-    assert bits(got[3:-3]) == bits(values)
+    # Every written bit pattern comes back, but for NaN where a chunk would
+    # hold nothing else: NaN is "missing", and writing only missing values
+    # where nothing is stored stores nothing (reads give the plain NaN).
+    expected = values.view(np.uint32).copy()
+    slots = np.arange(first_slot, first_slot + len(words))
+    for key in np.unique(slots // 1024):
+        inside = slots // 1024 == key
+        if np.isnan(values[inside]).all():
+            expected[inside] = 0x7FC00000
+    assert bits(got[3:-3]) == expected.tolist()
     assert np.isnan(got[:3]).all() and np.isnan(got[-3:]).all()
 
 
@@ -101,11 +110,18 @@ def test_a_store_of_sealed_chunks_reopens_them_sealed_and_exact(tmp_path: Path) 
         # The checkpoint sealed every chunk but the one written last.
         assert after["raw_chunks"] == 1 and after["sealed_chunks"] == 4
         assert after["data_bytes"] == 4096 + after["sealed_bytes"]
-    with metricstore.open(tmp_path, readonly=True) as again:
+    with metricstore.open(tmp_path) as again:
+        # A writable open reads every chunk and keeps it sealed in memory...
         stats = again.stats()
         assert stats["raw_chunks"] == 0 and stats["sealed_chunks"] == 5
         assert stats["data_bytes"] == stats["sealed_bytes"] < 5 * 4096
         assert bits(again.read(("m", "c/h"), 0, 5000 * FREQ).values) == bits(walk)
+    with metricstore.open(tmp_path, readonly=True) as reader:
+        # ...a read-only one leaves it in the mapped snapshot until read.
+        stats = reader.stats()
+        assert stats["sealed_chunks"] == 0 and stats["mapped_chunks"] == 5
+        assert stats["data_bytes"] == stats["mapped_bytes"] < 5 * 4096
+        assert bits(reader.read(("m", "c/h"), 0, 5000 * FREQ).values) == bits(walk)
 
 
 def test_closing_leaves_the_data_once(tmp_path: Path) -> None:
@@ -128,3 +144,31 @@ def test_closing_leaves_the_data_once(tmp_path: Path) -> None:
     with metricstore.open(tmp_path) as again:
         got = again.read(("m", "c/h"), 0, 6010 * FREQ).values
         assert (got[:2000] == 0).all() and (got[4000:6000] == 2).all() and (got[6000:] == 1).all()
+
+
+def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_offset(
+    tmp_path: Path,
+) -> None:
+    walk = np.cumsum(np.random.default_rng(9).standard_normal(3000)).astype(np.float32)
+    with metricstore.open(tmp_path, sync="none") as store:
+        store.define_metric("m", FREQ, "avg")
+        store.write(("m", "c/a"), 0, walk)
+        store.write(("m", "c/b"), 0, walk)
+        snapshot = Path(store.checkpoint().file)
+        store.close(checkpoint=False)
+    data = bytearray(snapshot.read_bytes())
+    # The index (format 2): the end block's last 8 bytes give its offset;
+    # after its 12-byte block header, series a's chunk count, then 28-byte
+    # entries (key i64, offset u64, ...). Damage a's second chunk.
+    index = int.from_bytes(data[-8:], "little")
+    entry = index + 12 + 4 + 28
+    offset = int.from_bytes(data[entry + 8 : entry + 16], "little")
+    data[offset + 6] ^= 0x10
+    snapshot.write_bytes(bytes(data))
+    with metricstore.open(tmp_path, readonly=True) as reader:
+        with pytest.raises(metricstore.CorruptionError) as raised:
+            reader.read(("m", "c/a"), 0, 3000 * FREQ)
+        assert str(snapshot) in str(raised.value) and str(offset) in str(raised.value)
+        # The first chunk of a, and all of b, still read exactly.
+        assert bits(reader.read(("m", "c/a"), 0, 1024 * FREQ).values) == bits(walk[:1024])
+        assert bits(reader.read(("m", "c/b"), 0, 3000 * FREQ).values) == bits(walk)

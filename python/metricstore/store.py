@@ -552,9 +552,11 @@ class Store:
         """Counters and sizes: metrics, series, samples (non-NaN values stored),
         calls and samples written and read, and the memory of the data:
         ``chunks`` of 1,024 slots each (4 KiB raw), of which ``raw_chunks``
-        hold their slots as they are and ``sealed_chunks`` are compressed into
-        ``sealed_bytes``; ``data_bytes`` is what the data holds, both tiers
-        together (what ``memory_limit`` counts)."""
+        hold their slots as they are, ``sealed_chunks`` are compressed into
+        ``sealed_bytes``, and ``mapped_chunks`` (read-only stores) stay
+        compressed in the snapshot file, ``mapped_bytes`` of it, read when a
+        read needs them; ``data_bytes`` is all tiers together (what
+        ``memory_limit`` counts)."""
         return self._core.stats()
 
     def __repr__(self) -> str:

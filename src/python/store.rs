@@ -743,6 +743,8 @@ impl PyStore {
         dict.set_item("raw_chunks", s.raw_chunks)?;
         dict.set_item("sealed_chunks", s.sealed_chunks)?;
         dict.set_item("sealed_bytes", s.sealed_bytes)?;
+        dict.set_item("mapped_chunks", s.mapped_chunks)?;
+        dict.set_item("mapped_bytes", s.mapped_bytes)?;
         dict.set_item("reserved_bytes", s.reserved_bytes)?;
         dict.set_item("samples", s.samples)?;
         dict.set_item("write_calls", s.write_calls)?;

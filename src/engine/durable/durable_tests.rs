@@ -606,6 +606,67 @@ fn a_snapshot_keeps_sealed_chunks_sealed_and_reopens_them_sealed() {
     assert_eq!(everything(&again, &ids, 60 * 1500), live);
 }
 
+#[test]
+fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    let b = store.series("m", &["b"]).unwrap();
+    let walk: Vec<f32> = (0..5000).map(|i| ((i * 37) % 101) as f32 / 4.0).collect();
+    store.write_block(a, 0, &walk).unwrap();
+    store.write_block(b, 0, &walk[..2000]).unwrap();
+    let live = everything(&store, &[a, b], 6000);
+    let info = store.checkpoint().unwrap();
+    store.close_with(false).unwrap();
+    drop(store);
+    let read_only = OpenOptions {
+        readonly: true,
+        ..options(SyncMode::None)
+    };
+    let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
+    let stats = reader.stats();
+    assert_eq!(
+        (stats.mapped_chunks, stats.sealed_chunks, stats.raw_chunks),
+        (7, 0, 0)
+    );
+    assert_eq!(stats.samples, 7000);
+    assert_eq!(everything(&reader, &[a, b], 6000), live);
+    drop(reader);
+
+    // Damage one chunk of series a (its third): the reader still opens,
+    // reads of that chunk name the file and offset, the rest reads fine.
+    let bytes = std::fs::read(&info.file).unwrap();
+    let (_, inspection) = Store::inspect(dir.path()).unwrap();
+    assert_eq!(inspection.snapshots[0].problem, None);
+    let index_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
+    let third = index_at + 12 + 4 + 2 * 28; // series a: count, then chunks 0, 1, 2
+    let offset = u64::from_le_bytes(bytes[third + 8..third + 16].try_into().unwrap());
+    let mut damaged = bytes.clone();
+    damaged[offset as usize + 5] ^= 0x40;
+    std::fs::write(&info.file, &damaged).unwrap();
+    let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
+    let err = reader.read(Target::Series(a), 2048, 2100).unwrap_err();
+    assert_eq!(
+        err,
+        EngineError::Corruption {
+            file: info.file.clone(),
+            offset,
+            lsn: None,
+            reason: "chunk checksum mismatch".to_owned(),
+        }
+    );
+    assert_eq!(bits(&reader, a, 0, 2048), live[0][5000..7048]);
+    assert_eq!(bits(&reader, b, 0, 6000)[..], live[1][5000..11000]);
+    drop(reader);
+    // A writable open checks every chunk: it skips this snapshot and
+    // replays the whole log, which it kept (one snapshot only).
+    let (writer, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot, None);
+    assert_eq!(report.skipped_snapshots[0].0, info.file);
+    assert_eq!(everything(&writer, &[a, b], 6000), live);
+}
+
 fn snapshot_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()

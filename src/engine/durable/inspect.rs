@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::engine::error::EngineError;
 use crate::engine::model::time::TimeUnit;
@@ -127,13 +128,15 @@ pub fn inspect(
         let bytes = storage
             .read(&path)
             .map_err(|e| EngineError::io("reading", &path, &e))?;
+        let size = bytes.len() as u64;
+        let name = path.display().to_string();
         let problem = Store::new(unit)
-            .load_snapshot(&bytes, Tracker::new(None))
+            .load_snapshot(Arc::new(bytes), &name, false, Tracker::new(None))
             .err()
             .map(|e| e.to_string());
         snapshots.push(SnapshotInfo {
             file: path.display().to_string(),
-            bytes: bytes.len() as u64,
+            bytes: size,
             lsn,
             problem,
         });

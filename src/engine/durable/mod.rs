@@ -718,8 +718,9 @@ impl Store {
                     progress.enter(OpenPhase::Snapshot);
                     let mut candidate = Store::new(unit);
                     tried += bytes.len() as u64;
+                    let name = path.display().to_string();
                     candidate
-                        .load_snapshot(bytes.as_ref(), progress)
+                        .load_snapshot(Arc::from(bytes), &name, options.readonly, progress)
                         .map(|lsn| (candidate, lsn))
                 }
             };

@@ -137,6 +137,8 @@ pub struct ChunkPool {
     state: Mutex<PoolState>,
     sealed_bytes: AtomicUsize,
     sealed_chunks: AtomicUsize,
+    mapped_bytes: AtomicUsize,
+    mapped_chunks: AtomicUsize,
 }
 
 // SAFETY: the raw pointers in PoolState refer to slab memory owned by the
@@ -151,15 +153,20 @@ pub struct PoolUsage {
     pub reserved: usize,
     /// Bytes in slots currently holding a chunk.
     pub in_use: usize,
-    /// Sealed chunks, and the bytes they hold.
+    /// Sealed chunks in memory, and the bytes they hold.
     pub sealed_chunks: usize,
     pub sealed_bytes: usize,
+    /// Sealed chunks left in a mapped snapshot, and their bytes (in the
+    /// page cache once read, not in the heap).
+    pub mapped_chunks: usize,
+    pub mapped_bytes: usize,
 }
 
 impl PoolUsage {
-    /// Bytes the data holds: raw chunks' slots and sealed chunks' bytes.
+    /// Bytes the data holds: raw chunks' slots and sealed chunks' bytes,
+    /// in memory and mapped.
     pub fn data_bytes(&self) -> usize {
-        self.in_use + self.sealed_bytes
+        self.in_use + self.sealed_bytes + self.mapped_bytes
     }
 }
 
@@ -239,19 +246,25 @@ impl ChunkPool {
             in_use: (handed_out - state.free.len()) * CHUNK_BYTES,
             sealed_chunks: self.sealed_chunks.load(Ordering::Relaxed),
             sealed_bytes: self.sealed_bytes.load(Ordering::Relaxed),
+            mapped_chunks: self.mapped_chunks.load(Ordering::Relaxed),
+            mapped_bytes: self.mapped_bytes.load(Ordering::Relaxed),
         }
     }
 
-    /// Counts a sealed chunk of `bytes` made (positive) or freed (negative).
-    pub fn count_sealed(&self, bytes: isize) {
-        if bytes >= 0 {
-            self.sealed_bytes
-                .fetch_add(bytes as usize, Ordering::Relaxed);
-            self.sealed_chunks.fetch_add(1, Ordering::Relaxed);
+    /// Counts a sealed chunk of `bytes` made (positive) or freed
+    /// (negative), in memory or `mapped`.
+    pub fn count_sealed(&self, mapped: bool, bytes: isize) {
+        let (total, chunks) = if mapped {
+            (&self.mapped_bytes, &self.mapped_chunks)
         } else {
-            self.sealed_bytes
-                .fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
-            self.sealed_chunks.fetch_sub(1, Ordering::Relaxed);
+            (&self.sealed_bytes, &self.sealed_chunks)
+        };
+        if bytes >= 0 {
+            total.fetch_add(bytes as usize, Ordering::Relaxed);
+            chunks.fetch_add(1, Ordering::Relaxed);
+        } else {
+            total.fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
+            chunks.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::engine::memory::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting};
-use crate::engine::memory::sealed::Sealed;
+use crate::engine::memory::sealed::{Damage, Sealed};
 
 /// One chunk of a series.
 enum Stored {
@@ -33,12 +33,12 @@ impl Stored {
         to: usize,
         buffer: &mut [f32; CHUNK_SLOTS],
         visit: impl FnOnce(&[f32]) -> R,
-    ) -> R {
+    ) -> Result<R, Damage> {
         match self {
-            Stored::Raw(chunk) => visit(&chunk.as_slice()[from..to]),
+            Stored::Raw(chunk) => Ok(visit(&chunk.as_slice()[from..to])),
             Stored::Sealed(sealed) => {
-                sealed.decode_into(buffer);
-                visit(&buffer[from..to])
+                sealed.decode_into(buffer)?;
+                Ok(visit(&buffer[from..to]))
             }
         }
     }
@@ -52,12 +52,14 @@ impl Stored {
 }
 
 /// How a series' chunks are held: raw chunks, and sealed chunks with the
-/// bytes they take.
+/// bytes they take, in memory and in a mapped snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tiers {
     pub raw_chunks: usize,
     pub sealed_chunks: usize,
     pub sealed_bytes: usize,
+    pub mapped_chunks: usize,
+    pub mapped_bytes: usize,
 }
 
 /// A chunk as a snapshot stores it: its key, its encoded bytes' place in
@@ -150,7 +152,11 @@ impl SeriesData {
                         unreachable!("matched as sealed")
                     };
                     let mut chunk = pool.chunk_with(0, &[]).0;
-                    sealed.decode_into(chunk.as_mut_slice());
+                    // Only a writable store writes, and it checked every
+                    // chunk when it loaded them.
+                    sealed
+                        .decode_into(chunk.as_mut_slice())
+                        .expect("chunks of a writable store were checked when loaded");
                     let slots = chunk.slots();
                     *stored = Stored::Raw(chunk);
                     slots
@@ -186,10 +192,11 @@ impl SeriesData {
     }
 
     /// Copies slots `first .. first + out.len()` into `out`; slots never
-    /// written are left as they are in `out` (callers pass NaN-filled buffers).
-    pub fn read_into(&self, first: i64, out: &mut [f32]) {
+    /// written are left as they are in `out` (callers pass NaN-filled
+    /// buffers). Fails only on a mapped chunk that fails its check.
+    pub fn read_into(&self, first: i64, out: &mut [f32]) -> Result<(), Damage> {
         if out.is_empty() {
-            return;
+            return Ok(());
         }
         let len = out.len();
         let end = first + len as i64; // exclusive; read_slots bounds len
@@ -203,21 +210,27 @@ impl SeriesData {
             let (a, b) = ((from - chunk_start) as usize, (to - chunk_start) as usize);
             match stored {
                 Stored::Raw(chunk) => target.copy_from_slice(&chunk.as_slice()[a..b]),
-                Stored::Sealed(sealed) if b - a == CHUNK_SLOTS => sealed.decode_into(target),
+                Stored::Sealed(sealed) if b - a == CHUNK_SLOTS => sealed.decode_into(target)?,
                 Stored::Sealed(sealed) => {
                     let mut buffer = [0f32; CHUNK_SLOTS];
-                    sealed.decode_into(&mut buffer);
+                    sealed.decode_into(&mut buffer)?;
                     target.copy_from_slice(&buffer[a..b]);
                 }
             }
         }
+        Ok(())
     }
 
     /// Calls `visit(offset, values)` for every stored run of slots inside
     /// `first .. first + len`, in slot order; `offset` is relative to `first`.
-    pub fn for_each_piece(&self, first: i64, len: usize, mut visit: impl FnMut(usize, &[f32])) {
+    pub fn for_each_piece(
+        &self,
+        first: i64,
+        len: usize,
+        mut visit: impl FnMut(usize, &[f32]),
+    ) -> Result<(), Damage> {
         if len == 0 {
-            return;
+            return Ok(());
         }
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
@@ -230,8 +243,9 @@ impl SeriesData {
             let (a, b) = ((from - chunk_start) as usize, (to - chunk_start) as usize);
             stored.visit(a, b, &mut buffer, |values| {
                 visit((from - first) as usize, values);
-            });
+            })?;
         }
+        Ok(())
     }
 
     /// Appends every chunk's encoded bytes to `out`, in key order, and
@@ -350,6 +364,10 @@ impl SeriesData {
         for stored in self.chunks.values() {
             match stored {
                 Stored::Raw(_) => tiers.raw_chunks += 1,
+                Stored::Sealed(sealed) if sealed.is_mapped() => {
+                    tiers.mapped_chunks += 1;
+                    tiers.mapped_bytes += sealed.bytes().len();
+                }
                 Stored::Sealed(sealed) => {
                     tiers.sealed_chunks += 1;
                     tiers.sealed_bytes += sealed.bytes().len();
@@ -360,25 +378,37 @@ impl SeriesData {
     }
 
     /// The first slot holding a sample, if any.
-    pub fn first_sample_slot(&self) -> Option<i64> {
+    pub fn first_sample_slot(&self) -> Result<Option<i64>, Damage> {
         let mut buffer = [0f32; CHUNK_SLOTS];
-        self.chunks.iter().find_map(|(key, stored)| {
+        for (key, stored) in &self.chunks {
+            if stored.valid() == 0 {
+                continue;
+            }
             let first = stored.visit(0, CHUNK_SLOTS, &mut buffer, |slots| {
                 slots.iter().position(|v| !v.is_nan())
             })?;
-            Some(key * CHUNK_SLOTS as i64 + first as i64)
-        })
+            if let Some(first) = first {
+                return Ok(Some(key * CHUNK_SLOTS as i64 + first as i64));
+            }
+        }
+        Ok(None)
     }
 
     /// The last slot holding a sample, if any.
-    pub fn last_sample_slot(&self) -> Option<i64> {
+    pub fn last_sample_slot(&self) -> Result<Option<i64>, Damage> {
         let mut buffer = [0f32; CHUNK_SLOTS];
-        self.chunks.iter().rev().find_map(|(key, stored)| {
+        for (key, stored) in self.chunks.iter().rev() {
+            if stored.valid() == 0 {
+                continue;
+            }
             let last = stored.visit(0, CHUNK_SLOTS, &mut buffer, |slots| {
                 slots.iter().rposition(|v| !v.is_nan())
             })?;
-            Some(key * CHUNK_SLOTS as i64 + last as i64)
-        })
+            if let Some(last) = last {
+                return Ok(Some(key * CHUNK_SLOTS as i64 + last as i64));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -390,17 +420,17 @@ mod tests {
     #[test]
     fn the_first_and_last_samples_are_found_past_empty_chunks_and_nan_ends() {
         let (pool, mut series) = (pool(), SeriesData::default());
-        assert_eq!(series.last_sample_slot(), None);
-        assert_eq!(series.first_sample_slot(), None);
+        assert_eq!(series.last_sample_slot(), Ok(None));
+        assert_eq!(series.first_sample_slot(), Ok(None));
         series.write(&pool, -5, &[1.0, 2.0]);
         series.write(&pool, 3000, &[f32::NAN]);
-        assert_eq!(series.last_sample_slot(), Some(-4));
-        assert_eq!(series.first_sample_slot(), Some(-5));
+        assert_eq!(series.last_sample_slot(), Ok(Some(-4)));
+        assert_eq!(series.first_sample_slot(), Ok(Some(-5)));
         series.write_one(&pool, 2047, 0.0);
-        assert_eq!(series.last_sample_slot(), Some(2047));
+        assert_eq!(series.last_sample_slot(), Ok(Some(2047)));
         series.write_one(&pool, -5000, 1.0);
         series.write_one(&pool, -5000, f32::NAN); // a chunk left with no sample
-        assert_eq!(series.first_sample_slot(), Some(-5));
+        assert_eq!(series.first_sample_slot(), Ok(Some(-5)));
     }
 
     #[test]
@@ -432,7 +462,7 @@ mod tests {
 
     fn read(series: &SeriesData, first: i64, len: usize) -> Vec<f32> {
         let mut out = vec![f32::NAN; len];
-        series.read_into(first, &mut out);
+        series.read_into(first, &mut out).unwrap();
         out
     }
 
@@ -458,14 +488,16 @@ mod tests {
         assert_eq!(bits(&read(&series, 0, 2500)), bits(&values));
         assert_eq!(bits(&read(&series, 1000, 100)), bits(&values[1000..1100]));
         let mut pieces = Vec::new();
-        series.for_each_piece(1000, 100, |at, v| pieces.push((at, bits(v))));
+        series
+            .for_each_piece(1000, 100, |at, v| pieces.push((at, bits(v))))
+            .unwrap();
         let expected = vec![
             (0, bits(&values[1000..1024])),
             (24, bits(&values[1024..1100])),
         ];
         assert_eq!(pieces, expected);
         assert_eq!(series.valid(), 2499);
-        assert_eq!(series.first_sample_slot(), Some(0));
+        assert_eq!(series.first_sample_slot(), Ok(Some(0)));
         // Nothing was written since: the last raw chunk seals too.
         assert_eq!(series.seal(&pool), 1);
         assert_eq!(pool.usage().in_use, 0);
@@ -480,7 +512,7 @@ mod tests {
         let got = read(&series, 2048, 452);
         assert!(got[..52].iter().all(|v| v.is_nan()));
         assert_eq!(bits(&got[52..]), bits(&values[2100..]));
-        assert_eq!(series.last_sample_slot(), Some(2499));
+        assert_eq!(series.last_sample_slot(), Ok(Some(2499)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::engine::memory::sealed::Damage;
 use crate::engine::memory::series::SeriesData;
 use crate::engine::model::metric::Aggregation;
 
@@ -19,7 +20,7 @@ pub fn combine(
     first: i64,
     aggregation: Aggregation,
     out: &mut [f32],
-) {
+) -> Result<(), Damage> {
     // -0.0 is the identity of IEEE addition that keeps every value's bits
     // (+0.0 + -0.0 is +0.0), so a slot with one value sums to that value.
     let mut sum = vec![-0.0f64; out.len()];
@@ -36,7 +37,7 @@ pub fn combine(
                         *c += 1;
                     }
                 }
-            });
+            })?;
     }
     for ((o, s), c) in out.iter_mut().zip(&sum).zip(&count) {
         if *c > 0 {
@@ -46,6 +47,7 @@ pub fn combine(
             };
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -66,7 +68,7 @@ mod tests {
         let none = source(&pool, &[f32::NAN, f32::NAN, f32::NAN]);
         for aggregation in [Aggregation::Sum, Aggregation::Avg] {
             let mut out = [f32::NAN; 3];
-            combine(&[none.clone(), one.clone()], 0, aggregation, &mut out);
+            combine(&[none.clone(), one.clone()], 0, aggregation, &mut out).unwrap();
             assert_eq!(out[0].to_bits(), (-0.0f32).to_bits(), "{aggregation:?}");
             assert_eq!(out[1], 1.5);
             assert!(out[2].is_nan());

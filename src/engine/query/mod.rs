@@ -18,7 +18,7 @@ pub(crate) mod resample;
 use super::error::EngineError;
 use crate::engine::model::names::{path_matches, validate_path};
 use crate::engine::model::time::read_slots;
-use crate::engine::query::read::{Matrix, Target};
+use crate::engine::query::read::{Matrix, Target, damaged};
 use crate::engine::query::resample::{Method, Stats};
 use crate::engine::store::{SeriesId, Store};
 
@@ -90,7 +90,7 @@ impl Store {
         let (lo, hi) = bucket_range(start, stop, resolution)?;
         let (first, len) = read_slots(lo, hi, f)?;
         let mut raw = vec![f32::NAN; len];
-        Self::fill(&source, first, &mut raw);
+        Self::fill(&source, first, &mut raw)?;
         self.count_read(len);
         if method == Method::Lttb {
             let kept = resample::lttb(&raw, len / factor);
@@ -206,8 +206,9 @@ impl Store {
         let mut extent: Option<(i128, i128)> = None;
         for (data, f) in series {
             let data = data.read();
-            let (Some(first), Some(last)) = (data.first_sample_slot(), data.last_sample_slot())
-            else {
+            let first = data.first_sample_slot().map_err(damaged)?;
+            let last = data.last_sample_slot().map_err(damaged)?;
+            let (Some(first), Some(last)) = (first, last) else {
                 continue;
             };
             let f = i128::from(f);
@@ -251,16 +252,18 @@ impl Store {
                 continue;
             };
             let f = i128::from(catalog.metric(metric).frequency);
-            let stale = series.iter().any(|&id| {
-                let last = catalog.entries()[id as usize]
-                    .data
-                    .read()
-                    .last_sample_slot();
-                last.is_none_or(|slot| {
+            let mut stale = false;
+            for &id in &series {
+                let data = catalog.entries()[id as usize].data.read();
+                let last = data.last_sample_slot().map_err(damaged)?;
+                stale |= last.is_none_or(|slot| {
                     let end = i128::from(slot) * f + (f + 1) / 2;
                     i128::from(now) - end > i128::from(STALE_PERIODS) * f
-                })
-            });
+                });
+                if stale {
+                    break;
+                }
+            }
             out.push(if stale {
                 Freshness::Stale
             } else {

@@ -7,6 +7,7 @@ use parking_lot::RwLock;
 
 use crate::engine::error::EngineError;
 use crate::engine::memory::catalog::{Catalog, MetricId, SeriesId};
+use crate::engine::memory::sealed::Damage;
 use crate::engine::memory::series::SeriesData;
 use crate::engine::model::metric::Aggregation;
 use crate::engine::model::names::{display_path, validate_path};
@@ -47,6 +48,16 @@ pub(crate) struct Source {
     pub(crate) frequency: i64,
     pub(crate) aggregation: Aggregation,
     pub(crate) series: Vec<Arc<RwLock<SeriesData>>>,
+}
+
+/// A chunk that cannot be read, as the error a reader gets.
+pub(crate) fn damaged(damage: Damage) -> EngineError {
+    EngineError::Corruption {
+        file: damage.file,
+        offset: damage.offset,
+        lsn: None,
+        reason: damage.reason,
+    }
 }
 
 impl Store {
@@ -93,11 +104,14 @@ impl Store {
         }
     }
 
-    pub(crate) fn fill(source: &Source, first: i64, out: &mut [f32]) {
+    /// Fills `out` with slots `first ..` of `source`; fails only on a
+    /// chunk of a mapped snapshot that fails its check.
+    pub(crate) fn fill(source: &Source, first: i64, out: &mut [f32]) -> Result<(), EngineError> {
         match source.series.as_slice() {
             [one] => one.read().read_into(first, out),
             many => combine(many, first, source.aggregation, out),
         }
+        .map_err(damaged)
     }
 
     /// Reads `[start, stop)` of one target, NaN-padded to the whole range.
@@ -110,7 +124,7 @@ impl Store {
         let source = self.resolve(&self.settled_catalog(), target)?;
         let (first, len) = read_slots(start, stop, source.frequency)?;
         let mut values = vec![f32::NAN; len];
-        Self::fill(&source, first, &mut values);
+        Self::fill(&source, first, &mut values)?;
         self.count_read(len);
         Ok(RangeData {
             start: first * source.frequency,
@@ -168,7 +182,7 @@ impl Store {
         let mut values = vec![f32::NAN; cells];
         if cols > 0 {
             for (source, row) in sources.iter().zip(values.chunks_mut(cols)) {
-                Self::fill(source, first, row);
+                Self::fill(source, first, row)?;
             }
         }
         self.count_read(cells);

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::bytes::{ByteReader, put_str};
 use super::error::EngineError;
 use crate::engine::memory::chunks::CHUNK_BYTES;
-use crate::engine::memory::sealed::Sealed;
+use crate::engine::memory::sealed::{MappedFile, Sealed};
 use crate::engine::memory::series::{EncodedChunk, SeriesData};
 use crate::engine::model::metric::{Aggregation, MetricDef};
 use crate::engine::storage::progress::{Cancelled, Tracker};
@@ -122,15 +122,7 @@ impl std::fmt::Display for LoadError {
 /// The format version of a snapshot with an intact header, if it is newer
 /// than this build reads.
 fn newer_version(bytes: &[u8]) -> Option<u32> {
-    if bytes.len() < HEADER || bytes[..8] != SNAPSHOT_MAGIC {
-        return None;
-    }
-    let crc = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
-    if crc != crc32fast::hash(&bytes[..28]) {
-        return None;
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    (version > SNAPSHOT_VERSION).then_some(version)
+    snapshot_version(bytes).filter(|&version| version > SNAPSHOT_VERSION)
 }
 
 /// A block header: `len u32 | crc u32 | kind u8 | 3 zero bytes`, the CRC
@@ -333,21 +325,34 @@ impl Store {
         Ok(out.bytes)
     }
 
-    /// Fills an empty store from snapshot bytes; returns the LSN it covers.
-    /// The error says why the snapshot cannot be used, or that `progress`
-    /// was cancelled. Every byte of the file counts as done in `progress`
-    /// once loaded: the header and catalog first, then each series block.
+    /// Fills an empty store from the snapshot `file` (named `name`);
+    /// returns the LSN it covers. The error says why the snapshot cannot be
+    /// used, or that `progress` was cancelled.
+    ///
+    /// With `mapped` (read-only stores), a format 2 snapshot is mapped:
+    /// only its header, catalog, index and end block are read and checked
+    /// now; each chunk stays in the file and is checked on its first read.
+    /// Otherwise every block and chunk is read and checked, and the chunks
+    /// are copied into memory (still compressed). Every byte of the file
+    /// counts as done in `progress` once loaded.
     pub(crate) fn load_snapshot(
         &mut self,
-        file: &dyn ImmutableBytes,
+        file: Arc<dyn ImmutableBytes>,
+        name: &str,
+        mapped: bool,
         progress: Tracker<'_>,
     ) -> Result<u64, LoadError> {
-        let bytes: &[u8] = file;
+        let bytes: &[u8] = &file;
         if let Some(version) = newer_version(bytes) {
             return Err(LoadError::Newer(format!(
                 "snapshot format version {version} was written by a newer metricstore; \
                  this one reads version {SNAPSHOT_VERSION}: upgrade metricstore to open it"
             )));
+        }
+        if mapped && snapshot_version(bytes) == Some(SNAPSHOT_VERSION) {
+            let lsn = self.map_snapshot(&file, name)?;
+            progress.advance(bytes.len() as u64)?;
+            return Ok(lsn);
         }
         let (version, lsn, series_count, blocks) = self.load_snapshot_catalog(bytes)?;
         progress.advance(blocks.first().map_or(0, |&(_, _, _, end)| end) as u64)?;
@@ -376,7 +381,8 @@ impl Store {
             let chunk_blocks = &blocks[1..blocks.len() - 2];
             let &(_, index_at, index_start, index_end) = &blocks[blocks.len() - 2];
             check_block(bytes, index_at)?;
-            let index = parse_index(&bytes[index_start..index_end], series_count, chunk_blocks)?;
+            let entries = read_index(&bytes[index_start..index_end], series_count)?;
+            let index = split_by_block(entries, chunk_blocks)?;
             progress.advance((index_end - index_at) as u64)?;
             crate::engine::parallel::pool().install(|| {
                 chunk_blocks
@@ -396,13 +402,71 @@ impl Store {
         Ok(lsn)
     }
 
-    /// Checks a snapshot's header, finds its blocks (checking the end block)
-    /// and loads its catalog: (version, LSN, series count, blocks), the
-    /// catalog block first and the end block last.
-    fn load_snapshot_catalog(
-        &mut self,
-        bytes: &[u8],
-    ) -> Result<(u32, u64, u32, Vec<BlockAt>), String> {
+    /// Loads a format 2 snapshot without reading its chunks: checks the
+    /// header, the end block, the index and the catalog, then adds every
+    /// chunk as a mapped one (`sealed.rs`); returns the LSN.
+    fn map_snapshot(&mut self, file: &Arc<dyn ImmutableBytes>, name: &str) -> Result<u64, String> {
+        let bytes: &[u8] = file;
+        let (lsn, series_count) = self.check_header(bytes)?;
+        let end_at = bytes
+            .len()
+            .checked_sub(BLOCK_HEADER + 16)
+            .ok_or("the snapshot ends before its end block (incomplete file)")?;
+        let (kind, start, end) = block_bounds(bytes, end_at)?;
+        if kind != BLOCK_END || end != bytes.len() {
+            return Err("the snapshot ends before its end block (incomplete file)".to_owned());
+        }
+        check_block(bytes, end_at)?;
+        let index_at = u64::from_le_bytes(bytes[start + 8..end].try_into().expect("8 bytes"));
+        let index_at = usize::try_from(index_at).map_err(|_| "index offset out of range")?;
+        let (kind, index_start, index_end) = block_bounds(bytes, index_at)?;
+        if kind != BLOCK_INDEX || index_end != end_at {
+            return Err("the end block does not point at the index".to_owned());
+        }
+        check_block(bytes, index_at)?;
+        let (kind, catalog_start, catalog_end) = block_bounds(bytes, HEADER)?;
+        if kind != BLOCK_CATALOG {
+            return Err("the first block is not the catalog".to_owned());
+        }
+        check_block(bytes, HEADER)?;
+        self.load_catalog(&bytes[catalog_start..catalog_end])?;
+        if self.catalog.read().series_count() != series_count as usize {
+            return Err("series count differs from the header".to_owned());
+        }
+        let entries = read_index(&bytes[index_start..index_end], series_count)?;
+        // Chunks lie between the catalog and the index, in file order.
+        let mut next = catalog_end;
+        for (id, entry) in &entries {
+            if entry.offset < next || entry.offset.saturating_add(entry.len) > index_at {
+                return Err(format!(
+                    "index entry of series {id} points outside the chunks (offset {})",
+                    entry.offset
+                ));
+            }
+            next = entry.offset + entry.len;
+        }
+        let shared = Arc::new(MappedFile {
+            bytes: Box::new(Shared(Arc::clone(file))),
+            name: name.to_owned(),
+        });
+        let catalog = self.catalog.get_mut();
+        for (id, entry) in entries {
+            let sealed = Sealed::mapped(
+                &self.pool,
+                &shared,
+                entry.offset,
+                entry.len,
+                entry.crc,
+                u64::from(entry.valid),
+            );
+            let series = catalog.entry(id).ok_or_else(|| format!("no series {id}"))?;
+            series.data.write().load_sealed(entry.key, sealed);
+        }
+        Ok(lsn)
+    }
+
+    /// Checks a snapshot's header: (LSN, series count).
+    fn check_header(&self, bytes: &[u8]) -> Result<(u64, u32), String> {
         if bytes.len() < HEADER || bytes[..8] != SNAPSHOT_MAGIC {
             return Err("not a snapshot (no magic)".to_owned());
         }
@@ -410,17 +474,28 @@ impl Store {
         if crc != crc32fast::hash(&bytes[..28]) {
             return Err("snapshot header checksum mismatch".to_owned());
         }
+        if bytes[12] != self.unit().code() {
+            return Err("snapshot time unit differs from the STORE file".to_owned());
+        }
+        let lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        let series_count = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+        Ok((lsn, series_count))
+    }
+
+    /// Checks a snapshot's header, finds its blocks (checking the end block)
+    /// and loads its catalog: (version, LSN, series count, blocks), the
+    /// catalog block first and the end block last.
+    fn load_snapshot_catalog(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<(u32, u64, u32, Vec<BlockAt>), String> {
+        let (lsn, series_count) = self.check_header(bytes)?;
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(format!(
                 "snapshot format version {version}; this metricstore reads 1 to {SNAPSHOT_VERSION}"
             ));
         }
-        if bytes[12] != self.unit().code() {
-            return Err("snapshot time unit differs from the STORE file".to_owned());
-        }
-        let lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-        let series_count = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
         // Find the blocks (headers only); the series blocks are checked and
         // decoded by the caller, on all cores, as they are independent.
         let mut blocks = Vec::new();
@@ -582,54 +657,83 @@ struct IndexEntry {
     valid: u32,
 }
 
-/// Reads the index of a version 2 snapshot: its chunks, as (series id,
-/// entry), split by the chunks block holding them (in `blocks`' order).
-/// Every entry must lie inside a chunks block's payload, and the blocks'
-/// entries must run in file order, as the writer puts them.
-fn parse_index(
-    payload: &[u8],
-    series_count: u32,
-    blocks: &[BlockAt],
-) -> Result<Vec<Vec<(u32, IndexEntry)>>, String> {
-    let mut by_block: Vec<Vec<(u32, IndexEntry)>> = vec![Vec::new(); blocks.len()];
+/// The chunks a version 2 snapshot's index lists, as (series id, entry),
+/// in the index's order (series by series).
+fn read_index(payload: &[u8], series_count: u32) -> Result<Vec<(u32, IndexEntry)>, String> {
+    let mut entries = Vec::new();
     let mut r = ByteReader::new(payload);
-    let mut block = 0;
-    let mut last_end = blocks.first().map_or(0, |b| b.2);
     for id in 0..series_count {
         let count = r.u32()? as usize;
         if count > r.bytes.len() / INDEX_ENTRY {
             return Err(format!("index entry of series {id} runs past the index"));
         }
+        entries.reserve(count);
         for _ in 0..count {
             let entry = IndexEntry {
                 key: r.i64()?,
-                offset: r.u64()? as usize,
+                offset: usize::try_from(r.u64()?).map_err(|_| "chunk offset out of range")?,
                 len: r.u32()? as usize,
                 crc: r.u32()?,
                 valid: r.u32()?,
             };
-            while block < blocks.len() && entry.offset >= blocks[block].3 {
-                block += 1;
-                last_end = blocks.get(block).map_or(0, |b| b.2);
-            }
-            let fits = block < blocks.len()
-                && entry.offset >= last_end
-                && entry
-                    .offset
-                    .checked_add(entry.len)
-                    .is_some_and(|e| e <= blocks[block].3);
-            if !fits {
-                return Err(format!(
-                    "index entry of series {id} points outside the chunks blocks (offset {})",
-                    entry.offset
-                ));
-            }
-            last_end = entry.offset + entry.len;
-            by_block[block].push((id, entry));
+            entries.push((id, entry));
         }
     }
     r.finish("the index block")?;
+    Ok(entries)
+}
+
+/// `entries` split by the chunks block holding them (in `blocks`' order).
+/// Every entry must lie inside a chunks block's payload, and they must run
+/// in file order, as the writer puts them.
+fn split_by_block(
+    entries: Vec<(u32, IndexEntry)>,
+    blocks: &[BlockAt],
+) -> Result<Vec<Vec<(u32, IndexEntry)>>, String> {
+    let mut by_block: Vec<Vec<(u32, IndexEntry)>> = vec![Vec::new(); blocks.len()];
+    let mut block = 0;
+    let mut next = blocks.first().map_or(0, |b| b.2);
+    for (id, entry) in entries {
+        while block < blocks.len() && entry.offset >= blocks[block].3 {
+            block += 1;
+            next = blocks.get(block).map_or(0, |b| b.2);
+        }
+        let fits = block < blocks.len()
+            && entry.offset >= next
+            && entry
+                .offset
+                .checked_add(entry.len)
+                .is_some_and(|e| e <= blocks[block].3);
+        if !fits {
+            return Err(format!(
+                "index entry of series {id} points outside the chunks blocks (offset {})",
+                entry.offset
+            ));
+        }
+        next = entry.offset + entry.len;
+        by_block[block].push((id, entry));
+    }
     Ok(by_block)
+}
+
+/// A snapshot's format version, if its header is intact.
+fn snapshot_version(bytes: &[u8]) -> Option<u32> {
+    let intact = bytes.len() >= HEADER
+        && bytes[..8] == SNAPSHOT_MAGIC
+        && u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"))
+            == crc32fast::hash(&bytes[..28]);
+    intact.then(|| u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")))
+}
+
+/// A mapped snapshot kept alive by the chunks that read from it.
+struct Shared(Arc<dyn ImmutableBytes>);
+
+impl std::ops::Deref for Shared {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// The block at `offset`: (kind, payload start, payload end), with its

@@ -60,6 +60,10 @@ pub struct StoreStats {
     pub raw_chunks: usize,
     pub sealed_chunks: usize,
     pub sealed_bytes: usize,
+    /// Sealed chunks a read-only store left in its mapped snapshot, read
+    /// (and checked) only when a read needs them.
+    pub mapped_chunks: usize,
+    pub mapped_bytes: usize,
     /// Bytes reserved from the system for chunks (whole slabs, including
     /// free slots); what the series data costs in memory.
     pub reserved_bytes: usize,
@@ -1027,9 +1031,11 @@ impl Store {
             stats.raw_chunks += tiers.raw_chunks;
             stats.sealed_chunks += tiers.sealed_chunks;
             stats.sealed_bytes += tiers.sealed_bytes;
+            stats.mapped_chunks += tiers.mapped_chunks;
+            stats.mapped_bytes += tiers.mapped_bytes;
             stats.samples += data.valid();
         }
-        stats.chunks = stats.raw_chunks + stats.sealed_chunks;
+        stats.chunks = stats.raw_chunks + stats.sealed_chunks + stats.mapped_chunks;
         if let Some(journal) = &self.journal {
             (stats.failed_checkpoints, stats.last_checkpoint_error) = journal.checkpoint_failures();
         }
