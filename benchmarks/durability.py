@@ -9,6 +9,8 @@ replay, next to what the disk itself does, measured in one run.
   slot 0, so the 1,024 timed ticks (the default) fill exactly one new chunk
   per series: the store's steady state, allocation included;
 - commits per second of 4 writer threads against 1 in sync "always";
+- a first tick over TICK_SERIES new (metric, path) keys against the steady
+  ticks by handle after it, sync "always";
 - snapshot write (checkpoint) and load (open with nothing to replay), GB/s;
 - log replay at open, MB/s and records/s.
 
@@ -92,6 +94,27 @@ def store_ticks(base: Path, series: int, ticks: int, threads: int, warmup: int) 
     return seconds
 
 
+def first_tick(base: Path, series: int, steady: int) -> tuple[float, float]:
+    """(seconds of a first durable tick over `series` new (metric, path)
+    keys, median seconds of the `steady` ticks by handle that follow)."""
+    path = fresh(base, "first-tick")
+    store = metricstore.open(path, sync="always")
+    store.define_metric("m", FREQUENCY, "sum")
+    keys = [("m", ("c", f"s{i}")) for i in range(series)]
+    values = np.ones(series, dtype=np.float32)
+    t0 = time.perf_counter()
+    store.write_tick(0, keys, values)
+    first = time.perf_counter() - t0
+    handles = np.array([store.series(*k) for k in keys], np.uint32)
+    times = []
+    for tick in range(1, steady + 1):
+        t0 = time.perf_counter()
+        store.write_tick(tick * FREQUENCY, handles, values)
+        times.append(time.perf_counter() - t0)
+    store.close(checkpoint=False)
+    return first, statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=int, default=1000)
@@ -136,6 +159,11 @@ def main() -> None:
     versus_one = four_rate / (args.ticks / t_one)
     print(f"{'metricstore, 4 writers (group commit)':44} {four_rate:14,.0f} "
           f"{four_rate / (args.ticks / t_bare):8.2f}   {versus_one:.2f}x one writer")  # fmt: skip
+    firsts = [first_tick(base, args.tick_series, 50) for _ in range(args.repeat)]
+    t_first = statistics.median(f for f, _ in firsts)
+    t_steady = statistics.median(s for _, s in firsts)
+    print(f"{'first tick over new keys vs a steady tick':44} {t_first * 1e3:11.2f} ms "
+          f"{t_first / t_steady:8.1f}x ({t_steady * 1e3:.2f} ms)")  # fmt: skip
 
     path = fresh(base, "snapshot")
     store = metricstore.open(path, sync="none")
@@ -186,6 +214,7 @@ def main() -> None:
           f"log load >= 0.5 x disk: none {ratios['none']:.2f}, interval {ratios['interval']:.2f}; "
           f"always ticks >= 0.8 x bare: {t_bare / t_one:.2f}; "
           f"4 writers >= 2x one: {versus_one:.2f}; "
+          f"first tick over new keys <= 20x a steady one: {t_first / t_steady:.1f}; "
           f"snapshot write vs disk: {snap_vs_disk:.2f}; "
           f"snapshot load >= 1 GB/s: {snap_bytes / t_load / 1e9:.2f}; "
           f"replay >= 300 MB/s: {report.bytes / t_replay / 1e6:,.0f}")  # fmt: skip

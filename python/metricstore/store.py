@@ -143,6 +143,13 @@ class RecoveryReport:
         return cls(**fields)
 
 
+def _check_lengths(array: NDArray[Any], argument: str, series: int) -> None:
+    """Refuses a write whose ``argument`` does not hold one element per
+    series, before any series is created (the core checks it too)."""
+    if len(array) != series:
+        raise ValueError(f"{argument}: has {len(array)} elements but series has {series}")
+
+
 class Store:
     """A metric store: in memory with ``Store()``, or in a directory with
     :func:`metricstore.open`.
@@ -314,30 +321,48 @@ class Store:
     def __len__(self) -> int:
         return self._core.series_count()
 
-    def _handle(self, series: object, argument: str) -> int:
-        if isinstance(series, int | np.integer) and not isinstance(series, bool):
-            handle = int(series)
-            if not 0 <= handle <= _UINT32_MAX:
-                raise ValueError(f"{argument}: {handle} is not a series handle of this store")
-            return handle
-        if isinstance(series, tuple) and len(series) == 2 and isinstance(series[0], str):
-            return self._core.series(series[0], to_path(series[1], f"{argument}[1]"))
-        raise TypeError(
-            f"{argument}: expected a series handle or a (metric, path) pair, "
-            f"got {type(series).__name__}"
-        )
-
-    def _handles(self, series: object, argument: str) -> NDArray[np.uint32]:
-        """Handles from an array, or from a list that may mix handles (ints,
-        NumPy integers) and (metric, path) keys in any order."""
-        if isinstance(series, list | tuple) and not all(
+    def _handles_later(
+        self, series: object, argument: str, *, one: bool = False
+    ) -> tuple[int, Callable[[], NDArray[np.uint32]]]:
+        """How many series ``series`` names, and what gives their handles.
+        Checks ``series`` (an array of handles, or a list that may mix
+        handles, ints or NumPy integers, and (metric, path) keys in any
+        order) now, and returns what gives their handles, creating the
+        series of keys that have none. A write converts all its other
+        arguments in between, so that a call rejected for any of them
+        creates no series; the series of one call are created together,
+        with one sync."""
+        if not isinstance(series, list | tuple) or all(
             issubclass(kind, int | np.integer) and kind is not bool
             for kind in set(map(type, series))
         ):
-            return np.array(
-                [self._handle(s, f"{argument}[{i}]") for i, s in enumerate(series)], dtype=np.uint32
-            )
-        return to_handles(series, argument)
+            handles = to_handles(series, argument)
+            return len(handles), lambda: handles
+        handles = np.zeros(len(series), dtype=np.uint32)
+        keys: list[tuple[str, list[str]]] = []
+        at: list[int] = []
+        for i, s in enumerate(series):
+            name = argument if one else f"{argument}[{i}]"
+            if isinstance(s, int | np.integer) and not isinstance(s, bool):
+                handle = int(s)
+                if not 0 <= handle <= _UINT32_MAX:
+                    raise ValueError(f"{name}: {handle} is not a series handle of this store")
+                handles[i] = handle
+            elif isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str):
+                keys.append((s[0], to_path(s[1], f"{name}[1]")))
+                at.append(i)
+            else:
+                raise TypeError(
+                    f"{name}: expected a series handle or a (metric, path) pair, "
+                    f"got {type(s).__name__}"
+                )
+
+        def resolve() -> NDArray[np.uint32]:
+            if keys:
+                handles[at] = self._core.series_many(keys)
+            return handles
+
+        return len(handles), resolve
 
     # -- writes ------------------------------------------------------------------
 
@@ -349,10 +374,10 @@ class Store:
         frequency``. A (metric, path) key creates the series if needed. The
         call is applied whole or not at all.
         """
-        handle = self._handle(series, "series")
-        self._core.write_block(
-            handle, to_ticks(start, self._unit, "start"), to_block_values(values, "values")
-        )
+        _, handle = self._handles_later([series], "series", one=True)
+        ticks = to_ticks(start, self._unit, "start")
+        block = to_block_values(values, "values")
+        self._core.write_block(int(handle()[0]), ticks, block)
 
     def write_tick(self, timestamp: object, series: object, values: object) -> None:
         """Writes one value for each of many series at one timestamp.
@@ -361,11 +386,11 @@ class Store:
         keys, mixed in any order, and ``values`` one value per series.
         Applied whole or not at all.
         """
-        self._core.write_tick(
-            to_ticks(timestamp, self._unit, "timestamp"),
-            self._handles(series, "series"),
-            to_values(values, "values"),
-        )
+        count, handles = self._handles_later(series, "series")
+        ticks = to_ticks(timestamp, self._unit, "timestamp")
+        converted = to_values(values, "values")
+        _check_lengths(converted, "values", count)
+        self._core.write_tick(ticks, handles(), converted)
 
     def write_points(self, series: object, timestamps: object, values: object) -> None:
         """Writes independent samples: ``values[i]`` of ``series[i]`` at ``timestamps[i]``.
@@ -374,11 +399,12 @@ class Store:
         one call writes a slot twice, the later element wins. Applied whole
         or not at all.
         """
-        self._core.write_points(
-            self._handles(series, "series"),
-            to_ticks_array(timestamps, self._unit, "timestamps"),
-            to_values(values, "values"),
-        )
+        count, handles = self._handles_later(series, "series")
+        times = to_ticks_array(timestamps, self._unit, "timestamps")
+        converted = to_values(values, "values")
+        _check_lengths(times, "timestamps", count)
+        _check_lengths(converted, "values", count)
+        self._core.write_points(handles(), times, converted)
 
     # -- reads -------------------------------------------------------------------
 

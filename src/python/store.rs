@@ -472,6 +472,17 @@ impl PyStore {
         Ok(py.detach(|| store.series(metric, &path))?)
     }
 
+    /// The handles of many (metric, path) keys, creating the missing series
+    /// (all keys checked first; one sync for all).
+    fn series_many(
+        &self,
+        py: Python<'_>,
+        keys: Vec<(String, Vec<String>)>,
+    ) -> PyResult<Vec<SeriesId>> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.series_many(&keys))?)
+    }
+
     fn find_series(&self, metric: &str, path: Vec<String>) -> PyResult<Option<SeriesId>> {
         Ok(self.store()?.find_series(metric, &path)?)
     }

@@ -865,6 +865,73 @@ impl Store {
         Ok(self.apply(&op)?.expect("CreateSeries yields a handle"))
     }
 
+    /// The handles of many (metric, path) keys, in order, creating the
+    /// missing series: every key is checked before any series is created
+    /// (a bad one creates none), the missing ones are logged one record
+    /// each under one hold of the sequencer, and the call waits once for
+    /// what the sync mode promises. A collector's first tick over thousands
+    /// of new keys costs one sync, not one per series.
+    pub fn series_many(
+        &self,
+        keys: &[(String, Vec<String>)],
+    ) -> Result<Vec<SeriesId>, EngineError> {
+        let mut ids = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        {
+            let catalog = self.catalog.read();
+            for (i, (metric, path)) in keys.iter().enumerate() {
+                let metric_id = catalog.metric_id(metric).map_err(|e| at_index(e, i))?;
+                validate_path(path, "path").map_err(|e| at_index(e, i))?;
+                if path.is_empty() {
+                    return Err(EngineError::argument(
+                        "path",
+                        format!("element {i}: a series needs a path of at least one name"),
+                    ));
+                }
+                match catalog.find_series(metric_id, path) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        missing.push(i);
+                        ids.push(SeriesId::MAX);
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let mut last_lsn = None;
+        {
+            let _order = self.lock_sequencer();
+            self.check_writable()?;
+            for i in missing {
+                let (metric, path) = &keys[i];
+                let op = Op::CreateSeries {
+                    metric: metric.clone(),
+                    path: path.clone(),
+                };
+                let plan = self.plan(&op)?;
+                let id = match plan {
+                    // Created by an earlier key of this call, or meanwhile.
+                    Plan::Existing(id) => id,
+                    Plan::Create(id) => {
+                        if let Some(journal) = &self.journal {
+                            last_lsn = Some(journal.record(&op, Some(id))?);
+                        }
+                        self.execute(&op, &plan);
+                        id
+                    }
+                    other => unreachable!("a CreateSeries plan is {other:?}"),
+                };
+                ids[i] = id;
+            }
+        }
+        if let (Some(journal), Some(lsn)) = (&self.journal, last_lsn) {
+            journal.acknowledge(lsn)?;
+        }
+        Ok(ids)
+    }
+
     /// The handle of (metric, path) if that series exists.
     pub fn find_series<S: AsRef<str>>(
         &self,

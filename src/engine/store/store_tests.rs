@@ -347,6 +347,35 @@ fn staged_ticks_leave_exactly_the_state_of_direct_writes() {
 }
 
 #[test]
+fn series_many_creates_none_when_one_key_is_bad_and_all_in_order_otherwise() {
+    let store = store_with(&[("m", 10, Aggregation::Sum)]);
+    let old = store.series("m", &["c", "old"]).unwrap();
+    let key = |m: &str, p: &[&str]| (m.to_owned(), p.iter().map(|s| (*s).to_owned()).collect());
+    let bad = [
+        vec![key("m", &["c", "a"]), key("nope", &["c", "b"])],
+        vec![key("m", &["c", "a"]), key("m", &["c", ".."])],
+        vec![key("m", &["c", "a"]), key("m", &[])],
+    ];
+    for keys in &bad {
+        assert!(store.series_many(keys).is_err(), "{keys:?}");
+        assert_eq!(store.series_count(), 1, "{keys:?} created a series");
+    }
+    let keys = vec![
+        key("m", &["c", "b"]),
+        key("m", &["c", "old"]),
+        key("m", &["c", "a"]),
+        key("m", &["c", "b"]),
+    ];
+    let ids = store.series_many(&keys).unwrap();
+    assert_eq!(ids, vec![1, old, 2, 1]);
+    assert_eq!(
+        store.series_key(2).unwrap(),
+        ("m".to_owned(), vec!["c".to_owned(), "a".to_owned()])
+    );
+    assert_eq!(store.series_many(&keys).unwrap(), ids);
+}
+
+#[test]
 fn sealed_chunks_read_and_take_writes_exactly_as_raw_ones() {
     // The staging workload (every kind of write, over and between chunks,
     // NaN, special floats and random bits), with seal passes at random
