@@ -100,17 +100,15 @@ class PowerCutDisk:
     def cut_power(self) -> None:
         """Unmounts: the file system keeps only what was synced."""
         assert self.daemon is not None
-        unmount = (
-            ["fusermount3", "-u", str(self.mountpoint)]
-            if shutil.which("fusermount3")
-            else ["umount", str(self.mountpoint)]
+        unmount, lazy = (
+            (["fusermount3", "-u"], "-z") if shutil.which("fusermount3") else (["umount"], "-l")
         )
         for _ in range(100):
-            if subprocess.run(unmount, capture_output=True).returncode == 0:
+            if subprocess.run([*unmount, self.mountpoint], capture_output=True).returncode == 0:
                 break
             time.sleep(0.05)  # the killed writer's files may still be closing
         else:
-            subprocess.run([*unmount[:-1], "-l", unmount[-1]], check=True)
+            subprocess.run([*unmount, lazy, self.mountpoint], check=True)
         self.daemon.wait(timeout=60)
         assert self.daemon.returncode == 0, self.log.read_text()
         self.daemon = None
