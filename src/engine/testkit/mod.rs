@@ -4,6 +4,8 @@
 //! the crash suites that drive both.
 
 mod checkpoint_crash_tests;
+mod close_kill_tests;
 mod crash_tests;
 pub(crate) mod sim_storage;
+pub(crate) mod sync_point_fault_tests;
 pub(crate) mod test_model;
