@@ -91,7 +91,11 @@ def test_kill9_while_closing_recovers_every_acknowledged_write(tmp_path: Path, s
             killed_closing += 1
         with metricstore.open(path, checkpoint_interval_s=None) as store:
             report = store.recovery
-            assert report is not None and report.torn is None and report.stopped is None
+            assert report is not None and report.stopped is None
+            # A kill while the closing checkpoint starts a new log segment
+            # can leave that segment without its whole header: a torn tail
+            # holding no record, which the open cuts and reports.
+            assert report.torn is None or report.torn.offset == 0, report
             for i in range(WRITES):
                 got = store.read(key(i), start_of(i), start_of(i) + BLOCK * FREQUENCY).values
                 expected = values_of(i)
