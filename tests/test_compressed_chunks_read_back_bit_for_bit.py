@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import metricstore
+import metricstore.ccbackend
 
 FREQ = 10
 SPECIAL = np.array(
@@ -172,3 +173,23 @@ def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_o
         # The first chunk of a, and all of b, still read exactly.
         assert bits(reader.read(("m", "c/a"), 0, 1024 * FREQ).values) == bits(walk[:1024])
         assert bits(reader.read(("m", "c/b"), 0, 3000 * FREQ).values) == bits(walk)
+
+
+def test_the_real_emmy_job_seals_to_under_1_3_bytes_a_sample_and_reads_back_exactly() -> None:
+    archive = Path(metricstore.__file__).parent / "data/cc-job-archive"
+    job = archive / "emmy/1403/244/1608923076"
+    store = metricstore.Store()
+    metricstore.ccbackend.load_job(job, store)
+    spans = [(h, store.extent(h)) for h, _, _ in store.list_series()]
+    raw = {h: store.read(h, *e).values.copy() for h, e in spans if e is not None}
+    store.seal()
+    store.seal()
+    stats = store.stats()
+    assert stats["raw_chunks"] == 0 and stats["sealed_chunks"] == stats["chunks"]
+    for handle, values in raw.items():
+        extent = store.extent(handle)
+        assert extent is not None
+        assert bits(store.read(handle, *extent).values) == bits(values), handle
+    # Per real sample (missing ones included, the NaN padding of chunks not).
+    samples = sum(len(v) for v in raw.values())
+    assert stats["sealed_bytes"] / samples < 1.3, stats

@@ -8,8 +8,9 @@
 //! or it is *packed*: the slots holding the chunk's gap NaN are recorded as runs or a bitmap
 //! and the remaining values are coded densely, either as decimals (value = d / 10^k,
 //! d * 10^-k, or 10^k / d for an integer d) or as order-preserving float bits, then as
-//! frame-of-reference or delta residuals bit-packed at one width with patches for outliers.
-//! Values that do not survive the decimal round trip are kept verbatim as exceptions.
+//! frame-of-reference or delta residuals, bit-packed in blocks of 128 values with a width per
+//! block and patches for outliers. Values that do not survive the decimal round trip are kept
+//! verbatim as exceptions.
 //!
 //! Invariants:
 //! - `decode(encode(v))` reproduces every slot bit for bit: NaN payloads, -0.0, infinities and
@@ -170,6 +171,18 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
     r.finish()
 }
 
+/// Reads the slot count from an encoded chunk's header without decoding it.
+#[cfg(test)]
+pub fn encoded_len(bytes: &[u8]) -> Result<usize, CodecError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let version = r.u8()?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    r.u8()?;
+    Ok(r.u16()? as usize)
+}
+
 fn push_header(out: &mut Vec<u8>, tag: u8, n: usize) {
     out.push(FORMAT_VERSION);
     out.push(tag);
@@ -260,15 +273,14 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
         let m = n - gaps;
         decode_dense(r, layout, &mut out[..m])?;
         // Spread the dense values to their slots, back to front so nothing is overwritten
-        // before it moves: the k-th dense value always lands at a slot >= k.
+        // before it moves: the k-th dense value always lands at a slot >= k. Branch-free, as
+        // gaps in real data are too irregular to predict.
         let mut j = m;
         for i in (0..n).rev() {
-            if bitmap[i / 8] >> (i % 8) & 1 == 1 {
-                out[i] = gap;
-            } else {
-                j -= 1;
-                out[i] = out[j];
-            }
+            let is_gap = (bitmap[i / 8] >> (i % 8)) & 1 == 1;
+            let moved = out[j.saturating_sub(1)];
+            out[i] = if is_gap { gap } else { moved };
+            j -= usize::from(!is_gap);
         }
     } else {
         let runs = decode_runs(r, n)?;
@@ -279,13 +291,26 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
         let mut tail_end = n;
         let mut shift = gaps;
         for &(s, e) in runs.iter().rev() {
-            out.copy_within(e - shift..tail_end - shift, e);
+            move_right(out, e - shift..tail_end - shift, shift);
             shift -= e - s;
             out[s..e].fill(gap);
             tail_end = s;
         }
     }
     Ok(())
+}
+
+/// Moves `out[range]` right by `by` slots; short moves (most, between isolated gaps) are
+/// plain loops rather than a memmove call.
+#[inline(always)]
+fn move_right(out: &mut [f32], range: std::ops::Range<usize>, by: usize) {
+    if range.len() > 32 {
+        out.copy_within(range.clone(), range.start + by);
+    } else {
+        for i in range.rev() {
+            out[i + by] = out[i];
+        }
+    }
 }
 
 /// Gap runs as packed bits: the trailing run (a short series' NaN padding) as a start slot,
@@ -365,8 +390,8 @@ enum Decimal {
 impl Decimal {
     /// The integer the encoder tries for `v` (any value; the round trip decides).
     #[inline(always)]
-    fn to_int(self, v: f32) -> f64 {
-        round_half_even(match self {
+    fn to_int(self, v: f32) -> i32 {
+        round_to_i32(match self {
             Decimal::Scaled(k) => v as f64 * POW10_F64[(k + 10) as usize],
             Decimal::Reciprocal(k) => POW10_F64[(k + 10) as usize] / v as f64,
         })
@@ -383,12 +408,14 @@ impl Decimal {
     }
 }
 
-/// Rounds half to even with the 2^52 + 2^51 trick (SSE2 has no rounding instruction): exact
-/// for |x| < 2^51; larger inputs give some integer, and the round trip check rejects them.
+/// `x` rounded half to even, as i32, by the 2^52 + 2^51 trick (SSE2 has no rounding
+/// instruction, and this vectorises where a saturating conversion does not): exact for
+/// |x| < 2^31; other inputs (NaN, infinities, huge values) give some integer, which the
+/// round-trip check then rejects.
 #[inline(always)]
-fn round_half_even(x: f64) -> f64 {
+fn round_to_i32(x: f64) -> i32 {
     const MAGIC: f64 = 6_755_399_441_055_744.0;
-    (x + MAGIC) - MAGIC
+    (x + MAGIC).to_bits() as u32 as i32
 }
 
 /// Chooses the decimal mapping on a sample of the chunk, or `None` when too many sampled
@@ -407,8 +434,10 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
     let eval = |dec: Decimal| {
         let (mut lo, mut hi, mut exceptions) = (i32::MAX, i32::MIN, 0usize);
         for &v in &sample {
-            let d = dec.to_int(v) as i32;
-            if dec.to_value(d).to_bits() == v.to_bits() {
+            let d = dec.to_int(v);
+            // Integers beyond 2^24 are not exact in float32: a fit there is an artefact of
+            // float precision (any float has some long decimal form), not a short decimal.
+            if d.unsigned_abs() < 1 << 24 && dec.to_value(d).to_bits() == v.to_bits() {
                 lo = lo.min(d);
                 hi = hi.max(d);
             } else {
@@ -451,11 +480,9 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
             break;
         }
     }
-    // A forward fit that needs five or more decimals is often a float-precision artefact
-    // (1/0.82 stored as 1.2195122); reciprocals of short decimals may be far narrower.
-    // When no exponent fits at all the values are not decimals: skip reciprocals too.
-    let viable = best.1 != usize::MAX;
-    if viable && (best.2 > 0 || matches!(best.0, Decimal::Scaled(k) if k >= 5)) {
+    // No fit, or one that needs five or more decimals, may be a ratio of short decimals
+    // (1/0.82 stored as 1.2195122): reciprocals may be far narrower.
+    if best.1 == usize::MAX || best.2 > 0 || matches!(best.0, Decimal::Scaled(k) if k >= 5) {
         for k in 0..=MAX_EXPONENT {
             if consider(&mut best, Decimal::Reciprocal(k)) == 0 {
                 break;
@@ -640,13 +667,20 @@ fn encode_decimal(dense: &[u32], dec: Decimal, ints: &mut [u32]) -> Vec<(u16, u3
         to_int: impl Fn(f32) -> f64,
         to_value: impl Fn(i32) -> f32,
     ) -> Vec<(u16, u32)> {
-        let mut exceptions = Vec::new();
-        for (i, (&b, d)) in dense.iter().zip(ints.iter_mut()).enumerate() {
-            // Saturating conversion: out-of-range and NaN inputs simply fail the round trip.
-            let x = round_half_even(to_int(f32::from_bits(b))) as i32;
+        // Branch-free so that it vectorises: integers and a mismatch count first, the
+        // (rare) exceptions collected in a second pass only when there are any.
+        let mut bad = 0usize;
+        for (&b, d) in dense.iter().zip(ints.iter_mut()) {
+            let x = round_to_i32(to_int(f32::from_bits(b)));
             *d = x as u32;
-            if to_value(x).to_bits() != b {
-                exceptions.push((i as u16, b));
+            bad += usize::from(to_value(x).to_bits() != b);
+        }
+        let mut exceptions = Vec::with_capacity(bad);
+        if bad > 0 {
+            for (i, (&b, &d)) in dense.iter().zip(ints.iter()).enumerate() {
+                if to_value(d as i32).to_bits() != b {
+                    exceptions.push((i as u16, b));
+                }
             }
         }
         exceptions
@@ -694,12 +728,12 @@ fn float_words(dense: &[u32]) -> Vec<u32> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Residuals: frame of reference per block or zigzag delta, a bit width per block of 64
+// Residuals: frame of reference per block or zigzag delta, a bit width per block of 128
 // values, patches for outliers.
 
 /// Values per block: each block has its own bit width (and, for frame of reference, its own
 /// minimum), so a burst or a level shift widens one block, not the chunk.
-const BLOCK: usize = 64;
+const BLOCK: usize = 128;
 
 struct Plan {
     delta: bool,
@@ -757,68 +791,46 @@ fn best_width(hist: &[u16; 33], len: usize) -> (u8, usize) {
 }
 
 /// `signed`: the words are i32 (decimal integers) rather than u32 (ordered float bits), which
-/// decides what a minimum is.
-///
-/// Frame of reference or delta is chosen for the whole chunk from each block's widest
-/// residual (cheap, vectorisable); the chosen kind then gets exact per-block histograms.
+/// decides what a minimum is. Both kinds are costed exactly, block by block; the cheaper one
+/// is used for the whole chunk.
 fn plan_residuals(words: &[u32], signed: bool) -> Plan {
     // Signed order is unsigned order of the words with the sign bit flipped.
     let flip = if signed { 0x8000_0000u32 } else { 0 };
     let min = |ws: &[u32]| ws.iter().map(|&w| w ^ flip).min().unwrap_or(flip) ^ flip;
     let base = min(words);
     let first = words.first().copied().unwrap_or(0);
-    let mut mins = Vec::with_capacity(words.len().div_ceil(BLOCK));
-    let (mut for_est, mut delta_est) = (0usize, 0usize);
+    let m = words.len();
+    let (mut for_res, mut delta_res) = (vec![0u32; m], vec![0u32; m]);
+    let blocks = m.div_ceil(BLOCK);
+    let (mut for_blocks, mut delta_blocks) =
+        (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    let (mut for_bytes, mut delta_bytes) = (0, 0);
     let mut prev = first;
-    for ws in words.chunks(BLOCK) {
+    for ((ws, fr), dr) in words
+        .chunks(BLOCK)
+        .zip(for_res.chunks_mut(BLOCK))
+        .zip(delta_res.chunks_mut(BLOCK))
+    {
         let block_min = min(ws);
-        let for_or = ws.iter().fold(0, |a, &w| a | w.wrapping_sub(block_min));
-        let mut delta_or = 0;
-        for &w in ws {
-            delta_or |= zigzag(w.wrapping_sub(prev));
+        for ((f, d), &w) in fr.iter_mut().zip(dr.iter_mut()).zip(ws) {
+            *f = w.wrapping_sub(block_min);
+            *d = zigzag(w.wrapping_sub(prev));
             prev = w;
         }
+        let (fw, fb) = best_width(&histogram(fr), ws.len());
+        let (dw, db) = best_width(&histogram(dr), ws.len());
         let offset = block_min.wrapping_sub(base);
-        for_est += ws.len() * bit_len(for_or) as usize + 8 * varint_len(offset);
-        delta_est += ws.len() * bit_len(delta_or) as usize;
-        mins.push(block_min);
+        for_blocks.push((fw, offset));
+        delta_blocks.push((dw, 0));
+        for_bytes += 1 + fb + varint_len(offset);
+        delta_bytes += 1 + db;
     }
-    let delta = delta_est < for_est;
-    let mut residuals = vec![0u32; words.len()];
-    let mut blocks = Vec::with_capacity(mins.len());
-    let mut bytes = 0;
-    let mut prev = first;
-    for ((ws, rs), &block_min) in words
-        .chunks(BLOCK)
-        .zip(residuals.chunks_mut(BLOCK))
-        .zip(&mins)
-    {
-        if delta {
-            for (r, &w) in rs.iter_mut().zip(ws) {
-                *r = zigzag(w.wrapping_sub(prev));
-                prev = w;
-            }
-        } else {
-            for (r, &w) in rs.iter_mut().zip(ws) {
-                *r = w.wrapping_sub(block_min);
-            }
-        }
-        // Two histograms, for even and odd values, so that consecutive increments of one
-        // bin do not wait on each other through memory.
-        let mut hist = [[0u16; 33]; 2];
-        for (j, &r) in rs.iter().enumerate() {
-            hist[j & 1][bit_len(r) as usize] += 1;
-        }
-        let hist: [u16; 33] = std::array::from_fn(|b| hist[0][b] + hist[1][b]);
-        let (width, b) = best_width(&hist, ws.len());
-        let offset = if delta {
-            0
-        } else {
-            block_min.wrapping_sub(base)
-        };
-        bytes += 1 + b + if delta { 0 } else { varint_len(offset) };
-        blocks.push((width, offset));
-    }
+    let delta = delta_bytes < for_bytes;
+    let (residuals, blocks, bytes) = if delta {
+        (delta_res, delta_blocks, delta_bytes)
+    } else {
+        (for_res, for_blocks, for_bytes)
+    };
     let mut patches = Vec::new();
     for (b, rs) in residuals.chunks(BLOCK).enumerate() {
         let limit = 1u64 << blocks[b].0;
@@ -836,6 +848,18 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
         patches,
         bytes,
     }
+}
+
+/// Bit lengths of a block's residuals. Two histograms, for even and odd positions, so that
+/// consecutive increments of one bin do not wait on each other through memory.
+fn histogram(rs: &[u32]) -> [u16; 33] {
+    let mut hist = [[0u16; 33]; 2];
+    for pair in rs.chunks(2) {
+        for (h, &r) in hist.iter_mut().zip(pair) {
+            h[bit_len(r) as usize] += 1;
+        }
+    }
+    std::array::from_fn(|b| hist[0][b] + hist[1][b])
 }
 
 /// Writes base, counts, blocks, exceptions and patches (FORMAT.md order).
@@ -868,11 +892,15 @@ fn write_residuals(plan: &Plan, exceptions: Option<&[(u16, u32)]>, out: &mut Vec
     }
 }
 
-/// Prefix sum of zigzag deltas, starting from `first`, in place on the word bits.
+/// Prefix sum of zigzag deltas, starting from `first`, in place on the word bits. Undoing
+/// the zigzag is a separate pass because it vectorises; the running sum cannot.
 fn undelta(first: u32, out: &mut [f32]) {
+    for o in out.iter_mut() {
+        *o = f32::from_bits(unzigzag(o.to_bits()));
+    }
     let mut acc = first;
     for o in out.iter_mut() {
-        acc = acc.wrapping_add(unzigzag(o.to_bits()));
+        acc = acc.wrapping_add(o.to_bits());
         *o = f32::from_bits(acc);
     }
 }
@@ -933,16 +961,7 @@ fn unpack_width<const W: usize>(packed: &[u8], out: &mut [f32]) {
         for (j, d) in dst.iter_mut().enumerate() {
             let bit = j * W;
             let o = bit / 8;
-            let word = u64::from_le_bytes([
-                src[o],
-                src[o + 1],
-                src[o + 2],
-                src[o + 3],
-                src[o + 4],
-                src[o + 5],
-                src[o + 6],
-                src[o + 7],
-            ]);
+            let word = u64::from_le_bytes(src[o..o + 8].try_into().unwrap_or([0; 8]));
             *d = f32::from_bits(((word >> (bit % 8)) & mask) as u32);
         }
     }
@@ -1028,3 +1047,7 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

