@@ -4,6 +4,7 @@ snapshots, reopening), and written over."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,23 @@ def test_the_real_emmy_job_seals_to_under_1_3_bytes_a_sample_and_reads_back_exac
     # Per real sample (missing ones included, the NaN padding of chunks not).
     samples = sum(len(v) for v in raw.values())
     assert stats["sealed_bytes"] / samples < 1.3, stats
+
+
+def test_background_seal_passes_follow_growth_and_can_be_turned_off() -> None:
+    data = np.cumsum(np.random.default_rng(2).standard_normal(64 * 1024)).astype(np.float32)
+    off = in_memory()
+    off.set_seal_after(None)
+    off.write(("m", "a"), 0, data)
+    off.write(("m", "b"), 0, data)
+    assert off.stats()["sealed_chunks"] == 0  # no pass was started
+    on = in_memory()
+    on.set_seal_after(8 * 4096)  # a pass once 8 raw chunks were added
+    on.write(("m", "a"), 0, data)
+    on.write(("m", "b"), 0, data)
+    deadline = time.monotonic() + 120  # a hang guard, not a speed bound
+    while on.stats()["sealed_chunks"] == 0:
+        assert time.monotonic() < deadline, "no background seal pass"
+        time.sleep(0.01)
+    assert bits(on.read(("m", "b"), 0, len(data) * FREQ).values) == bits(data)
+    with pytest.raises(ValueError, match=r"^nbytes: must be positive or None"):
+        on.set_seal_after(0)

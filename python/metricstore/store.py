@@ -231,6 +231,12 @@ class Store:
         64 MiB of raw chunks were added. ``stats()`` shows the tiers."""
         return self._core.seal()
 
+    def set_seal_after(self, nbytes: int | None) -> None:
+        """Sets how many bytes of raw chunks may be added before a seal pass
+        starts in the background (64 MiB at first); None turns background
+        passes off, leaving only :meth:`seal` and checkpoints to seal."""
+        self._core.set_seal_after(nbytes)
+
     # -- lifecycle -----------------------------------------------------------
 
     @property

@@ -396,6 +396,19 @@ impl PyStore {
         Ok(py.detach(|| store.seal()))
     }
 
+    /// Bytes of raw chunks added before a background seal pass starts
+    /// (None: no background passes).
+    #[pyo3(signature = (nbytes))]
+    fn set_seal_after(&self, nbytes: Option<usize>) -> PyResult<()> {
+        if nbytes == Some(0) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "nbytes: must be positive or None",
+            ));
+        }
+        self.store()?.set_seal_after(nbytes);
+        Ok(())
+    }
+
     /// Returns once every write acknowledged before the call is durable.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let store = self.store()?;
