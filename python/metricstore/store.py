@@ -689,7 +689,7 @@ def open(
             progress=handle,
         )
 
-    if progress is True or _core.recovery_bytes(where) >= _BACKGROUND_BYTES:
+    if progress is True or _core.recovery_bytes(where, readonly) >= _BACKGROUND_BYTES:
         core = _open_in_worker(run, wants_bar(progress))
     else:
         core = run(None)

@@ -70,7 +70,8 @@ impl PyOpenProgress {
 /// About how many bytes opening the store in `path` reads (the newest
 /// snapshot and the log after it); 0 if there is nothing to read.
 #[pyfunction]
-pub fn recovery_bytes(py: Python<'_>, path: String) -> u64 {
+#[pyo3(signature = (path, readonly = false))]
+pub fn recovery_bytes(py: Python<'_>, path: String, readonly: bool) -> u64 {
     let dir = std::path::PathBuf::from(path);
-    py.detach(|| Store::recovery_bytes(&dir))
+    py.detach(|| Store::recovery_bytes(&dir, readonly))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::engine::snapshot::mapped_bytes;
 use crate::engine::{Aggregation, CHUNK_BYTES, Target};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
@@ -624,6 +625,15 @@ fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
         readonly: true,
         ..options(SyncMode::None)
     };
+    // A read-only open reads the catalog and index, not the chunks.
+    let whole = Store::recovery_bytes(dir.path(), false);
+    let mapped = Store::recovery_bytes(dir.path(), true);
+    let snapshot = std::fs::read(&info.file).unwrap();
+    assert_eq!(
+        whole - mapped,
+        info.bytes - mapped_bytes(&snapshot).unwrap()
+    );
+    assert!(mapped < info.bytes / 2, "{whole} {mapped}");
     let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
     let stats = reader.stats();
     assert_eq!(

@@ -39,7 +39,7 @@ use super::wal::writer::WalWriter;
 use super::wal::{list_segments, segment_name};
 use crate::engine::durable::inspect::{Inspection, inspect};
 use crate::engine::model::time::TimeUnit;
-use crate::engine::snapshot::{LoadError, list_snapshots};
+use crate::engine::snapshot::{LoadError, list_snapshots, mapped_bytes};
 use crate::engine::storage::progress::{OpenPhase, OpenProgress, Tracker};
 use crate::engine::storage::{FsStorage, Storage, crash_point};
 use crate::engine::store::applier::Applier;
@@ -840,15 +840,23 @@ impl Store {
     }
 
     /// About how many bytes opening the store in `dir` reads: the newest
-    /// snapshot and the log after it (0 if `dir` cannot be read; `open`
-    /// then says why). Cheap: it lists the directory and measures files.
-    pub fn recovery_bytes(dir: &Path) -> u64 {
+    /// snapshot (a `readonly` open maps a format 2 snapshot and reads only
+    /// its catalog and index) and the log after it (0 if `dir` cannot be
+    /// read; `open` then says why). Cheap: it lists the directory and
+    /// measures files.
+    pub fn recovery_bytes(dir: &Path, readonly: bool) -> u64 {
         let storage = FsStorage;
         let Ok(snapshots) = list_snapshots(&storage, dir) else {
             return 0;
         };
         let (lsn, snapshot) = snapshots.first().map_or((0, 0), |(lsn, name)| {
-            (*lsn, storage.size(&dir.join(name)).unwrap_or(0))
+            let path = dir.join(name);
+            let mapped = readonly
+                .then(|| storage.read_immutable(&path).ok())
+                .flatten()
+                .and_then(|file| mapped_bytes(&file));
+            let whole = || storage.size(&path).unwrap_or(0);
+            (*lsn, mapped.unwrap_or_else(whole))
         });
         snapshot + reader::log_bytes(&storage, dir, lsn)
     }

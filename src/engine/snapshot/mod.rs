@@ -716,6 +716,20 @@ fn split_by_block(
     Ok(by_block)
 }
 
+/// The bytes a mapped open of `bytes` reads (header, catalog, index, end
+/// block), if it is a format 2 snapshot that can be mapped; reads only
+/// the header, the catalog's block header and the end block.
+pub fn mapped_bytes(bytes: &[u8]) -> Option<u64> {
+    if snapshot_version(bytes)? != SNAPSHOT_VERSION {
+        return None;
+    }
+    let (_, _, catalog_end) = block_bounds(bytes, HEADER).ok()?;
+    let end = bytes.len().checked_sub(8)?;
+    let index_at = u64::from_le_bytes(bytes[end..].try_into().ok()?);
+    let index = (bytes.len() as u64).checked_sub(index_at)?;
+    Some(catalog_end as u64 + index)
+}
+
 /// A snapshot's format version, if its header is intact.
 fn snapshot_version(bytes: &[u8]) -> Option<u32> {
     let intact = bytes.len() >= HEADER

@@ -106,7 +106,7 @@ fn progress_counts_every_byte_of_the_snapshot_and_log_it_reads() {
         }
     }
     assert_eq!(segments, 2, "the log after the snapshot spans two segments");
-    assert_eq!(Store::recovery_bytes(dir.path()), expected);
+    assert_eq!(Store::recovery_bytes(dir.path(), false), expected);
     let progress = Arc::new(OpenProgress::new());
     let (again, report) = Store::open(dir.path(), &options(&progress)).unwrap();
     assert_eq!(
@@ -279,7 +279,7 @@ fn a_cancelled_writer_open_releases_the_lock_and_leaves_the_files_as_they_were()
     let before = directory_bytes(dir.path());
     for readonly in [false, true] {
         let progress = Arc::new(OpenProgress::new());
-        progress.cancel_when_done_reaches(Store::recovery_bytes(dir.path()) / 2);
+        progress.cancel_when_done_reaches(Store::recovery_bytes(dir.path(), false) / 2);
         let opts = OpenOptions {
             readonly,
             ..options(&progress)
