@@ -634,6 +634,9 @@ fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
         info.bytes - mapped_bytes(&snapshot).unwrap()
     );
     assert!(mapped < info.bytes / 2, "{whole} {mapped}");
+    // Read through a real mapping (small ranges by pread), the same.
+    let file = FsStorage.read_immutable(Path::new(&info.file)).unwrap();
+    assert_eq!(mapped_bytes(file.as_ref()), mapped_bytes(&snapshot));
     let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
     let stats = reader.stats();
     assert_eq!(

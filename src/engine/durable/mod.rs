@@ -854,7 +854,7 @@ impl Store {
             let mapped = readonly
                 .then(|| storage.read_immutable(&path).ok())
                 .flatten()
-                .and_then(|file| mapped_bytes(&file));
+                .and_then(|file| mapped_bytes(file.as_ref()));
             let whole = || storage.size(&path).unwrap_or(0);
             (*lsn, mapped.unwrap_or_else(whole))
         });

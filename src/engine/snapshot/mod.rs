@@ -406,34 +406,50 @@ impl Store {
     /// header, the end block, the index and the catalog, then adds every
     /// chunk as a mapped one (`sealed.rs`); returns the LSN.
     fn map_snapshot(&mut self, file: &Arc<dyn ImmutableBytes>, name: &str) -> Result<u64, String> {
-        let bytes: &[u8] = file;
-        let (lsn, series_count) = self.check_header(bytes)?;
-        let end_at = bytes
-            .len()
+        // The structures are copied out with small reads; the chunks stay
+        // mapped, each page read when a read first needs it.
+        let len = file.len();
+        let read = |at: usize, n: usize| {
+            file.copy(at..at + n)
+                .map_err(|e| format!("reading {n} bytes at offset {at}: {e}"))
+        };
+        let head = read(0, (HEADER + BLOCK_HEADER).min(len))?;
+        let (lsn, series_count) = self.check_header(&head)?;
+        let catalog_end = first_block_end(&head)
+            .filter(|&end| end <= len)
+            .ok_or("the first block runs past the end of the file")?;
+        let end_at = len
             .checked_sub(BLOCK_HEADER + 16)
             .ok_or("the snapshot ends before its end block (incomplete file)")?;
-        let (kind, start, end) = block_bounds(bytes, end_at)?;
-        if kind != BLOCK_END || end != bytes.len() {
+        let end_block = read(end_at, BLOCK_HEADER + 16)?;
+        let (kind, _, _) = block_bounds(&end_block, 0)?;
+        if kind != BLOCK_END {
             return Err("the snapshot ends before its end block (incomplete file)".to_owned());
         }
-        check_block(bytes, end_at)?;
-        let index_at = u64::from_le_bytes(bytes[start + 8..end].try_into().expect("8 bytes"));
-        let index_at = usize::try_from(index_at).map_err(|_| "index offset out of range")?;
-        let (kind, index_start, index_end) = block_bounds(bytes, index_at)?;
-        if kind != BLOCK_INDEX || index_end != end_at {
+        check_block(&end_block, 0)?;
+        let index_at = u64::from_le_bytes(end_block[20..28].try_into().expect("8 bytes"));
+        let index_at = usize::try_from(index_at)
+            .ok()
+            .filter(|&at| at >= catalog_end && at < end_at)
+            .ok_or("the end block does not point at the index")?;
+        let index = read(index_at, end_at - index_at)?;
+        let (kind, index_start, index_end) = block_bounds(&index, 0)?;
+        if kind != BLOCK_INDEX || index_end != index.len() {
             return Err("the end block does not point at the index".to_owned());
         }
-        check_block(bytes, index_at)?;
-        let (kind, catalog_start, catalog_end) = block_bounds(bytes, HEADER)?;
+        check_block(&index, 0)?;
+        let catalog = read(HEADER, catalog_end - HEADER)?;
+        let (kind, catalog_start, _) = block_bounds(&catalog, 0)?;
         if kind != BLOCK_CATALOG {
             return Err("the first block is not the catalog".to_owned());
         }
-        check_block(bytes, HEADER)?;
-        self.load_catalog(&bytes[catalog_start..catalog_end])?;
+        check_block(&catalog, 0)?;
+        self.load_catalog(&catalog[catalog_start..])?;
         if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
-        let entries = read_index(&bytes[index_start..index_end], series_count)?;
+        let entries = read_index(&index[index_start..index_end], series_count)?;
+        file.read_randomly();
         // Chunks lie between the catalog and the index, in file order.
         let mut next = catalog_end;
         for (id, entry) in &entries {
@@ -719,15 +735,24 @@ fn split_by_block(
 /// The bytes a mapped open of `bytes` reads (header, catalog, index, end
 /// block), if it is a format 2 snapshot that can be mapped; reads only
 /// the header, the catalog's block header and the end block.
-pub fn mapped_bytes(bytes: &[u8]) -> Option<u64> {
-    if snapshot_version(bytes)? != SNAPSHOT_VERSION {
+pub fn mapped_bytes(file: &dyn ImmutableBytes) -> Option<u64> {
+    let len = file.len();
+    let head = file.copy(0..(HEADER + BLOCK_HEADER).min(len)).ok()?;
+    if snapshot_version(&head)? != SNAPSHOT_VERSION {
         return None;
     }
-    let (_, _, catalog_end) = block_bounds(bytes, HEADER).ok()?;
-    let end = bytes.len().checked_sub(8)?;
-    let index_at = u64::from_le_bytes(bytes[end..].try_into().ok()?);
-    let index = (bytes.len() as u64).checked_sub(index_at)?;
+    let catalog_end = first_block_end(&head)?;
+    let end = file.copy(len.checked_sub(8)?..len).ok()?;
+    let index_at = u64::from_le_bytes(end.try_into().ok()?);
+    let index = (len as u64).checked_sub(index_at)?;
     Some(catalog_end as u64 + index)
+}
+
+/// Where the first block (the catalog) ends, from the header and that
+/// block's header at the start of `head`.
+fn first_block_end(head: &[u8]) -> Option<usize> {
+    let len = head.get(HEADER..HEADER + 4)?;
+    Some(HEADER + BLOCK_HEADER + u32::from_le_bytes(len.try_into().ok()?) as usize)
 }
 
 /// A snapshot's format version, if its header is intact.

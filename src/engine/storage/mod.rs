@@ -212,7 +212,7 @@ impl Storage for FsStorage {
         if len == 0 {
             return Ok(Box::new(Vec::new()));
         }
-        Ok(Box::new(Mapped::new(&file, len)?))
+        Ok(Box::new(Mapped::new(file, len)?))
     }
 
     fn sync_file(&self, path: &Path) -> io::Result<()> {
@@ -285,14 +285,27 @@ pub trait ImmutableBytes: Deref<Target = [u8]> + Send + Sync {
     /// resident set (they stay in the page cache, so nothing is lost, and a
     /// later read would map them again); a copy in memory ignores it.
     fn release(&self, _range: std::ops::Range<usize>) {}
+
+    /// A copy of `range` (within the file). A memory map reads it with
+    /// `pread`: a first touch of a page of a mapping reads a whole window
+    /// around it (milliseconds on a cold file), a `pread` only the range.
+    fn copy(&self, range: std::ops::Range<usize>) -> io::Result<Vec<u8>> {
+        Ok(self[range].to_vec())
+    }
+
+    /// Says the mapped bytes will be read here and there, not in order: a
+    /// memory map then reads only the pages a read touches.
+    fn read_randomly(&self) {}
 }
 
 impl ImmutableBytes for Vec<u8> {}
 
-/// A read-only, private memory map of a whole file.
+/// A read-only, private memory map of a whole file (kept open, to read
+/// small ranges of it with `pread`).
 struct Mapped {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
+    file: File,
 }
 
 // SAFETY: the mapping is read-only and owned by this value alone.
@@ -300,7 +313,7 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
-    fn new(file: &File, len: usize) -> io::Result<Mapped> {
+    fn new(file: File, len: usize) -> io::Result<Mapped> {
         use std::os::fd::AsRawFd;
         // SAFETY: a fresh read-only private mapping of `len` bytes of an
         // open file; the kernel picks the address. Only immutable files
@@ -320,7 +333,7 @@ impl Mapped {
             return Err(io::Error::last_os_error());
         }
         let ptr = std::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(Mapped { ptr, len })
+        Ok(Mapped { ptr, len, file })
     }
 }
 
@@ -334,6 +347,23 @@ impl Deref for Mapped {
 }
 
 impl ImmutableBytes for Mapped {
+    fn copy(&self, range: std::ops::Range<usize>) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        if range.end > self.len {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        let mut out = vec![0; range.len()];
+        self.file.read_exact_at(&mut out, range.start as u64)?;
+        Ok(out)
+    }
+
+    fn read_randomly(&self) {
+        // SAFETY: advice on the whole live mapping; it changes no data.
+        unsafe {
+            libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_RANDOM);
+        }
+    }
+
     fn release(&self, range: std::ops::Range<usize>) {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
