@@ -54,16 +54,23 @@ def module_path(file: Path) -> list[str]:
     return parts
 
 
+def block_end(text: str, start: int) -> int:
+    """Where the block whose `{` ends just before `start` ends: the index
+    after its matching `}`."""
+    depth, i = 1, start
+    while depth and i < len(text):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return i
+
+
 def without_test_blocks(text: str) -> str:
     """`text` with every `#[cfg(test)] mod name { ... }` block cut out."""
     out, at = [], 0
     for match in re.finditer(r"#\[cfg\(test\)\]\s*(?:pub(?:\([a-z]+\))?\s+)?mod\s+\w+\s*\{", text):
         if match.start() < at:
             continue
-        depth, i = 1, match.end()
-        while depth and i < len(text):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
+        i = block_end(text, match.end())
         out.append(text[at : match.start()])
         at = i
     out.append(text[at:])
@@ -126,10 +133,7 @@ def modules_in(text: str, here: list[str]) -> list[tuple[str, list[str]]]:
     for match in re.finditer(r"\bmod\s+(\w+)\s*\{", text):
         if match.start() < at:
             continue
-        depth, i = 1, match.end()
-        while depth and i < len(text):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
+        i = block_end(text, match.end())
         pieces.append((text[at : match.start()], here))
         pieces += modules_in(text[match.end() : i - 1], [*here, match.group(1)])
         at = i

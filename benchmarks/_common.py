@@ -19,6 +19,19 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
+def drop_from_page_cache(path: Path) -> None:
+    """Asks the kernel to drop the file `path`, or the files under it, from
+    the page cache (written back first)."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def make_data(n_series: int, n_points: int, seed: int = 42) -> np.ndarray:
     return np.random.default_rng(seed).random((n_series, n_points), dtype=np.float32)
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import rss_bytes
+from _common import drop_from_page_cache, rss_bytes
 
 import metricstore
 from metricstore import ccbackend
@@ -96,22 +95,12 @@ def build(base: Path, name: str, data: list) -> tuple[Path, Path, int]:
     return store_dir, npy_dir, samples
 
 
-def drop_cache(path: Path) -> None:
-    for file in [f for f in path.rglob("*") if f.is_file()]:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process; prints a JSON line."""
     store_dir, npy_dir = Path(args.store), Path(args.npy)
     if args.cold:
-        drop_cache(store_dir)
-        drop_cache(npy_dir)
+        drop_from_page_cache(store_dir)
+        drop_from_page_cache(npy_dir)
     open_store = metricstore.open  # imports the store module: imports are not timed
     base = rss_bytes()
     clock = time.perf_counter

@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import FREQUENCY, bare_ticks, disk_write_fsync, make_data, rss_bytes
+from _common import (
+    FREQUENCY,
+    bare_ticks,
+    disk_write_fsync,
+    drop_from_page_cache,
+    make_data,
+    rss_bytes,
+)
 
 T0 = 1_700_000_000  # first timestamp (seconds): a real-looking epoch on the 10 s grid
 CHILDREN = 64
@@ -953,14 +960,7 @@ def resident_bytes(path: Path) -> tuple[int, int]:
 def drop_cache(path: Path) -> float:
     """Asks the kernel to drop the files under `path` from the page cache;
     returns the fraction still resident afterwards."""
-    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-    for file in files:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    drop_from_page_cache(path)
     resident, total = resident_bytes(path)
     return resident / total if total else 0.0
 

@@ -12,6 +12,14 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_PATH_DEPTH: usize = 16;
 
 /// What is wrong with a name's length, if anything (both kinds of name).
+/// What metric names and path components must both avoid: a bad length,
+/// and `.` or `..`.
+fn shared_problem(name: &str) -> Option<String> {
+    length_problem(name).or_else(|| {
+        (name == "." || name == "..").then(|| "'.' and '..' are not allowed".to_owned())
+    })
+}
+
 fn length_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("it is empty".to_owned());
@@ -39,11 +47,8 @@ pub fn validate_metric_name(name: &str) -> Result<(), EngineError> {
         value: name.to_owned(),
         reason,
     };
-    if let Some(reason) = length_problem(name) {
+    if let Some(reason) = shared_problem(name) {
         return Err(bad(reason));
-    }
-    if name == "." || name == ".." {
-        return Err(bad("'.' and '..' are not allowed".to_owned()));
     }
     if let Some(c) = name
         .chars()
@@ -81,11 +86,8 @@ fn validate_component(name: &str, index: usize, argument: &str) -> Result<(), En
         value: name.to_owned(),
         reason,
     };
-    if let Some(reason) = length_problem(name) {
+    if let Some(reason) = shared_problem(name) {
         return Err(bad(reason));
-    }
-    if name == "." || name == ".." {
-        return Err(bad("'.' and '..' are not allowed".to_owned()));
     }
     if let Some(c) = name
         .chars()
