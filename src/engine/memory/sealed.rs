@@ -29,6 +29,9 @@ pub struct MappedFile {
     pub bytes: Box<dyn Deref<Target = [u8]> + Send + Sync>,
     /// Its path, for errors.
     pub name: String,
+    /// Asks for a byte range to be read in ahead of a read that will need
+    /// all of it (the mapping is read page by page otherwise).
+    pub will_need: Box<dyn Fn(std::ops::Range<usize>) + Send + Sync>,
 }
 
 /// A chunk that cannot be read: where it is and why.
@@ -151,6 +154,16 @@ impl Sealed {
             Bytes::Mapped {
                 file, offset, len, ..
             } => &file.bytes[*offset..*offset + *len],
+        }
+    }
+
+    /// The file and byte range of a mapped chunk.
+    pub fn mapped_range(&self) -> Option<(&Arc<MappedFile>, std::ops::Range<usize>)> {
+        match &self.bytes {
+            Bytes::Mapped {
+                file, offset, len, ..
+            } => Some((file, *offset..*offset + *len)),
+            Bytes::Owned(_) => None,
         }
     }
 

@@ -202,6 +202,7 @@ impl SeriesData {
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
+        self.read_ahead(first_key..=last_key);
         for (&key, stored) in self.chunks.range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
@@ -221,6 +222,30 @@ impl SeriesData {
         Ok(())
     }
 
+    /// Before a read of many mapped chunks, asks for their bytes (one run of
+    /// the snapshot: a series' chunks lie together) to be read in at once.
+    fn read_ahead(&self, keys: std::ops::RangeInclusive<i64>) {
+        const MANY: usize = 16;
+        let mut mapped = self
+            .chunks
+            .range(keys)
+            .filter_map(|(_, stored)| match stored {
+                Stored::Sealed(sealed) => sealed.mapped_range(),
+                Stored::Raw(_) => None,
+            });
+        let Some((file, first)) = mapped.next() else {
+            return;
+        };
+        let (mut end, mut count) = (first.end, 1);
+        for (_, range) in mapped {
+            end = end.max(range.end);
+            count += 1;
+        }
+        if count >= MANY {
+            (file.will_need)(first.start..end);
+        }
+    }
+
     /// Calls `visit(offset, values)` for every stored run of slots inside
     /// `first .. first + len`, in slot order; `offset` is relative to `first`.
     pub fn for_each_piece(
@@ -235,6 +260,7 @@ impl SeriesData {
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
+        self.read_ahead(first_key..=last_key);
         let mut buffer = [0f32; CHUNK_SLOTS];
         for (&key, stored) in self.chunks.range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;

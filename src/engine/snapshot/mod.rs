@@ -461,9 +461,11 @@ impl Store {
             }
             next = entry.offset + entry.len;
         }
+        let ahead = Arc::clone(file);
         let shared = Arc::new(MappedFile {
             bytes: Box::new(Shared(Arc::clone(file))),
             name: name.to_owned(),
+            will_need: Box::new(move |range| ahead.will_need(range)),
         });
         let catalog = self.catalog.get_mut();
         for (id, entry) in entries {

@@ -296,6 +296,10 @@ pub trait ImmutableBytes: Deref<Target = [u8]> + Send + Sync {
     /// Says the mapped bytes will be read here and there, not in order: a
     /// memory map then reads only the pages a read touches.
     fn read_randomly(&self) {}
+
+    /// Says `range` will be read soon: a memory map starts reading it in,
+    /// in one go, instead of page by page as a read touches it.
+    fn will_need(&self, _range: std::ops::Range<usize>) {}
 }
 
 impl ImmutableBytes for Vec<u8> {}
@@ -361,6 +365,25 @@ impl ImmutableBytes for Mapped {
         // SAFETY: advice on the whole live mapping; it changes no data.
         unsafe {
             libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_RANDOM);
+        }
+    }
+
+    fn will_need(&self, range: std::ops::Range<usize>) {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        let first = range.start / page * page;
+        let last = range.end.min(self.len);
+        if first < last {
+            // SAFETY: advice on pages inside the live mapping (`first` is
+            // page-aligned and at most `last`, which is within it); it
+            // changes no data.
+            unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().add(first).cast(),
+                    last - first,
+                    libc::MADV_WILLNEED,
+                );
+            }
         }
     }
 
