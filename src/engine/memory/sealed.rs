@@ -30,7 +30,7 @@ pub struct MappedFile {
     /// Its path, for errors.
     pub name: String,
     /// Asks for a byte range to be read in ahead of a read that will need
-    /// all of it (the mapping is read page by page otherwise).
+    /// all of it (the mapping is read window by window otherwise).
     pub will_need: Box<dyn Fn(std::ops::Range<usize>) + Send + Sync>,
 }
 

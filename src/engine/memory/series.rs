@@ -223,7 +223,8 @@ impl SeriesData {
     }
 
     /// Before a read of many mapped chunks, asks for their bytes (one run of
-    /// the snapshot: a series' chunks lie together) to be read in at once.
+    /// the snapshot: a series' chunks lie together) to be read in at once,
+    /// rather than window by window as the decoding touches them.
     fn read_ahead(&self, keys: std::ops::RangeInclusive<i64>) {
         const MANY: usize = 16;
         let mut mapped = self

@@ -449,7 +449,6 @@ impl Store {
             return Err("series count differs from the header".to_owned());
         }
         let entries = read_index(&index[index_start..index_end], series_count)?;
-        file.read_randomly();
         // Chunks lie between the catalog and the index, in file order.
         let mut next = catalog_end;
         for (id, entry) in &entries {

@@ -293,12 +293,8 @@ pub trait ImmutableBytes: Deref<Target = [u8]> + Send + Sync {
         Ok(self[range].to_vec())
     }
 
-    /// Says the mapped bytes will be read here and there, not in order: a
-    /// memory map then reads only the pages a read touches.
-    fn read_randomly(&self) {}
-
     /// Says `range` will be read soon: a memory map starts reading it in,
-    /// in one go, instead of page by page as a read touches it.
+    /// in one go, instead of window by window as a read touches it.
     fn will_need(&self, _range: std::ops::Range<usize>) {}
 }
 
@@ -359,13 +355,6 @@ impl ImmutableBytes for Mapped {
         let mut out = vec![0; range.len()];
         self.file.read_exact_at(&mut out, range.start as u64)?;
         Ok(out)
-    }
-
-    fn read_randomly(&self) {
-        // SAFETY: advice on the whole live mapping; it changes no data.
-        unsafe {
-            libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_RANDOM);
-        }
     }
 
     fn will_need(&self, range: std::ops::Range<usize>) {
