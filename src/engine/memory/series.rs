@@ -109,6 +109,24 @@ fn count_valid(values: &[f32]) -> u64 {
     values.iter().filter(|v| !v.is_nan()).count() as u64
 }
 
+/// The slot `find` picks in the first chunk of `chunks` (in their order)
+/// that holds a sample.
+fn edge_sample<'a>(
+    chunks: impl Iterator<Item = (&'a i64, &'a Stored)>,
+    find: impl Fn(&[f32]) -> Option<usize>,
+) -> Result<Option<i64>, Damage> {
+    let mut buffer = [0f32; CHUNK_SLOTS];
+    for (key, stored) in chunks {
+        if stored.valid() == 0 {
+            continue;
+        }
+        if let Some(slot) = stored.visit(0, CHUNK_SLOTS, &mut buffer, &find)? {
+            return Ok(Some(key * CHUNK_SLOTS as i64 + slot as i64));
+        }
+    }
+    Ok(None)
+}
+
 impl SeriesData {
     /// Writes `values` into consecutive slots from `first`; returns the
     /// address of the chunk written last (0 if none), as `write_one` does.
@@ -406,36 +424,16 @@ impl SeriesData {
 
     /// The first slot holding a sample, if any.
     pub fn first_sample_slot(&self) -> Result<Option<i64>, Damage> {
-        let mut buffer = [0f32; CHUNK_SLOTS];
-        for (key, stored) in &self.chunks {
-            if stored.valid() == 0 {
-                continue;
-            }
-            let first = stored.visit(0, CHUNK_SLOTS, &mut buffer, |slots| {
-                slots.iter().position(|v| !v.is_nan())
-            })?;
-            if let Some(first) = first {
-                return Ok(Some(key * CHUNK_SLOTS as i64 + first as i64));
-            }
-        }
-        Ok(None)
+        edge_sample(self.chunks.iter(), |slots| {
+            slots.iter().position(|v| !v.is_nan())
+        })
     }
 
     /// The last slot holding a sample, if any.
     pub fn last_sample_slot(&self) -> Result<Option<i64>, Damage> {
-        let mut buffer = [0f32; CHUNK_SLOTS];
-        for (key, stored) in self.chunks.iter().rev() {
-            if stored.valid() == 0 {
-                continue;
-            }
-            let last = stored.visit(0, CHUNK_SLOTS, &mut buffer, |slots| {
-                slots.iter().rposition(|v| !v.is_nan())
-            })?;
-            if let Some(last) = last {
-                return Ok(Some(key * CHUNK_SLOTS as i64 + last as i64));
-            }
-        }
-        Ok(None)
+        edge_sample(self.chunks.iter().rev(), |slots| {
+            slots.iter().rposition(|v| !v.is_nan())
+        })
     }
 }
 
