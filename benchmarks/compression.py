@@ -106,12 +106,10 @@ def child(args: argparse.Namespace) -> None:
     clock = time.perf_counter
     t0 = clock()
     if args.child == "store-first":
+        # The same 1,000 samples NumPy reads: the first ones of data[0].
+        metric, path, start, step = json.loads(args.first)
         store = open_store(store_dir, readonly=True)
-        handle, metric, _ = store.list_series()[0]
-        extent = store.extent(handle)
-        assert extent is not None
-        step = next(m.frequency for m in store.metrics if m.name == metric)
-        got = store.read(handle, extent[0], extent[0] + 1000 * step).values
+        got = store.read((metric, path), start, start + 1000 * step).values
         result = {"seconds": clock() - t0, "n": len(got)}
     elif args.child == "numpy-first":
         got = np.array(np.load(npy_dir / "000000.npy", mmap_mode="r")[:1000])
@@ -134,9 +132,9 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def in_child(kind: str, store_dir: Path, npy_dir: Path, cold: bool) -> dict:
+def in_child(kind: str, store_dir: Path, npy_dir: Path, cold: bool, first: str = "") -> dict:
     command = [sys.executable, __file__, "--child", kind, "--store", str(store_dir)]
-    command += ["--npy", str(npy_dir)] + (["--cold"] if cold else [])
+    command += ["--npy", str(npy_dir), "--first", first] + (["--cold"] if cold else [])
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -223,11 +221,13 @@ def codec_rates(store_dir: Path, repeat: int) -> tuple[float, float]:
     return statistics.median(encode() for _ in range(repeat)), decode_rate
 
 
-def report(name: str, store_dir: Path, npy_dir: Path, samples: int, repeat: int) -> dict:
+def report(
+    name: str, store_dir: Path, npy_dir: Path, samples: int, first: str, repeat: int
+) -> dict:
     disk = sum(f.stat().st_size for f in store_dir.iterdir() if f.is_file())
     npy_disk = sum(f.stat().st_size for f in npy_dir.iterdir())
     first_store = median(
-        lambda: in_child("store-first", store_dir, npy_dir, True)["seconds"], repeat
+        lambda: in_child("store-first", store_dir, npy_dir, True, first)["seconds"], repeat
     )
     first_numpy = median(
         lambda: in_child("numpy-first", store_dir, npy_dir, True)["seconds"], repeat
@@ -303,6 +303,7 @@ def main() -> None:
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--npy", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -317,7 +318,11 @@ def main() -> None:
     ]
     for name, data, targets in sets:
         store_dir, npy_dir, samples = build(base, name, data)
-        print_report(report(name, store_dir, npy_dir, samples, args.repeat), targets)
+        metric, path, start, _ = data[0]
+        with metricstore.open(store_dir, readonly=True) as store:
+            step = next(m.frequency for m in store.metrics if m.name == metric)
+        first = json.dumps([metric, "/".join(path), start, step])
+        print_report(report(name, store_dir, npy_dir, samples, first, args.repeat), targets)
         shutil.rmtree(store_dir)
         shutil.rmtree(npy_dir)
     if args.dir is None:
