@@ -680,6 +680,47 @@ fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
     assert_eq!(everything(&writer, &[a, b], 6000), live);
 }
 
+#[test]
+fn a_log_tail_that_writes_into_a_damaged_mapped_chunk_leaves_it_reported() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    store.write_block(a, 0, &[7.0; 3000]).unwrap();
+    let info = store.checkpoint().unwrap();
+    // The log tail writes into the first two chunks.
+    store.write_block(a, 10, &[8.0; 5]).unwrap();
+    store.write_block(a, 1030, &[9.0; 5]).unwrap();
+    store.close_with(false).unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&info.file).unwrap();
+    let index_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
+    for chunk in 0..2 {
+        let entry = index_at + 12 + 4 + chunk * 28;
+        let offset = u64::from_le_bytes(bytes[entry + 8..entry + 16].try_into().unwrap());
+        bytes[offset as usize + 5] ^= 0x40;
+    }
+    std::fs::write(&info.file, &bytes).unwrap();
+    let read_only = OpenOptions {
+        readonly: true,
+        ..options(SyncMode::None)
+    };
+    // Replaying the tail meets both damaged chunks: no panic, and reads of
+    // them name the damage; the third chunk reads exactly.
+    let (reader, report) = Store::open(dir.path(), &read_only).unwrap();
+    assert_eq!(report.records, 2);
+    for start in [0, 1024] {
+        let err = reader
+            .read(Target::Series(a), start, start + 10)
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Corruption { file, .. } if *file == info.file),
+            "{err:?}"
+        );
+    }
+    assert_eq!(bits(&reader, a, 2048, 3000), vec![7.0f32.to_bits(); 952]);
+}
+
 fn snapshot_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
