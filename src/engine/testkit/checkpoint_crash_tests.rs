@@ -13,12 +13,10 @@ use std::sync::Arc;
 
 use crate::engine::testkit::sim_storage::{Fault, KeepPolicy, Rng, SimStorage};
 use crate::engine::testkit::test_model::{
-    NAN_BITS, SEGMENT_BYTES, State, Step, apply, assert_same, crash, dir, empty_state, frequencies,
-    model_apply, model_state, store_state, values, window,
+    NAN_BITS, State, Step, apply, assert_same, crash, dir, empty_state, frequencies, model_apply,
+    model_state, options, store_state, values, window,
 };
-use crate::engine::{
-    Aggregation, EngineError, OpenOptions, RecoveryMode, RecoveryReport, Store, SyncMode,
-};
+use crate::engine::{Aggregation, EngineError, RecoveryReport, Store, SyncMode};
 
 // ---------------------------------------------------------------------------
 // Workload and model.
@@ -117,17 +115,6 @@ fn ops_of(calls: &[Call]) -> Vec<Step> {
 
 // ---------------------------------------------------------------------------
 // Running a workload on a simulated disk.
-
-fn options(sync: SyncMode) -> OpenOptions {
-    OpenOptions {
-        sync,
-        recovery: RecoveryMode::TolerateTail,
-        segment_bytes: SEGMENT_BYTES,
-        checkpoint_every: None,
-        checkpoint_log_bytes: None,
-        ..OpenOptions::default()
-    }
-}
 
 fn open(sim: &Arc<SimStorage>, sync: SyncMode) -> Result<(Store, RecoveryReport), EngineError> {
     Store::open_on(sim.clone(), dir(), &options(sync))
@@ -923,16 +910,6 @@ mod real_process {
         checkpoint_workload(11, 80, &[20, 40, 60])
     }
 
-    fn real_options() -> OpenOptions {
-        OpenOptions {
-            sync: SyncMode::Always,
-            segment_bytes: SEGMENT_BYTES,
-            checkpoint_every: None,
-            checkpoint_log_bytes: None,
-            ..OpenOptions::default()
-        }
-    }
-
     /// Run by the parent test in a child process: writes the workload to
     /// the directory in METRICSTORE_CRASH_DIR and prints one line per
     /// acknowledged op, until the armed crash point kills it.
@@ -940,7 +917,7 @@ mod real_process {
     #[ignore = "the child half of a_real_process_killed_at_each_named_point_loses_nothing"]
     fn crash_point_child() {
         let dir = std::env::var("METRICSTORE_CRASH_DIR").expect("run by the parent test");
-        let (store, _) = Store::open(Path::new(&dir), &real_options()).unwrap();
+        let (store, _) = Store::open(Path::new(&dir), &options(SyncMode::Always)).unwrap();
         let mut out = std::io::stdout().lock();
         for call in workload() {
             match call {
@@ -1003,7 +980,7 @@ mod real_process {
                 assert!(killed, "{context}: the child was not killed");
                 acked
             };
-            let (store, report) = Store::open(temp.path(), &real_options()).unwrap();
+            let (store, report) = Store::open(temp.path(), &options(SyncMode::Always)).unwrap();
             let k = report.last_lsn as usize;
             // `always` mode: every acknowledged op is durable; the op the
             // kill cut short may or may not have been logged.

@@ -15,20 +15,9 @@ use std::time::Duration;
 use crate::engine::testkit::sim_storage::{Fault, KeepPolicy, SimStorage};
 use crate::engine::testkit::sync_point_fault_tests::{Call, mixed_workload, ops_of};
 use crate::engine::testkit::test_model::{
-    SEGMENT_BYTES, apply, assert_same, crash, dir, model_state, store_state, window,
+    apply, assert_same, crash, dir, model_state, options, store_state, window,
 };
-use crate::engine::{OpenOptions, RecoveryMode, Store, SyncMode};
-
-fn options(sync: SyncMode) -> OpenOptions {
-    OpenOptions {
-        sync,
-        recovery: RecoveryMode::TolerateTail,
-        segment_bytes: SEGMENT_BYTES,
-        checkpoint_every: None,
-        checkpoint_log_bytes: None,
-        ..OpenOptions::default()
-    }
-}
+use crate::engine::{Store, SyncMode};
 
 fn workload() -> Vec<Call> {
     mixed_workload(31, 40)
@@ -121,15 +110,6 @@ mod real_process {
 
     const CHILD: &str = "engine::testkit::close_kill_tests::real_process::closing_child";
 
-    fn real_options() -> OpenOptions {
-        OpenOptions {
-            segment_bytes: SEGMENT_BYTES,
-            checkpoint_every: None,
-            checkpoint_log_bytes: None,
-            ..options(SyncMode::None)
-        }
-    }
-
     /// Run by the parent test in a child process: runs the workload on the
     /// directory in METRICSTORE_CRASH_DIR, prints "ack" per op, then
     /// "closing", and closes with a final checkpoint, until the armed
@@ -138,7 +118,7 @@ mod real_process {
     #[ignore = "the child half of a_real_process_killed_at_each_point_of_its_close_loses_nothing"]
     fn closing_child() {
         let dir = std::env::var("METRICSTORE_CRASH_DIR").expect("run by the parent test");
-        let (store, _) = Store::open(Path::new(&dir), &real_options()).unwrap();
+        let (store, _) = Store::open(Path::new(&dir), &options(SyncMode::None)).unwrap();
         let mut out = std::io::stdout().lock();
         for call in workload() {
             match call {
@@ -210,7 +190,7 @@ mod real_process {
                     Some("closing"),
                     "{context}"
                 );
-                let (store, report) = Store::open(temp.path(), &real_options()).unwrap();
+                let (store, report) = Store::open(temp.path(), &options(SyncMode::None)).unwrap();
                 assert_eq!(report.last_lsn as usize, ops.len(), "{context}: {report:?}");
                 assert_same(
                     &store_state(&store, w),

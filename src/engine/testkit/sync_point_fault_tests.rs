@@ -31,11 +31,9 @@ use parking_lot::Mutex;
 use crate::engine::storage::{Storage, StorageFile};
 use crate::engine::testkit::sim_storage::{EIO, KeepPolicy, OpKind, Rng, SimStorage};
 use crate::engine::testkit::test_model::{
-    SEGMENT_BYTES, Step, apply, assert_same, dir, model_state, store_state, values, window,
+    Step, apply, assert_same, dir, model_state, options, store_state, values, window,
 };
-use crate::engine::{
-    Aggregation, EngineError, OpenOptions, RecoveryMode, RecoveryReport, Store, SyncMode,
-};
+use crate::engine::{Aggregation, EngineError, RecoveryReport, Store, SyncMode};
 
 // ---------------------------------------------------------------------------
 // The workload.
@@ -124,17 +122,6 @@ pub(crate) fn ops_of(calls: &[Call]) -> Vec<Step> {
             _ => None,
         })
         .collect()
-}
-
-fn options(sync: SyncMode) -> OpenOptions {
-    OpenOptions {
-        sync,
-        recovery: RecoveryMode::TolerateTail,
-        segment_bytes: SEGMENT_BYTES,
-        checkpoint_every: None,
-        checkpoint_log_bytes: None,
-        ..OpenOptions::default()
-    }
 }
 
 // ---------------------------------------------------------------------------

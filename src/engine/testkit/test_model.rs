@@ -10,11 +10,24 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::engine::testkit::sim_storage::{KeepPolicy, Rng, SimStorage};
-use crate::engine::{Aggregation, EngineError, Store, Target};
+use crate::engine::{Aggregation, EngineError, OpenOptions, RecoveryMode, Store, SyncMode, Target};
 
 pub(crate) const DIR: &str = "/store";
 pub(crate) const SEGMENT_BYTES: u64 = 4096;
 pub(crate) const NAN_BITS: u32 = 0x7FC0_0000;
+
+/// How the crash suites open a store: small segments, so workloads rotate,
+/// and no background checkpoints, so every checkpoint is a workload step.
+pub(crate) fn options(sync: SyncMode) -> OpenOptions {
+    OpenOptions {
+        sync,
+        recovery: RecoveryMode::TolerateTail,
+        segment_bytes: SEGMENT_BYTES,
+        checkpoint_every: None,
+        checkpoint_log_bytes: None,
+        ..OpenOptions::default()
+    }
+}
 
 pub(crate) fn dir() -> &'static Path {
     Path::new(DIR)
