@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::bytes::{ByteReader, put_str};
 use super::error::EngineError;
 use crate::engine::memory::chunks::CHUNK_BYTES;
-use crate::engine::memory::sealed::{MappedFile, Sealed};
+use crate::engine::memory::sealed::{MappedFile, MappedIndex, MappedSeries, Sealed};
 use crate::engine::memory::series::{EncodedChunk, SeriesData};
 use crate::engine::model::metric::{Aggregation, MetricDef};
 use crate::engine::storage::progress::{Cancelled, Tracker};
@@ -448,37 +448,49 @@ impl Store {
         if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
-        let entries = read_index(&index[index_start..index_end], series_count)?;
+        let ahead = Arc::clone(file);
+        let index = Arc::new(SnapshotIndex {
+            bytes: index,
+            file: Arc::new(MappedFile {
+                bytes: Box::new(Shared(Arc::clone(file))),
+                name: name.to_owned(),
+                will_need: Box::new(move |range| ahead.will_need(range)),
+            }),
+        });
+        // One pass over the index checks every entry and hands each series
+        // where its entries are; its chunks are made on its first use.
+        let shared: Arc<dyn MappedIndex> = index.clone();
+        let bytes = &index.bytes[index_start..index_end];
+        let catalog = self.catalog.get_mut();
+        let mut r = ByteReader::new(bytes);
         // Chunks lie between the catalog and the index, in file order.
         let mut next = catalog_end;
-        for (id, entry) in &entries {
-            if entry.offset < next || entry.offset.saturating_add(entry.len) > index_at {
-                return Err(format!(
-                    "index entry of series {id} points outside the chunks (offset {})",
-                    entry.offset
-                ));
+        for id in 0..series_count {
+            let count = r.u32()? as usize;
+            if count > r.bytes.len() / INDEX_ENTRY {
+                return Err(format!("index entry of series {id} runs past the index"));
             }
-            next = entry.offset + entry.len;
+            let at = index_start + (bytes.len() - r.bytes.len());
+            let (mut chunk_bytes, mut valid) = (0, 0);
+            for _ in 0..count {
+                let entry = index_entry(r.take(INDEX_ENTRY)?)?;
+                if entry.offset < next || entry.offset.saturating_add(entry.len) > index_at {
+                    return Err(format!(
+                        "index entry of series {id} points outside the chunks (offset {})",
+                        entry.offset
+                    ));
+                }
+                next = entry.offset + entry.len;
+                chunk_bytes += entry.len;
+                valid += entry.valid;
+            }
+            if count > 0 {
+                let series = catalog.entry(id).ok_or_else(|| format!("no series {id}"))?;
+                let mapped = MappedSeries::new(&self.pool, &shared, at, count, chunk_bytes);
+                series.data.write().load_mapped(mapped, valid);
+            }
         }
-        let ahead = Arc::clone(file);
-        let shared = Arc::new(MappedFile {
-            bytes: Box::new(Shared(Arc::clone(file))),
-            name: name.to_owned(),
-            will_need: Box::new(move |range| ahead.will_need(range)),
-        });
-        let catalog = self.catalog.get_mut();
-        for (id, entry) in entries {
-            let sealed = Sealed::mapped(
-                &self.pool,
-                &shared,
-                entry.offset,
-                entry.len,
-                entry.crc,
-                u64::from(entry.valid),
-            );
-            let series = catalog.entry(id).ok_or_else(|| format!("no series {id}"))?;
-            series.data.write().load_sealed(entry.key, sealed);
-        }
+        r.finish("the index block")?;
         Ok(lsn)
     }
 
@@ -628,7 +640,7 @@ impl Store {
             }
             let sealed = Sealed::load(&self.pool, bytes)
                 .map_err(|e| format!("series {id} at offset {}: {e}", entry.offset))?;
-            if sealed.valid() != u64::from(entry.valid) {
+            if sealed.valid() != entry.valid {
                 return Err(format!(
                     "chunk of series {id} at offset {} holds {} samples, the index says {}",
                     entry.offset,
@@ -665,13 +677,18 @@ impl Store {
 }
 
 /// Where one chunk of a version 2 snapshot is.
-#[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    key: i64,
-    offset: usize,
-    len: usize,
-    crc: u32,
-    valid: u32,
+type IndexEntry = EncodedChunk;
+
+/// One 28-byte index entry.
+fn index_entry(bytes: &[u8]) -> Result<IndexEntry, String> {
+    let mut r = ByteReader::new(bytes);
+    Ok(IndexEntry {
+        key: r.i64()?,
+        offset: usize::try_from(r.u64()?).map_err(|_| "chunk offset out of range")?,
+        len: r.u32()? as usize,
+        crc: r.u32()?,
+        valid: u64::from(r.u32()?),
+    })
 }
 
 /// The chunks a version 2 snapshot's index lists, as (series id, entry),
@@ -686,18 +703,31 @@ fn read_index(payload: &[u8], series_count: u32) -> Result<Vec<(u32, IndexEntry)
         }
         entries.reserve(count);
         for _ in 0..count {
-            let entry = IndexEntry {
-                key: r.i64()?,
-                offset: usize::try_from(r.u64()?).map_err(|_| "chunk offset out of range")?,
-                len: r.u32()? as usize,
-                crc: r.u32()?,
-                valid: r.u32()?,
-            };
-            entries.push((id, entry));
+            entries.push((id, index_entry(r.take(INDEX_ENTRY)?)?));
         }
     }
     r.finish("the index block")?;
     Ok(entries)
+}
+
+/// A mapped snapshot's index block, kept for the series whose chunks are
+/// not made yet (checked whole when the snapshot was opened).
+struct SnapshotIndex {
+    bytes: Vec<u8>,
+    file: Arc<MappedFile>,
+}
+
+impl MappedIndex for SnapshotIndex {
+    fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk> {
+        self.bytes[at..at + count * INDEX_ENTRY]
+            .chunks_exact(INDEX_ENTRY)
+            .map(|entry| index_entry(entry).expect("checked when the snapshot was opened"))
+            .collect()
+    }
+
+    fn file(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
 }
 
 /// `entries` split by the chunks block holding them (in `blocks`' order).
