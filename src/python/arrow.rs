@@ -57,9 +57,10 @@ impl Drop for Owner {
 
 /// What a result's table is built from, read off the `ReadResult`.
 pub struct Columns<'py> {
-    /// Float32, C-contiguous and aligned: 1-D (one series) or 2-D (a row per series).
+    /// 1-D (one series) or 2-D (a row per series); made C-contiguous
+    /// float32 first if it is not (only then copied).
     pub values: Bound<'py, PyAny>,
-    /// The tick of each column: int64, one per value of a row.
+    /// The tick of each value of a row (int64 ticks of `unit`).
     pub ticks: Bound<'py, PyAny>,
     /// "s", "ms", "us" or "ns".
     pub unit: String,
@@ -92,7 +93,9 @@ fn shared<T: numpy::Element>(
     let size = std::mem::size_of::<T>();
     let total = array.len() * size;
     if offset + len > total {
-        return Err(PyValueError::new_err("values: shorter than its shape says"));
+        return Err(PyValueError::new_err(
+            "cannot share an array shorter than its shape says",
+        ));
     }
     let base = array.data().cast::<u8>();
     let owner = Arc::new(Owner(Some(array.clone().into_any().unbind())));
