@@ -5,6 +5,7 @@
 //! around every call into the engine, and maps engine errors to the
 //! exception classes of `metricstore.exceptions`.
 
+mod arrow;
 mod ccbackend;
 mod errors;
 mod keys;
