@@ -19,7 +19,10 @@ in brackets where they differ.
 For each it measures:
 - disk after close: bytes of the store directory per sample;
 - memory: a fresh process opens the store and reads every series once; its
-  resident set grows by this much per sample (NumPy: loading .npy files);
+  resident set grows by this much per sample (NumPy: loading .npy files),
+  split into what the store holds (anonymous memory) and the snapshot's
+  pages mapped from the page cache (clean, so the kernel can take them back
+  under pressure and map them again when read);
 - time to first query: a fresh process, the files dropped from the page
   cache, imports done, opens the store and reads 1,000 points of one series
   (NumPy: np.load(mmap_mode="r") of that series' .npy file and a copy);
@@ -53,7 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import drop_from_page_cache, make_data, rss_bytes
+from _common import drop_from_page_cache, make_data, rss_bytes, rss_split
 
 import metricstore
 from metricstore import ccbackend
@@ -120,7 +123,7 @@ def child(args: argparse.Namespace) -> None:
         drop_from_page_cache(store_dir)
         drop_from_page_cache(npy_dir)
     open_store = metricstore.open  # imports the store module: imports are not timed
-    base = rss_bytes()
+    base, base_split = rss_bytes(), rss_split()
     clock = time.perf_counter
     t0 = clock()
     if args.child == "store-first":
@@ -139,7 +142,10 @@ def child(args: argparse.Namespace) -> None:
             extent = store.extent(handle)
             if extent is not None:
                 n += len(store.read(handle, *extent).values)
-        result = {"seconds": clock() - t0, "n": n, "rss": rss_bytes() - base}
+        seconds = clock() - t0
+        (anon, mapped), (anon0, mapped0) = rss_split(), base_split
+        result = {"seconds": seconds, "n": n, "rss": rss_bytes() - base}
+        result |= {"anon": anon - anon0, "file": mapped - mapped0}
     else:
         arrays = [np.load(f) for f in sorted(npy_dir.iterdir())]
         result = {
@@ -270,6 +276,8 @@ def report(
         "disk": disk / spanned,
         "npy_disk": npy_disk / spanned,
         "memory": med(warm_store, "rss") / spanned,
+        "memory_anon": med(warm_store, "anon") / spanned,
+        "memory_file": med(warm_store, "file") / spanned,
         "npy_memory": med(warm_numpy, "rss") / spanned,
         "first": (first_store, first_numpy),
         "all_cold": (med(cold_store, "seconds"), med(cold_numpy, "seconds")),
@@ -287,6 +295,10 @@ def print_report(r: dict, targets: dict) -> None:
     for label, key in (("disk after close", "disk"), ("memory after reading all", "memory")):
         extra = f"  ({r[key] * per_present:.2f} per present sample)" if per_present > 1 else ""
         print(f"{label + ', B/sample':40} {r[key]:14.2f} {r['npy_' + key]:14.2f}         {extra}")
+    print(
+        f"{'  of it: held by the store / mapped files':40} "
+        f"{r['memory_anon']:6.2f} / {r['memory_file']:.2f}"
+    )
     fs, fn = r["first"]
     print(
         f"{'first 1,000-point query, cold, ms':40} "
