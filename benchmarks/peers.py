@@ -1563,7 +1563,8 @@ class Page:
                 peers,
                 lambda: (
                     f"metricstore's open took {fmt(cold['open'])} s of {fmt(cold['seconds'])} "
-                    "s: it reads and decodes the whole snapshot before the first query."
+                    "s: a read-only open reads the snapshot's catalog and index, then each "
+                    "series' chunks (mapped) as it is read, decoding them."
                 ),
             )
             if first_better:
@@ -1574,10 +1575,11 @@ class Page:
                     first_better,
                     lambda: (
                         f"metricstore answers its first query after {ms(cold['first'])} ms "
-                        f"(open {ms(cold['open'])} ms): it loads all {s.series:,} series "
-                        "into memory first, where the file-per-series and SQL peers read "
-                        "only what the first query needs. Every later query is then served "
-                        "from memory (W3)."
+                        f"(open {ms(cold['open'])} ms): a read-only open reads the "
+                        "snapshot's header, catalog and whole index (the place of every "
+                        "chunk) before its first answer, where a file per series needs one "
+                        "file opened; the series' chunks are then read from the mapped file "
+                        "and decoded."
                     ),
                 )
 
@@ -1633,9 +1635,10 @@ class Page:
                 1.0,
                 peers,
                 lambda: (
-                    "metricstore keeps every sample in memory by design (4 B/sample plus "
-                    "chunk overhead); peers that read from files keep about one series at a "
-                    "time."
+                    "A read-only metricstore maps its snapshot: every chunk it has read "
+                    "stays resident as a mapped page of the file (compressed; W1's uniform "
+                    "random values barely compress), pages the kernel can take back under "
+                    "pressure; peers that read from files keep about one series at a time."
                     + (
                         f" Its peak ({fmt(ms_open / samples)} B/sample) is above what stays "
                         f"resident at the end ({fmt(cold['after_bytes'] / samples)}): while "
