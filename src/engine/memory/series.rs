@@ -1,15 +1,14 @@
 //! One series' samples: fixed-size chunks of float32 slots on the grid.
 //!
 //! Chunk `c` holds slots `c * CHUNK_SLOTS .. (c + 1) * CHUNK_SLOTS`. Chunks
-//! live in a `BTreeMap`, so writes may land anywhere (before, after or
-//! between stored data) and memory grows one chunk at a time; nothing ever
-//! copies a whole series. A chunk that was never written does not exist and
+//! live in a [`ChunkMap`] sorted by key, so writes may land anywhere (before,
+//! after or between stored data) and memory grows one chunk at a time;
+//! nothing ever copies a whole series' samples. A chunk that was never written does not exist and
 //! reads as NaN. A chunk is raw (slots from the store's [`ChunkPool`],
 //! written in place) or sealed (compressed, `sealed.rs`): reads decode a
 //! sealed chunk, and a write into one unseals it first, so every write
 //! lands in raw slots and stays bit-exact.
 
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 
@@ -63,11 +62,99 @@ pub struct Tiers {
     pub mapped_bytes: usize,
 }
 
+/// A series' chunks by key: a vector sorted by key, 64 bytes a chunk. A
+/// B-tree node keeps room for 11 chunks where most series hold a few (a
+/// job's series two or three): a read-only open of 18,432 such series held
+/// about 120 bytes a chunk. Appends (ticks, bulk loads) land at the end;
+/// a chunk made before others moves the entries after it (a memmove of 64
+/// bytes each), which only out-of-order writes before a series' newest
+/// chunk pay for.
+#[derive(Default)]
+struct ChunkMap(Vec<(i64, Stored)>);
+
+impl ChunkMap {
+    /// The chunks of `keys` in order, keys strictly rising; sorts them
+    /// (the last of equal keys kept) if they are not.
+    fn from_chunks(mut chunks: Vec<(i64, Stored)>) -> ChunkMap {
+        if !chunks.windows(2).all(|w| w[0].0 < w[1].0) {
+            chunks.reverse();
+            chunks.sort_by_key(|(key, _)| *key); // stable: the last given comes first
+            chunks.dedup_by_key(|(key, _)| *key);
+        }
+        ChunkMap(chunks)
+    }
+
+    fn position(&self, key: i64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
+    fn range(
+        &self,
+        keys: std::ops::RangeInclusive<i64>,
+    ) -> impl DoubleEndedIterator<Item = (&i64, &Stored)> {
+        let from = self.0.partition_point(|(k, _)| k < keys.start());
+        let to = self.0.partition_point(|(k, _)| k <= keys.end()).max(from);
+        self.0[from..to].iter().map(|(k, s)| (k, s))
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (&i64, &Stored)> {
+        self.0.iter().map(|(k, s)| (k, s))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&i64, &mut Stored)> {
+        self.0.iter_mut().map(|(k, s)| (&*k, s))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Stored> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    fn get_mut(&mut self, key: i64) -> Option<&mut Stored> {
+        let at = self.position(key).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    fn contains_key(&self, key: i64) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Puts `stored` at `key`; returns the chunk it replaced.
+    fn insert(&mut self, key: i64, stored: Stored) -> Option<Stored> {
+        match self.position(key) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, stored)),
+            Err(at) => {
+                self.0.insert(at, (key, stored));
+                None
+            }
+        }
+    }
+
+    /// Removes the chunks before `key` and returns them.
+    fn take_before(&mut self, key: i64) -> Vec<(i64, Stored)> {
+        let at = self.0.partition_point(|(k, _)| *k < key);
+        let kept = self.0.split_off(at);
+        std::mem::replace(&mut self.0, kept)
+    }
+
+    fn last_key(&self) -> Option<i64> {
+        self.0.last().map(|(key, _)| *key)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Default)]
 pub struct SeriesData {
     /// Made on first use (`map`), from `mapped` if the series lies in a
     /// mapped snapshot: a read-only open makes no chunk it does not read.
-    chunks: OnceLock<BTreeMap<i64, Stored>>,
+    chunks: OnceLock<ChunkMap>,
     /// Its chunks in a mapped snapshot, until `chunks` is made from them.
     mapped: Option<MappedSeries>,
     /// Number of non-NaN slots, kept exact on every write.
@@ -123,18 +210,20 @@ fn edge_sample<'a>(
 
 impl SeriesData {
     /// The chunks, made from the mapped snapshot on the first call.
-    fn map(&self) -> &BTreeMap<i64, Stored> {
+    fn map(&self) -> &ChunkMap {
         self.chunks.get_or_init(|| match &self.mapped {
-            Some(mapped) => mapped
-                .chunks()
-                .into_iter()
-                .map(|(key, sealed)| (key, Stored::Sealed(sealed)))
-                .collect(),
-            None => BTreeMap::new(),
+            Some(mapped) => ChunkMap::from_chunks(
+                mapped
+                    .chunks()
+                    .into_iter()
+                    .map(|(key, sealed)| (key, Stored::Sealed(sealed)))
+                    .collect(),
+            ),
+            None => ChunkMap::default(),
         })
     }
 
-    fn map_mut(&mut self) -> &mut BTreeMap<i64, Stored> {
+    fn map_mut(&mut self) -> &mut ChunkMap {
         self.map();
         self.mapped = None;
         self.chunks.get_mut().expect("made just now")
@@ -175,7 +264,7 @@ impl SeriesData {
     ) -> usize {
         let slots = match self.hot {
             Some(hot) if hot.key == key => hot.slots,
-            _ => match self.map_mut().get_mut(&key) {
+            _ => match self.map_mut().get_mut(key) {
                 Some(Stored::Raw(chunk)) => chunk.slots(),
                 Some(stored @ Stored::Sealed(_)) => {
                     let Stored::Sealed(sealed) = &*stored else {
@@ -312,7 +401,7 @@ impl SeriesData {
     /// describes each in `index` (offsets relative to `base` plus the
     /// position in `out`): sealed chunks as they are, raw ones encoded now.
     pub fn encode_chunks(&self, base: usize, out: &mut Vec<u8>, index: &mut Vec<EncodedChunk>) {
-        for (&key, stored) in self.map() {
+        for (&key, stored) in self.map().iter() {
             let start = out.len();
             match stored {
                 Stored::Raw(chunk) => crate::engine::memory::codec::encode(chunk.as_slice(), out),
@@ -375,10 +464,10 @@ impl SeriesData {
         if self.chunks.get().is_none() {
             return 0; // nothing made: all of it lies sealed in a mapped snapshot
         }
-        let newest = self.map().keys().next_back().copied();
+        let newest = self.map().last_key();
         let mut sealed = 0;
         let hot = &mut self.hot;
-        for (&key, stored) in self.chunks.get_mut().expect("made") {
+        for (&key, stored) in self.chunks.get_mut().expect("made").iter_mut() {
             if keep_newest && Some(key) == newest {
                 continue;
             }
@@ -402,14 +491,13 @@ impl SeriesData {
     pub fn drop_before(&mut self, pool: &Arc<ChunkPool>, first_kept: i64) -> usize {
         let (key, offset) = split(first_kept);
         self.hot = None;
-        let chunks = self.map_mut();
-        let kept = chunks.split_off(&key);
-        let dropped = std::mem::replace(chunks, kept);
+        let dropped = self.map_mut().take_before(key);
         let freed = dropped.len();
-        for stored in dropped.values() {
+        for (_, stored) in &dropped {
             self.valid -= stored.valid();
         }
-        if offset > 0 && self.map().contains_key(&key) {
+        drop(dropped);
+        if offset > 0 && self.map().contains_key(key) {
             // Unsealed if sealed: the write is the one place that does it.
             let head = vec![f32::NAN; offset];
             self.write(pool, key * CHUNK_SLOTS as i64, &head);
