@@ -160,12 +160,13 @@ class Store:
 
 @final
 class CcHost:
-    """One host's load of cc-backend snapshots (metricstore.ccbackend)."""
+    """One host's load of cc-backend snapshots and log (metricstore.ccbackend)."""
 
     def __new__(
         cls, cluster: str, host: str, known: dict[str, int], since: int | None = None
     ) -> CcHost: ...
     def load_snapshot(self, store: Store, data: bytes) -> dict[str, Any]: ...
+    def load_wal(self, store: Store, data: bytes) -> dict[str, Any]: ...
     def handle(
         self, store: Store, metric: str, below: list[str] | tuple[str, ...]
     ) -> tuple[int | None, str | None]: ...

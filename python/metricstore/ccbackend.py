@@ -59,7 +59,6 @@ import re
 import struct
 import threading
 import time
-import zlib
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,15 +205,11 @@ WAL_FILE_MAGIC = 0xCC1DA701
 WAL_RECORD_MAGIC = 0xCC1DA7A1
 """First u32 of every log record."""
 WAL_NAME = "current.wal"
-_WAL_MAX_PAYLOAD = 1 << 20  # cc-backend's reader refuses longer payloads
-_WAL_MIN_PAYLOAD = 8 + 2 + 1 + 4  # ts, name length, selector count, value
-_NEW_BUFFER_SLOTS = 512  # cc-backend's BufferCap: slots of a buffer the log opens
 
 _SNAPSHOT_HEADER = struct.Struct("<Iqq")  # magic, from, to
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _BLOCK_HEADER = struct.Struct("<qqI")  # frequency, start, value count
-_RECORD_HEADER = struct.Struct("<II")  # magic, payload length
 _CHECKPOINT_NAME = re.compile(r"[+-]?[0-9]+")  # what Go's strconv.ParseInt takes
 
 
@@ -555,193 +550,6 @@ def _json_as_snapshot(data: bytes) -> bytes:
     return b"".join(parts)
 
 
-@dataclass
-class _Log:
-    """The valid records of a ``current.wal``, in file order."""
-
-    keys: list[tuple[str, tuple[str, ...]] | None]  # (metric, selectors); None: not UTF-8
-    key_ids: NDArray[np.intp]
-    timestamps: NDArray[np.int64]
-    values: NDArray[np.float32]
-    damage: _Damage | None
-
-
-def _parse_wal_key(
-    data: bytes, start: int, end: int
-) -> tuple[tuple[str, tuple[str, ...]] | None, int]:
-    """Parses ``u16 name_len, name | u8 count | {u8 len, bytes} x count`` of a
-    payload and checks the f32 value after it fits; returns the key (None if a
-    name is not UTF-8) and its length in bytes."""
-    at = start
-    if at + 2 > end:
-        raise _Damage(None, "the metric name's length overflows the payload")
-    (length,) = _U16.unpack_from(data, at)
-    at += 2
-    if at + length > end:
-        raise _Damage(None, "the metric name overflows the payload")
-    names = [data[at : at + length]]
-    at += length
-    if at >= end:
-        raise _Damage(None, "the selector count overflows the payload")
-    count = data[at]
-    at += 1
-    for i in range(count):
-        if at >= end:
-            raise _Damage(None, f"selector {i}'s length overflows the payload")
-        length = data[at]
-        at += 1
-        if at + length > end:
-            raise _Damage(None, f"selector {i} overflows the payload")
-        names.append(data[at : at + length])
-        at += length
-    if at + 4 > end:
-        raise _Damage(None, "the value overflows the payload")
-    try:
-        metric, *selectors = (raw.decode() for raw in names)
-    except UnicodeDecodeError:
-        return None, at - start
-    return (metric, tuple(selectors)), at - start
-
-
-class _WalKeys:
-    """The distinct (metric, selectors) of a log, by their payload bytes."""
-
-    def __init__(self) -> None:
-        self.ids: dict[bytes, int] = {}
-        self.parsed: list[tuple[str, tuple[str, ...]] | None] = []
-        self.lengths: list[int] = []
-
-    def add(self, data: bytes, start: int, end: int) -> int:
-        """The id of the key in ``data[start:end - 4]``, parsed if new (may
-        raise _Damage)."""
-        raw = data[start : end - 4]
-        known = self.ids.get(raw)
-        if known is None:
-            key, length = _parse_wal_key(data, start, end)
-            known = self.ids[raw] = len(self.parsed)
-            self.parsed.append(key)
-            self.lengths.append(length)
-        return known
-
-
-def _wal_clean_prefix(data: bytes, keys: _WalKeys, payloads: list[int], key_ids: list[int]) -> int:
-    """Takes the records of ``current.wal`` up to its first irregularity with
-    NumPy (no Python step per record but the CRC and the key lookup) and
-    returns where the record-by-record reader must go on.
-
-    Record starts are the positions of the record magic where each record's
-    end is the next one's start; the first record whose end is not the next
-    magic (a torn or bad record, or the magic inside a payload by chance),
-    whose length is out of bounds, whose CRC fails or whose key does not
-    parse is left to the record-by-record reader, which reports it.
-    """
-    size = len(data)
-    raw = np.frombuffer(data, np.uint8)
-    hits = []
-    for phase in range(4):
-        words = np.frombuffer(data, "<u4", (size - phase) // 4, phase)
-        hits.append(np.flatnonzero(words == WAL_RECORD_MAGIC) * 4 + phase)
-    starts = np.sort(np.concatenate(hits))
-    starts = starts[(starts >= 4) & (starts + 8 <= size)]
-    if starts.size == 0 or starts[0] != 4:
-        return 4
-    lengths = raw[starts[:, None] + np.arange(4, 8)].view("<u4").reshape(-1).astype(np.intp)
-    ends = starts + 12 + lengths
-    chained = (ends[:-1] == starts[1:]) & (lengths[:-1] >= _WAL_MIN_PAYLOAD)
-    chained &= lengths[:-1] <= _WAL_MAX_PAYLOAD
-    # Records before the first break; the record at the break is read one by one.
-    count = int(np.argmin(chained)) if not chained.all() else chained.size
-    stored = raw[(ends[:count] - 4)[:, None] + np.arange(4)].view("<u4").reshape(-1)
-    firsts, lasts = (starts[:count] + 8).tolist(), (ends[:count] - 4).tolist()  # payloads
-    crc32 = zlib.crc32
-    computed = [crc32(data[a:b]) for a, b in zip(firsts, lasts, strict=True)]
-    bad = np.flatnonzero(np.array(computed, dtype=np.uint32) != stored)
-    if bad.size:
-        count = int(bad[0])
-    raws = [data[a + 8 : b - 4] for a, b in zip(firsts[:count], lasts[:count], strict=True)]
-    # Each distinct key's first record (a dict keeps the last of equal keys, so
-    # fill it backwards), parsed in file order: a bad one cuts the prefix there.
-    first_seen = dict(zip(reversed(raws), range(len(raws) - 1, -1, -1), strict=True))
-    for raw_key, i in sorted(first_seen.items(), key=lambda item: item[1]):
-        if raw_key in keys.ids:
-            continue
-        try:
-            keys.add(data, firsts[i] + 8, lasts[i])
-        except _Damage:
-            count = i
-            break
-    key_ids.extend(map(keys.ids.__getitem__, raws[:count]))
-    payloads.extend(firsts[:count])
-    return int(ends[count - 1]) if count else 4
-
-
-def _parse_wal(data: bytes) -> _Log:
-    """Parses ``current.wal``::
-
-        u32 file magic 0xCC1DA701, then records:
-        u32 0xCC1DA7A1 | u32 payload_len | payload | u32 CRC32-IEEE(payload)
-        payload := i64 ts | u16 name_len, metric | u8 selector_count
-                   | {u8 len, bytes} x selector_count | u32 f32 bits
-
-    Stops at the first record that is cut short, has a bad magic, length or
-    CRC, or does not parse, like cc-backend's replay, and returns the records
-    before it with the damage. A bad file header raises _Damage.
-    """
-    size = len(data)
-    empty = _Log([], np.empty(0, np.intp), np.empty(0, np.int64), np.empty(0, np.float32), None)
-    if size == 0:
-        return empty
-    if size < 4:
-        raise _Damage(0, f"the file ends inside the 4-byte file header ({size} bytes)")
-    (magic,) = _U32.unpack_from(data, 0)
-    if magic != WAL_FILE_MAGIC:
-        raise _Damage(0, f"magic 0x{magic:08X} is not a log's 0x{WAL_FILE_MAGIC:08X}")
-    keys = _WalKeys()
-    payloads: list[int] = []
-    key_ids: list[int] = []
-    damage = None
-    header, u32, crc32 = _RECORD_HEADER.unpack_from, _U32.unpack_from, zlib.crc32
-    offset = _wal_clean_prefix(data, keys, payloads, key_ids)
-    while offset < size:
-        if offset + 8 > size:
-            damage = _Damage(offset, f"a torn record: {size - offset} of its 8 header bytes")
-            break
-        magic, length = header(data, offset)
-        if magic != WAL_RECORD_MAGIC:
-            damage = _Damage(offset, f"record magic 0x{magic:08X}, not 0x{WAL_RECORD_MAGIC:08X}")
-            break
-        if length > _WAL_MAX_PAYLOAD:
-            damage = _Damage(offset, f"a payload length of {length:,} bytes (the limit is 1 MiB)")
-            break
-        payload = offset + 8
-        end = payload + length
-        if end + 4 > size:
-            damage = _Damage(offset, f"a torn record: {size - offset} of its {length + 12} bytes")
-            break
-        if crc32(data[payload:end]) != u32(data, end)[0]:
-            damage = _Damage(offset, "the record's CRC32 does not match its payload")
-            break
-        if length < _WAL_MIN_PAYLOAD:
-            damage = _Damage(offset, f"a payload of {length} bytes is too short for a record")
-            break
-        try:
-            key_ids.append(keys.add(data, payload + 8, end))
-        except _Damage as error:
-            damage = _Damage(offset, error.reason)
-            break
-        payloads.append(payload)
-        offset = end + 4
-    if not payloads:
-        return _Log(keys.parsed, empty.key_ids, empty.timestamps, empty.values, damage)
-    raw_bytes = np.frombuffer(data, np.uint8)
-    at = np.asarray(payloads, dtype=np.intp)
-    ids = np.asarray(key_ids, dtype=np.intp)
-    timestamps = raw_bytes[at[:, None] + np.arange(8)].view("<i8").reshape(-1).astype(np.int64)
-    at += 8 + np.asarray(keys.lengths, dtype=np.intp)[ids]  # the value after the key
-    values = raw_bytes[at[:, None] + np.arange(4)].view("<f4").reshape(-1).astype(np.float32)
-    return _Log(keys.parsed, ids, timestamps, values, damage)
-
-
 # -- planning a load: which files, in which order -----------------------------------
 
 
@@ -849,34 +657,6 @@ class _HostResult:
     unknown: Counter[str] = field(default_factory=Counter)
 
 
-# cc-backend's head buffer of a series, as far as replay needs it: start,
-# capacity (slots), frequency.
-_Head: TypeAlias = tuple[int, int, int]
-
-
-def _replay_accepts(
-    timestamps: NDArray[np.int64], head: _Head | None, frequency: int
-) -> NDArray[np.bool_]:
-    """Which of one series' log records (in file order) cc-backend's replay
-    writes, followed record by record: ``buffer.write`` refuses a time before
-    the head buffer's start, and a time past the head's capacity opens a new
-    head at ``ts - f/2``. (Records in time order never go back, so for them
-    only the newest snapshot block's start matters: :meth:`_Loader._load_wal`
-    takes that shortcut and calls this only for series whose time goes back.)"""
-    accepted = np.zeros(timestamps.size, dtype=np.bool_)
-    if head is None:
-        first = int(timestamps[0])
-        head = (first - frequency // 2, _NEW_BUFFER_SLOTS, frequency)
-    start, capacity, step = head
-    for i, ts in enumerate(timestamps.tolist()):
-        if ts < start:
-            continue
-        if (ts - start) // step >= capacity:
-            start, capacity = ts - step // 2, _NEW_BUFFER_SLOTS
-        accepted[i] = True
-    return accepted
-
-
 class _Loader:
     """Loads host directories into one store; safe to run on many threads."""
 
@@ -952,75 +732,42 @@ class _Loader:
         return data
 
     def _load_wal(self, host: _core.CcHost, path: Path, result: _HostResult) -> None:
+        """Replays ``current.wal`` in the core (see ``engine::ccbackend::wal``
+        for the rules)."""
         data = self._read(path, result)
         if data is None:
             return
-        try:
-            log = _parse_wal(data)
-        except _Damage as damage:
-            result.damaged.append(DamagedFile(str(path), damage.offset, damage.reason))
+        loaded = host.load_wal(self.store._core, data)
+        if loaded["damage"] is not None:
+            offset, reason = loaded["damage"]
+            result.damaged.append(DamagedFile(str(path), offset, reason))
             return
         result.files_read += 1
         result.bytes_read += len(data)
-        if log.damage is not None:
-            kept = f"{log.timestamps.size:,} records before it were kept"
-            result.damaged.append(
-                DamagedFile(str(path), log.damage.offset, f"{log.damage.reason}; {kept}")
-            )
-        if log.timestamps.size == 0:
-            return
-        timestamps, values, key_ids = log.timestamps, log.values, log.key_ids
-        keep = np.ones(timestamps.size, dtype=np.bool_)
-        if self.since is not None:
-            keep &= timestamps >= self.since
-        # Per distinct series: its handle and its newest snapshot block's start.
-        key_handles = np.zeros(len(log.keys), dtype=np.uint32)
-        usable = np.zeros(len(log.keys), dtype=np.bool_)
-        threshold = np.full(len(log.keys), np.iinfo(np.int64).min, dtype=np.int64)
-        counts = np.bincount(key_ids[keep & (values == values)], minlength=len(log.keys))
-        for key_id in np.unique(key_ids[keep]).tolist():
-            key = log.keys[key_id]
-            if key is None:
-                result.skipped.append(SkippedFile(str(path), "records whose names are not UTF-8"))
-                continue
-            if key[0] not in self.known:
-                result.unknown[key[0]] += int(counts[key_id])
-                continue
-            handle, refused = host.handle(self.store._core, *key)
-            if refused is not None:
-                result.skipped.append(
-                    SkippedFile(str(path), f"series {key[0]!r} at {key[1]}: {refused}")
+        if loaded["stop"] is not None:
+            offset, reason = loaded["stop"]
+            kept = f"{loaded['records']:,} records before it were kept"
+            result.damaged.append(DamagedFile(str(path), offset, f"{reason}; {kept}"))
+        result.skipped.extend(
+            SkippedFile(str(path), "records whose names are not UTF-8")
+            for _ in range(loaded["not_utf8"])
+        )
+        if loaded["untimed"]:
+            result.skipped.append(
+                SkippedFile(
+                    str(path),
+                    f"{_plural(loaded['untimed'], 'record')} whose time has no slot on "
+                    "their metric's grid",
                 )
-            if handle is None:
-                continue
-            key_handles[key_id] = handle
-            usable[key_id] = True
-            head = host.head(*key)
-            if head is not None:
-                threshold[key_id] = head[0]
-        keep &= usable[key_ids]
-        accepted = timestamps >= threshold[key_ids]
-        # Series whose time goes back somewhere: follow cc-backend's buffers.
-        order = np.flatnonzero(keep)
-        order = order[np.argsort(key_ids[order], kind="stable")]  # by series, in file order
-        by_series, times = key_ids[order], timestamps[order]
-        back = (by_series[1:] == by_series[:-1]) & (times[1:] < times[:-1])
-        for key_id in np.unique(by_series[1:][back]).tolist():
-            records = order[by_series == key_id]
-            key = log.keys[key_id]
-            assert key is not None
-            accepted[records] = _replay_accepts(
-                timestamps[records], host.head(*key), self.known[key[0]]
             )
-        result.stale += int(np.count_nonzero(keep & ~accepted))
-        keep &= accepted
-        chosen = np.flatnonzero(keep)
-        if chosen.size == 0:
-            return
-        chosen_values = values[chosen]
-        self.store.write_points(key_handles[key_ids[chosen]], timestamps[chosen], chosen_values)
-        result.wal_records += int(chosen.size)
-        result.values += int(np.count_nonzero(chosen_values == chosen_values))
+        for metric, below, message in loaded["unnamed"]:
+            result.skipped.append(
+                SkippedFile(str(path), f"series {metric!r} at {below}: {message}")
+            )
+        result.unknown.update(loaded["unknown"])
+        result.stale += loaded["stale"]
+        result.wal_records += loaded["written"]
+        result.values += loaded["values"]
 
     def run(self, plans: list[_HostPlan], workers: int, bar: Any) -> list[_HostResult]:
         """Loads every host on ``workers`` threads. On Ctrl-C (or an error in a

@@ -1,5 +1,5 @@
-//! `metricstore._core.CcHost`: one host's load of cc-backend snapshots (see
-//! `engine::ccbackend`), driven file by file by `metricstore.ccbackend`.
+//! `metricstore._core.CcHost`: one host's load of cc-backend snapshots and
+//! log (see `engine::ccbackend`), driven file by file by `metricstore.ccbackend`.
 
 use std::collections::HashMap;
 
@@ -8,7 +8,17 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::store::PyStore;
-use crate::engine::{HostLoad, SeriesId};
+use crate::engine::{HostLoad, SeriesId, Unnamed};
+
+/// `[(metric, below, message)]`.
+fn unnamed(py: Python<'_>, all: Vec<Unnamed>) -> PyResult<Vec<Bound<'_, PyTuple>>> {
+    all.into_iter()
+        .map(|u| {
+            let below = PyTuple::new(py, u.below)?;
+            (u.metric, below, u.message).into_pyobject(py)
+        })
+        .collect()
+}
 
 #[pyclass(frozen, module = "metricstore._core", name = "CcHost")]
 pub struct PyCcHost {
@@ -58,15 +68,46 @@ impl PyCcHost {
                     "unknown",
                     load.unknown.into_iter().collect::<HashMap<_, _>>(),
                 )?;
-                let unnamed = load
-                    .unnamed
-                    .into_iter()
-                    .map(|u| {
-                        let below = PyTuple::new(py, u.below)?;
-                        (u.metric, below, u.message).into_pyobject(py)
-                    })
-                    .collect::<PyResult<Vec<_>>>()?;
-                dict.set_item("unnamed", unnamed)?;
+                dict.set_item("unnamed", unnamed(py, load.unnamed)?)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    /// Parses `data` as a `current.wal` and replays it into `store` after
+    /// the snapshots loaded so far, without the GIL. Returns a dict:
+    /// `damage` (None or (offset, reason) of a bad file header: nothing was
+    /// loaded), `records` (valid records), `stop` (None or (offset, reason)
+    /// of the first bad record: the records before it were kept),
+    /// `written`, `values`, `stale`, `unknown` ({metric: values}),
+    /// `not_utf8` (keys), `untimed`, `unnamed` ([(metric, below, message)]).
+    fn load_wal<'py>(
+        &self,
+        py: Python<'py>,
+        store: &Bound<'py, PyStore>,
+        data: &[u8],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let store = store.get().store()?;
+        let outcome = py.detach(|| self.inner.lock().load_wal(&store, data))?;
+        let dict = PyDict::new(py);
+        match outcome {
+            Err(damage) => {
+                dict.set_item("damage", (damage.offset, damage.reason))?;
+            }
+            Ok(load) => {
+                dict.set_item("damage", py.None())?;
+                dict.set_item("records", load.records)?;
+                dict.set_item("stop", load.damage.map(|d| (d.offset, d.reason)))?;
+                dict.set_item("written", load.written)?;
+                dict.set_item("values", load.values)?;
+                dict.set_item("stale", load.stale)?;
+                dict.set_item(
+                    "unknown",
+                    load.unknown.into_iter().collect::<HashMap<_, _>>(),
+                )?;
+                dict.set_item("not_utf8", load.not_utf8)?;
+                dict.set_item("untimed", load.untimed)?;
+                dict.set_item("unnamed", unnamed(py, load.unnamed)?)?;
             }
         }
         Ok(dict)

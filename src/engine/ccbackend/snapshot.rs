@@ -50,7 +50,7 @@ pub struct CcDamage {
 }
 
 impl CcDamage {
-    fn at(offset: usize, reason: impl Into<String>) -> Self {
+    pub(super) fn at(offset: usize, reason: impl Into<String>) -> Self {
         CcDamage {
             offset: offset as u64,
             reason: reason.into(),
@@ -89,7 +89,7 @@ fn quoted(name: &str) -> String {
 }
 
 /// 1234567 as "1,234,567".
-fn grouped(n: u32) -> String {
+pub(super) fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -176,7 +176,7 @@ impl<'a> Cursor<'a> {
                     at,
                     format!(
                         "the file ends inside the {} values of metric {}",
-                        grouped(n),
+                        grouped(u64::from(n)),
                         quoted(metric)
                     ),
                 ));
@@ -285,7 +285,7 @@ pub struct Head {
 
 /// A series' handle, made when its first value is loaded.
 #[derive(Debug, Clone, Copy, Default)]
-enum Handle {
+pub(super) enum Handle {
     #[default]
     Unmade,
     Made(SeriesId),
@@ -294,9 +294,9 @@ enum Handle {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct SeriesState {
-    handle: Handle,
-    head: Option<Head>,
+pub(super) struct SeriesState {
+    pub(super) handle: Handle,
+    pub(super) head: Option<Head>,
 }
 
 /// A series the store refused to name.
@@ -351,11 +351,11 @@ pub struct HostLoad {
     cluster: String,
     host: String,
     /// The frequency of each metric the store knows.
-    known: HashMap<String, i64, BuildHasherDefault<KeyHasher>>,
-    since: Option<i64>,
+    pub(super) known: HashMap<String, i64, BuildHasherDefault<KeyHasher>>,
+    pub(super) since: Option<i64>,
     /// Where each series' state is in `series`, by its key.
     index: IndexMap,
-    series: Vec<SeriesState>,
+    pub(super) series: Vec<SeriesState>,
     key: Vec<u8>,
     values: Vec<f32>,
     times: Vec<i64>,
@@ -376,7 +376,7 @@ impl HostLoad {
         }
     }
 
-    fn set_key<S: AsRef<str>>(&mut self, metric: &str, below: &[S]) {
+    pub(super) fn set_key<S: AsRef<str>>(&mut self, metric: &str, below: &[S]) {
         self.key.clear();
         push_key(&mut self.key, metric);
         for name in below {
@@ -385,7 +385,7 @@ impl HostLoad {
     }
 
     /// The index of the state of the series whose key is in `self.key`.
-    fn state(&mut self) -> usize {
+    pub(super) fn state(&mut self) -> usize {
         if let Some(&i) = self.index.get(self.key.as_slice()) {
             return i;
         }
@@ -398,7 +398,7 @@ impl HostLoad {
     /// The handle of series `state`, made the first time; `None` if the
     /// store cannot name it (added to `unnamed` when first refused). Other
     /// errors of the store stop the load.
-    fn made<S: AsRef<str>>(
+    pub(super) fn made<S: AsRef<str>>(
         &mut self,
         state: usize,
         store: &Store,
