@@ -423,3 +423,173 @@ impl HostLoad {
         Ok(Ok(load))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::engine::{Aggregation, Target as ReadTarget, TimeUnit};
+
+    /// A log writer independent of the parser.
+    fn record(ts: i64, metric: &str, selectors: &[&[u8]], value: f32) -> Vec<u8> {
+        let mut body = ts.to_le_bytes().to_vec();
+        body.extend_from_slice(&(metric.len() as u16).to_le_bytes());
+        body.extend_from_slice(metric.as_bytes());
+        body.push(selectors.len() as u8);
+        for s in selectors {
+            body.push(s.len() as u8);
+            body.extend_from_slice(s);
+        }
+        body.extend_from_slice(&value.to_le_bytes());
+        let mut out = WAL_RECORD_MAGIC.to_le_bytes().to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out
+    }
+
+    fn log(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = WAL_FILE_MAGIC.to_le_bytes().to_vec();
+        for r in records {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    fn store() -> Store {
+        let store = Store::new(TimeUnit::Seconds);
+        store.define_metric("ipc", 10, Aggregation::Sum).unwrap();
+        store
+    }
+
+    fn host(store: &Store, since: Option<i64>) -> HostLoad {
+        let known: HashMap<String, i64> = store
+            .metrics()
+            .into_iter()
+            .map(|m| (m.name, m.frequency))
+            .collect();
+        HostLoad::new("c", "h", known, since)
+    }
+
+    fn read(store: &Store, path: &[&str], start: i64, n: i64) -> Vec<f32> {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let target = ReadTarget::Path {
+            metric: "ipc",
+            path: &path,
+        };
+        store.read(target, start, start + n * 10).unwrap().values
+    }
+
+    #[test]
+    fn a_log_cut_anywhere_keeps_the_records_before_the_cut() {
+        let records: Vec<Vec<u8>> = (0..4)
+            .map(|i| record(1000 + 10 * i, "ipc", &[b"cpu0"], i as f32))
+            .collect();
+        let data = log(&records);
+        let size = records[0].len();
+        for cut in 4..data.len() {
+            let parsed = parse_wal(&data[..cut]).unwrap();
+            let whole = (cut - 4) / size;
+            assert_eq!(parsed.records.len(), whole, "cut at {cut}");
+            let damage = parsed.damage;
+            if (cut - 4) % size == 0 {
+                assert_eq!(damage, None, "cut at {cut}");
+            } else {
+                let damage = damage.unwrap();
+                assert_eq!(damage.offset as usize, 4 + whole * size);
+                assert!(damage.reason.starts_with("a torn record"), "{damage:?}");
+            }
+        }
+        assert_eq!(
+            parse_wal(&data[..3]).unwrap_err(),
+            CcDamage::at(0, "the file ends inside the 4-byte file header (3 bytes)")
+        );
+        assert_eq!(
+            parse_wal(&data[4..]).unwrap_err(),
+            CcDamage::at(0, "magic 0xCC1DA7A1 is not a log's 0xCC1DA701")
+        );
+    }
+
+    #[test]
+    fn bad_records_end_the_log_with_their_reason() {
+        let good = record(1000, "ipc", &[], 1.0);
+        let mut bad_crc = record(1010, "ipc", &[], 2.0);
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 1;
+        let mut overflow = record(1010, "ipc", &[b"cpu0"], 2.0);
+        overflow[8 + 8 + 2 + 3 + 1] = 200; // the selector's length
+        let n = overflow.len();
+        let crc = crc32fast::hash(&overflow[8..n - 4]);
+        overflow[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        let mut magic = record(1010, "ipc", &[], 2.0);
+        magic[0] = 0;
+        let cases = [
+            (bad_crc, "the record's CRC32 does not match its payload"),
+            (overflow, "selector 0 overflows the payload"),
+            (magic, "record magic 0xCC1DA700, not 0xCC1DA7A1"),
+        ];
+        for (bad, reason) in cases {
+            let parsed = parse_wal(&log(&[good.clone(), bad, good.clone()])).unwrap();
+            assert_eq!(parsed.records.len(), 1);
+            assert_eq!(parsed.damage, Some(CcDamage::at(4 + good.len(), reason)));
+        }
+    }
+
+    #[test]
+    fn replay_drops_what_cc_backend_drops_and_later_records_win() {
+        let store = store();
+        let mut host = host(&store, Some(900));
+        // The head buffer a snapshot left: start 1000, 3 slots.
+        host.set_key("ipc", &[] as &[&str]);
+        let state = host.state();
+        host.series[state].head = Some(super::super::Head {
+            start: 1000,
+            capacity: 3,
+            frequency: 10,
+        });
+        let records = [
+            record(800, "ipc", &[], 8.0),  // before since: left out
+            record(990, "ipc", &[], 9.0),  // before the head: stale
+            record(1010, "ipc", &[], 1.0), //
+            record(1010, "ipc", &[], 2.0), // the later record wins
+            record(1100, "ipc", &[], 3.0), // past 3 slots: a new buffer at 1095
+            record(1020, "ipc", &[], 4.0), // before the new buffer: stale
+            record(1030, "zz", &[], 5.0),  // unknown metric
+            record(1030, "zz", &[], f32::NAN),
+            record(1040, "ipc", &[b"\xff"], 6.0), // not UTF-8
+            record(1040, "ipc", &[b".."], 7.0),   // unnameable
+        ];
+        let load = host.load_wal(&store, &log(&records)).unwrap().unwrap();
+        assert_eq!(
+            (load.records, load.written, load.values, load.stale),
+            (10, 3, 3, 2)
+        );
+        assert_eq!(load.unknown, vec![("zz".to_owned(), 1)]);
+        assert_eq!(load.not_utf8, 1);
+        assert_eq!(load.unnamed.len(), 1);
+        assert_eq!(load.unnamed[0].below, vec![".."]);
+        let got = read(&store, &["c", "h"], 1000, 11);
+        let mut expected = [f32::NAN; 11];
+        expected[1] = 2.0;
+        expected[10] = 3.0;
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_series_without_a_snapshot_opens_its_buffer_at_its_first_record() {
+        let store = store();
+        let mut host = host(&store, None);
+        let records = [
+            record(1000, "ipc", &[b"cpu1"], 1.0),
+            record(996, "ipc", &[b"cpu1"], 2.0), // after 1000 - 5: kept
+            record(994, "ipc", &[b"cpu1"], 3.0), // before it: stale
+        ];
+        let load = host.load_wal(&store, &log(&records)).unwrap().unwrap();
+        assert_eq!((load.written, load.stale), (2, 1));
+        assert_eq!(read(&store, &["c", "h", "cpu1"], 1000, 1), vec![2.0]);
+    }
+}
