@@ -255,6 +255,12 @@ class CheckpointLoadReport:
     their series' newest buffer; they were dropped too.
     ``regridded_blocks`` are snapshot blocks whose frequency differs from the
     metric's: their values were placed by time on the metric's grid.
+    ``phase_blocks`` are snapshot blocks placed at their samples' times (the
+    block starts at its series' first write, or the series' sample phase
+    was known from such a block or from the log); ``rounded_blocks`` were
+    placed at the nearest slot of their clock-time labels, the phase being
+    unknown (regridded blocks count here too). Blocks with no value count
+    in neither.
     ``unknown_metrics`` maps each metric that was not loaded (not defined)
     to its count of values.
     """
@@ -267,6 +273,8 @@ class CheckpointLoadReport:
     wal_records: int
     stale_wal_records: int
     regridded_blocks: int
+    phase_blocks: int
+    rounded_blocks: int
     skipped: tuple[SkippedFile, ...]
     damaged: tuple[DamagedFile, ...]
     unknown_metrics: dict[str, int]
@@ -284,6 +292,11 @@ class CheckpointLoadReport:
             lines.append(
                 f"dropped {_plural(self.stale_wal_records, 'log record')} older than their "
                 "series' newest buffer (cc-backend drops them too)"
+            )
+        if self.rounded_blocks:
+            lines.append(
+                f"placed {_plural(self.rounded_blocks, 'block')} at the nearest slot of their "
+                f"clock-time start (sample phase unknown; {self.phase_blocks:,} by their phase)"
             )
         if self.regridded_blocks:
             lines.append(
@@ -652,6 +665,8 @@ class _HostResult:
     wal_records: int = 0
     stale: int = 0
     regridded: int = 0
+    by_phase: int = 0
+    by_rounding: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     damaged: list[DamagedFile] = field(default_factory=list)
     unknown: Counter[str] = field(default_factory=Counter)
@@ -674,9 +689,12 @@ class _Loader:
 
     def load_host(self, plan: _HostPlan) -> _HostResult:
         result = _HostResult(skipped=list(plan.skipped))
-        # The core loads the snapshots and keeps, for the log, the handles it
-        # made and each series' newest block.
+        # The core scans the log first (its records' times give each series'
+        # sample phase, which places the snapshots' blocks), loads the
+        # snapshots, keeping the handles it made and each series' newest
+        # block, then replays the log.
         host = _core.CcHost(plan.cluster, plan.host, self.known, self.since)
+        wal = None if plan.wal is None else self._scan_wal(host, plan.wal[0], result)
         for path, _ in plan.files:
             if self.cancelled.is_set():
                 return result
@@ -713,13 +731,15 @@ class _Loader:
             result.bytes_read += size
             result.values += loaded["values"]
             result.regridded += loaded["regridded"]
+            result.by_phase += loaded["by_phase"]
+            result.by_rounding += loaded["by_rounding"]
             result.unknown.update(loaded["unknown"])
             for metric, below, message in loaded["unnamed"]:
                 result.skipped.append(
                     SkippedFile(str(path), f"series {metric!r} at {below}: {message}")
                 )
-        if plan.wal is not None and not self.cancelled.is_set():
-            self._load_wal(host, plan.wal[0], result)
+        if wal is not None and not self.cancelled.is_set():
+            self._replay_wal(host, wal, result)
         return result
 
     def _read(self, path: Path, result: _HostResult) -> bytes | None:
@@ -731,19 +751,26 @@ class _Loader:
         self._advance(len(data))
         return data
 
-    def _load_wal(self, host: _core.CcHost, path: Path, result: _HostResult) -> None:
-        """Replays ``current.wal`` in the core (see ``engine::ccbackend::wal``
-        for the rules)."""
+    def _scan_wal(
+        self, host: _core.CcHost, path: Path, result: _HostResult
+    ) -> tuple[Path, int] | None:
+        """Parses ``current.wal`` in the core; returns its path and size if
+        it is to be replayed (see ``engine::ccbackend::wal`` for the rules)."""
         data = self._read(path, result)
         if data is None:
-            return
-        loaded = host.load_wal(self.store._core, data)
-        if loaded["damage"] is not None:
-            offset, reason = loaded["damage"]
-            result.damaged.append(DamagedFile(str(path), offset, reason))
-            return
+            return None
+        damage = host.scan_wal(data)
+        if damage is not None:
+            result.damaged.append(DamagedFile(str(path), *damage))
+            return None
+        return path, len(data)
+
+    def _replay_wal(self, host: _core.CcHost, wal: tuple[Path, int], result: _HostResult) -> None:
+        path, size = wal
+        loaded = host.replay_wal(self.store._core)
+        assert loaded is not None
         result.files_read += 1
-        result.bytes_read += len(data)
+        result.bytes_read += size
         if loaded["stop"] is not None:
             offset, reason = loaded["stop"]
             kept = f"{loaded['records']:,} records before it were kept"
@@ -877,6 +904,8 @@ def load_checkpoints(
         wal_records=sum(r.wal_records for r in results),
         stale_wal_records=sum(r.stale for r in results),
         regridded_blocks=sum(r.regridded for r in results),
+        phase_blocks=sum(r.by_phase for r in results),
+        rounded_blocks=sum(r.by_rounding for r in results),
         skipped=tuple(sorted(skipped, key=lambda s: (s.path, s.reason))),
         damaged=tuple(sorted((d for r in results for d in r.damaged), key=lambda d: d.path)),
         unknown_metrics=dict(sorted(unknown.items())),

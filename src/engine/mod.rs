@@ -53,7 +53,7 @@ mod store;
 mod testkit;
 mod wal;
 
-pub use ccbackend::{CcDamage, Head, HostLoad, SnapshotLoad, Unnamed, WalLoad};
+pub use ccbackend::{CcDamage, Head, HostLoad, ScannedLog, SnapshotLoad, Unnamed, WalLoad};
 pub use durable::inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;

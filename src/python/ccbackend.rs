@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::store::PyStore;
-use crate::engine::{HostLoad, SeriesId, Unnamed};
+use crate::engine::{HostLoad, ScannedLog, SeriesId, Unnamed};
 
 /// `[(metric, below, message)]`.
 fn unnamed(py: Python<'_>, all: Vec<Unnamed>) -> PyResult<Vec<Bound<'_, PyTuple>>> {
@@ -24,6 +24,8 @@ fn unnamed(py: Python<'_>, all: Vec<Unnamed>) -> PyResult<Vec<Bound<'_, PyTuple>
 pub struct PyCcHost {
     /// One Python thread loads one host; the lock only makes that safe.
     inner: Mutex<HostLoad>,
+    /// The host's log, scanned before its snapshots, replayed after them.
+    log: Mutex<Option<ScannedLog>>,
 }
 
 #[pymethods]
@@ -35,6 +37,7 @@ impl PyCcHost {
     fn new(cluster: &str, host: &str, known: HashMap<String, i64>, since: Option<i64>) -> Self {
         PyCcHost {
             inner: Mutex::new(HostLoad::new(cluster, host, known, since)),
+            log: Mutex::new(None),
         }
     }
 
@@ -63,6 +66,8 @@ impl PyCcHost {
                 dict.set_item("before_since", load.before_since)?;
                 dict.set_item("values", load.values)?;
                 dict.set_item("regridded", load.regridded)?;
+                dict.set_item("by_phase", load.by_phase)?;
+                dict.set_item("by_rounding", load.by_rounding)?;
                 dict.set_item("trailing", load.trailing)?;
                 dict.set_item(
                     "unknown",
@@ -74,43 +79,50 @@ impl PyCcHost {
         Ok(dict)
     }
 
-    /// Parses `data` as a `current.wal` and replays it into `store` after
-    /// the snapshots loaded so far, without the GIL. Returns a dict:
-    /// `damage` (None or (offset, reason) of a bad file header: nothing was
-    /// loaded), `records` (valid records), `stop` (None or (offset, reason)
-    /// of the first bad record: the records before it were kept),
-    /// `written`, `values`, `stale`, `unknown` ({metric: values}),
-    /// `not_utf8` (keys), `untimed`, `unnamed` ([(metric, below, message)]).
-    fn load_wal<'py>(
+    /// Parses `data` as a `current.wal` before the host's snapshots load,
+    /// without the GIL; each series' sample phase then places their blocks.
+    /// Returns None, or (offset, reason) of a bad file header (the log is
+    /// then not replayed).
+    fn scan_wal(&self, py: Python<'_>, data: &[u8]) -> Option<(u64, String)> {
+        match py.detach(|| self.inner.lock().scan_wal(data)) {
+            Ok(log) => {
+                *self.log.lock() = Some(log);
+                None
+            }
+            Err(damage) => Some((damage.offset, damage.reason)),
+        }
+    }
+
+    /// Replays the scanned log into `store` after the snapshots loaded so
+    /// far, without the GIL (None if no log was scanned). Returns a dict:
+    /// `records` (valid records), `stop` (None or (offset, reason) of the
+    /// first bad record: the records before it were kept), `written`,
+    /// `values`, `stale`, `unknown` ({metric: values}), `not_utf8` (keys),
+    /// `untimed`, `unnamed` ([(metric, below, message)]).
+    fn replay_wal<'py>(
         &self,
         py: Python<'py>,
         store: &Bound<'py, PyStore>,
-        data: &[u8],
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let store = store.get().store()?;
-        let outcome = py.detach(|| self.inner.lock().load_wal(&store, data))?;
+        let Some(log) = self.log.lock().take() else {
+            return Ok(None);
+        };
+        let load = py.detach(|| self.inner.lock().replay_wal(&store, log))?;
         let dict = PyDict::new(py);
-        match outcome {
-            Err(damage) => {
-                dict.set_item("damage", (damage.offset, damage.reason))?;
-            }
-            Ok(load) => {
-                dict.set_item("damage", py.None())?;
-                dict.set_item("records", load.records)?;
-                dict.set_item("stop", load.damage.map(|d| (d.offset, d.reason)))?;
-                dict.set_item("written", load.written)?;
-                dict.set_item("values", load.values)?;
-                dict.set_item("stale", load.stale)?;
-                dict.set_item(
-                    "unknown",
-                    load.unknown.into_iter().collect::<HashMap<_, _>>(),
-                )?;
-                dict.set_item("not_utf8", load.not_utf8)?;
-                dict.set_item("untimed", load.untimed)?;
-                dict.set_item("unnamed", unnamed(py, load.unnamed)?)?;
-            }
-        }
-        Ok(dict)
+        dict.set_item("records", load.records)?;
+        dict.set_item("stop", load.damage.map(|d| (d.offset, d.reason)))?;
+        dict.set_item("written", load.written)?;
+        dict.set_item("values", load.values)?;
+        dict.set_item("stale", load.stale)?;
+        dict.set_item(
+            "unknown",
+            load.unknown.into_iter().collect::<HashMap<_, _>>(),
+        )?;
+        dict.set_item("not_utf8", load.not_utf8)?;
+        dict.set_item("untimed", load.untimed)?;
+        dict.set_item("unnamed", unnamed(py, load.unnamed)?)?;
+        Ok(Some(dict))
     }
 
     /// The handle of (metric, below the host), made the first time: (None,

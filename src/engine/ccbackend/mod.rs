@@ -12,4 +12,4 @@ pub(crate) mod snapshot;
 pub(crate) mod wal;
 
 pub use snapshot::{CcDamage, Head, HostLoad, SnapshotLoad, Unnamed};
-pub use wal::WalLoad;
+pub use wal::{ScannedLog, WalLoad};

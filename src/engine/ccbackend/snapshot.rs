@@ -19,7 +19,14 @@
 //! which decides which log records replay accepts).
 //!
 //! Rules (the same as `metricstore.ccbackend`'s docstring states):
-//! - value `i` of a block goes to `start + i * frequency`;
+//! - value `i` of a block goes to the slot of its sample's time,
+//!   `start + d + i * frequency`. A block that starts at its series' first
+//!   write (its start is not the file's `from`) has `d = 0`. A block that
+//!   starts at the checkpoint's clock time `from` takes `d` from its
+//!   series' sample phase ([`phase_offset`]): the phase of the newest such
+//!   first-write block loaded before it, else of the series' first log
+//!   record. Without either, `d = 0`: the label's nearest slot (counted as
+//!   placed by rounding);
 //! - NaN at either end of a block is not written, so it never erases a value
 //!   loaded before it; NaN inside is written as missing;
 //! - a block whose frequency differs from the metric's is written point by
@@ -297,6 +304,25 @@ pub(super) enum Handle {
 pub(super) struct SeriesState {
     pub(super) handle: Handle,
     pub(super) head: Option<Head>,
+    /// The sample phase (a time modulo the metric's frequency) of the
+    /// series' first block that starts at its first write, if one loaded.
+    pub(super) anchor: Option<i64>,
+    /// The sample phase of the series' first log record at or after
+    /// `since`, if the log has one (known before any snapshot loads).
+    pub(super) log_phase: Option<i64>,
+}
+
+/// Where value 0 of a block labelled `label` was sampled, relative to the
+/// label, for a series whose samples have phase `phase` (modulo `f`).
+///
+/// cc-backend's buffer slot `k` holds the sample at `first + k*f` and covers
+/// `[first + k*f - f/2, first + (k+1)*f - f/2)`; a snapshot's value `i` is the
+/// slot that contains `label + i*f`. So the sample lies in
+/// `(label - (f - f/2), label + f/2]`, at the one time of that window with the
+/// series' phase.
+pub fn phase_offset(label: i64, phase: i64, f: i64) -> i64 {
+    let r = (i128::from(phase) - i128::from(label)).rem_euclid(i128::from(f)) as i64;
+    if r <= f / 2 { r } else { r - f }
 }
 
 /// A series the store refused to name.
@@ -318,6 +344,13 @@ pub struct SnapshotLoad {
     pub values: u64,
     /// Blocks whose frequency differs from their metric's.
     pub regridded: u64,
+    /// Blocks written at their samples' times: the block starts at its
+    /// first write (its start is a sample time), or its series' sample
+    /// phase is known (from such a block or from the log).
+    pub by_phase: u64,
+    /// Blocks written at the nearest slot of their clock-time labels: the
+    /// phase is not known (or the block is regridded).
+    pub by_rounding: u64,
     pub trailing: usize,
     /// Non-NaN values of metrics the store does not know, by metric.
     pub unknown: Vec<(String, u64)>,
@@ -507,6 +540,12 @@ impl HostLoad {
                 capacity: (block.values.len() / 4) as i64,
                 frequency: block.frequency,
             });
+            // A block that does not start at the file's `from` starts at its
+            // series' first write (cc-backend's read clamps to it): a sample
+            // time, which anchors the blocks after it.
+            if block.start != snapshot.from && block.frequency == frequency {
+                self.series[state].anchor = Some(block.start.rem_euclid(frequency));
+            }
             if present == 0 {
                 continue;
             }
@@ -519,13 +558,32 @@ impl HostLoad {
             let values = &self.values[first..=last];
             let start = block.start + first as i64 * block.frequency;
             if block.frequency == frequency {
-                store.write_block(handle, start, values)?;
+                let series = &self.series[state];
+                let shift = if block.start != snapshot.from {
+                    Some(0)
+                } else {
+                    series
+                        .anchor
+                        .or(series.log_phase)
+                        .map(|phase| phase_offset(block.start, phase, frequency))
+                };
+                match shift.and_then(|d| start.checked_add(d)) {
+                    Some(at) => {
+                        store.write_block(handle, at, values)?;
+                        load.by_phase += 1;
+                    }
+                    None => {
+                        store.write_block(handle, start, values)?;
+                        load.by_rounding += 1;
+                    }
+                }
             } else {
                 self.times.clear();
                 self.times
                     .extend((0..values.len() as i64).map(|i| start + i * block.frequency));
                 store.write_points(&vec![handle; values.len()], &self.times, values)?;
                 load.regridded += 1;
+                load.by_rounding += 1;
             }
             load.values += present as u64;
         }

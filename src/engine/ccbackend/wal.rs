@@ -284,20 +284,77 @@ enum Target {
     },
 }
 
+/// A parsed log, waiting for its host's snapshots before it replays.
+#[derive(Debug)]
+pub struct ScannedLog(Parsed);
+
 impl HostLoad {
-    /// Parses `data` as a `current.wal` and replays its records into
-    /// `store` after the snapshots this load has seen. A bad file header
-    /// writes nothing (`Ok(Err)`); a bad record keeps the records before it.
-    /// An error of the store stops the load with what was written so far.
+    /// Parses `data` as a `current.wal` before the host's snapshots load,
+    /// and learns from it each series' sample phase (the most common of its
+    /// records' times at or after `since`, modulo its metric's frequency;
+    /// the earliest on a tie), by which the snapshots' blocks are then
+    /// placed. A bad file header is damage of the whole log.
+    pub fn scan_wal(&mut self, data: &[u8]) -> Result<ScannedLog, CcDamage> {
+        /// Distinct phases counted per key; a key with more is jitter, and
+        /// the first ones seen decide.
+        const PHASES: usize = 8;
+        let parsed = parse_wal(data)?;
+        let since = self.since.unwrap_or(i64::MIN);
+        let frequencies: Vec<Option<i64>> = parsed
+            .keys
+            .iter()
+            .map(|key| {
+                let (metric, _) = key.names.as_ref()?;
+                self.known.get(metric.as_str()).copied()
+            })
+            .collect();
+        let mut phases: Vec<Vec<(i64, u64)>> = vec![Vec::new(); parsed.keys.len()];
+        for record in parsed.records.iter().filter(|r| r.ts >= since) {
+            let Some(frequency) = frequencies[record.key as usize] else {
+                continue;
+            };
+            let phase = record.ts.rem_euclid(frequency);
+            let counts = &mut phases[record.key as usize];
+            match counts.iter().position(|(p, _)| *p == phase) {
+                Some(i) => counts[i].1 += 1,
+                None if counts.len() < PHASES => counts.push((phase, 1)),
+                None => {}
+            }
+        }
+        for (key, counts) in parsed.keys.iter().zip(&phases) {
+            let Some((metric, below)) = &key.names else {
+                continue;
+            };
+            // The first of the most common (max_by_key keeps the last).
+            let Some(&(phase, _)) = counts.iter().rev().max_by_key(|(_, n)| *n) else {
+                continue;
+            };
+            self.set_key(metric, below);
+            let state = self.state();
+            self.series[state].log_phase = Some(phase);
+        }
+        Ok(ScannedLog(parsed))
+    }
+
+    /// Parses `data` as a `current.wal` and replays it: [`Self::scan_wal`]
+    /// then [`Self::replay_wal`]. A bad file header writes nothing
+    /// (`Ok(Err)`).
     pub fn load_wal(
         &mut self,
         store: &Store,
         data: &[u8],
     ) -> Result<Result<WalLoad, CcDamage>, EngineError> {
-        let parsed = match parse_wal(data) {
-            Ok(parsed) => parsed,
-            Err(damage) => return Ok(Err(damage)),
-        };
+        match self.scan_wal(data) {
+            Ok(log) => self.replay_wal(store, log).map(Ok),
+            Err(damage) => Ok(Err(damage)),
+        }
+    }
+
+    /// Replays a scanned log into `store` after the snapshots this load
+    /// has seen; the records before a bad one are kept. An error of the
+    /// store stops the load with what was written so far.
+    pub fn replay_wal(&mut self, store: &Store, log: ScannedLog) -> Result<WalLoad, EngineError> {
+        let parsed = log.0;
         let mut load = WalLoad {
             records: parsed.records.len() as u64,
             damage: parsed.damage,
@@ -420,7 +477,7 @@ impl HostLoad {
         }
         load.written = total as u64;
         load.values = values.iter().filter(|v| !v.is_nan()).count() as u64;
-        Ok(Ok(load))
+        Ok(load)
     }
 }
 
