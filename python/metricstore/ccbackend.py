@@ -30,10 +30,13 @@ what it leaves open:
   left out except the newest one before it (when a newer one exists), a file
   whose ``to`` is before it is left out, and log records before it too.
   Files named at the same time load .json first (cc-backend leaves it open).
-- Value ``i`` of a snapshot block goes to ``start + i * frequency`` and a log
-  record to its timestamp, each in the grid slot nearest that time (the
-  store's rule; cc-backend reads the same sample there when samples are
-  on the grid). NaN at either end of a block is not written, so it never
+- Every sample goes to the grid slot nearest its true time. A log record
+  carries it. A snapshot block starts at the checkpoint's clock time (or at
+  its series' first write); its values go where the series' sample phase
+  puts them (from a block that starts at a first write, else from the
+  series' log records), and where the phase is unknown, to the slot nearest
+  ``start + i * frequency``; the report counts both (docs/decisions.md,
+  "Placement"). NaN at either end of a block is not written, so it never
   erases a value loaded before it; NaN inside a block is written as missing.
 - A log record that cc-backend's replay rejects as "from the past" (older
   than the start of the series' newest buffer: the newest snapshot block, or

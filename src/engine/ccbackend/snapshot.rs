@@ -955,6 +955,67 @@ mod tests {
     }
 
     #[test]
+    fn a_label_maps_to_the_one_sample_time_of_its_window() {
+        // f = 60: the sample of label L lies in (L - 30, L + 30].
+        for (label, phase, offset) in [
+            (1237, 37, 0),
+            (1237, 7, 30),  // exactly f/2 later: inside
+            (1237, 6, 29),  //
+            (1237, 8, -29), // 31 later is outside: 29 earlier
+            (-1, 0, 1),
+            (i64::MIN, 52, 0), // -2^63 is 52 modulo 60
+            (i64::MIN, 0, 8),
+            (i64::MAX, 0, -7), // 2^63 - 1 is 7 modulo 60
+            (i64::MAX, 37, 30),
+        ] {
+            let d = phase_offset(label, phase, 60);
+            assert_eq!(d, offset, "label {label}, phase {phase}");
+        }
+        // f = 3 (odd, f/2 = 1): the window is (L - 2, L + 1].
+        let offsets: Vec<i64> = (0..3).map(|p| phase_offset(0, p, 3)).collect();
+        assert_eq!(offsets, vec![0, 1, -1]);
+    }
+
+    #[test]
+    fn a_block_at_a_clock_time_goes_where_its_series_phase_puts_it() {
+        let store = store();
+        let mut host = HostLoad::new("c", "h", known(&store), None);
+        // The first write at 1205 (its own start): phase 5 of f = 10; its
+        // samples 1205, 1215 and 1225 go to the slots of 1210, 1220, 1230.
+        let first = leaf(vec![("ipc", 10, 1205, vec![1.0, 2.0, 3.0])]);
+        let load = host
+            .load_snapshot(&store, &snapshot(1200, 1230, &first))
+            .unwrap()
+            .unwrap();
+        assert_eq!((load.by_phase, load.by_rounding), (1, 0));
+        // Labelled 1230, cc-backend's buffer slots (from 1200) hold the
+        // samples of 1235 and 1245: rounding the label would put 4.0 over
+        // 3.0 at 1230.
+        let second = leaf(vec![("ipc", 10, 1230, vec![4.0, 5.0])]);
+        let load = host
+            .load_snapshot(&store, &snapshot(1230, 1250, &second))
+            .unwrap()
+            .unwrap();
+        assert_eq!((load.by_phase, load.by_rounding), (1, 0));
+        let got = read(&store, "ipc", &["c", "h"], 1210, 5, 10);
+        assert_eq!(got, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        // Another series, phase unknown: its label's nearest slot.
+        let other = Level {
+            metrics: Vec::new(),
+            children: vec![("cpu0", leaf(vec![("ipc", 10, 1230, vec![5.0])]))],
+        };
+        let load = host
+            .load_snapshot(&store, &snapshot(1230, 1250, &other))
+            .unwrap()
+            .unwrap();
+        assert_eq!((load.by_phase, load.by_rounding), (0, 1));
+        assert!(same(
+            &read(&store, "ipc", &["c", "h", "cpu0"], 1230, 1, 10),
+            &[5.0]
+        ));
+    }
+
+    #[test]
     fn grouped_numbers_read_like_python() {
         let cases = [
             (0, "0"),
