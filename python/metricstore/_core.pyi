@@ -16,6 +16,7 @@ __all__ = [
     "ReadResult",
     "Store",
     "__version__",
+    "cc_encode_host",
     "inspect",
     "recovery_bytes",
     "to_path",
@@ -30,6 +31,13 @@ CHUNK_SLOTS: int
 MAX_READ_SLOTS: int
 
 def inspect(path: str) -> dict[str, Any]: ...
+def cc_encode_host(
+    store: Store,
+    since: int,
+    until: int,
+    members: list[tuple[int, str, tuple[str, ...]]],
+    format: str,
+) -> tuple[bytes, int, int] | None: ...
 def recovery_bytes(path: str, readonly: bool = False) -> int: ...
 
 @final

@@ -919,12 +919,6 @@ def load_checkpoints(
 # -- writing checkpoint files -------------------------------------------------------
 
 
-@dataclass
-class _Level:
-    metrics: dict[str, tuple[int, int, NDArray[np.float32]]] = field(default_factory=dict)
-    children: dict[str, _Level] = field(default_factory=dict)
-
-
 _SeriesKey: TypeAlias = tuple[str, tuple[str, ...]]
 
 
@@ -962,66 +956,6 @@ def _range(store: Store, since: object, until: object) -> tuple[int, int]:
     begin = extent[0] if since is None else to_ticks(since, "s", "since")
     end = extent[1] if until is None else to_ticks(until, "s", "until")
     return begin, max(begin, end)
-
-
-def _trimmed(
-    store: Store, handle: int, begin: int, end: int
-) -> tuple[int, int, NDArray[np.float32]] | None:
-    """The series' values in [begin, end) from its first to its last
-    non-NaN slot, as (frequency, start, values); None if it has none."""
-    result = store.read(handle, begin, end)
-    present = np.flatnonzero(~np.isnan(result.values))
-    if present.size == 0:
-        return None
-    first, last = int(present[0]), int(present[-1])
-    return result.step, result.start + first * result.step, result.values[first : last + 1]
-
-
-def _encode_snapshot(begin: int, end: int, top: _Level) -> bytes:
-    """The binary snapshot layout (see :func:`_parse_snapshot`), names sorted."""
-    parts = [_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, begin, end)]
-
-    def level(node: _Level) -> None:
-        parts.append(_U32.pack(len(node.metrics)))
-        for name in sorted(node.metrics):
-            frequency, start, values = node.metrics[name]
-            raw = name.encode()
-            parts.extend(
-                (_U16.pack(len(raw)), raw, _BLOCK_HEADER.pack(frequency, start, values.size))
-            )
-            parts.append(values.astype("<f4", copy=False).tobytes())
-        parts.append(_U32.pack(len(node.children)))
-        for name in sorted(node.children):
-            raw = name.encode()
-            parts.extend((_U16.pack(len(raw)), raw))
-            level(node.children[name])
-
-    level(top)
-    return b"".join(parts)
-
-
-def _json_values(values: NDArray[np.float32]) -> list[float | None]:
-    # float64 repr of a float32 reads back to the same float32 (cc-backend
-    # keeps one decimal digit; this keeps every bit).
-    out: list[float | None] = values.astype(np.float64).tolist()
-    for i in np.flatnonzero(np.isnan(values)).tolist():
-        out[i] = None
-    return out
-
-
-def _encode_json(begin: int, end: int, top: _Level) -> bytes:
-    def level(node: _Level) -> dict[str, Any]:
-        return {
-            "metrics": {
-                name: {"frequency": f, "start": s, "data": _json_values(v)}
-                for name, (f, s, v) in sorted(node.metrics.items())
-            },
-            "children": {name: level(child) for name, child in sorted(node.children.items())},
-            "from": begin,
-            "to": end,
-        }
-
-    return (json.dumps(level(top), separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -1067,26 +1001,18 @@ def write_checkpoints(
         raise ValueError(f"format: expected 'bin' or 'json', got {format!r}")
     begin, end = _range(store, since, until)
     hosts, outside = _hosts_of(store, cluster)
-    encode = _encode_snapshot if format == "bin" else _encode_json
     files = size = series = values = 0
     for (cluster_name, host), members in sorted(hosts.items()):
-        top = _Level()
-        for handle, metric, below in members:
-            block = _trimmed(store, handle, begin, end)
-            if block is None:
-                continue
-            node = top
-            for name in below:
-                node = node.children.setdefault(name, _Level())
-            node.metrics[metric] = block
-            series += 1
-            values += int(np.count_nonzero(~np.isnan(block[2])))
-        if not top.metrics and not top.children:
+        # The core reads, trims and encodes the host's series (engine::ccbackend::encode).
+        encoded = _core.cc_encode_host(store._core, begin, end, members, format)
+        if encoded is None:
             continue
-        data = encode(begin, end, top)
+        data, host_series, host_values = encoded
         _write_atomically(Path(root) / cluster_name / host / f"{begin}.{format}", data)
         files += 1
         size += len(data)
+        series += host_series
+        values += host_values
     return CheckpointWriteReport(
         root=str(root),
         format=format,

@@ -1,14 +1,18 @@
 //! `metricstore._core.CcHost`: one host's load of cc-backend snapshots and
-//! log (see `engine::ccbackend`), driven file by file by `metricstore.ccbackend`.
+//! log (see `engine::ccbackend`), driven file by file by `metricstore.ccbackend`;
+//! and `cc_encode_host`, one host's checkpoint file for `write_checkpoints`.
 
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::store::PyStore;
-use crate::engine::{HostLoad, ScannedLog, SeriesId, Unnamed};
+use crate::engine::{
+    CheckpointFormat, HostLoad, HostSeries, ScannedLog, SeriesId, Unnamed, encode_host,
+};
 
 /// `[(metric, below, message)]`.
 fn unnamed(py: Python<'_>, all: Vec<Unnamed>) -> PyResult<Vec<Bound<'_, PyTuple>>> {
@@ -146,4 +150,35 @@ impl PyCcHost {
             .head(metric, &below)
             .map(|h| (h.start, h.capacity, h.frequency))
     }
+}
+
+/// One host's cc-backend checkpoint file of `store`'s series `members`
+/// ([(handle, metric, below the host)]) in `[since, until)`, encoded as
+/// `format` ("bin" or "json") without the GIL: (bytes, series, values), or
+/// None if no series has a value there.
+#[pyfunction]
+pub fn cc_encode_host<'py>(
+    py: Python<'py>,
+    store: &Bound<'py, PyStore>,
+    since: i64,
+    until: i64,
+    members: Vec<(SeriesId, String, Vec<String>)>,
+    format: &str,
+) -> PyResult<Option<(Bound<'py, PyBytes>, u64, u64)>> {
+    let format = match format {
+        "bin" => CheckpointFormat::Bin,
+        "json" => CheckpointFormat::Json,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "format: expected 'bin' or 'json', got {other:?}"
+            )));
+        }
+    };
+    let store = store.get().store()?;
+    let members: Vec<HostSeries> = members
+        .into_iter()
+        .map(|(id, metric, below)| HostSeries { id, metric, below })
+        .collect();
+    let host = py.detach(|| encode_host(&store, since, until, &members, format))?;
+    Ok(host.map(|h| (PyBytes::new(py, &h.bytes), h.series, h.values)))
 }

@@ -90,6 +90,24 @@ pub struct Snapshot<'a> {
     pub trailing: usize,
 }
 
+impl Snapshot<'_> {
+    /// Each block as (path below the host, metric, frequency, start, value
+    /// count), in file order.
+    #[cfg(test)]
+    pub(super) fn blocks(&self) -> impl Iterator<Item = (&[&str], &str, i64, i64, usize)> {
+        self.blocks.iter().map(|b| {
+            let below = &self.levels[b.level];
+            (
+                below.as_slice(),
+                b.metric,
+                b.frequency,
+                b.start,
+                b.values.len() / 4,
+            )
+        })
+    }
+}
+
 /// `'name'`, as the Python side quotes names in its reasons.
 fn quoted(name: &str) -> String {
     format!("'{}'", name.escape_debug())
