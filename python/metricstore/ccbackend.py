@@ -282,6 +282,7 @@ class CheckpointLoadReport:
     damaged: tuple[DamagedFile, ...]
     unknown_metrics: dict[str, int]
     seconds: float
+    since: int | None = None  # the cutoff applied (from ``since`` or a config's retention)
 
     def summary(self) -> str:
         """A few lines for people: the counts, then every problem."""
@@ -845,13 +846,82 @@ class _Loader:
         return results
 
 
+_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def _go_duration(text: object, where: str) -> float:
+    """Seconds of a Go duration string such as "48h" or "1h30m" (Go's
+    ``time.ParseDuration``: a sign, then numbers with units)."""
+    if not isinstance(text, str):
+        raise ValueError(f'{where} is {text!r}, not a duration string such as "48h"')
+    body = text.lstrip("+-")
+    if body == "0":
+        return 0.0
+    parts = _GO_DURATION.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f'{where} is {text!r}, not a duration such as "48h" or "1h30m"')
+    seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    return -seconds if text.startswith("-") else seconds
+
+
+@dataclass(frozen=True)
+class _BackendConfig:
+    """What a cc-backend ``config.json`` says about loading checkpoints."""
+
+    checkpoints: Path
+    file_format: str
+    retention: float  # seconds
+    cluster_configs: tuple[Path, ...]
+
+
+def _read_backend_config(path: Path) -> _BackendConfig:
+    """The ``metric-store`` section of cc-backend's ``config.json``
+    (checkpoint directory, default ``./var/checkpoints``; file format;
+    ``retention-in-memory``, required) and the ``cluster.json`` of every
+    cluster in its job archive (section ``archive``, default a file archive
+    at ``./var/job-archive``). Relative paths are relative to the directory
+    of ``config.json``, where cc-backend runs."""
+    try:
+        config = json.loads(path.read_text())
+    except OSError as error:
+        raise FileNotFoundError(f"config: cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config: {path} is not valid JSON: {error}") from None
+    section = config.get("metric-store") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f'config: {path} has no "metric-store" section')
+    base = path.parent
+    checkpoints = section.get("checkpoints") or {}
+    directory = base / str(checkpoints.get("directory") or "./var/checkpoints")
+    file_format = str(checkpoints.get("file-format") or "wal")
+    if "retention-in-memory" not in section:
+        raise ValueError(f'config: {path}: "metric-store" lacks "retention-in-memory"')
+    retention = _go_duration(
+        section["retention-in-memory"], f'config: {path}: "retention-in-memory"'
+    )
+    archive = config.get("archive") or {"kind": "file", "path": "./var/job-archive"}
+    clusters: tuple[Path, ...] = ()
+    if isinstance(archive, dict) and archive.get("kind", "file") == "file":
+        jobs = base / str(archive.get("path") or "./var/job-archive")
+        if jobs.is_dir():
+            clusters = tuple(
+                jobs / entry.name / "cluster.json"
+                for entry in _sorted_entries(jobs)
+                if entry.is_dir() and (jobs / entry.name / "cluster.json").is_file()
+            )
+    return _BackendConfig(directory, file_format, retention, clusters)
+
+
 def load_checkpoints(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None,
     store: Store,
     *,
     metrics: MetricsArg | None = None,
     since: object = None,
     cluster_config: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    now: object = None,
     progress: bool | None = None,
     workers: int | None = None,
 ) -> CheckpointLoadReport:
@@ -865,7 +935,20 @@ def load_checkpoints(
     paths) define metrics first; a conflict with a defined metric raises
     MetricConflictError before anything is read. Metrics still undefined are
     left out and reported. ``since`` (seconds or a datetime) is cc-backend's
-    load cutoff. Hosts load on ``workers`` threads (default: the CPU count,
+    load cutoff.
+
+    ``config``: cc-backend's ``config.json``, to load what that installation
+    loads on startup. Its ``metric-store`` section gives the checkpoint
+    directory (used when ``root`` is None) and ``retention-in-memory``,
+    which sets ``since`` to ``now`` (seconds or a datetime; default: the
+    current time) minus the retention unless ``since`` is given; the
+    ``cluster.json`` of each cluster in its file job archive define the
+    metrics (cc-backend's rule: one namespace, the larger timestep wins),
+    unless ``cluster_config`` is given. Relative paths in it are relative to
+    its directory. cc-backend loads .bin, .json and the log whatever its
+    ``file-format``, and so does this.
+
+    Hosts load on ``workers`` threads (default: the CPU count,
     at most 8). ``progress``: a tqdm progress bar (None: when stderr is a
     terminal or in a notebook; False: never; True: whenever tqdm is there).
 
@@ -875,6 +958,19 @@ def load_checkpoints(
     """
     began = time.perf_counter()
     _check_unit(store)
+    if config is not None:
+        backend = _read_backend_config(Path(config))
+        if root is None:
+            root = backend.checkpoints
+        if since is None:
+            at = time.time() if now is None else to_ticks(now, "s", "now")
+            since = int(at - backend.retention)
+        if cluster_config is None and backend.cluster_configs:
+            cluster_config = backend.cluster_configs
+    elif root is None:
+        raise TypeError("root: None needs config=, cc-backend's config.json naming the directory")
+    elif now is not None:
+        raise TypeError("now: only used with config= (its retention sets the cutoff)")
     top = Path(root)
     if not top.is_dir():
         raise FileNotFoundError(f"root: {top} is not a directory")
@@ -913,6 +1009,7 @@ def load_checkpoints(
         damaged=tuple(sorted((d for r in results for d in r.damaged), key=lambda d: d.path)),
         unknown_metrics=dict(sorted(unknown.items())),
         seconds=time.perf_counter() - began,
+        since=cutoff,
     )
 
 
