@@ -73,6 +73,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_ticks
+from ._parquet import annotate_signed_int64
 from ._progress import ctrl_c_held, progress_bar
 from .store import Metric, Store
 
@@ -361,6 +362,7 @@ class ParquetExportReport:
     bytes: int
     skipped_series: tuple[tuple[str, tuple[str, ...]], ...]
     seconds: float
+    files: tuple[str, ...] = ()  # the files written (one per cluster in the archive layout)
 
     def summary(self) -> str:
         text = (
@@ -1176,22 +1178,71 @@ def export_parquet(
     since: object = None,
     until: object = None,
     cluster: str | None = None,
+    layout: str = "file",
 ) -> ParquetExportReport:
     """Writes ``store``'s values in ``[since, until)`` (by default all of
     them: see :func:`write_checkpoints`) as cc-backend's Parquet
     archive: one row per non-NaN value with the columns ``cluster, hostname,
-    metric, scope, scope_id`` (strings), ``timestamp, frequency`` (int64) and
-    ``value`` (float32); Zstd, one row group per host, rows in cc-backend's
-    order (per host: metrics sorted, then children sorted, depth first).
+    metric, scope, scope_id`` (strings), ``timestamp, frequency`` (int64,
+    annotated INTEGER(64, signed) as parquet-go writes them) and ``value``
+    (float32); Zstd, one row group per host, rows in cc-backend's order (per
+    host: metrics sorted, then children sorted, depth first).
+
+    ``layout="file"`` writes one file ``path``; ``layout="archive"`` writes
+    cc-backend's archive layout below the directory ``path``: one file per
+    cluster, ``<path>/<cluster>/<since>.parquet``. Each file is written
+    through ``<name>.tmp`` and renamed.
 
     Scopes follow cc-backend: "node" at the host, else parsed from the
     innermost name below it (``cpu3`` becomes hwthread 3). Needs pyarrow
     (``pip install 'metricstore[parquet]'``).
     """
     began = time.perf_counter()
+    if layout not in ("file", "archive"):
+        raise ValueError(f"layout: expected 'file' or 'archive', got {layout!r}")
     pa, pq = _pyarrow("export_parquet")
     begin, end = _range(store, since, until)
     hosts, outside = _hosts_of(store, cluster)
+    target = Path(path)
+    if layout == "file":
+        parts = {target: hosts}
+    else:
+        parts = {}
+        for (cluster_name, host), members in hosts.items():
+            file = target / cluster_name / f"{begin}.parquet"
+            parts.setdefault(file, {})[cluster_name, host] = members
+    rows = series = written_hosts = size = 0
+    for file, part in sorted(parts.items()):
+        counts = _write_parquet(pa, pq, store, file, part, begin, end)
+        rows, series, written_hosts = (
+            rows + counts[0],
+            series + counts[1],
+            written_hosts + counts[2],
+        )
+        size += file.stat().st_size
+    return ParquetExportReport(
+        path=str(target),
+        rows=rows,
+        series=series,
+        hosts=written_hosts,
+        bytes=size,
+        skipped_series=tuple(sorted(outside)),
+        seconds=time.perf_counter() - began,
+        files=tuple(str(file) for file in sorted(parts)),
+    )
+
+
+def _write_parquet(
+    pa: Any,
+    pq: Any,
+    store: Store,
+    target: Path,
+    hosts: dict[tuple[str, str], list[tuple[int, str, tuple[str, ...]]]],
+    begin: int,
+    end: int,
+) -> tuple[int, int, int]:
+    """Writes ``hosts``' values in ``[begin, end)`` to the Parquet file
+    ``target`` (see :func:`export_parquet`); returns (rows, series, hosts)."""
     # Columns are required, as parquet-go writes cc-backend's struct. The
     # strings go in as dictionaries; without the Arrow schema in the file
     # they read back as plain strings.
@@ -1205,7 +1256,7 @@ def export_parquet(
             for name, kind in _PARQUET_COLUMNS
         ]
     )
-    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(target.name + ".tmp")
     rows = series = written_hosts = 0
     with pq.ParquetWriter(temporary, schema, compression="zstd", store_schema=False) as writer:
@@ -1256,16 +1307,9 @@ def export_parquet(
             writer.write_table(table, row_group_size=count)
             rows += count
             written_hosts += 1
+    annotate_signed_int64(temporary)
     os.replace(temporary, target)
-    return ParquetExportReport(
-        path=str(target),
-        rows=rows,
-        series=series,
-        hosts=written_hosts,
-        bytes=target.stat().st_size,
-        skipped_series=tuple(sorted(outside)),
-        seconds=time.perf_counter() - began,
-    )
+    return rows, series, written_hosts
 
 
 def _codes(column: Any) -> tuple[NDArray[np.intp], list[str]]:
