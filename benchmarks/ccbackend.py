@@ -1,10 +1,11 @@
 """Loading cc-backend's checkpoint files: throughput of load_checkpoints.
 
-Generates checkpoint trees of hosts with 10 node metrics and 72 cores x 5
-metrics at 10 s, in two shapes, plus a log of the 5 minutes after the
-snapshots; then loads the snapshots alone and the logs alone into fresh
-in-memory stores, from the page cache, and prints the median throughput
-against the target of 500 MB/s of .bin on 2 cores.
+Generates checkpoint trees of hosts with 10 node metrics and cores x 5
+metrics at 10 s, in three shapes, plus a log after the snapshots; then loads
+them into fresh in-memory stores, from the page cache, and prints the median
+throughput against its target. ``defaults`` and ``short`` (72 cores, 5
+minutes of log) load the snapshots alone and the logs alone, against 500 MB/s
+of .bin on 2 cores.
 
 - ``defaults``: cc-backend's default checkpoint interval (12 h) and a 48 h
   retention: 4 snapshots of 12 h (17,280 values per series), 16 hosts. The
