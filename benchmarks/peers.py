@@ -1773,6 +1773,25 @@ def render(
     return "\n".join(page.lines).rstrip() + "\n"
 
 
+# Sections other benchmarks write by hand into the page; a run carries them over.
+KEPT_HEADINGS = ("## cc-backend's checkpoint files",)
+
+
+def kept_sections(page: str, old: Path) -> str:
+    """``page`` with the sections of ``old`` whose heading starts with one of
+    KEPT_HEADINGS appended (each to the next heading of its level)."""
+    if not old.exists():
+        return page
+    kept: list[str] = []
+    keeping = False
+    for line in old.read_text().splitlines():
+        if line.startswith("## "):
+            keeping = line.startswith(KEPT_HEADINGS)
+        if keeping:
+            kept.append(line)
+    return page if not kept else page + "\n" + "\n".join(kept).rstrip() + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
@@ -1807,7 +1826,7 @@ def main() -> None:
         s, args.scale, results, limits, machine_lines, runner.missing, command,
         time.perf_counter() - started,
     )  # fmt: skip
-    args.out.write_text(page)
+    args.out.write_text(kept_sections(page, args.out))
     print("\n" + page)
     print(f"wrote {args.out}")
     if not args.keep:

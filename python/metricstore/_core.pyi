@@ -17,6 +17,7 @@ __all__ = [
     "ReadResult",
     "Store",
     "__version__",
+    "cc_encode_host",
     "inspect",
     "recovery_bytes",
     "to_path",
@@ -31,6 +32,13 @@ CHUNK_SLOTS: int
 MAX_READ_SLOTS: int
 
 def inspect(path: str) -> dict[str, Any]: ...
+def cc_encode_host(
+    store: Store,
+    since: int,
+    until: int,
+    members: list[tuple[int, str, tuple[str, ...]]],
+    format: str,
+) -> tuple[bytes, int, int] | None: ...
 def recovery_bytes(path: str, readonly: bool = False) -> int: ...
 
 @final
@@ -169,12 +177,14 @@ class Store:
 
 @final
 class CcHost:
-    """One host's load of cc-backend snapshots (metricstore.ccbackend)."""
+    """One host's load of cc-backend snapshots and log (metricstore.ccbackend)."""
 
     def __new__(
         cls, cluster: str, host: str, known: dict[str, int], since: int | None = None
     ) -> CcHost: ...
     def load_snapshot(self, store: Store, data: bytes) -> dict[str, Any]: ...
+    def scan_wal(self, data: bytes) -> tuple[int, str] | None: ...
+    def replay_wal(self, store: Store) -> dict[str, Any] | None: ...
     def handle(
         self, store: Store, metric: str, below: list[str] | tuple[str, ...]
     ) -> tuple[int | None, str | None]: ...
