@@ -16,13 +16,18 @@ of .bin on 2 cores.
   12 h snapshot and 168 min of log after it (106 MiB, 75 MiB of it
   ``current.wal``): a site some hours after its last checkpoint. The tree
   loads whole (snapshots and logs together), against the target of 500 MiB/s
-  with 2 workers, and, when ``go`` is on the PATH, against a Go program
-  that loads the same files the way cc-backend's ``FromCheckpoint`` does
-  (``benchmarks/ccbackend_go/main.go``, standard library only, built here),
-  in the same run.
+  with 2 workers, and, given ``--go-loader DIR``, against cc-backend's own
+  loading code in the same run: DIR holds a Go main package (standard
+  library only, built here with ``go build``) made of cc-backend's
+  ``pkg/metricstore`` loading functions (``FromCheckpoint`` and what it
+  calls), taking ``-root DIR -workers N -freq S -metrics a,b,c`` and
+  printing ``{"seconds": s, "values": n, "wal_records": r}``: the load's
+  wall time, the non-NaN values in its buffers and the log records it
+  replayed. cc-backend's code is not part of this repository; take it from
+  its sources.
 
     python benchmarks/ccbackend.py [--shape defaults|short|logheavy|all] [--runs 5]
-                                   [--workers 2] [--profile]
+                                   [--workers 2] [--profile] [--go-loader DIR]
 
 Files go to /work/bench-tmp/ccbackend-<shape> (made again when a shape changes).
 """
@@ -57,7 +62,6 @@ SHAPES = {
     "short": (64, 72, 2.0, 4, 5),
     "logheavy": (64, 4, 12.0, 1, 168),
 }
-GO_LOADER = Path(__file__).parent / "ccbackend_go"
 STEP = 10
 START = 1_700_000_000 // 3600 * 3600
 NODE_METRICS = [f"node_metric_{i}" for i in range(10)]
@@ -182,8 +186,12 @@ def profile(root: Path, label: str) -> None:
     print("\n".join(out.getvalue().splitlines()[4:]))
 
 
-def go_loader(build: Path) -> Path | None:
-    """Builds the Go loader (stdlib only) into ``build``; None without go."""
+def go_loader(source: Path | None, build: Path) -> Path | None:
+    """Builds the Go loader in ``source`` (stdlib only) into ``build``; None
+    without one or without go."""
+    if source is None:
+        print("no --go-loader given: no comparison with cc-backend's loader")
+        return None
     go = shutil.which("go")
     if go is None:
         print("go not found: no comparison with cc-backend's loader (apt-get install golang-go)")
@@ -191,9 +199,7 @@ def go_loader(build: Path) -> Path | None:
     binary = build / "ccload"
     env = {**os.environ, "GO111MODULE": "off", "CGO_ENABLED": "0"}
     env.setdefault("GOCACHE", str(build / "gocache"))
-    subprocess.run(
-        [go, "build", "-o", str(binary), str(GO_LOADER / "main.go")], check=True, env=env
-    )
+    subprocess.run([go, "build", "-o", str(binary), "."], check=True, env=env, cwd=source)
     return binary
 
 
@@ -219,7 +225,7 @@ def measure_go(binary: Path, root: Path, runs: int, workers: int) -> tuple[float
     return rate, out["values"], out["wal_records"]
 
 
-def log_heavy(root: Path, runs: int, workers: int, build: Path) -> None:
+def log_heavy(root: Path, runs: int, workers: int, go: Path | None, build: Path) -> None:
     whole = root / "whole"
     size = tree_bytes(whole, ".bin") + tree_bytes(whole, ".wal")
     print(f"  {tree_bytes(whole, '.wal') / 2**20:.1f} MiB of the {size / 2**20:.1f} MiB are logs")
@@ -228,7 +234,7 @@ def log_heavy(root: Path, runs: int, workers: int, build: Path) -> None:
     print(
         f"  = {ours:.0f} MiB/s, {ours / TARGET_MIB_S:.2f} x the target of {TARGET_MIB_S:.0f} MiB/s"
     )
-    binary = go_loader(build)
+    binary = go_loader(go, build)
     if binary is not None:
         theirs, values, records = measure_go(binary, whole, runs, workers)
         same = (values, records) == (report.values, report.wal_records)
@@ -245,6 +251,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="also profile one load of each")
     parser.add_argument("--dir", type=Path, default=Path("/work/bench-tmp"))
+    parser.add_argument(
+        "--go-loader", type=Path, help="a Go main package of cc-backend's loading code"
+    )
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0))
     print(f"{cpus} CPUs available (the machine may be shared; figures vary with its load)")
@@ -259,7 +268,7 @@ def main() -> None:
             f"{minutes} min of log"
         )
         if shape == "logheavy":
-            log_heavy(root, args.runs, args.workers, args.dir / "ccbackend-go")
+            log_heavy(root, args.runs, args.workers, args.go_loader, args.dir / "ccbackend-go")
             continue
         rate = measure(".bin snapshots", root / "bin", ".bin", args.runs, args.workers)
         print(f"  = {rate / TARGET_MB_S:.2f} x the target of {TARGET_MB_S:.0f} MB/s on 2 cores")
