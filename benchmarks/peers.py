@@ -1774,7 +1774,7 @@ def render(
 
 
 # Sections other benchmarks write by hand into the page; a run carries them over.
-KEPT_HEADINGS = ("## cc-backend's checkpoint files",)
+KEPT_HEADINGS = ("## cc-backend's checkpoint files", "## Compressed chunks and the first query")
 
 
 def kept_sections(page: str, old: Path) -> str:
