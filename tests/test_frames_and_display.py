@@ -228,6 +228,25 @@ def test_plot_onto_given_axes_passes_kwargs_and_titles_a_single_series(pyplot: A
     assert ax.get_legend() is None
 
 
+def test_plot_labels_lines_as_asked_and_names_label_when_they_do_not_fit(pyplot: Any) -> None:
+    store = filled_store()
+    _, ax = pyplot.subplots()
+    node = store.read(("cpu_load", "emmy/e0102"), 1608923100, 1608923460)
+    cluster = store.read(("cpu_load", "emmy"), 1608923100, 1608923460)
+    node.plot(ax=ax, label="e0102")
+    cluster.plot(ax=ax, label="emmy, summed", linestyle="--")
+    assert [line.get_label() for line in ax.lines] == ["e0102", "emmy, summed"]
+    assert same_bits(ax.lines[1].get_ydata(), cluster.values)
+    assert ax.lines[1].get_linestyle() == "--"
+    three = read_all(store)
+    ax = three.plot(label=["a", "b", "c"])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"^label: one string for 3 series"):
+        three.plot(label="all")
+    with pytest.raises(ValueError, match=r"^label: 2 labels for 3 series"):
+        three.plot(label=["a", "b"])
+
+
 def test_plot_leaves_out_the_legend_of_many_series_unless_asked(pyplot: Any) -> None:
     store = metricstore.Store()
     store.define_metric("m", 10, "sum")

@@ -197,9 +197,29 @@ def to_xarray(result: ReadResult, levels: Sequence[str] = ()) -> xarray.DataArra
 
 
 def plot(
-    result: ReadResult, ax: Axes | None = None, legend: bool | None = None, **kwargs: Any
+    result: ReadResult,
+    ax: Axes | None = None,
+    legend: bool | None = None,
+    label: str | Sequence[str] | None = None,
+    **kwargs: Any,
 ) -> Axes:
-    """Draws one line per series over a date axis; returns the Axes."""
+    """Draws one line per series over a date axis; returns the Axes.
+
+    ``label`` names the lines in a legend: a string for a result of one
+    series, a sequence of one string per series otherwise (the series'
+    names by default). Other keywords go to matplotlib's ``Axes.plot``."""
+    if label is None:
+        labels = [str(series_name(k)) for k in result.keys]
+    elif isinstance(label, str):
+        if len(result.keys) != 1:
+            raise ValueError(
+                f"label: one string for {len(result.keys)} series; give one label per series"
+            )
+        labels = [label]
+    else:
+        labels = [str(name) for name in label]
+        if len(labels) != len(result.keys):
+            raise ValueError(f"label: {len(labels)} labels for {len(result.keys)} series")
     dates = require("matplotlib.dates", "plot", "ReadResult.plot()")
     if ax is None:
         pyplot = require("matplotlib.pyplot", "plot", "ReadResult.plot()")
@@ -207,8 +227,8 @@ def plot(
     assert ax is not None
     names = [series_name(k) for k in result.keys]
     times = result.timestamps
-    for row, name in zip(_rows(result), names, strict=True):
-        ax.plot(times, row, label=str(name), **kwargs)
+    for row, name in zip(_rows(result), labels, strict=True):
+        ax.plot(times, row, label=name, **kwargs)
     locator = dates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
