@@ -259,6 +259,23 @@ def test_plot_leaves_out_the_legend_of_many_series_unless_asked(pyplot: Any) -> 
     assert len(result.plot(legend=True).get_legend().get_texts()) == 13
 
 
+def test_the_text_repr_of_many_series_stays_short_and_names_the_ends() -> None:
+    store = metricstore.Store()
+    store.define_metric("m", 10, "sum")
+    keys = [("m", f"c/h{i:04}") for i in range(2000)]
+    for key in keys:
+        store.write(key, 0, [1.0])
+    text = repr(store.read_many(keys, 0, 50))
+    assert len(text) < 5000
+    assert "('m', 'c/h0000')" in text and "('m', 'c/h1999')" in text
+    assert "('m', 'c/h1000')" not in text and "(2000 series)" in text
+    assert "<float32 2000x5>" in text
+    few = repr(store.read_many(keys[:3], 0, 50))
+    assert few.startswith(
+        "ReadResult(series=[('m', 'c/h0000'), ('m', 'c/h0001'), ('m', 'c/h0002')]"
+    )
+
+
 # -- HTML -------------------------------------------------------------------------
 
 

@@ -189,7 +189,7 @@ impl PyReadResult {
             .join("x");
         Ok(format!(
             "ReadResult(series={}, start={}, step={}, unit={}, values=<float32 {shape}>)",
-            self.series.bind(py).repr()?,
+            series_repr(self.series.bind(py))?,
             self.start,
             self.step,
             self.unit.bind(py).repr()?,
@@ -361,4 +361,27 @@ impl PyReadResult {
         self.keys = None;
         self.times = None;
     }
+}
+
+/// The keys of a result for its text repr: all of a few, the first and last
+/// of many (a 2,000-series repr listed 36 KB of keys).
+fn series_repr(series: &Bound<'_, PyAny>) -> PyResult<String> {
+    const HEAD: usize = 4;
+    const TAIL: usize = 2;
+    let Ok(list) = series.cast::<PyList>() else {
+        return Ok(series.repr()?.to_string());
+    };
+    let n = list.len();
+    if n <= HEAD + TAIL + 1 {
+        return Ok(list.repr()?.to_string());
+    }
+    let mut parts = Vec::with_capacity(HEAD + TAIL + 1);
+    for i in 0..HEAD {
+        parts.push(list.get_item(i)?.repr()?.to_string());
+    }
+    parts.push(format!("... {} more ...", n - HEAD - TAIL));
+    for i in n - TAIL..n {
+        parts.push(list.get_item(i)?.repr()?.to_string());
+    }
+    Ok(format!("[{}] ({n} series)", parts.join(", ")))
 }
