@@ -19,6 +19,8 @@ mod _core {
     #[pymodule_export]
     use super::ccbackend::PyCcHost;
     #[pymodule_export]
+    use super::keys::SeriesList;
+    #[pymodule_export]
     use super::keys::to_path;
     #[pymodule_export]
     use super::progress::PyOpenProgress;
