@@ -252,7 +252,9 @@ class Store:
     def close(self, *, checkpoint: bool = True) -> None:
         """Writes a final snapshot (if anything changed since the last one and
         ``checkpoint`` is true), syncs the log, releases the directory and the
-        data. Later calls raise ClosedError; closing twice is fine."""
+        data. Later calls raise ClosedError; closing twice is fine. If the
+        final snapshot fails, the store is closed all the same (the log keeps
+        every write; the next open replays it) and the error is raised."""
         self._core.close(checkpoint)
 
     def checkpoint(self) -> CheckpointInfo:

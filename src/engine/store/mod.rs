@@ -158,7 +158,8 @@ pub(crate) trait Journal: Send + Sync {
     fn checkpoint(&self, store: &Store) -> Result<CheckpointInfo, EngineError>;
 
     /// Writes a final snapshot if anything was logged since the last one
-    /// (when `checkpoint`), then closes. Idempotent.
+    /// (when `checkpoint`), then closes, also when the snapshot fails (whose
+    /// error it then returns). Idempotent.
     fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError>;
 
     /// Starts checkpointing `store` in the background: after `every` since
@@ -1109,7 +1110,8 @@ impl Store {
     }
 
     /// Writes a final snapshot if anything was logged since the last one
-    /// (when `checkpoint`), then closes.
+    /// (when `checkpoint`), then closes; a failed snapshot is returned after
+    /// closing all the same.
     pub fn close_with(&self, checkpoint: bool) -> Result<(), EngineError> {
         match &self.journal {
             Some(journal) => journal.close(self, checkpoint),
