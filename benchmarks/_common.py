@@ -19,6 +19,19 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
+def rss_split() -> tuple[int, int]:
+    """(anonymous, file-backed) resident bytes: memory the process holds,
+    and pages of the page cache it has mapped (which the kernel can take
+    back under pressure, as they are clean copies of files)."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields["RssAnon"], fields["RssFile"] + fields["RssShmem"]
+
+
 def drop_from_page_cache(path: Path) -> None:
     """Asks the kernel to drop the file `path`, or the files under it, from
     the page cache (written back first)."""

@@ -12,6 +12,7 @@ A level is ``{"metrics": {name: (frequency, start, [values])}, "children":
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -171,3 +172,38 @@ def read_snapshot(data: bytes) -> tuple[int, int, Level]:
     node = read_level()
     assert at == len(data), f"{len(data) - at} bytes after the level tree"
     return first, last, node
+
+
+def collector_blocks(
+    first: int, f: int, values: list[float], checkpoints: list[int]
+) -> list[tuple[int, list[float]] | None]:
+    """What cc-backend's checkpoints hold of one series a collector samples
+    at ``first + k * f`` (value ``values[k]``), each sample written when it
+    is taken: per interval ``[checkpoints[j - 1], checkpoints[j])``, the
+    block ``(start, data)`` its ``toCheckpointFile`` writes, or None where
+    the series has no buffer yet.
+
+    Written from cc-backend's ``newBuffer`` (the buffer starts at the first
+    write minus ``f // 2``; a full buffer re-anchors at the sample that
+    overflows, on the same grid for a steady collector) and ``buffer.read``
+    (``from`` moves up to the first write; value ``i`` is the slot holding
+    ``start + i * f``; reading stops where the written data ends).
+    """
+    half = f // 2
+    blocks: list[tuple[int, list[float]] | None] = []
+    for since, until in itertools.pairwise(checkpoints):
+        written = sum(1 for k in range(len(values)) if first + k * f < until)
+        if written == 0:
+            blocks.append(None)
+            continue
+        start = max(since, first)
+        data = []
+        t = start
+        while t < until:
+            slot = (t - (first - half)) // f
+            if slot >= written:
+                break
+            data.append(values[slot])
+            t += f
+        blocks.append((start, data))
+    return blocks

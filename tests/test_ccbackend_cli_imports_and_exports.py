@@ -5,6 +5,7 @@ error, naming the problem."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,31 @@ def test_the_commands_run_as_a_module(checkpoints: Path, tmp_path: Path) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "loaded 5 values" in done.stdout and done.stderr == ""
+
+
+def test_import_cc_takes_a_ccbackend_config_and_export_cc_an_archive_layout(
+    checkpoints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pyarrow")
+    config = {
+        "archive": {"kind": "file", "path": "jobs"},
+        "metric-store": {
+            "checkpoints": {"directory": str(checkpoints)},
+            "retention-in-memory": "0",
+            "memory-cap": 10,
+        },
+    }
+    cc.put(tmp_path / "cc/config.json", json.dumps(config))
+    cc.put(tmp_path / "cc/jobs/fritz/cluster.json", (tmp_path / "cluster.json").read_text())
+    # Retention 0 with --since 0: everything, as the test above loads it.
+    args = ["import-cc", str(tmp_path / "a"), "--config", str(tmp_path / "cc/config.json")]
+    assert main([*args, "--since", "0"]) == 0
+    assert "loaded 5 values" in capsys.readouterr().out
+    target = tmp_path / "archive"
+    args = ["export-cc", str(tmp_path / "a"), str(target), "--format", "parquet"]
+    assert main([*args, "--layout", "archive", "--since", "1000", "--until", "1300"]) == 0
+    assert [p.relative_to(target).as_posix() for p in target.rglob("*.parquet")] == [
+        "fritz/1000.parquet"
+    ]
+    assert main(["import-cc", str(tmp_path / "b")]) == 2
+    assert "give ROOT, or --config" in capsys.readouterr().err

@@ -197,6 +197,50 @@ def test_the_parquet_archive_has_ccbackends_schema_and_rows(tmp_path: Path) -> N
         "cluster": "c1", "hostname": "h1", "metric": "cpu_load", "scope": "node", "scope_id": "",
         "timestamp": 1000, "frequency": 10, "value": float(np.float32(0.1))}  # fmt: skip
     assert [r["timestamp"] for r in rows[:5]] == [1000, 1020, 1030, 1040, 1060]
+    # The types parquet-go writes for cc-backend's struct, annotations included.
+    columns = pq.ParquetFile(tmp_path / "a.parquet").schema
+    types = [
+        (c.name, c.physical_type, str(c.logical_type), c.converted_type, c.max_definition_level)
+        for c in (columns.column(i) for i in range(len(columns)))
+    ]
+    assert types == [
+        *((n, "BYTE_ARRAY", "String", "UTF8", 0) for n in ("cluster", "hostname", "metric")),
+        *((n, "BYTE_ARRAY", "String", "UTF8", 0) for n in ("scope", "scope_id")),
+        ("timestamp", "INT64", "Int(bitWidth=64, isSigned=true)", "INT_64", 0),
+        ("frequency", "INT64", "Int(bitWidth=64, isSigned=true)", "INT_64", 0),
+        ("value", "FLOAT", "None", "NONE", 0),
+    ]
+
+
+def test_the_archive_layout_has_one_file_per_cluster_named_by_since(tmp_path: Path) -> None:
+    pq = parquet()
+    store = nested_store()
+    whole = export_parquet(store, tmp_path / "a.parquet", since=960, until=1300)
+    report = export_parquet(store, tmp_path / "archive", since=960, until=1300, layout="archive")
+    files = [tmp_path / "archive" / c / "960.parquet" for c in ("c1", "c2")]
+    assert report.files == tuple(str(f) for f in files)
+    assert sorted(p for p in (tmp_path / "archive").rglob("*") if p.is_file()) == files
+    assert (report.rows, report.series, report.hosts) == (whole.rows, whole.series, whole.hosts)
+    assert report.bytes == sum(f.stat().st_size for f in files)
+    rows = [r for f in files for r in pq.read_table(f).to_pylist()]
+    assert rows == pq.read_table(tmp_path / "a.parquet").to_pylist()
+    assert {r["cluster"] for r in pq.read_table(files[1]).to_pylist()} == {"c2"}
+    with pytest.raises(ValueError, match=r"^layout: expected 'file' or 'archive', got 'tree'"):
+        export_parquet(store, tmp_path / "x", layout="tree")
+
+
+def test_the_footer_codec_reencodes_a_footer_byte_for_byte(tmp_path: Path) -> None:
+    parquet()
+    from metricstore import _parquet
+
+    export_parquet(nested_store(), tmp_path / "a.parquet", since=960, until=1300)
+    data = (tmp_path / "a.parquet").read_bytes()
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length : -8]
+    assert _parquet._write_struct(_parquet._Reader(footer).struct()) == footer
+    # Annotated once: a second pass changes nothing.
+    assert _parquet.annotate_signed_int64(tmp_path / "a.parquet") == 0
+    assert (tmp_path / "a.parquet").read_bytes() == data
 
 
 def test_the_emmy_job_round_trips_through_parquet(emmy: metricstore.Store, tmp_path: Path) -> None:

@@ -159,12 +159,29 @@ def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_o
         snapshot = Path(store.checkpoint().file)
         store.close(checkpoint=False)
     data = bytearray(snapshot.read_bytes())
-    # The index (format 2): the end block's last 8 bytes give its offset;
-    # after its 12-byte block header, series a's chunk count, then 28-byte
-    # entries (key i64, offset u64, ...). Damage a's second chunk.
-    index = int.from_bytes(data[-8:], "little")
-    entry = index + 12 + 4 + 28
-    offset = int.from_bytes(data[entry + 8 : entry + 16], "little")
+    # The index (format 3, docs/format.md): the end block's last 8 bytes
+    # give its offset; after its 12-byte block header, series a's chunk
+    # count, then per chunk varints (key, offset or gap, len), the CRC and a
+    # varint. Damage a's second chunk.
+    at = int.from_bytes(data[-8:], "little") + 12
+
+    def varint() -> int:
+        nonlocal at
+        value = shift = 0
+        while True:
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    assert varint() == 3  # chunks of series a
+    _key, first, length = varint(), varint(), varint()
+    at += 4  # its CRC
+    varint()  # its NaN slots
+    assert varint() == 1  # the next key
+    offset = first + length + varint()
     data[offset + 6] ^= 0x10
     snapshot.write_bytes(bytes(data))
     with metricstore.open(tmp_path, readonly=True) as reader:

@@ -1,8 +1,9 @@
 """A store directory written by an older metricstore still opens, reads back
 bit for bit what was written, and inspect/verify understand it.
 
-tests/fixtures/store-format1 was written by snapshot and log format 1 (see
-its make_store_format1.py): a snapshot plus a log tail with overwrites,
+tests/fixtures/store-format1 was written by snapshot and log format 1,
+store-format2 by snapshot format 2 and log format 1 (see
+make_old_store.py there): each a snapshot plus a log tail with overwrites,
 ticks, points and series created after the snapshot, and float32 bit
 patterns that must survive exactly (NaN payloads, -0.0, infinities,
 subnormals)."""
@@ -20,12 +21,17 @@ import pytest
 
 import metricstore
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "store-format1"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def expected() -> list[tuple[str, tuple[str, ...], int, np.ndarray]]:
-    rows = json.loads((FIXTURE / "expected.json").read_text())
-    with np.load(FIXTURE / "expected.npz") as arrays:
+@pytest.fixture(params=["store-format1", "store-format2"])
+def fixture(request: pytest.FixtureRequest) -> Path:
+    return FIXTURES / request.param
+
+
+def expected(fixture: Path) -> list[tuple[str, tuple[str, ...], int, np.ndarray]]:
+    rows = json.loads((fixture / "expected.json").read_text())
+    with np.load(fixture / "expected.npz") as arrays:
         out = [
             (metric, tuple(path), start, arrays[f"s{i}"])
             for i, (metric, path, start, _) in enumerate(rows)
@@ -34,8 +40,8 @@ def expected() -> list[tuple[str, tuple[str, ...], int, np.ndarray]]:
     return out
 
 
-def assert_holds_the_recorded_contents(store: metricstore.Store) -> None:
-    rows = expected()
+def assert_holds_the_recorded_contents(store: metricstore.Store, fixture: Path) -> None:
+    rows = expected(fixture)
     assert [(metric, path) for _, metric, path in store.list_series()] == [
         (metric, path) for metric, path, _, _ in rows
     ]
@@ -46,31 +52,35 @@ def assert_holds_the_recorded_contents(store: metricstore.Store) -> None:
 
 
 @pytest.fixture
-def old_store(tmp_path: Path) -> Path:
+def old_store(tmp_path: Path, fixture: Path) -> Path:
     copy = tmp_path / "store"
-    shutil.copytree(FIXTURE / "store", copy)
+    shutil.copytree(fixture / "store", copy)
     return copy
 
 
-def test_a_format1_store_opens_read_only_with_every_bit_recorded(old_store: Path) -> None:
+def test_an_old_store_opens_read_only_with_every_bit_recorded(
+    old_store: Path, fixture: Path
+) -> None:
     with metricstore.open(old_store, readonly=True) as store:
         report = store.recovery
         assert report is not None and report.snapshot is not None
         assert report.snapshot_lsn == 22 and report.records == 47
-        assert_holds_the_recorded_contents(store)
+        assert_holds_the_recorded_contents(store, fixture)
 
 
-def test_a_format1_store_opens_for_writing_and_survives_a_checkpoint(old_store: Path) -> None:
+def test_an_old_store_opens_for_writing_and_survives_a_checkpoint(
+    old_store: Path, fixture: Path
+) -> None:
     with metricstore.open(old_store) as store:
-        assert_holds_the_recorded_contents(store)
+        assert_holds_the_recorded_contents(store, fixture)
         store.checkpoint()
     with metricstore.open(old_store) as store:
         report = store.recovery
         assert report is not None and report.records == 0
-        assert_holds_the_recorded_contents(store)
+        assert_holds_the_recorded_contents(store, fixture)
 
 
-def test_inspect_and_verify_understand_a_format1_store(old_store: Path) -> None:
+def test_inspect_and_verify_understand_an_old_store(old_store: Path) -> None:
     verify = subprocess.run(
         [sys.executable, "-m", "metricstore", "verify", str(old_store)],
         capture_output=True,

@@ -49,8 +49,19 @@ def _add_cc_commands(commands: Any) -> None:
         description="Loads ROOT (cc-backend's <cluster>/<host>/ checkpoint directory, or a "
         ".parquet archive) into the store directory STORE, created if missing.",
     )
-    load.add_argument("root", help="cc-backend's checkpoint directory, or a .parquet file")
+    load.add_argument(
+        "root",
+        nargs="?",
+        help="cc-backend's checkpoint directory, or a .parquet file (default with --config: "
+        "the config's checkpoint directory)",
+    )
     load.add_argument("store", help="the store directory")
+    load.add_argument(
+        "--config",
+        metavar="CONFIG_JSON",
+        help="cc-backend's config.json: its checkpoint directory, retention cutoff and the "
+        "cluster.json files of its job archive",
+    )
     load.add_argument(
         "--cluster-config",
         action="append",
@@ -78,6 +89,12 @@ def _add_cc_commands(commands: Any) -> None:
         help="seconds or ISO date, exclusive (default: just after the last sample)",
     )
     save.add_argument("--format", choices=("bin", "json", "parquet"), default="bin")
+    save.add_argument(
+        "--layout",
+        choices=("file", "archive"),
+        default="file",
+        help="parquet: one file ROOT, or cc-backend's archive ROOT/<cluster>/<since>.parquet",
+    )
     save.add_argument("--cluster", help="only this cluster")
 
 
@@ -85,10 +102,13 @@ def _import_cc(args: argparse.Namespace) -> int:
     from . import ccbackend
     from .store import open as open_store
 
-    root = Path(args.root)
+    root = None if args.root is None else Path(args.root)
+    if root is None and args.config is None:
+        print("import-cc: give ROOT, or --config with cc-backend's config.json", file=sys.stderr)
+        return 2
     progress = False if args.no_progress else None
     with open_store(args.store, progress=progress) as store:
-        if root.suffix == ".parquet" and root.is_file():
+        if root is not None and root.suffix == ".parquet" and root.is_file():
             loaded = ccbackend.load_parquet(root, store, cluster_config=args.cluster_config)
             print(loaded.summary())
             values = loaded.values
@@ -97,12 +117,14 @@ def _import_cc(args: argparse.Namespace) -> int:
                 root,
                 store,
                 cluster_config=args.cluster_config,
+                config=args.config,
                 since=args.since,
                 workers=args.workers,
                 progress=progress,
             )
             print(report.summary())
             values = report.values
+            root = Path(report.root)
     if values == 0:
         print(
             f"import-cc: nothing loaded from {root} (are its metrics defined? see "
@@ -120,7 +142,12 @@ def _export_cc(args: argparse.Namespace) -> int:
     with open_store(args.store, readonly=True) as store:
         if args.format == "parquet":
             exported = ccbackend.export_parquet(
-                store, args.root, since=args.since, until=args.until, cluster=args.cluster
+                store,
+                args.root,
+                since=args.since,
+                until=args.until,
+                cluster=args.cluster,
+                layout=args.layout,
             )
             print(exported.summary())
             written = exported.rows

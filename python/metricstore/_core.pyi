@@ -7,6 +7,7 @@ from typing import Any, Literal, final
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import CapsuleType
 
 __all__ = [
     "CHUNK_SLOTS",
@@ -17,6 +18,7 @@ __all__ = [
     "SeriesList",
     "Store",
     "__version__",
+    "cc_encode_host",
     "inspect",
     "recovery_bytes",
     "to_path",
@@ -31,6 +33,13 @@ CHUNK_SLOTS: int
 MAX_READ_SLOTS: int
 
 def inspect(path: str) -> dict[str, Any]: ...
+def cc_encode_host(
+    store: Store,
+    since: int,
+    until: int,
+    members: list[tuple[int, str, tuple[str, ...]]],
+    format: str,
+) -> tuple[bytes, int, int] | None: ...
 def recovery_bytes(path: str, readonly: bool = False) -> int: ...
 
 @final
@@ -83,6 +92,14 @@ class ReadResult:
     def to_pandas(self, *, tz: str | datetime.tzinfo | None = None) -> Any: ...
     def to_xarray(self, levels: Sequence[str] | None = None) -> Any: ...
     def plot(self, ax: Any = None, *, legend: bool | None = None, **kwargs: Any) -> Any: ...
+    def __arrow_c_stream__(
+        self, requested_schema: object | None = None, *, nan_as_null: bool = False
+    ) -> CapsuleType: ...
+    def __arrow_c_array__(
+        self, requested_schema: object | None = None, *, nan_as_null: bool = False
+    ) -> tuple[CapsuleType, CapsuleType]: ...
+    def to_arrow(self, *, nan_as_null: bool = False) -> Any: ...
+    def to_polars(self, *, nan_as_null: bool = False) -> Any: ...
     def __reduce__(self) -> tuple[type[ReadResult], tuple[object, ...]]: ...
 
 @final
@@ -166,12 +183,14 @@ class Store:
 
 @final
 class CcHost:
-    """One host's load of cc-backend snapshots (metricstore.ccbackend)."""
+    """One host's load of cc-backend snapshots and log (metricstore.ccbackend)."""
 
     def __new__(
         cls, cluster: str, host: str, known: dict[str, int], since: int | None = None
     ) -> CcHost: ...
     def load_snapshot(self, store: Store, data: bytes) -> dict[str, Any]: ...
+    def scan_wal(self, data: bytes) -> tuple[int, str] | None: ...
+    def replay_wal(self, store: Store) -> dict[str, Any] | None: ...
     def handle(
         self, store: Store, metric: str, below: list[str] | tuple[str, ...]
     ) -> tuple[int | None, str | None]: ...

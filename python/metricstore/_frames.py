@@ -1,4 +1,5 @@
-"""A :class:`ReadResult` as a pandas object, an xarray DataArray or a plot.
+"""A :class:`ReadResult` as a pandas object, an xarray DataArray, a plot, or
+Arrow data for pyarrow and polars.
 
 Every conversion keeps the values bit for bit (float32, NaN where nothing is
 stored) and the time axis exact: ``datetime64`` in the store's unit at
@@ -6,8 +7,12 @@ stored) and the time axis exact: ``datetime64`` in the store's unit at
 ``"metric:path/parts"`` (``"cpu_load:emmy/e0102"``), or by its handle (an
 int) when the read got a handle whose key it does not know.
 
-pandas, xarray and matplotlib are optional: each is imported on first use,
-and a missing one raises ImportError naming the extra that installs it.
+The Arrow table (``_core.ReadResult.__arrow_c_stream__``) names its columns
+the same way, a handle as its digits (Arrow names are strings).
+
+pandas, xarray, matplotlib, pyarrow and polars are optional: each is
+imported on first use, and a missing one raises ImportError naming the extra
+that installs it.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ if TYPE_CHECKING:
 __all__ = [
     "SeriesKey",
     "SeriesName",
+    "column_names",
     "plot",
     "require",
     "series_keys",
     "series_name",
+    "to_arrow",
     "to_pandas",
+    "to_polars",
     "to_xarray",
 ]
 
@@ -80,6 +88,33 @@ def series_name(key: SeriesKey) -> SeriesName:
         return key
     metric, path = key
     return f"{metric}:{'/'.join(path)}"
+
+
+def column_names(result: ReadResult) -> list[str]:
+    """The Arrow column name of each row: its series name as a str."""
+    return [str(series_name(k)) for k in result.keys]
+
+
+class _NanAsNull:
+    """A result whose Arrow stream marks NaN values null as well."""
+
+    def __init__(self, result: ReadResult) -> None:
+        self._result = result
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        return self._result.__arrow_c_stream__(requested_schema, nan_as_null=True)
+
+
+def to_arrow(result: ReadResult, nan_as_null: bool = False) -> Any:
+    """A ``pyarrow.Table`` over the result's values (no copy)."""
+    pa = require("pyarrow", "arrow", "ReadResult.to_arrow()")
+    return pa.table(_NanAsNull(result) if nan_as_null else result)
+
+
+def to_polars(result: ReadResult, nan_as_null: bool = False) -> Any:
+    """A ``polars.DataFrame`` over the result's values."""
+    pl = require("polars", "polars", "ReadResult.to_polars()")
+    return pl.DataFrame(_NanAsNull(result) if nan_as_null else result)
 
 
 def _rows(result: ReadResult) -> list[Any]:

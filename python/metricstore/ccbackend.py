@@ -30,10 +30,13 @@ what it leaves open:
   left out except the newest one before it (when a newer one exists), a file
   whose ``to`` is before it is left out, and log records before it too.
   Files named at the same time load .json first (cc-backend leaves it open).
-- Value ``i`` of a snapshot block goes to ``start + i * frequency`` and a log
-  record to its timestamp, each in the grid slot nearest that time (the
-  store's rule; cc-backend reads the same sample there when samples are
-  on the grid). NaN at either end of a block is not written, so it never
+- Every sample goes to the grid slot nearest its true time. A log record
+  carries it. A snapshot block starts at the checkpoint's clock time (or at
+  its series' first write); its values go where the series' sample phase
+  puts them (from a block that starts at a first write, else from the
+  series' log records), and where the phase is unknown, to the slot nearest
+  ``start + i * frequency``; the report counts both (docs/decisions.md,
+  "Placement"). NaN at either end of a block is not written, so it never
   erases a value loaded before it; NaN inside a block is written as missing.
 - A log record that cc-backend's replay rejects as "from the past" (older
   than the start of the series' newest buffer: the newest snapshot block, or
@@ -59,7 +62,6 @@ import re
 import struct
 import threading
 import time
-import zlib
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +73,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_ticks
+from ._parquet import annotate_signed_int64
 from ._progress import ctrl_c_held, progress_bar
 from .store import Metric, Store
 
@@ -206,15 +209,11 @@ WAL_FILE_MAGIC = 0xCC1DA701
 WAL_RECORD_MAGIC = 0xCC1DA7A1
 """First u32 of every log record."""
 WAL_NAME = "current.wal"
-_WAL_MAX_PAYLOAD = 1 << 20  # cc-backend's reader refuses longer payloads
-_WAL_MIN_PAYLOAD = 8 + 2 + 1 + 4  # ts, name length, selector count, value
-_NEW_BUFFER_SLOTS = 512  # cc-backend's BufferCap: slots of a buffer the log opens
 
 _SNAPSHOT_HEADER = struct.Struct("<Iqq")  # magic, from, to
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _BLOCK_HEADER = struct.Struct("<qqI")  # frequency, start, value count
-_RECORD_HEADER = struct.Struct("<II")  # magic, payload length
 _CHECKPOINT_NAME = re.compile(r"[+-]?[0-9]+")  # what Go's strconv.ParseInt takes
 
 
@@ -260,6 +259,12 @@ class CheckpointLoadReport:
     their series' newest buffer; they were dropped too.
     ``regridded_blocks`` are snapshot blocks whose frequency differs from the
     metric's: their values were placed by time on the metric's grid.
+    ``phase_blocks`` are snapshot blocks placed at their samples' times (the
+    block starts at its series' first write, or the series' sample phase
+    was known from such a block or from the log); ``rounded_blocks`` were
+    placed at the nearest slot of their clock-time labels, the phase being
+    unknown (regridded blocks count here too). Blocks with no value count
+    in neither.
     ``unknown_metrics`` maps each metric that was not loaded (not defined)
     to its count of values.
     """
@@ -272,10 +277,13 @@ class CheckpointLoadReport:
     wal_records: int
     stale_wal_records: int
     regridded_blocks: int
+    phase_blocks: int
+    rounded_blocks: int
     skipped: tuple[SkippedFile, ...]
     damaged: tuple[DamagedFile, ...]
     unknown_metrics: dict[str, int]
     seconds: float
+    since: int | None = None  # the cutoff applied (from ``since`` or a config's retention)
 
     def summary(self) -> str:
         """A few lines for people: the counts, then every problem."""
@@ -289,6 +297,11 @@ class CheckpointLoadReport:
             lines.append(
                 f"dropped {_plural(self.stale_wal_records, 'log record')} older than their "
                 "series' newest buffer (cc-backend drops them too)"
+            )
+        if self.rounded_blocks:
+            lines.append(
+                f"placed {_plural(self.rounded_blocks, 'block')} at the nearest slot of their "
+                f"clock-time start (sample phase unknown; {self.phase_blocks:,} by their phase)"
             )
         if self.regridded_blocks:
             lines.append(
@@ -349,6 +362,7 @@ class ParquetExportReport:
     bytes: int
     skipped_series: tuple[tuple[str, tuple[str, ...]], ...]
     seconds: float
+    files: tuple[str, ...] = ()  # the files written (one per cluster in the archive layout)
 
     def summary(self) -> str:
         text = (
@@ -555,193 +569,6 @@ def _json_as_snapshot(data: bytes) -> bytes:
     return b"".join(parts)
 
 
-@dataclass
-class _Log:
-    """The valid records of a ``current.wal``, in file order."""
-
-    keys: list[tuple[str, tuple[str, ...]] | None]  # (metric, selectors); None: not UTF-8
-    key_ids: NDArray[np.intp]
-    timestamps: NDArray[np.int64]
-    values: NDArray[np.float32]
-    damage: _Damage | None
-
-
-def _parse_wal_key(
-    data: bytes, start: int, end: int
-) -> tuple[tuple[str, tuple[str, ...]] | None, int]:
-    """Parses ``u16 name_len, name | u8 count | {u8 len, bytes} x count`` of a
-    payload and checks the f32 value after it fits; returns the key (None if a
-    name is not UTF-8) and its length in bytes."""
-    at = start
-    if at + 2 > end:
-        raise _Damage(None, "the metric name's length overflows the payload")
-    (length,) = _U16.unpack_from(data, at)
-    at += 2
-    if at + length > end:
-        raise _Damage(None, "the metric name overflows the payload")
-    names = [data[at : at + length]]
-    at += length
-    if at >= end:
-        raise _Damage(None, "the selector count overflows the payload")
-    count = data[at]
-    at += 1
-    for i in range(count):
-        if at >= end:
-            raise _Damage(None, f"selector {i}'s length overflows the payload")
-        length = data[at]
-        at += 1
-        if at + length > end:
-            raise _Damage(None, f"selector {i} overflows the payload")
-        names.append(data[at : at + length])
-        at += length
-    if at + 4 > end:
-        raise _Damage(None, "the value overflows the payload")
-    try:
-        metric, *selectors = (raw.decode() for raw in names)
-    except UnicodeDecodeError:
-        return None, at - start
-    return (metric, tuple(selectors)), at - start
-
-
-class _WalKeys:
-    """The distinct (metric, selectors) of a log, by their payload bytes."""
-
-    def __init__(self) -> None:
-        self.ids: dict[bytes, int] = {}
-        self.parsed: list[tuple[str, tuple[str, ...]] | None] = []
-        self.lengths: list[int] = []
-
-    def add(self, data: bytes, start: int, end: int) -> int:
-        """The id of the key in ``data[start:end - 4]``, parsed if new (may
-        raise _Damage)."""
-        raw = data[start : end - 4]
-        known = self.ids.get(raw)
-        if known is None:
-            key, length = _parse_wal_key(data, start, end)
-            known = self.ids[raw] = len(self.parsed)
-            self.parsed.append(key)
-            self.lengths.append(length)
-        return known
-
-
-def _wal_clean_prefix(data: bytes, keys: _WalKeys, payloads: list[int], key_ids: list[int]) -> int:
-    """Takes the records of ``current.wal`` up to its first irregularity with
-    NumPy (no Python step per record but the CRC and the key lookup) and
-    returns where the record-by-record reader must go on.
-
-    Record starts are the positions of the record magic where each record's
-    end is the next one's start; the first record whose end is not the next
-    magic (a torn or bad record, or the magic inside a payload by chance),
-    whose length is out of bounds, whose CRC fails or whose key does not
-    parse is left to the record-by-record reader, which reports it.
-    """
-    size = len(data)
-    raw = np.frombuffer(data, np.uint8)
-    hits = []
-    for phase in range(4):
-        words = np.frombuffer(data, "<u4", (size - phase) // 4, phase)
-        hits.append(np.flatnonzero(words == WAL_RECORD_MAGIC) * 4 + phase)
-    starts = np.sort(np.concatenate(hits))
-    starts = starts[(starts >= 4) & (starts + 8 <= size)]
-    if starts.size == 0 or starts[0] != 4:
-        return 4
-    lengths = raw[starts[:, None] + np.arange(4, 8)].view("<u4").reshape(-1).astype(np.intp)
-    ends = starts + 12 + lengths
-    chained = (ends[:-1] == starts[1:]) & (lengths[:-1] >= _WAL_MIN_PAYLOAD)
-    chained &= lengths[:-1] <= _WAL_MAX_PAYLOAD
-    # Records before the first break; the record at the break is read one by one.
-    count = int(np.argmin(chained)) if not chained.all() else chained.size
-    stored = raw[(ends[:count] - 4)[:, None] + np.arange(4)].view("<u4").reshape(-1)
-    firsts, lasts = (starts[:count] + 8).tolist(), (ends[:count] - 4).tolist()  # payloads
-    crc32 = zlib.crc32
-    computed = [crc32(data[a:b]) for a, b in zip(firsts, lasts, strict=True)]
-    bad = np.flatnonzero(np.array(computed, dtype=np.uint32) != stored)
-    if bad.size:
-        count = int(bad[0])
-    raws = [data[a + 8 : b - 4] for a, b in zip(firsts[:count], lasts[:count], strict=True)]
-    # Each distinct key's first record (a dict keeps the last of equal keys, so
-    # fill it backwards), parsed in file order: a bad one cuts the prefix there.
-    first_seen = dict(zip(reversed(raws), range(len(raws) - 1, -1, -1), strict=True))
-    for raw_key, i in sorted(first_seen.items(), key=lambda item: item[1]):
-        if raw_key in keys.ids:
-            continue
-        try:
-            keys.add(data, firsts[i] + 8, lasts[i])
-        except _Damage:
-            count = i
-            break
-    key_ids.extend(map(keys.ids.__getitem__, raws[:count]))
-    payloads.extend(firsts[:count])
-    return int(ends[count - 1]) if count else 4
-
-
-def _parse_wal(data: bytes) -> _Log:
-    """Parses ``current.wal``::
-
-        u32 file magic 0xCC1DA701, then records:
-        u32 0xCC1DA7A1 | u32 payload_len | payload | u32 CRC32-IEEE(payload)
-        payload := i64 ts | u16 name_len, metric | u8 selector_count
-                   | {u8 len, bytes} x selector_count | u32 f32 bits
-
-    Stops at the first record that is cut short, has a bad magic, length or
-    CRC, or does not parse, like cc-backend's replay, and returns the records
-    before it with the damage. A bad file header raises _Damage.
-    """
-    size = len(data)
-    empty = _Log([], np.empty(0, np.intp), np.empty(0, np.int64), np.empty(0, np.float32), None)
-    if size == 0:
-        return empty
-    if size < 4:
-        raise _Damage(0, f"the file ends inside the 4-byte file header ({size} bytes)")
-    (magic,) = _U32.unpack_from(data, 0)
-    if magic != WAL_FILE_MAGIC:
-        raise _Damage(0, f"magic 0x{magic:08X} is not a log's 0x{WAL_FILE_MAGIC:08X}")
-    keys = _WalKeys()
-    payloads: list[int] = []
-    key_ids: list[int] = []
-    damage = None
-    header, u32, crc32 = _RECORD_HEADER.unpack_from, _U32.unpack_from, zlib.crc32
-    offset = _wal_clean_prefix(data, keys, payloads, key_ids)
-    while offset < size:
-        if offset + 8 > size:
-            damage = _Damage(offset, f"a torn record: {size - offset} of its 8 header bytes")
-            break
-        magic, length = header(data, offset)
-        if magic != WAL_RECORD_MAGIC:
-            damage = _Damage(offset, f"record magic 0x{magic:08X}, not 0x{WAL_RECORD_MAGIC:08X}")
-            break
-        if length > _WAL_MAX_PAYLOAD:
-            damage = _Damage(offset, f"a payload length of {length:,} bytes (the limit is 1 MiB)")
-            break
-        payload = offset + 8
-        end = payload + length
-        if end + 4 > size:
-            damage = _Damage(offset, f"a torn record: {size - offset} of its {length + 12} bytes")
-            break
-        if crc32(data[payload:end]) != u32(data, end)[0]:
-            damage = _Damage(offset, "the record's CRC32 does not match its payload")
-            break
-        if length < _WAL_MIN_PAYLOAD:
-            damage = _Damage(offset, f"a payload of {length} bytes is too short for a record")
-            break
-        try:
-            key_ids.append(keys.add(data, payload + 8, end))
-        except _Damage as error:
-            damage = _Damage(offset, error.reason)
-            break
-        payloads.append(payload)
-        offset = end + 4
-    if not payloads:
-        return _Log(keys.parsed, empty.key_ids, empty.timestamps, empty.values, damage)
-    raw_bytes = np.frombuffer(data, np.uint8)
-    at = np.asarray(payloads, dtype=np.intp)
-    ids = np.asarray(key_ids, dtype=np.intp)
-    timestamps = raw_bytes[at[:, None] + np.arange(8)].view("<i8").reshape(-1).astype(np.int64)
-    at += 8 + np.asarray(keys.lengths, dtype=np.intp)[ids]  # the value after the key
-    values = raw_bytes[at[:, None] + np.arange(4)].view("<f4").reshape(-1).astype(np.float32)
-    return _Log(keys.parsed, ids, timestamps, values, damage)
-
-
 # -- planning a load: which files, in which order -----------------------------------
 
 
@@ -844,37 +671,11 @@ class _HostResult:
     wal_records: int = 0
     stale: int = 0
     regridded: int = 0
+    by_phase: int = 0
+    by_rounding: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     damaged: list[DamagedFile] = field(default_factory=list)
     unknown: Counter[str] = field(default_factory=Counter)
-
-
-# cc-backend's head buffer of a series, as far as replay needs it: start,
-# capacity (slots), frequency.
-_Head: TypeAlias = tuple[int, int, int]
-
-
-def _replay_accepts(
-    timestamps: NDArray[np.int64], head: _Head | None, frequency: int
-) -> NDArray[np.bool_]:
-    """Which of one series' log records (in file order) cc-backend's replay
-    writes, followed record by record: ``buffer.write`` refuses a time before
-    the head buffer's start, and a time past the head's capacity opens a new
-    head at ``ts - f/2``. (Records in time order never go back, so for them
-    only the newest snapshot block's start matters: :meth:`_Loader._load_wal`
-    takes that shortcut and calls this only for series whose time goes back.)"""
-    accepted = np.zeros(timestamps.size, dtype=np.bool_)
-    if head is None:
-        first = int(timestamps[0])
-        head = (first - frequency // 2, _NEW_BUFFER_SLOTS, frequency)
-    start, capacity, step = head
-    for i, ts in enumerate(timestamps.tolist()):
-        if ts < start:
-            continue
-        if (ts - start) // step >= capacity:
-            start, capacity = ts - step // 2, _NEW_BUFFER_SLOTS
-        accepted[i] = True
-    return accepted
 
 
 class _Loader:
@@ -894,9 +695,12 @@ class _Loader:
 
     def load_host(self, plan: _HostPlan) -> _HostResult:
         result = _HostResult(skipped=list(plan.skipped))
-        # The core loads the snapshots and keeps, for the log, the handles it
-        # made and each series' newest block.
+        # The core scans the log first (its records' times give each series'
+        # sample phase, which places the snapshots' blocks), loads the
+        # snapshots, keeping the handles it made and each series' newest
+        # block, then replays the log.
         host = _core.CcHost(plan.cluster, plan.host, self.known, self.since)
+        wal = None if plan.wal is None else self._scan_wal(host, plan.wal[0], result)
         for path, _ in plan.files:
             if self.cancelled.is_set():
                 return result
@@ -933,13 +737,15 @@ class _Loader:
             result.bytes_read += size
             result.values += loaded["values"]
             result.regridded += loaded["regridded"]
+            result.by_phase += loaded["by_phase"]
+            result.by_rounding += loaded["by_rounding"]
             result.unknown.update(loaded["unknown"])
             for metric, below, message in loaded["unnamed"]:
                 result.skipped.append(
                     SkippedFile(str(path), f"series {metric!r} at {below}: {message}")
                 )
-        if plan.wal is not None and not self.cancelled.is_set():
-            self._load_wal(host, plan.wal[0], result)
+        if wal is not None and not self.cancelled.is_set():
+            self._replay_wal(host, wal, result)
         return result
 
     def _read(self, path: Path, result: _HostResult) -> bytes | None:
@@ -951,76 +757,50 @@ class _Loader:
         self._advance(len(data))
         return data
 
-    def _load_wal(self, host: _core.CcHost, path: Path, result: _HostResult) -> None:
+    def _scan_wal(
+        self, host: _core.CcHost, path: Path, result: _HostResult
+    ) -> tuple[Path, int] | None:
+        """Parses ``current.wal`` in the core; returns its path and size if
+        it is to be replayed (see ``engine::ccbackend::wal`` for the rules)."""
         data = self._read(path, result)
         if data is None:
-            return
-        try:
-            log = _parse_wal(data)
-        except _Damage as damage:
-            result.damaged.append(DamagedFile(str(path), damage.offset, damage.reason))
-            return
+            return None
+        damage = host.scan_wal(data)
+        if damage is not None:
+            result.damaged.append(DamagedFile(str(path), *damage))
+            return None
+        return path, len(data)
+
+    def _replay_wal(self, host: _core.CcHost, wal: tuple[Path, int], result: _HostResult) -> None:
+        path, size = wal
+        loaded = host.replay_wal(self.store._core)
+        assert loaded is not None
         result.files_read += 1
-        result.bytes_read += len(data)
-        if log.damage is not None:
-            kept = f"{log.timestamps.size:,} records before it were kept"
-            result.damaged.append(
-                DamagedFile(str(path), log.damage.offset, f"{log.damage.reason}; {kept}")
-            )
-        if log.timestamps.size == 0:
-            return
-        timestamps, values, key_ids = log.timestamps, log.values, log.key_ids
-        keep = np.ones(timestamps.size, dtype=np.bool_)
-        if self.since is not None:
-            keep &= timestamps >= self.since
-        # Per distinct series: its handle and its newest snapshot block's start.
-        key_handles = np.zeros(len(log.keys), dtype=np.uint32)
-        usable = np.zeros(len(log.keys), dtype=np.bool_)
-        threshold = np.full(len(log.keys), np.iinfo(np.int64).min, dtype=np.int64)
-        counts = np.bincount(key_ids[keep & (values == values)], minlength=len(log.keys))
-        for key_id in np.unique(key_ids[keep]).tolist():
-            key = log.keys[key_id]
-            if key is None:
-                result.skipped.append(SkippedFile(str(path), "records whose names are not UTF-8"))
-                continue
-            if key[0] not in self.known:
-                result.unknown[key[0]] += int(counts[key_id])
-                continue
-            handle, refused = host.handle(self.store._core, *key)
-            if refused is not None:
-                result.skipped.append(
-                    SkippedFile(str(path), f"series {key[0]!r} at {key[1]}: {refused}")
+        result.bytes_read += size
+        if loaded["stop"] is not None:
+            offset, reason = loaded["stop"]
+            kept = f"{loaded['records']:,} records before it were kept"
+            result.damaged.append(DamagedFile(str(path), offset, f"{reason}; {kept}"))
+        result.skipped.extend(
+            SkippedFile(str(path), "records whose names are not UTF-8")
+            for _ in range(loaded["not_utf8"])
+        )
+        if loaded["untimed"]:
+            result.skipped.append(
+                SkippedFile(
+                    str(path),
+                    f"{_plural(loaded['untimed'], 'record')} whose time has no slot on "
+                    "their metric's grid",
                 )
-            if handle is None:
-                continue
-            key_handles[key_id] = handle
-            usable[key_id] = True
-            head = host.head(*key)
-            if head is not None:
-                threshold[key_id] = head[0]
-        keep &= usable[key_ids]
-        accepted = timestamps >= threshold[key_ids]
-        # Series whose time goes back somewhere: follow cc-backend's buffers.
-        order = np.flatnonzero(keep)
-        order = order[np.argsort(key_ids[order], kind="stable")]  # by series, in file order
-        by_series, times = key_ids[order], timestamps[order]
-        back = (by_series[1:] == by_series[:-1]) & (times[1:] < times[:-1])
-        for key_id in np.unique(by_series[1:][back]).tolist():
-            records = order[by_series == key_id]
-            key = log.keys[key_id]
-            assert key is not None
-            accepted[records] = _replay_accepts(
-                timestamps[records], host.head(*key), self.known[key[0]]
             )
-        result.stale += int(np.count_nonzero(keep & ~accepted))
-        keep &= accepted
-        chosen = np.flatnonzero(keep)
-        if chosen.size == 0:
-            return
-        chosen_values = values[chosen]
-        self.store.write_points(key_handles[key_ids[chosen]], timestamps[chosen], chosen_values)
-        result.wal_records += int(chosen.size)
-        result.values += int(np.count_nonzero(chosen_values == chosen_values))
+        for metric, below, message in loaded["unnamed"]:
+            result.skipped.append(
+                SkippedFile(str(path), f"series {metric!r} at {below}: {message}")
+            )
+        result.unknown.update(loaded["unknown"])
+        result.stale += loaded["stale"]
+        result.wal_records += loaded["written"]
+        result.values += loaded["values"]
 
     def run(self, plans: list[_HostPlan], workers: int, bar: Any) -> list[_HostResult]:
         """Loads every host on ``workers`` threads. On Ctrl-C (or an error in a
@@ -1068,13 +848,82 @@ class _Loader:
         return results
 
 
+_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def _go_duration(text: object, where: str) -> float:
+    """Seconds of a Go duration string such as "48h" or "1h30m" (Go's
+    ``time.ParseDuration``: a sign, then numbers with units)."""
+    if not isinstance(text, str):
+        raise ValueError(f'{where} is {text!r}, not a duration string such as "48h"')
+    body = text.lstrip("+-")
+    if body == "0":
+        return 0.0
+    parts = _GO_DURATION.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f'{where} is {text!r}, not a duration such as "48h" or "1h30m"')
+    seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    return -seconds if text.startswith("-") else seconds
+
+
+@dataclass(frozen=True)
+class _BackendConfig:
+    """What a cc-backend ``config.json`` says about loading checkpoints."""
+
+    checkpoints: Path
+    file_format: str
+    retention: float  # seconds
+    cluster_configs: tuple[Path, ...]
+
+
+def _read_backend_config(path: Path) -> _BackendConfig:
+    """The ``metric-store`` section of cc-backend's ``config.json``
+    (checkpoint directory, default ``./var/checkpoints``; file format;
+    ``retention-in-memory``, required) and the ``cluster.json`` of every
+    cluster in its job archive (section ``archive``, default a file archive
+    at ``./var/job-archive``). Relative paths are relative to the directory
+    of ``config.json``, where cc-backend runs."""
+    try:
+        config = json.loads(path.read_text())
+    except OSError as error:
+        raise FileNotFoundError(f"config: cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config: {path} is not valid JSON: {error}") from None
+    section = config.get("metric-store") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f'config: {path} has no "metric-store" section')
+    base = path.parent
+    checkpoints = section.get("checkpoints") or {}
+    directory = base / str(checkpoints.get("directory") or "./var/checkpoints")
+    file_format = str(checkpoints.get("file-format") or "wal")
+    if "retention-in-memory" not in section:
+        raise ValueError(f'config: {path}: "metric-store" lacks "retention-in-memory"')
+    retention = _go_duration(
+        section["retention-in-memory"], f'config: {path}: "retention-in-memory"'
+    )
+    archive = config.get("archive") or {"kind": "file", "path": "./var/job-archive"}
+    clusters: tuple[Path, ...] = ()
+    if isinstance(archive, dict) and archive.get("kind", "file") == "file":
+        jobs = base / str(archive.get("path") or "./var/job-archive")
+        if jobs.is_dir():
+            clusters = tuple(
+                jobs / entry.name / "cluster.json"
+                for entry in _sorted_entries(jobs)
+                if entry.is_dir() and (jobs / entry.name / "cluster.json").is_file()
+            )
+    return _BackendConfig(directory, file_format, retention, clusters)
+
+
 def load_checkpoints(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None,
     store: Store,
     *,
     metrics: MetricsArg | None = None,
     since: object = None,
     cluster_config: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    now: object = None,
     progress: bool | None = None,
     workers: int | None = None,
 ) -> CheckpointLoadReport:
@@ -1088,7 +937,20 @@ def load_checkpoints(
     paths) define metrics first; a conflict with a defined metric raises
     MetricConflictError before anything is read. Metrics still undefined are
     left out and reported. ``since`` (seconds or a datetime) is cc-backend's
-    load cutoff. Hosts load on ``workers`` threads (default: the CPU count,
+    load cutoff.
+
+    ``config``: cc-backend's ``config.json``, to load what that installation
+    loads on startup. Its ``metric-store`` section gives the checkpoint
+    directory (used when ``root`` is None) and ``retention-in-memory``,
+    which sets ``since`` to ``now`` (seconds or a datetime; default: the
+    current time) minus the retention unless ``since`` is given; the
+    ``cluster.json`` of each cluster in its file job archive define the
+    metrics (cc-backend's rule: one namespace, the larger timestep wins),
+    unless ``cluster_config`` is given. Relative paths in it are relative to
+    its directory. cc-backend loads .bin, .json and the log whatever its
+    ``file-format``, and so does this.
+
+    Hosts load on ``workers`` threads (default: the CPU count,
     at most 8). ``progress``: a tqdm progress bar (None: when stderr is a
     terminal or in a notebook; False: never; True: whenever tqdm is there).
 
@@ -1098,6 +960,19 @@ def load_checkpoints(
     """
     began = time.perf_counter()
     _check_unit(store)
+    if config is not None:
+        backend = _read_backend_config(Path(config))
+        if root is None:
+            root = backend.checkpoints
+        if since is None:
+            at = time.time() if now is None else to_ticks(now, "s", "now")
+            since = int(at - backend.retention)
+        if cluster_config is None and backend.cluster_configs:
+            cluster_config = backend.cluster_configs
+    elif root is None:
+        raise TypeError("root: None needs config=, cc-backend's config.json naming the directory")
+    elif now is not None:
+        raise TypeError("now: only used with config= (its retention sets the cutoff)")
     top = Path(root)
     if not top.is_dir():
         raise FileNotFoundError(f"root: {top} is not a directory")
@@ -1130,20 +1005,17 @@ def load_checkpoints(
         wal_records=sum(r.wal_records for r in results),
         stale_wal_records=sum(r.stale for r in results),
         regridded_blocks=sum(r.regridded for r in results),
+        phase_blocks=sum(r.by_phase for r in results),
+        rounded_blocks=sum(r.by_rounding for r in results),
         skipped=tuple(sorted(skipped, key=lambda s: (s.path, s.reason))),
         damaged=tuple(sorted((d for r in results for d in r.damaged), key=lambda d: d.path)),
         unknown_metrics=dict(sorted(unknown.items())),
         seconds=time.perf_counter() - began,
+        since=cutoff,
     )
 
 
 # -- writing checkpoint files -------------------------------------------------------
-
-
-@dataclass
-class _Level:
-    metrics: dict[str, tuple[int, int, NDArray[np.float32]]] = field(default_factory=dict)
-    children: dict[str, _Level] = field(default_factory=dict)
 
 
 _SeriesKey: TypeAlias = tuple[str, tuple[str, ...]]
@@ -1183,66 +1055,6 @@ def _range(store: Store, since: object, until: object) -> tuple[int, int]:
     begin = extent[0] if since is None else to_ticks(since, "s", "since")
     end = extent[1] if until is None else to_ticks(until, "s", "until")
     return begin, max(begin, end)
-
-
-def _trimmed(
-    store: Store, handle: int, begin: int, end: int
-) -> tuple[int, int, NDArray[np.float32]] | None:
-    """The series' values in [begin, end) from its first to its last
-    non-NaN slot, as (frequency, start, values); None if it has none."""
-    result = store.read(handle, begin, end)
-    present = np.flatnonzero(~np.isnan(result.values))
-    if present.size == 0:
-        return None
-    first, last = int(present[0]), int(present[-1])
-    return result.step, result.start + first * result.step, result.values[first : last + 1]
-
-
-def _encode_snapshot(begin: int, end: int, top: _Level) -> bytes:
-    """The binary snapshot layout (see :func:`_parse_snapshot`), names sorted."""
-    parts = [_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, begin, end)]
-
-    def level(node: _Level) -> None:
-        parts.append(_U32.pack(len(node.metrics)))
-        for name in sorted(node.metrics):
-            frequency, start, values = node.metrics[name]
-            raw = name.encode()
-            parts.extend(
-                (_U16.pack(len(raw)), raw, _BLOCK_HEADER.pack(frequency, start, values.size))
-            )
-            parts.append(values.astype("<f4", copy=False).tobytes())
-        parts.append(_U32.pack(len(node.children)))
-        for name in sorted(node.children):
-            raw = name.encode()
-            parts.extend((_U16.pack(len(raw)), raw))
-            level(node.children[name])
-
-    level(top)
-    return b"".join(parts)
-
-
-def _json_values(values: NDArray[np.float32]) -> list[float | None]:
-    # float64 repr of a float32 reads back to the same float32 (cc-backend
-    # keeps one decimal digit; this keeps every bit).
-    out: list[float | None] = values.astype(np.float64).tolist()
-    for i in np.flatnonzero(np.isnan(values)).tolist():
-        out[i] = None
-    return out
-
-
-def _encode_json(begin: int, end: int, top: _Level) -> bytes:
-    def level(node: _Level) -> dict[str, Any]:
-        return {
-            "metrics": {
-                name: {"frequency": f, "start": s, "data": _json_values(v)}
-                for name, (f, s, v) in sorted(node.metrics.items())
-            },
-            "children": {name: level(child) for name, child in sorted(node.children.items())},
-            "from": begin,
-            "to": end,
-        }
-
-    return (json.dumps(level(top), separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -1288,26 +1100,18 @@ def write_checkpoints(
         raise ValueError(f"format: expected 'bin' or 'json', got {format!r}")
     begin, end = _range(store, since, until)
     hosts, outside = _hosts_of(store, cluster)
-    encode = _encode_snapshot if format == "bin" else _encode_json
     files = size = series = values = 0
     for (cluster_name, host), members in sorted(hosts.items()):
-        top = _Level()
-        for handle, metric, below in members:
-            block = _trimmed(store, handle, begin, end)
-            if block is None:
-                continue
-            node = top
-            for name in below:
-                node = node.children.setdefault(name, _Level())
-            node.metrics[metric] = block
-            series += 1
-            values += int(np.count_nonzero(~np.isnan(block[2])))
-        if not top.metrics and not top.children:
+        # The core reads, trims and encodes the host's series (engine::ccbackend::encode).
+        encoded = _core.cc_encode_host(store._core, begin, end, members, format)
+        if encoded is None:
             continue
-        data = encode(begin, end, top)
+        data, host_series, host_values = encoded
         _write_atomically(Path(root) / cluster_name / host / f"{begin}.{format}", data)
         files += 1
         size += len(data)
+        series += host_series
+        values += host_values
     return CheckpointWriteReport(
         root=str(root),
         format=format,
@@ -1374,22 +1178,71 @@ def export_parquet(
     since: object = None,
     until: object = None,
     cluster: str | None = None,
+    layout: str = "file",
 ) -> ParquetExportReport:
     """Writes ``store``'s values in ``[since, until)`` (by default all of
     them: see :func:`write_checkpoints`) as cc-backend's Parquet
     archive: one row per non-NaN value with the columns ``cluster, hostname,
-    metric, scope, scope_id`` (strings), ``timestamp, frequency`` (int64) and
-    ``value`` (float32); Zstd, one row group per host, rows in cc-backend's
-    order (per host: metrics sorted, then children sorted, depth first).
+    metric, scope, scope_id`` (strings), ``timestamp, frequency`` (int64,
+    annotated INTEGER(64, signed) as parquet-go writes them) and ``value``
+    (float32); Zstd, one row group per host, rows in cc-backend's order (per
+    host: metrics sorted, then children sorted, depth first).
+
+    ``layout="file"`` writes one file ``path``; ``layout="archive"`` writes
+    cc-backend's archive layout below the directory ``path``: one file per
+    cluster, ``<path>/<cluster>/<since>.parquet``. Each file is written
+    through ``<name>.tmp`` and renamed.
 
     Scopes follow cc-backend: "node" at the host, else parsed from the
     innermost name below it (``cpu3`` becomes hwthread 3). Needs pyarrow
     (``pip install 'metricstore[parquet]'``).
     """
     began = time.perf_counter()
+    if layout not in ("file", "archive"):
+        raise ValueError(f"layout: expected 'file' or 'archive', got {layout!r}")
     pa, pq = _pyarrow("export_parquet")
     begin, end = _range(store, since, until)
     hosts, outside = _hosts_of(store, cluster)
+    target = Path(path)
+    if layout == "file":
+        parts = {target: hosts}
+    else:
+        parts = {}
+        for (cluster_name, host), members in hosts.items():
+            file = target / cluster_name / f"{begin}.parquet"
+            parts.setdefault(file, {})[cluster_name, host] = members
+    rows = series = written_hosts = size = 0
+    for file, part in sorted(parts.items()):
+        counts = _write_parquet(pa, pq, store, file, part, begin, end)
+        rows, series, written_hosts = (
+            rows + counts[0],
+            series + counts[1],
+            written_hosts + counts[2],
+        )
+        size += file.stat().st_size
+    return ParquetExportReport(
+        path=str(target),
+        rows=rows,
+        series=series,
+        hosts=written_hosts,
+        bytes=size,
+        skipped_series=tuple(sorted(outside)),
+        seconds=time.perf_counter() - began,
+        files=tuple(str(file) for file in sorted(parts)),
+    )
+
+
+def _write_parquet(
+    pa: Any,
+    pq: Any,
+    store: Store,
+    target: Path,
+    hosts: dict[tuple[str, str], list[tuple[int, str, tuple[str, ...]]]],
+    begin: int,
+    end: int,
+) -> tuple[int, int, int]:
+    """Writes ``hosts``' values in ``[begin, end)`` to the Parquet file
+    ``target`` (see :func:`export_parquet`); returns (rows, series, hosts)."""
     # Columns are required, as parquet-go writes cc-backend's struct. The
     # strings go in as dictionaries; without the Arrow schema in the file
     # they read back as plain strings.
@@ -1403,7 +1256,7 @@ def export_parquet(
             for name, kind in _PARQUET_COLUMNS
         ]
     )
-    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(target.name + ".tmp")
     rows = series = written_hosts = 0
     with pq.ParquetWriter(temporary, schema, compression="zstd", store_schema=False) as writer:
@@ -1454,16 +1307,9 @@ def export_parquet(
             writer.write_table(table, row_group_size=count)
             rows += count
             written_hosts += 1
+    annotate_signed_int64(temporary)
     os.replace(temporary, target)
-    return ParquetExportReport(
-        path=str(target),
-        rows=rows,
-        series=series,
-        hosts=written_hosts,
-        bytes=target.stat().st_size,
-        skipped_series=tuple(sorted(outside)),
-        seconds=time.perf_counter() - began,
-    )
+    return rows, series, written_hosts
 
 
 def _codes(column: Any) -> tuple[NDArray[np.intp], list[str]]:

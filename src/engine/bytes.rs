@@ -7,6 +7,16 @@ pub fn put_str(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// Appends `value` as a LEB128 varint: 7 bits a byte, low bits first, the
+/// high bit set on every byte but the last.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
 /// The plain numbers [`put_all`] copies: no padding, every byte set, so
 /// their bytes in memory are their encoding on a little-endian machine.
 pub trait Number: Copy + private::Sealed {
@@ -138,6 +148,24 @@ impl<'a> ByteReader<'a> {
             .collect())
     }
 
+    /// A LEB128 varint ([`put_varint`]); fails on one longer than ten
+    /// bytes or beyond 64 bits.
+    pub fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7F);
+            if i == 9 && bits > 1 {
+                return Err("varint beyond 64 bits".to_owned());
+            }
+            value |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint beyond 64 bits".to_owned())
+    }
+
     /// Fails if bytes are left over.
     pub fn finish(self, what: &str) -> Result<(), String> {
         if self.bytes.is_empty() {
@@ -145,5 +173,42 @@ impl<'a> ByteReader<'a> {
         } else {
             Err(format!("{} bytes left over in {what}", self.bytes.len()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_at_every_length_and_refuse_overlong_ones() {
+        let values = [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut out = Vec::new();
+        for v in values {
+            put_varint(&mut out, v);
+        }
+        assert_eq!(out.len(), 1 + 1 + 1 + 2 + 2 + 3 + 5 + 10 + 10);
+        let mut r = ByteReader::new(&out);
+        for v in values {
+            assert_eq!(r.varint(), Ok(v));
+        }
+        r.finish("the varints").unwrap();
+        assert!(ByteReader::new(&[0xFF; 10]).varint().is_err());
+        assert!(
+            ByteReader::new(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02])
+                .varint()
+                .is_err()
+        );
+        assert!(ByteReader::new(&[0x80]).varint().is_err());
     }
 }

@@ -53,7 +53,10 @@ mod store;
 mod testkit;
 mod wal;
 
-pub use ccbackend::{CcDamage, Head, HostLoad, SnapshotLoad, Unnamed};
+pub use ccbackend::{
+    CcDamage, CheckpointFormat, EncodedHost, Head, HostLoad, HostSeries, ScannedLog, SnapshotLoad,
+    Unnamed, WalLoad, encode_host,
+};
 pub use durable::inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;

@@ -5,6 +5,7 @@
 //! around every call into the engine, and maps engine errors to the
 //! exception classes of `metricstore.exceptions`.
 
+mod arrow;
 mod ccbackend;
 mod errors;
 mod keys;
@@ -18,6 +19,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::ccbackend::PyCcHost;
+    #[pymodule_export]
+    use super::ccbackend::cc_encode_host;
     #[pymodule_export]
     use super::keys::SeriesList;
     #[pymodule_export]

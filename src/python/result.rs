@@ -10,7 +10,11 @@ use numpy::IntoPyArray;
 use pyo3::PyTraverseError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyCapsule, PyDict, PyList, PyString, PyTuple};
+
+use arrow_array::RecordBatch;
+
+use super::arrow::{self, Columns};
 
 /// Values of a range read on the grid: ``values[..., i]`` is at ``start + i * step``.
 ///
@@ -22,7 +26,9 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 ///
 /// In a notebook a result shows itself as a table; :meth:`to_pandas`,
 /// :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
-/// matplotlib are optional extras).
+/// matplotlib are optional extras). It is also Arrow data (the Arrow
+/// PyCapsule interface), so ``pyarrow.table(r)``, ``polars.DataFrame(r)``
+/// and DuckDB's ``SELECT ... FROM r`` take it without copying the values.
 #[pyclass(module = "metricstore.store", name = "ReadResult")]
 pub struct PyReadResult {
     #[pyo3(get, set)]
@@ -68,6 +74,20 @@ impl PyReadResult {
             .getattr("shape")?
             .get_item(-1)?
             .extract()
+    }
+
+    /// The result as one Arrow record batch (see `arrow.rs`).
+    fn arrow_batch(slf: &Bound<'_, Self>, nan_as_null: bool) -> PyResult<RecordBatch> {
+        let py = slf.py();
+        let names = Self::call(py, "metricstore._frames", "column_names", (slf,), None)?;
+        let this = slf.borrow();
+        let columns = Columns {
+            values: this.values.bind(py).clone(),
+            ticks: this.ticks(py)?,
+            unit: this.unit.bind(py).to_str()?.to_owned(),
+            names: names.extract()?,
+        };
+        arrow::record_batch(&columns, nan_as_null)
     }
 
     fn call<'py>(
@@ -248,6 +268,64 @@ impl PyReadResult {
             "plot",
             (slf, ax, legend),
             kwargs,
+        )
+    }
+
+    /// The result as an Arrow stream of one batch: a ``time`` column
+    /// (``timestamp[unit, tz="UTC"]``) and one float32 column per series,
+    /// named as :meth:`to_pandas` names them (a handle as its digits). The
+    /// float32 columns share the memory of ``values``; NaN stays NaN (not
+    /// null) unless ``nan_as_null``. ``requested_schema`` is ignored: the
+    /// interface lets a producer keep its own schema, and this one has no
+    /// other.
+    #[pyo3(signature = (requested_schema = None, *, nan_as_null = false))]
+    fn __arrow_c_stream__<'py>(
+        slf: &Bound<'py, Self>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+        nan_as_null: bool,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        arrow::stream_capsule(slf.py(), Self::arrow_batch(slf, nan_as_null)?)
+    }
+
+    /// The same table as one struct array: a pair of ``arrow_schema`` and
+    /// ``arrow_array`` capsules (see :meth:`__arrow_c_stream__`).
+    #[pyo3(signature = (requested_schema = None, *, nan_as_null = false))]
+    fn __arrow_c_array__<'py>(
+        slf: &Bound<'py, Self>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+        nan_as_null: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema;
+        arrow::array_capsules(slf.py(), Self::arrow_batch(slf, nan_as_null)?)
+    }
+
+    /// A ``pyarrow.Table``: the ``time`` column and one float32 column per
+    /// series, the values shared with ``values`` (see
+    /// :meth:`__arrow_c_stream__`). With ``nan_as_null``, NaN is also null.
+    /// Needs ``pip install 'metricstore[arrow]'``.
+    #[pyo3(signature = (*, nan_as_null = false))]
+    fn to_arrow<'py>(slf: &Bound<'py, Self>, nan_as_null: bool) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(
+            slf.py(),
+            "metricstore._frames",
+            "to_arrow",
+            (slf, nan_as_null),
+            None,
+        )
+    }
+
+    /// A ``polars.DataFrame`` of the same columns as :meth:`to_arrow`.
+    /// With ``nan_as_null``, NaN is also null.
+    /// Needs ``pip install 'metricstore[polars]'``.
+    #[pyo3(signature = (*, nan_as_null = false))]
+    fn to_polars<'py>(slf: &Bound<'py, Self>, nan_as_null: bool) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(
+            slf.py(),
+            "metricstore._frames",
+            "to_polars",
+            (slf, nan_as_null),
+            None,
         )
     }
 

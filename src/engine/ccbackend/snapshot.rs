@@ -19,7 +19,14 @@
 //! which decides which log records replay accepts).
 //!
 //! Rules (the same as `metricstore.ccbackend`'s docstring states):
-//! - value `i` of a block goes to `start + i * frequency`;
+//! - value `i` of a block goes to the slot of its sample's time,
+//!   `start + d + i * frequency`. A block that starts at its series' first
+//!   write (its start is not the file's `from`) has `d = 0`. A block that
+//!   starts at the checkpoint's clock time `from` takes `d` from its
+//!   series' sample phase ([`phase_offset`]): the phase of the newest such
+//!   first-write block loaded before it, else of the series' first log
+//!   record. Without either, `d = 0`: the label's nearest slot (counted as
+//!   placed by rounding);
 //! - NaN at either end of a block is not written, so it never erases a value
 //!   loaded before it; NaN inside is written as missing;
 //! - a block whose frequency differs from the metric's is written point by
@@ -50,7 +57,7 @@ pub struct CcDamage {
 }
 
 impl CcDamage {
-    fn at(offset: usize, reason: impl Into<String>) -> Self {
+    pub(super) fn at(offset: usize, reason: impl Into<String>) -> Self {
         CcDamage {
             offset: offset as u64,
             reason: reason.into(),
@@ -83,13 +90,31 @@ pub struct Snapshot<'a> {
     pub trailing: usize,
 }
 
+impl Snapshot<'_> {
+    /// Each block as (path below the host, metric, frequency, start, value
+    /// count), in file order.
+    #[cfg(test)]
+    pub(super) fn blocks(&self) -> impl Iterator<Item = (&[&str], &str, i64, i64, usize)> {
+        self.blocks.iter().map(|b| {
+            let below = &self.levels[b.level];
+            (
+                below.as_slice(),
+                b.metric,
+                b.frequency,
+                b.start,
+                b.values.len() / 4,
+            )
+        })
+    }
+}
+
 /// `'name'`, as the Python side quotes names in its reasons.
 fn quoted(name: &str) -> String {
     format!("'{}'", name.escape_debug())
 }
 
 /// 1234567 as "1,234,567".
-fn grouped(n: u32) -> String {
+pub(super) fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -176,7 +201,7 @@ impl<'a> Cursor<'a> {
                     at,
                     format!(
                         "the file ends inside the {} values of metric {}",
-                        grouped(n),
+                        grouped(u64::from(n)),
                         quoted(metric)
                     ),
                 ));
@@ -285,7 +310,7 @@ pub struct Head {
 
 /// A series' handle, made when its first value is loaded.
 #[derive(Debug, Clone, Copy, Default)]
-enum Handle {
+pub(super) enum Handle {
     #[default]
     Unmade,
     Made(SeriesId),
@@ -294,9 +319,28 @@ enum Handle {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct SeriesState {
-    handle: Handle,
-    head: Option<Head>,
+pub(super) struct SeriesState {
+    pub(super) handle: Handle,
+    pub(super) head: Option<Head>,
+    /// The sample phase (a time modulo the metric's frequency) of the
+    /// series' first block that starts at its first write, if one loaded.
+    pub(super) anchor: Option<i64>,
+    /// The sample phase of the series' first log record at or after
+    /// `since`, if the log has one (known before any snapshot loads).
+    pub(super) log_phase: Option<i64>,
+}
+
+/// Where value 0 of a block labelled `label` was sampled, relative to the
+/// label, for a series whose samples have phase `phase` (modulo `f`).
+///
+/// cc-backend's buffer slot `k` holds the sample at `first + k*f` and covers
+/// `[first + k*f - f/2, first + (k+1)*f - f/2)`; a snapshot's value `i` is the
+/// slot that contains `label + i*f`. So the sample lies in
+/// `(label - (f - f/2), label + f/2]`, at the one time of that window with the
+/// series' phase.
+pub fn phase_offset(label: i64, phase: i64, f: i64) -> i64 {
+    let r = (i128::from(phase) - i128::from(label)).rem_euclid(i128::from(f)) as i64;
+    if r <= f / 2 { r } else { r - f }
 }
 
 /// A series the store refused to name.
@@ -318,6 +362,13 @@ pub struct SnapshotLoad {
     pub values: u64,
     /// Blocks whose frequency differs from their metric's.
     pub regridded: u64,
+    /// Blocks written at their samples' times: the block starts at its
+    /// first write (its start is a sample time), or its series' sample
+    /// phase is known (from such a block or from the log).
+    pub by_phase: u64,
+    /// Blocks written at the nearest slot of their clock-time labels: the
+    /// phase is not known (or the block is regridded).
+    pub by_rounding: u64,
     pub trailing: usize,
     /// Non-NaN values of metrics the store does not know, by metric.
     pub unknown: Vec<(String, u64)>,
@@ -351,11 +402,11 @@ pub struct HostLoad {
     cluster: String,
     host: String,
     /// The frequency of each metric the store knows.
-    known: HashMap<String, i64, BuildHasherDefault<KeyHasher>>,
-    since: Option<i64>,
+    pub(super) known: HashMap<String, i64, BuildHasherDefault<KeyHasher>>,
+    pub(super) since: Option<i64>,
     /// Where each series' state is in `series`, by its key.
     index: IndexMap,
-    series: Vec<SeriesState>,
+    pub(super) series: Vec<SeriesState>,
     key: Vec<u8>,
     values: Vec<f32>,
     times: Vec<i64>,
@@ -376,7 +427,7 @@ impl HostLoad {
         }
     }
 
-    fn set_key<S: AsRef<str>>(&mut self, metric: &str, below: &[S]) {
+    pub(super) fn set_key<S: AsRef<str>>(&mut self, metric: &str, below: &[S]) {
         self.key.clear();
         push_key(&mut self.key, metric);
         for name in below {
@@ -385,7 +436,7 @@ impl HostLoad {
     }
 
     /// The index of the state of the series whose key is in `self.key`.
-    fn state(&mut self) -> usize {
+    pub(super) fn state(&mut self) -> usize {
         if let Some(&i) = self.index.get(self.key.as_slice()) {
             return i;
         }
@@ -398,7 +449,7 @@ impl HostLoad {
     /// The handle of series `state`, made the first time; `None` if the
     /// store cannot name it (added to `unnamed` when first refused). Other
     /// errors of the store stop the load.
-    fn made<S: AsRef<str>>(
+    pub(super) fn made<S: AsRef<str>>(
         &mut self,
         state: usize,
         store: &Store,
@@ -507,6 +558,12 @@ impl HostLoad {
                 capacity: (block.values.len() / 4) as i64,
                 frequency: block.frequency,
             });
+            // A block that does not start at the file's `from` starts at its
+            // series' first write (cc-backend's read clamps to it): a sample
+            // time, which anchors the blocks after it.
+            if block.start != snapshot.from && block.frequency == frequency {
+                self.series[state].anchor = Some(block.start.rem_euclid(frequency));
+            }
             if present == 0 {
                 continue;
             }
@@ -519,13 +576,32 @@ impl HostLoad {
             let values = &self.values[first..=last];
             let start = block.start + first as i64 * block.frequency;
             if block.frequency == frequency {
-                store.write_block(handle, start, values)?;
+                let series = &self.series[state];
+                let shift = if block.start != snapshot.from {
+                    Some(0)
+                } else {
+                    series
+                        .anchor
+                        .or(series.log_phase)
+                        .map(|phase| phase_offset(block.start, phase, frequency))
+                };
+                match shift.and_then(|d| start.checked_add(d)) {
+                    Some(at) => {
+                        store.write_block(handle, at, values)?;
+                        load.by_phase += 1;
+                    }
+                    None => {
+                        store.write_block(handle, start, values)?;
+                        load.by_rounding += 1;
+                    }
+                }
             } else {
                 self.times.clear();
                 self.times
                     .extend((0..values.len() as i64).map(|i| start + i * block.frequency));
                 store.write_points(&vec![handle; values.len()], &self.times, values)?;
                 load.regridded += 1;
+                load.by_rounding += 1;
             }
             load.values += present as u64;
         }
@@ -894,6 +970,67 @@ mod tests {
         let deep = vec!["x"; 30];
         let (handle, message) = host.handle(&store, "ipc", &deep).unwrap();
         assert!(handle.is_none() && message.unwrap().contains("more than 14 names"));
+    }
+
+    #[test]
+    fn a_label_maps_to_the_one_sample_time_of_its_window() {
+        // f = 60: the sample of label L lies in (L - 30, L + 30].
+        for (label, phase, offset) in [
+            (1237, 37, 0),
+            (1237, 7, 30),  // exactly f/2 later: inside
+            (1237, 6, 29),  //
+            (1237, 8, -29), // 31 later is outside: 29 earlier
+            (-1, 0, 1),
+            (i64::MIN, 52, 0), // -2^63 is 52 modulo 60
+            (i64::MIN, 0, 8),
+            (i64::MAX, 0, -7), // 2^63 - 1 is 7 modulo 60
+            (i64::MAX, 37, 30),
+        ] {
+            let d = phase_offset(label, phase, 60);
+            assert_eq!(d, offset, "label {label}, phase {phase}");
+        }
+        // f = 3 (odd, f/2 = 1): the window is (L - 2, L + 1].
+        let offsets: Vec<i64> = (0..3).map(|p| phase_offset(0, p, 3)).collect();
+        assert_eq!(offsets, vec![0, 1, -1]);
+    }
+
+    #[test]
+    fn a_block_at_a_clock_time_goes_where_its_series_phase_puts_it() {
+        let store = store();
+        let mut host = HostLoad::new("c", "h", known(&store), None);
+        // The first write at 1205 (its own start): phase 5 of f = 10; its
+        // samples 1205, 1215 and 1225 go to the slots of 1210, 1220, 1230.
+        let first = leaf(vec![("ipc", 10, 1205, vec![1.0, 2.0, 3.0])]);
+        let load = host
+            .load_snapshot(&store, &snapshot(1200, 1230, &first))
+            .unwrap()
+            .unwrap();
+        assert_eq!((load.by_phase, load.by_rounding), (1, 0));
+        // Labelled 1230, cc-backend's buffer slots (from 1200) hold the
+        // samples of 1235 and 1245: rounding the label would put 4.0 over
+        // 3.0 at 1230.
+        let second = leaf(vec![("ipc", 10, 1230, vec![4.0, 5.0])]);
+        let load = host
+            .load_snapshot(&store, &snapshot(1230, 1250, &second))
+            .unwrap()
+            .unwrap();
+        assert_eq!((load.by_phase, load.by_rounding), (1, 0));
+        let got = read(&store, "ipc", &["c", "h"], 1210, 5, 10);
+        assert_eq!(got, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        // Another series, phase unknown: its label's nearest slot.
+        let other = Level {
+            metrics: Vec::new(),
+            children: vec![("cpu0", leaf(vec![("ipc", 10, 1230, vec![5.0])]))],
+        };
+        let load = host
+            .load_snapshot(&store, &snapshot(1230, 1250, &other))
+            .unwrap()
+            .unwrap();
+        assert_eq!((load.by_phase, load.by_rounding), (0, 1));
+        assert!(same(
+            &read(&store, "ipc", &["c", "h", "cpu0"], 1230, 1, 10),
+            &[5.0]
+        ));
     }
 
     #[test]

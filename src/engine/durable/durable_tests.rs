@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::engine::snapshot::mapped_bytes;
+use crate::engine::snapshot::{index_entries, mapped_bytes};
 use crate::engine::{Aggregation, CHUNK_BYTES, Target};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
@@ -652,9 +652,9 @@ fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
     let bytes = std::fs::read(&info.file).unwrap();
     let (_, inspection) = Store::inspect(dir.path()).unwrap();
     assert_eq!(inspection.snapshots[0].problem, None);
-    let index_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
-    let third = index_at + 12 + 4 + 2 * 28; // series a: count, then chunks 0, 1, 2
-    let offset = u64::from_le_bytes(bytes[third + 8..third + 16].try_into().unwrap());
+    let (series, third) = index_entries(&bytes)[2]; // series a: chunks 0, 1, 2
+    assert_eq!(series, a);
+    let offset = third.offset as u64;
     let mut damaged = bytes.clone();
     damaged[offset as usize + 5] ^= 0x40;
     std::fs::write(&info.file, &damaged).unwrap();
@@ -694,11 +694,8 @@ fn a_log_tail_that_writes_into_a_damaged_mapped_chunk_leaves_it_reported() {
     store.close_with(false).unwrap();
     drop(store);
     let mut bytes = std::fs::read(&info.file).unwrap();
-    let index_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
-    for chunk in 0..2 {
-        let entry = index_at + 12 + 4 + chunk * 28;
-        let offset = u64::from_le_bytes(bytes[entry + 8..entry + 16].try_into().unwrap());
-        bytes[offset as usize + 5] ^= 0x40;
+    for (_, chunk) in &index_entries(&bytes.clone())[..2] {
+        bytes[chunk.offset + 5] ^= 0x40;
     }
     std::fs::write(&info.file, &bytes).unwrap();
     let read_only = OpenOptions {

@@ -858,7 +858,7 @@ impl Store {
     }
 
     /// About how many bytes opening the store in `dir` reads: the newest
-    /// snapshot (a `readonly` open maps a format 2 snapshot and reads only
+    /// snapshot (a `readonly` open maps a format 2 or 3 snapshot and reads only
     /// its catalog and index) and the log after it (0 if `dir` cannot be
     /// read; `open` then says why). Cheap: it lists the directory and
     /// measures files.

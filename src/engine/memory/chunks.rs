@@ -251,21 +251,23 @@ impl ChunkPool {
         }
     }
 
-    /// Counts a sealed chunk of `bytes` made (positive) or freed
-    /// (negative), in memory or `mapped`.
-    pub fn count_sealed(&self, mapped: bool, bytes: isize) {
-        let (total, chunks) = if mapped {
+    /// Counts `chunks` sealed chunks made (positive) or freed (negative),
+    /// of `bytes` in all.
+    pub fn count_sealed_many(&self, mapped: bool, chunks: isize, bytes: isize) {
+        let (total, count) = if mapped {
             (&self.mapped_bytes, &self.mapped_chunks)
         } else {
             (&self.sealed_bytes, &self.sealed_chunks)
         };
-        if bytes >= 0 {
-            total.fetch_add(bytes as usize, Ordering::Relaxed);
-            chunks.fetch_add(1, Ordering::Relaxed);
-        } else {
-            total.fetch_sub(bytes.unsigned_abs(), Ordering::Relaxed);
-            chunks.fetch_sub(1, Ordering::Relaxed);
-        }
+        // Wrapping adds of the two's complement: a negative delta subtracts.
+        total.fetch_add(bytes as usize, Ordering::Relaxed);
+        count.fetch_add(chunks as usize, Ordering::Relaxed);
+    }
+
+    /// Counts a sealed chunk of `bytes` made (positive) or freed
+    /// (negative), in memory or `mapped`.
+    pub fn count_sealed(&self, mapped: bool, bytes: isize) {
+        self.count_sealed_many(mapped, if bytes >= 0 { 1 } else { -1 }, bytes);
     }
 }
 

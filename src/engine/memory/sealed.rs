@@ -19,7 +19,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::engine::memory::chunks::{CHUNK_SLOTS, ChunkPool};
 use crate::engine::memory::codec;
@@ -32,6 +32,106 @@ pub struct MappedFile {
     /// Asks for a byte range to be read in ahead of a read that will need
     /// all of it (the mapping is read window by window otherwise).
     pub will_need: Box<dyn Fn(std::ops::Range<usize>) + Send + Sync>,
+}
+
+/// A chunk as a snapshot stores it: its key, its encoded bytes' place (in
+/// the output being written, or in the file), their CRC-32, and its count
+/// of non-NaN slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedChunk {
+    pub key: i64,
+    pub offset: usize,
+    pub len: usize,
+    pub crc: u32,
+    pub valid: u64,
+}
+
+/// The index of a mapped snapshot, which lists each series' chunks.
+pub trait MappedIndex: Send + Sync {
+    /// The `count` chunks listed at `at` (a place the snapshot gave when
+    /// it was opened, and checked then).
+    fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk>;
+    /// The file the chunks lie in.
+    fn file(&self) -> &Arc<MappedFile>;
+}
+
+/// One series' chunks in a mapped snapshot, not yet made: opening a
+/// snapshot reads and checks its index but makes a series' chunks only
+/// when the series is first used, so that the first query of a large
+/// store does not wait for every chunk of the file. Its chunks count in
+/// the pool as mapped ones from the start.
+pub struct MappedSeries {
+    index: Arc<dyn MappedIndex>,
+    at: usize,
+    count: usize,
+    bytes: usize,
+    pool: Arc<ChunkPool>,
+    /// Set once `chunks` made them: they count themselves from then on.
+    made: AtomicBool,
+}
+
+impl MappedSeries {
+    /// The series whose `count` chunks, of `bytes` in all, `index` lists
+    /// at `at`.
+    pub fn new(
+        pool: &Arc<ChunkPool>,
+        index: &Arc<dyn MappedIndex>,
+        at: usize,
+        count: usize,
+        bytes: usize,
+    ) -> MappedSeries {
+        pool.count_sealed_many(true, count as isize, bytes as isize);
+        MappedSeries {
+            index: Arc::clone(index),
+            at,
+            count,
+            bytes,
+            pool: Arc::clone(pool),
+            made: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the chunks, keyed, in key order; each is checked on its first
+    /// read. Called once.
+    pub fn chunks(&self) -> Vec<(i64, Sealed)> {
+        let file = self.index.file();
+        let made = self
+            .index
+            .chunks(self.at, self.count)
+            .into_iter()
+            .map(|c| {
+                let bytes = Bytes::Mapped {
+                    file: Arc::clone(file),
+                    offset: c.offset,
+                    len: c.len,
+                    crc: c.crc,
+                    state: AtomicU8::new(UNCHECKED),
+                };
+                let sealed = Sealed {
+                    bytes,
+                    valid: c.valid as u32,
+                    pool: Arc::clone(&self.pool),
+                };
+                (c.key, sealed)
+            })
+            .collect();
+        self.made.store(true, Ordering::Release);
+        made
+    }
+
+    /// (chunks, bytes) listed.
+    pub fn size(&self) -> (usize, usize) {
+        (self.count, self.bytes)
+    }
+}
+
+impl Drop for MappedSeries {
+    fn drop(&mut self) {
+        if !self.made.load(Ordering::Acquire) {
+            self.pool
+                .count_sealed_many(true, -(self.count as isize), -(self.bytes as isize));
+        }
+    }
 }
 
 /// A chunk that cannot be read: where it is and why.
@@ -80,27 +180,6 @@ impl Sealed {
         codec::decode(bytes, &mut slots).map_err(|e| format!("chunk: {e}"))?;
         let valid = slots.iter().filter(|v| !v.is_nan()).count() as u64;
         Ok(Sealed::counted(pool, Bytes::Owned(bytes.into()), valid))
-    }
-
-    /// A chunk left in a mapped snapshot at `offset..offset + len`, whose
-    /// CRC and sample count the snapshot's index gives; checked on first
-    /// read.
-    pub fn mapped(
-        pool: &Arc<ChunkPool>,
-        file: &Arc<MappedFile>,
-        offset: usize,
-        len: usize,
-        crc: u32,
-        valid: u64,
-    ) -> Sealed {
-        let bytes = Bytes::Mapped {
-            file: Arc::clone(file),
-            offset,
-            len,
-            crc,
-            state: AtomicU8::new(UNCHECKED),
-        };
-        Sealed::counted(pool, bytes, valid)
     }
 
     fn counted(pool: &Arc<ChunkPool>, bytes: Bytes, valid: u64) -> Sealed {

@@ -1,20 +1,20 @@
 //! One series' samples: fixed-size chunks of float32 slots on the grid.
 //!
 //! Chunk `c` holds slots `c * CHUNK_SLOTS .. (c + 1) * CHUNK_SLOTS`. Chunks
-//! live in a `BTreeMap`, so writes may land anywhere (before, after or
-//! between stored data) and memory grows one chunk at a time; nothing ever
-//! copies a whole series. A chunk that was never written does not exist and
+//! live in a [`ChunkMap`] sorted by key, so writes may land anywhere (before,
+//! after or between stored data) and memory grows one chunk at a time;
+//! nothing ever copies a whole series' samples. A chunk that was never written does not exist and
 //! reads as NaN. A chunk is raw (slots from the store's [`ChunkPool`],
 //! written in place) or sealed (compressed, `sealed.rs`): reads decode a
 //! sealed chunk, and a write into one unseals it first, so every write
 //! lands in raw slots and stays bit-exact.
 
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::engine::memory::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting};
-use crate::engine::memory::sealed::{Damage, Sealed};
+pub use crate::engine::memory::sealed::EncodedChunk;
+use crate::engine::memory::sealed::{Damage, MappedSeries, Sealed};
 
 /// One chunk of a series.
 enum Stored {
@@ -62,20 +62,101 @@ pub struct Tiers {
     pub mapped_bytes: usize,
 }
 
-/// A chunk as a snapshot stores it: its key, its encoded bytes' place in
-/// the output, their CRC-32, and its count of non-NaN slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncodedChunk {
-    pub key: i64,
-    pub offset: usize,
-    pub len: usize,
-    pub crc: u32,
-    pub valid: u64,
+/// A series' chunks by key: a vector sorted by key, 64 bytes a chunk. A
+/// B-tree node keeps room for 11 chunks where most series hold a few (a
+/// job's series two or three): a read-only open of 18,432 such series held
+/// about 120 bytes a chunk. Appends (ticks, bulk loads) land at the end;
+/// a chunk made before others moves the entries after it (a memmove of 64
+/// bytes each), which only out-of-order writes before a series' newest
+/// chunk pay for.
+#[derive(Default)]
+struct ChunkMap(Vec<(i64, Stored)>);
+
+impl ChunkMap {
+    /// The chunks of `keys` in order, keys strictly rising; sorts them
+    /// (the last of equal keys kept) if they are not.
+    fn from_chunks(mut chunks: Vec<(i64, Stored)>) -> ChunkMap {
+        if !chunks.windows(2).all(|w| w[0].0 < w[1].0) {
+            chunks.reverse();
+            chunks.sort_by_key(|(key, _)| *key); // stable: the last given comes first
+            chunks.dedup_by_key(|(key, _)| *key);
+        }
+        ChunkMap(chunks)
+    }
+
+    fn position(&self, key: i64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
+    fn range(
+        &self,
+        keys: std::ops::RangeInclusive<i64>,
+    ) -> impl DoubleEndedIterator<Item = (&i64, &Stored)> {
+        let from = self.0.partition_point(|(k, _)| k < keys.start());
+        let to = self.0.partition_point(|(k, _)| k <= keys.end()).max(from);
+        self.0[from..to].iter().map(|(k, s)| (k, s))
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (&i64, &Stored)> {
+        self.0.iter().map(|(k, s)| (k, s))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&i64, &mut Stored)> {
+        self.0.iter_mut().map(|(k, s)| (&*k, s))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Stored> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    fn get_mut(&mut self, key: i64) -> Option<&mut Stored> {
+        let at = self.position(key).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    fn contains_key(&self, key: i64) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Puts `stored` at `key`; returns the chunk it replaced.
+    fn insert(&mut self, key: i64, stored: Stored) -> Option<Stored> {
+        match self.position(key) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, stored)),
+            Err(at) => {
+                self.0.insert(at, (key, stored));
+                None
+            }
+        }
+    }
+
+    /// Removes the chunks before `key` and returns them.
+    fn take_before(&mut self, key: i64) -> Vec<(i64, Stored)> {
+        let at = self.0.partition_point(|(k, _)| *k < key);
+        let kept = self.0.split_off(at);
+        std::mem::replace(&mut self.0, kept)
+    }
+
+    fn last_key(&self) -> Option<i64> {
+        self.0.last().map(|(key, _)| *key)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 #[derive(Default)]
 pub struct SeriesData {
-    chunks: BTreeMap<i64, Stored>,
+    /// Made on first use (`map`), from `mapped` if the series lies in a
+    /// mapped snapshot: a read-only open makes no chunk it does not read.
+    chunks: OnceLock<ChunkMap>,
+    /// Its chunks in a mapped snapshot, until `chunks` is made from them.
+    mapped: Option<MappedSeries>,
     /// Number of non-NaN slots, kept exact on every write.
     valid: u64,
     /// The raw chunk written last, so that writes into it (every tick until
@@ -128,6 +209,26 @@ fn edge_sample<'a>(
 }
 
 impl SeriesData {
+    /// The chunks, made from the mapped snapshot on the first call.
+    fn map(&self) -> &ChunkMap {
+        self.chunks.get_or_init(|| match &self.mapped {
+            Some(mapped) => ChunkMap::from_chunks(
+                mapped
+                    .chunks()
+                    .into_iter()
+                    .map(|(key, sealed)| (key, Stored::Sealed(sealed)))
+                    .collect(),
+            ),
+            None => ChunkMap::default(),
+        })
+    }
+
+    fn map_mut(&mut self) -> &mut ChunkMap {
+        self.map();
+        self.mapped = None;
+        self.chunks.get_mut().expect("made just now")
+    }
+
     /// Writes `values` into consecutive slots from `first`; returns the
     /// address of the chunk written last (0 if none), as `write_one` does.
     pub fn write(&mut self, pool: &Arc<ChunkPool>, first: i64, values: &[f32]) -> usize {
@@ -163,7 +264,7 @@ impl SeriesData {
     ) -> usize {
         let slots = match self.hot {
             Some(hot) if hot.key == key => hot.slots,
-            _ => match self.chunks.get_mut(&key) {
+            _ => match self.map_mut().get_mut(key) {
                 Some(Stored::Raw(chunk)) => chunk.slots(),
                 Some(stored @ Stored::Sealed(_)) => {
                     let Stored::Sealed(sealed) = &*stored else {
@@ -190,7 +291,7 @@ impl SeriesData {
                         return 0;
                     }
                     let slots = chunk.slots();
-                    self.chunks.insert(key, Stored::Raw(chunk));
+                    self.map_mut().insert(key, Stored::Raw(chunk));
                     self.valid += added;
                     self.hot = Some(HotChunk { key, slots });
                     self.written = true;
@@ -224,7 +325,7 @@ impl SeriesData {
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
         self.read_ahead(first_key..=last_key);
-        for (&key, stored) in self.chunks.range(first_key..=last_key) {
+        for (&key, stored) in self.map().range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
@@ -249,7 +350,7 @@ impl SeriesData {
     fn read_ahead(&self, keys: std::ops::RangeInclusive<i64>) {
         const MANY: usize = 16;
         let mut mapped = self
-            .chunks
+            .map()
             .range(keys)
             .filter_map(|(_, stored)| match stored {
                 Stored::Sealed(sealed) => sealed.mapped_range(),
@@ -284,7 +385,7 @@ impl SeriesData {
         let (last_key, _) = split(end - 1);
         self.read_ahead(first_key..=last_key);
         let mut buffer = [0f32; CHUNK_SLOTS];
-        for (&key, stored) in self.chunks.range(first_key..=last_key) {
+        for (&key, stored) in self.map().range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
@@ -300,7 +401,7 @@ impl SeriesData {
     /// describes each in `index` (offsets relative to `base` plus the
     /// position in `out`): sealed chunks as they are, raw ones encoded now.
     pub fn encode_chunks(&self, base: usize, out: &mut Vec<u8>, index: &mut Vec<EncodedChunk>) {
-        for (&key, stored) in &self.chunks {
+        for (&key, stored) in self.map().iter() {
             let start = out.len();
             match stored {
                 Stored::Raw(chunk) => crate::engine::memory::codec::encode(chunk.as_slice(), out),
@@ -330,9 +431,25 @@ impl SeriesData {
         self.insert(key, Stored::Sealed(sealed), valid);
     }
 
+    /// Hands the series its chunks in a mapped snapshot, holding `valid`
+    /// samples: they are made when the series is first used. A series that
+    /// holds chunks already takes them now.
+    pub fn load_mapped(&mut self, mapped: MappedSeries, valid: u64) {
+        if self.mapped.is_some() || self.chunks.get().is_some_and(|m| !m.is_empty()) {
+            for (key, sealed) in mapped.chunks() {
+                self.load_sealed(key, sealed);
+            }
+            return;
+        }
+        self.hot = None;
+        self.chunks = OnceLock::new();
+        self.mapped = Some(mapped);
+        self.valid = valid;
+    }
+
     fn insert(&mut self, key: i64, stored: Stored, valid: u64) {
         self.hot = None;
-        if let Some(old) = self.chunks.insert(key, stored) {
+        if let Some(old) = self.map_mut().insert(key, stored) {
             self.valid -= old.valid();
         }
         self.valid += valid;
@@ -344,9 +461,13 @@ impl SeriesData {
     /// Returns chunks sealed.
     pub fn seal(&mut self, pool: &Arc<ChunkPool>) -> usize {
         let keep_newest = std::mem::take(&mut self.written);
-        let newest = self.chunks.keys().next_back().copied();
+        if self.chunks.get().is_none() {
+            return 0; // nothing made: all of it lies sealed in a mapped snapshot
+        }
+        let newest = self.map().last_key();
         let mut sealed = 0;
-        for (&key, stored) in &mut self.chunks {
+        let hot = &mut self.hot;
+        for (&key, stored) in self.chunks.get_mut().expect("made").iter_mut() {
             if keep_newest && Some(key) == newest {
                 continue;
             }
@@ -356,8 +477,8 @@ impl SeriesData {
                 if let Stored::Raw(old) = std::mem::replace(stored, new) {
                     old.release();
                 }
-                if self.hot.is_some_and(|hot| hot.key == key) {
-                    self.hot = None;
+                if hot.is_some_and(|hot| hot.key == key) {
+                    *hot = None;
                 }
                 sealed += 1;
             }
@@ -370,13 +491,13 @@ impl SeriesData {
     pub fn drop_before(&mut self, pool: &Arc<ChunkPool>, first_kept: i64) -> usize {
         let (key, offset) = split(first_kept);
         self.hot = None;
-        let kept = self.chunks.split_off(&key);
-        let dropped = std::mem::replace(&mut self.chunks, kept);
+        let dropped = self.map_mut().take_before(key);
         let freed = dropped.len();
-        for stored in dropped.values() {
+        for (_, stored) in &dropped {
             self.valid -= stored.valid();
         }
-        if offset > 0 && self.chunks.contains_key(&key) {
+        drop(dropped);
+        if offset > 0 && self.map().contains_key(key) {
             // Unsealed if sealed: the write is the one place that does it.
             let head = vec![f32::NAN; offset];
             self.write(pool, key * CHUNK_SLOTS as i64, &head);
@@ -387,7 +508,7 @@ impl SeriesData {
 
     /// Each chunk's first slot and the bytes it holds, in order.
     pub fn chunk_sizes(&self) -> impl Iterator<Item = (i64, usize)> + '_ {
-        self.chunks.iter().map(|(key, stored)| {
+        self.map().iter().map(|(key, stored)| {
             let bytes = match stored {
                 Stored::Raw(_) => crate::engine::memory::chunks::CHUNK_BYTES,
                 Stored::Sealed(sealed) => sealed.bytes().len(),
@@ -403,13 +524,20 @@ impl SeriesData {
 
     #[cfg(test)]
     pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+        match (self.chunks.get(), &self.mapped) {
+            (None, Some(mapped)) => mapped.size().0,
+            _ => self.map().len(),
+        }
     }
 
     /// How the chunks are held.
     pub fn tiers(&self) -> Tiers {
         let mut tiers = Tiers::default();
-        for stored in self.chunks.values() {
+        if let (None, Some(mapped)) = (self.chunks.get(), &self.mapped) {
+            (tiers.mapped_chunks, tiers.mapped_bytes) = mapped.size();
+            return tiers;
+        }
+        for stored in self.map().values() {
             match stored {
                 Stored::Raw(_) => tiers.raw_chunks += 1,
                 Stored::Sealed(sealed) if sealed.is_mapped() => {
@@ -427,14 +555,14 @@ impl SeriesData {
 
     /// The first slot holding a sample, if any.
     pub fn first_sample_slot(&self) -> Result<Option<i64>, Damage> {
-        edge_sample(self.chunks.iter(), |slots| {
+        edge_sample(self.map().iter(), |slots| {
             slots.iter().position(|v| !v.is_nan())
         })
     }
 
     /// The last slot holding a sample, if any.
     pub fn last_sample_slot(&self) -> Result<Option<i64>, Damage> {
-        edge_sample(self.chunks.iter().rev(), |slots| {
+        edge_sample(self.map().iter().rev(), |slots| {
             slots.iter().rposition(|v| !v.is_nan())
         })
     }
@@ -444,6 +572,7 @@ impl SeriesData {
 mod tests {
     use super::*;
     use crate::engine::memory::chunks::CHUNK_BYTES;
+    use crate::engine::memory::sealed::{MappedFile, MappedIndex};
 
     #[test]
     fn the_first_and_last_samples_are_found_past_empty_chunks_and_nan_ends() {
@@ -482,6 +611,105 @@ mod tests {
         assert_eq!(bits(&read(&series, 11, 3)), bits(&[f32::NAN, 7.0, 3.0]));
         assert_eq!(series.valid(), 2);
         assert_eq!(pool.usage().in_use, CHUNK_BYTES);
+    }
+
+    /// An index over chunks laid out back to back in one in-memory "file",
+    /// which counts how often chunks were made.
+    struct TestIndex {
+        file: Arc<MappedFile>,
+        chunks: Vec<EncodedChunk>,
+        made: std::sync::atomic::AtomicUsize,
+    }
+
+    impl MappedIndex for TestIndex {
+        fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk> {
+            self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.chunks[at..at + count].to_vec()
+        }
+
+        fn file(&self) -> &Arc<MappedFile> {
+            &self.file
+        }
+    }
+
+    fn test_index(contents: &[(i64, Vec<f32>)]) -> Arc<TestIndex> {
+        let (mut bytes, mut chunks) = (Vec::new(), Vec::new());
+        for (key, slots) in contents {
+            let offset = bytes.len();
+            crate::engine::memory::codec::encode(slots, &mut bytes);
+            chunks.push(EncodedChunk {
+                key: *key,
+                offset,
+                len: bytes.len() - offset,
+                crc: crc32fast::hash(&bytes[offset..]),
+                valid: count_valid(slots),
+            });
+        }
+        let file = Arc::new(MappedFile {
+            bytes: Box::new(bytes),
+            name: "test".to_owned(),
+            will_need: Box::new(|_| {}),
+        });
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(TestIndex { file, chunks, made })
+    }
+
+    #[test]
+    fn mapped_chunks_are_made_on_first_use_and_counted_from_the_start() {
+        let pool = pool();
+        let ramp: Vec<f32> = (0..CHUNK_SLOTS).map(|i| i as f32 * 0.5).collect();
+        let mut holey = vec![f32::NAN; CHUNK_SLOTS];
+        holey[7] = -0.0;
+        let index = test_index(&[(-1, ramp.clone()), (3, holey)]);
+        let bytes: usize = index.chunks.iter().map(|c| c.len).sum();
+        let shared: Arc<dyn MappedIndex> = index.clone();
+
+        let mut series = SeriesData::default();
+        series.load_mapped(MappedSeries::new(&pool, &shared, 0, 2, bytes), 1025);
+        // Nothing made yet, yet stats and counts see the chunks.
+        let tiers = series.tiers();
+        assert_eq!((tiers.mapped_chunks, tiers.mapped_bytes), (2, bytes));
+        assert_eq!(
+            (pool.usage().mapped_chunks, pool.usage().mapped_bytes),
+            (2, bytes)
+        );
+        assert_eq!((series.valid(), series.chunk_count()), (1025, 2));
+        assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+        // The first read makes them, once; every bit reads back.
+        let got = read(&series, -(CHUNK_SLOTS as i64), CHUNK_SLOTS);
+        assert_eq!(bits(&got), bits(&ramp));
+        assert_eq!(
+            bits(&read(&series, 3 * 1024 + 6, 2)),
+            bits(&[f32::NAN, -0.0])
+        );
+        assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(series.tiers(), tiers);
+        assert_eq!(pool.usage().mapped_bytes, bytes);
+
+        // A write unseals its chunk; the counts follow it.
+        series.write_one(&pool, 3 * 1024, 9.0);
+        assert_eq!(series.valid(), 1026);
+        assert_eq!(pool.usage().mapped_chunks, 1);
+        drop(series);
+        assert_eq!(
+            (pool.usage().mapped_chunks, pool.usage().mapped_bytes),
+            (0, 0)
+        );
+
+        // A series never used gives its count back when dropped.
+        let mut unused = SeriesData::default();
+        unused.load_mapped(
+            MappedSeries::new(&pool, &shared, 1, 1, index.chunks[1].len),
+            1,
+        );
+        assert_eq!(pool.usage().mapped_chunks, 1);
+        drop(unused);
+        assert_eq!(
+            (pool.usage().mapped_chunks, pool.usage().mapped_bytes),
+            (0, 0)
+        );
+        assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     fn pool() -> Arc<ChunkPool> {

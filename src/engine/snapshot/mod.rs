@@ -28,10 +28,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
-use super::bytes::{ByteReader, put_str};
+use super::bytes::{ByteReader, put_str, put_varint};
 use super::error::EngineError;
-use crate::engine::memory::chunks::CHUNK_BYTES;
-use crate::engine::memory::sealed::{MappedFile, Sealed};
+use crate::engine::memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS};
+use crate::engine::memory::sealed::{MappedFile, MappedIndex, MappedSeries, Sealed};
 use crate::engine::memory::series::{EncodedChunk, SeriesData};
 use crate::engine::model::metric::{Aggregation, MetricDef};
 use crate::engine::storage::progress::{Cancelled, Tracker};
@@ -39,8 +39,9 @@ use crate::engine::storage::{ImmutableBytes, Storage, crash_point};
 use crate::engine::store::Store;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
-/// The version this build writes. Version 1 (raw chunks) is still read.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The version this build writes. Versions 1 (raw chunks) and 2 (a
+/// fixed-size index) are still read.
+pub const SNAPSHOT_VERSION: u32 = 3;
 const HEADER: usize = 32;
 const BLOCK_HEADER: usize = 12;
 /// Series are packed into blocks of about this size, each with its CRC.
@@ -51,10 +52,16 @@ const BLOCK_SERIES: u8 = 2;
 const BLOCK_END: u8 = 3;
 /// Version 2: encoded chunks back to back; the index says where each is.
 const BLOCK_CHUNKS: u8 = 4;
-/// Version 2: per series, `chunk count u32 | (key i64, offset u64, len u32,
-/// crc u32, valid u32)*`; offsets are from the start of the file.
+/// Per series, its chunk count and where each chunk is; version 2 in fixed
+/// 28-byte entries, version 3 in varints (see `put_index_series`).
 const BLOCK_INDEX: u8 = 5;
+/// A version 2 index entry: key i64, offset u64, len u32, crc u32, valid u32.
 const INDEX_ENTRY: usize = 28;
+/// The fewest bytes a version 3 index entry takes: four one-byte varints
+/// and the CRC.
+const INDEX_ENTRY_MIN: usize = 8;
+/// What a mapped open reads first: the header and the catalog if it fits.
+const HEAD_READ: usize = 64 << 10;
 
 pub fn snapshot_name(lsn: u64) -> String {
     format!("snapshot-{lsn:020}.snap")
@@ -215,14 +222,7 @@ impl BlockWriter<'_> {
             self.raw(block)?;
             self.blocks += 1;
             for series in chunks {
-                index.extend_from_slice(&(series.len() as u32).to_le_bytes());
-                for chunk in series {
-                    index.extend_from_slice(&chunk.key.to_le_bytes());
-                    index.extend_from_slice(&(at + chunk.offset as u64).to_le_bytes());
-                    index.extend_from_slice(&(chunk.len as u32).to_le_bytes());
-                    index.extend_from_slice(&chunk.crc.to_le_bytes());
-                    index.extend_from_slice(&(chunk.valid as u32).to_le_bytes());
-                }
+                put_index_series(index, at, series);
             }
             crash_point!(self.storage, SNAPSHOT_BLOCK);
         }
@@ -329,7 +329,7 @@ impl Store {
     /// returns the LSN it covers. The error says why the snapshot cannot be
     /// used, or that `progress` was cancelled.
     ///
-    /// With `mapped` (read-only stores), a format 2 snapshot is mapped:
+    /// With `mapped` (read-only stores), a format 2 or 3 snapshot is mapped:
     /// only its header, catalog, index and end block are read and checked
     /// now; each chunk stays in the file and is checked on its first read.
     /// Otherwise every block and chunk is read and checked, and the chunks
@@ -349,8 +349,8 @@ impl Store {
                  this one reads version {SNAPSHOT_VERSION}: upgrade metricstore to open it"
             )));
         }
-        if mapped && snapshot_version(bytes) == Some(SNAPSHOT_VERSION) {
-            let lsn = self.map_snapshot(&file, name)?;
+        if let Some(version @ 2..=SNAPSHOT_VERSION) = snapshot_version(bytes).filter(|_| mapped) {
+            let lsn = self.map_snapshot(&file, name, version)?;
             progress.advance(bytes.len() as u64)?;
             return Ok(lsn);
         }
@@ -381,7 +381,7 @@ impl Store {
             let chunk_blocks = &blocks[1..blocks.len() - 2];
             let &(_, index_at, index_start, index_end) = &blocks[blocks.len() - 2];
             check_block(bytes, index_at)?;
-            let entries = read_index(&bytes[index_start..index_end], series_count)?;
+            let entries = read_index(&bytes[index_start..index_end], series_count, version)?;
             let index = split_by_block(entries, chunk_blocks)?;
             progress.advance((index_end - index_at) as u64)?;
             crate::engine::parallel::pool().install(|| {
@@ -402,10 +402,15 @@ impl Store {
         Ok(lsn)
     }
 
-    /// Loads a format 2 snapshot without reading its chunks: checks the
+    /// Loads a format 2 or 3 snapshot without reading its chunks: checks the
     /// header, the end block, the index and the catalog, then adds every
     /// chunk as a mapped one (`sealed.rs`); returns the LSN.
-    fn map_snapshot(&mut self, file: &Arc<dyn ImmutableBytes>, name: &str) -> Result<u64, String> {
+    fn map_snapshot(
+        &mut self,
+        file: &Arc<dyn ImmutableBytes>,
+        name: &str,
+        version: u32,
+    ) -> Result<u64, String> {
         // The structures are copied out with small reads; the chunks stay
         // mapped, each page read when a read first needs it.
         let len = file.len();
@@ -413,7 +418,9 @@ impl Store {
             file.copy(at..at + n)
                 .map_err(|e| format!("reading {n} bytes at offset {at}: {e}"))
         };
-        let head = read(0, (HEADER + BLOCK_HEADER).min(len))?;
+        // One read for the header and (most often all of) the catalog: a
+        // cold read costs its seek more than its bytes.
+        let head = read(0, HEAD_READ.min(len))?;
         let (lsn, series_count) = self.check_header(&head)?;
         let catalog_end = first_block_end(&head)
             .filter(|&end| end <= len)
@@ -438,7 +445,10 @@ impl Store {
             return Err("the end block does not point at the index".to_owned());
         }
         check_block(&index, 0)?;
-        let catalog = read(HEADER, catalog_end - HEADER)?;
+        let catalog = match head.get(HEADER..catalog_end) {
+            Some(catalog) => catalog.to_vec(),
+            None => read(HEADER, catalog_end - HEADER)?,
+        };
         let (kind, catalog_start, _) = block_bounds(&catalog, 0)?;
         if kind != BLOCK_CATALOG {
             return Err("the first block is not the catalog".to_owned());
@@ -448,37 +458,46 @@ impl Store {
         if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
-        let entries = read_index(&index[index_start..index_end], series_count)?;
+        let ahead = Arc::clone(file);
+        let index = Arc::new(SnapshotIndex {
+            bytes: index,
+            version,
+            file: Arc::new(MappedFile {
+                bytes: Box::new(Shared(Arc::clone(file))),
+                name: name.to_owned(),
+                will_need: Box::new(move |range| ahead.will_need(range)),
+            }),
+        });
+        // One pass over the index checks every entry and hands each series
+        // where its entries are; its chunks are made on its first use.
+        let shared: Arc<dyn MappedIndex> = index.clone();
+        let bytes = &index.bytes[index_start..index_end];
+        let catalog = self.catalog.get_mut();
+        let mut r = ByteReader::new(bytes);
         // Chunks lie between the catalog and the index, in file order.
         let mut next = catalog_end;
-        for (id, entry) in &entries {
-            if entry.offset < next || entry.offset.saturating_add(entry.len) > index_at {
-                return Err(format!(
-                    "index entry of series {id} points outside the chunks (offset {})",
-                    entry.offset
-                ));
+        for id in 0..series_count {
+            let at = index_start + (bytes.len() - r.bytes.len());
+            let (mut chunk_bytes, mut valid) = (0, 0);
+            let count = read_index_series(&mut r, version, id, |entry| {
+                if entry.offset < next || entry.offset.saturating_add(entry.len) > index_at {
+                    return Err(format!(
+                        "index entry of series {id} points outside the chunks (offset {})",
+                        entry.offset
+                    ));
+                }
+                next = entry.offset + entry.len;
+                chunk_bytes += entry.len;
+                valid += entry.valid;
+                Ok(())
+            })?;
+            if count > 0 {
+                let series = catalog.entry(id).ok_or_else(|| format!("no series {id}"))?;
+                let mapped = MappedSeries::new(&self.pool, &shared, at, count, chunk_bytes);
+                series.data.write().load_mapped(mapped, valid);
             }
-            next = entry.offset + entry.len;
         }
-        let ahead = Arc::clone(file);
-        let shared = Arc::new(MappedFile {
-            bytes: Box::new(Shared(Arc::clone(file))),
-            name: name.to_owned(),
-            will_need: Box::new(move |range| ahead.will_need(range)),
-        });
-        let catalog = self.catalog.get_mut();
-        for (id, entry) in entries {
-            let sealed = Sealed::mapped(
-                &self.pool,
-                &shared,
-                entry.offset,
-                entry.len,
-                entry.crc,
-                u64::from(entry.valid),
-            );
-            let series = catalog.entry(id).ok_or_else(|| format!("no series {id}"))?;
-            series.data.write().load_sealed(entry.key, sealed);
-        }
+        r.finish("the index block")?;
         Ok(lsn)
     }
 
@@ -628,7 +647,7 @@ impl Store {
             }
             let sealed = Sealed::load(&self.pool, bytes)
                 .map_err(|e| format!("series {id} at offset {}: {e}", entry.offset))?;
-            if sealed.valid() != u64::from(entry.valid) {
+            if sealed.valid() != entry.valid {
                 return Err(format!(
                     "chunk of series {id} at offset {} holds {} samples, the index says {}",
                     entry.offset,
@@ -664,40 +683,162 @@ impl Store {
     }
 }
 
-/// Where one chunk of a version 2 snapshot is.
-#[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    key: i64,
-    offset: usize,
-    len: usize,
-    crc: u32,
-    valid: u32,
+/// Where one chunk of a version 2 or 3 snapshot is.
+type IndexEntry = EncodedChunk;
+
+/// Appends one series' index entries (version 3): its chunk count, then
+/// per chunk the key (the first as a zigzag varint, then the step from the
+/// previous key), the offset (the first from the start of the file, then
+/// the gap after the previous chunk's end), the length, the CRC-32 (u32)
+/// and the count of NaN slots. All but the CRC are varints: a chunk takes
+/// about 9 bytes, and each series' entries read on their own. `chunks`
+/// hold offsets relative to `base`.
+fn put_index_series(index: &mut Vec<u8>, base: u64, chunks: &[EncodedChunk]) {
+    put_varint(index, chunks.len() as u64);
+    let mut previous: Option<(i64, u64)> = None;
+    for chunk in chunks {
+        let offset = base + chunk.offset as u64;
+        match previous {
+            None => {
+                put_varint(index, ((chunk.key << 1) ^ (chunk.key >> 63)) as u64);
+                put_varint(index, offset);
+            }
+            Some((key, end)) => {
+                put_varint(index, chunk.key.abs_diff(key));
+                put_varint(index, offset - end);
+            }
+        }
+        put_varint(index, chunk.len as u64);
+        index.extend_from_slice(&chunk.crc.to_le_bytes());
+        put_varint(index, CHUNK_SLOTS as u64 - chunk.valid);
+        previous = Some((chunk.key, offset + chunk.len as u64));
+    }
 }
 
-/// The chunks a version 2 snapshot's index lists, as (series id, entry),
-/// in the index's order (series by series).
-fn read_index(payload: &[u8], series_count: u32) -> Result<Vec<(u32, IndexEntry)>, String> {
+/// Reads one series' index entries of a version 2 or 3 index (series
+/// `id`, for errors), calling `each` on every entry in order; returns
+/// their count. Keys must rise; lengths and counts must fit a chunk.
+fn read_index_series(
+    r: &mut ByteReader<'_>,
+    version: u32,
+    id: u32,
+    mut each: impl FnMut(IndexEntry) -> Result<(), String>,
+) -> Result<usize, String> {
+    let past = || format!("index entry of series {id} runs past the index");
+    if version == 2 {
+        let count = r.u32()? as usize;
+        if count > r.bytes.len() / INDEX_ENTRY {
+            return Err(past());
+        }
+        for _ in 0..count {
+            let mut e = ByteReader::new(r.take(INDEX_ENTRY)?);
+            each(IndexEntry {
+                key: e.i64()?,
+                offset: usize::try_from(e.u64()?).map_err(|_| "chunk offset out of range")?,
+                len: e.u32()? as usize,
+                crc: e.u32()?,
+                valid: u64::from(e.u32()?),
+            })?;
+        }
+        return Ok(count);
+    }
+    let count = usize::try_from(r.varint()?).map_err(|_| past())?;
+    if count > r.bytes.len() / INDEX_ENTRY_MIN {
+        return Err(past());
+    }
+    let bad = |what: &str| format!("index entry of series {id}: {what}");
+    let mut previous: Option<(i64, u64)> = None;
+    for _ in 0..count {
+        let (key, offset) = match previous {
+            None => {
+                let zigzag = r.varint()?;
+                ((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64), r.varint()?)
+            }
+            Some((key, end)) => {
+                let step = r.varint()?;
+                let key = i64::try_from(step)
+                    .ok()
+                    .filter(|&step| step > 0)
+                    .and_then(|step| key.checked_add(step))
+                    .ok_or_else(|| bad("chunk keys do not rise"))?;
+                let offset = end
+                    .checked_add(r.varint()?)
+                    .ok_or_else(|| bad("chunk offset out of range"))?;
+                (key, offset)
+            }
+        };
+        let len = r.varint()?;
+        let crc = r.u32()?;
+        let missing = r.varint()?;
+        if missing > CHUNK_SLOTS as u64 || len > u64::from(u32::MAX) {
+            return Err(bad("chunk length or sample count out of range"));
+        }
+        let entry = IndexEntry {
+            key,
+            offset: usize::try_from(offset).map_err(|_| bad("chunk offset out of range"))?,
+            len: len as usize,
+            crc,
+            valid: CHUNK_SLOTS as u64 - missing,
+        };
+        each(entry)?;
+        previous = Some((key, offset.saturating_add(len)));
+    }
+    Ok(count)
+}
+
+/// The chunks a version 2 or 3 snapshot's index lists, as (series id,
+/// entry), in the index's order (series by series).
+fn read_index(
+    payload: &[u8],
+    series_count: u32,
+    version: u32,
+) -> Result<Vec<(u32, IndexEntry)>, String> {
     let mut entries = Vec::new();
     let mut r = ByteReader::new(payload);
     for id in 0..series_count {
-        let count = r.u32()? as usize;
-        if count > r.bytes.len() / INDEX_ENTRY {
-            return Err(format!("index entry of series {id} runs past the index"));
-        }
-        entries.reserve(count);
-        for _ in 0..count {
-            let entry = IndexEntry {
-                key: r.i64()?,
-                offset: usize::try_from(r.u64()?).map_err(|_| "chunk offset out of range")?,
-                len: r.u32()? as usize,
-                crc: r.u32()?,
-                valid: r.u32()?,
-            };
+        read_index_series(&mut r, version, id, |entry| {
             entries.push((id, entry));
-        }
+            Ok(())
+        })?;
     }
     r.finish("the index block")?;
     Ok(entries)
+}
+
+/// Every chunk a version 2 or 3 snapshot file lists, as (series id,
+/// entry): for tests that damage chunks where the index says they are.
+#[cfg(test)]
+pub(crate) fn index_entries(bytes: &[u8]) -> Vec<(u32, EncodedChunk)> {
+    let version = snapshot_version(bytes).expect("an intact header");
+    let series_count = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
+    let index_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
+    let (_, start, end) = block_bounds(bytes, index_at).unwrap();
+    read_index(&bytes[start..end], series_count, version).unwrap()
+}
+
+/// A mapped snapshot's index block, kept for the series whose chunks are
+/// not made yet (checked whole when the snapshot was opened).
+struct SnapshotIndex {
+    bytes: Vec<u8>,
+    version: u32,
+    file: Arc<MappedFile>,
+}
+
+impl MappedIndex for SnapshotIndex {
+    fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk> {
+        let mut chunks = Vec::with_capacity(count);
+        let mut r = ByteReader::new(&self.bytes[at..]);
+        read_index_series(&mut r, self.version, 0, |entry| {
+            chunks.push(entry);
+            Ok(())
+        })
+        .expect("checked when the snapshot was opened");
+        chunks
+    }
+
+    fn file(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
 }
 
 /// `entries` split by the chunks block holding them (in `blocks`' order).
@@ -734,12 +875,12 @@ fn split_by_block(
 }
 
 /// The bytes a mapped open of `bytes` reads (header, catalog, index, end
-/// block), if it is a format 2 snapshot that can be mapped; reads only
+/// block), if it is a format 2 or 3 snapshot that can be mapped; reads only
 /// the header, the catalog's block header and the end block.
 pub fn mapped_bytes(file: &dyn ImmutableBytes) -> Option<u64> {
     let len = file.len();
     let head = file.copy(0..(HEADER + BLOCK_HEADER).min(len)).ok()?;
-    if snapshot_version(&head)? != SNAPSHOT_VERSION {
+    if !(2..=SNAPSHOT_VERSION).contains(&snapshot_version(&head)?) {
         return None;
     }
     let catalog_end = first_block_end(&head)?;
@@ -806,4 +947,76 @@ fn check_block(bytes: &[u8], offset: usize) -> Result<(), String> {
         return Err(format!("block checksum mismatch at offset {offset}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(key: i64, offset: usize, len: usize, valid: u64) -> EncodedChunk {
+        let crc = (key as u32).wrapping_mul(2_654_435_761) ^ len as u32;
+        EncodedChunk {
+            key,
+            offset,
+            len,
+            crc,
+            valid,
+        }
+    }
+
+    #[test]
+    fn version_3_index_entries_read_back_exactly_at_the_extremes() {
+        // Offsets relative to a base, as a chunks block gives them; series
+        // apart, negative and huge keys, gaps between series, empty series.
+        let base = 5_000_000_000u64;
+        let series = [
+            vec![
+                chunk(i64::MIN / 2048, 0, 4, 0),
+                chunk(-1, 4, 4100, 1024),
+                chunk(0, 4104, 300, 17),
+            ],
+            vec![],
+            vec![chunk(i64::MAX / 2048, 9000, 8, 1)],
+        ];
+        let mut index = Vec::new();
+        for chunks in &series {
+            put_index_series(&mut index, base, chunks);
+        }
+        let entries = read_index(&index, 3, 3).unwrap();
+        let expected: Vec<(u32, EncodedChunk)> = series
+            .iter()
+            .enumerate()
+            .flat_map(|(id, chunks)| {
+                chunks.iter().map(move |c| {
+                    let offset = c.offset + base as usize;
+                    (id as u32, EncodedChunk { offset, ..*c })
+                })
+            })
+            .collect();
+        assert_eq!(entries, expected);
+        // About 9 bytes a chunk where keys step by one and chunks touch.
+        let steady: Vec<EncodedChunk> = (0..1000)
+            .map(|k| chunk(166_000 + k, 3000 * k as usize, 3000, 1024))
+            .collect();
+        let mut index = Vec::new();
+        put_index_series(&mut index, 64, &steady);
+        assert!(index.len() <= 9 * 1000 + 8, "{}", index.len());
+    }
+
+    #[test]
+    fn a_version_3_index_whose_keys_do_not_rise_is_refused() {
+        let mut index = Vec::new();
+        put_index_series(&mut index, 0, &[chunk(5, 0, 10, 3), chunk(6, 10, 10, 3)]);
+        // The second key's step (1) becomes 0: the same key twice.
+        let mut same = index.clone();
+        let step = 1 + 1 + 1 + 1 + 4 + 2; // count, key, offset, len, crc, missing
+        assert_eq!(same[step], 1);
+        same[step] = 0;
+        let err = read_index(&same, 1, 3).unwrap_err();
+        assert_eq!(err, "index entry of series 0: chunk keys do not rise");
+        // A count past what the bytes could hold.
+        let err = read_index(&[0x7F], 1, 3).unwrap_err();
+        assert_eq!(err, "index entry of series 0 runs past the index");
+        assert_eq!(read_index(&index, 1, 3).unwrap().len(), 2);
+    }
 }
