@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 _NS_PER_TICK = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-_UINT32_MAX = 2**32 - 1
 
 PathLike: TypeAlias = str | Sequence[str]
 """A path below the root: ``("emmy", "e0102")`` or ``"emmy/e0102"``."""
@@ -253,7 +252,9 @@ class Store:
     def close(self, *, checkpoint: bool = True) -> None:
         """Writes a final snapshot (if anything changed since the last one and
         ``checkpoint`` is true), syncs the log, releases the directory and the
-        data. Later calls raise ClosedError; closing twice is fine."""
+        data. Later calls raise ClosedError; closing twice is fine. If the
+        final snapshot fails, the store is closed all the same (the log keeps
+        every write; the next open replays it) and the error is raised."""
         self._core.close(checkpoint)
 
     def checkpoint(self) -> CheckpointInfo:
@@ -339,38 +340,16 @@ class Store:
         series of keys that have none. A write converts all its other
         arguments in between, so that a call rejected for any of them
         creates no series; the series of one call are created together,
-        with one sync."""
+        as one log record with one sync. A list with keys is converted in
+        the core, in one pass."""
         if not isinstance(series, list | tuple) or all(
             issubclass(kind, int | np.integer) and kind is not bool
             for kind in set(map(type, series))
         ):
             handles = to_handles(series, argument)
             return len(handles), lambda: handles
-        handles = np.zeros(len(series), dtype=np.uint32)
-        keys: list[tuple[str, list[str]]] = []
-        at: list[int] = []
-        for i, s in enumerate(series):
-            name = argument if one else f"{argument}[{i}]"
-            if isinstance(s, int | np.integer) and not isinstance(s, bool):
-                handle = int(s)
-                if not 0 <= handle <= _UINT32_MAX:
-                    raise ValueError(f"{name}: {handle} is not a series handle of this store")
-                handles[i] = handle
-            elif isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str):
-                keys.append((s[0], to_path(s[1], f"{name}[1]")))
-                at.append(i)
-            else:
-                raise TypeError(
-                    f"{name}: expected a series handle or a (metric, path) pair, "
-                    f"got {type(s).__name__}"
-                )
-
-        def resolve() -> NDArray[np.uint32]:
-            if keys:
-                handles[at] = self._core.series_many(keys)
-            return handles
-
-        return len(handles), resolve
+        parsed = _core.SeriesList(series, argument, one)
+        return len(parsed), lambda: self._core.series_many(parsed)
 
     # -- writes ------------------------------------------------------------------
 

@@ -115,8 +115,13 @@ impl<'a> ByteReader<'a> {
     }
 
     pub fn string(&mut self) -> Result<String, String> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A name as [`put_str`] wrote it, borrowed from the bytes.
+    pub fn str(&mut self) -> Result<&'a str, String> {
         let len = u16::from_le_bytes(self.array()?) as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "a name is not UTF-8".to_owned())
+        std::str::from_utf8(self.take(len)?).map_err(|_| "a name is not UTF-8".to_owned())
     }
 
     pub fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {

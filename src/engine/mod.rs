@@ -71,7 +71,7 @@ pub use query::{Freshness, STALE_PERIODS, Sampled};
 pub use storage::progress::{OpenPhase, OpenProgress, PROGRESS_STEP};
 pub use storage::{FsStorage, ImmutableBytes, Storage, StorageFile, crash_points};
 pub use store::ops::{Op, kind as op_kind};
-pub use store::{CheckpointInfo, SeriesId, Store, StoreStats};
+pub use store::{CheckpointInfo, SeriesId, SeriesKeys, SeriesName, Store, StoreStats};
 pub use wal::reader::{Damage, RecoveryMode, RecoveryReport};
 pub use wal::record::{MAX_FRAGMENT, RECORD_HEADER, SEGMENT_HEADER};
 pub use wal::segment_name;

@@ -11,15 +11,20 @@
 //! bools, floats and timedeltas) goes to `_convert.to_ticks`, so each rule
 //! exists once. Every error names the argument, as `series`, `series[i]` or
 //! `series[i][1]`.
+//!
+//! The series of a write (`SeriesList`) are converted here too, in one pass
+//! that copies every name of every key into one buffer: a collector's first
+//! tick names thousands of new keys, and converting them in Python, then
+//! into a `String` per name, cost more than creating the series.
 
 use std::fmt;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple, PyType};
 
-use crate::engine::{SeriesId, Target};
+use crate::engine::{SeriesId, SeriesKeys, Target};
 
 /// A read target as Python gave it: a handle, or (metric, path).
 pub enum PyTarget {
@@ -69,16 +74,29 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 
 /// A path as a list of names. `argument` is only formatted for an error.
 pub fn path(value: &Bound<'_, PyAny>, argument: &dyn Fn() -> String) -> PyResult<Vec<String>> {
+    let mut names = Vec::new();
+    each_name(value, argument, |name| names.push(name.to_owned()))?;
+    Ok(names)
+}
+
+/// Calls `found` with each name of a path, borrowed from Python's strings.
+fn each_name(
+    value: &Bound<'_, PyAny>,
+    argument: &dyn Fn() -> String,
+    mut found: impl FnMut(&str),
+) -> PyResult<()> {
     if let Ok(text) = value.cast::<PyString>() {
         let text = text.to_str()?;
-        return Ok(if text.is_empty() {
-            Vec::new()
-        } else {
-            text.split('/').map(str::to_owned).collect()
-        });
+        if !text.is_empty() {
+            text.split('/').for_each(found);
+        }
+        return Ok(());
     }
-    let name = |i: usize, name: Bound<'_, PyAny>| match name.cast::<PyString>() {
-        Ok(name) => Ok(name.to_str()?.to_owned()),
+    let mut name = |i: usize, name: Bound<'_, PyAny>| match name.cast::<PyString>() {
+        Ok(name) => {
+            found(name.to_str()?);
+            Ok(())
+        }
         Err(_) => Err(PyTypeError::new_err(format!(
             "{}: element {i} is a {}, not a str",
             argument(),
@@ -86,10 +104,10 @@ pub fn path(value: &Bound<'_, PyAny>, argument: &dyn Fn() -> String) -> PyResult
         ))),
     };
     if let Ok(tuple) = value.cast::<PyTuple>() {
-        return tuple.iter().enumerate().map(|(i, n)| name(i, n)).collect();
+        return tuple.iter().enumerate().try_for_each(|(i, n)| name(i, n));
     }
     if let Ok(list) = value.cast::<PyList>() {
-        return list.iter().enumerate().map(|(i, n)| name(i, n)).collect();
+        return list.iter().enumerate().try_for_each(|(i, n)| name(i, n));
     }
     Err(PyTypeError::new_err(format!(
         "{}: expected a tuple of names or a '/'-joined str, got {}",
@@ -244,4 +262,102 @@ pub fn frequency(
 #[pyfunction]
 pub fn to_path(path: &Bound<'_, PyAny>, argument: &str) -> PyResult<Vec<String>> {
     self::path(path, &|| argument.to_owned())
+}
+
+/// The series of a write as Python gave them (`Store.write`, `write_tick`,
+/// `write_points`): a list that mixes handles and (metric, path) keys in any
+/// order, checked and converted when built. The keys' series are found or
+/// created later, by `Store.series_many`, once the write's other arguments
+/// are converted too: a call rejected for any argument creates no series.
+///
+/// A handle is an `int` (not a bool) or a NumPy integer, from 0 to 2^32 - 1;
+/// a key a tuple of a str and a path. Errors name `argument[i]` (`argument`
+/// alone when `one`, for `write`'s single key), a key's path
+/// `argument[i][1]`.
+#[pyclass(frozen, module = "metricstore._core", name = "SeriesList")]
+pub struct SeriesList {
+    /// One per entry; 0 where a key stands until it is resolved.
+    pub handles: Vec<SeriesId>,
+    /// The entries that are keys, in order.
+    pub at: Vec<usize>,
+    pub keys: SeriesKeys,
+}
+
+#[pymethods]
+impl SeriesList {
+    #[new]
+    #[pyo3(signature = (series, argument, one = false))]
+    fn new(series: &Bound<'_, PyAny>, argument: &str, one: bool) -> PyResult<Self> {
+        let count = series.len()?;
+        let mut list = SeriesList {
+            handles: Vec::with_capacity(count),
+            at: Vec::new(),
+            // A key is usually a metric and two or three names of a few
+            // bytes: enough not to grow for most first ticks.
+            keys: SeriesKeys::with_capacity(count, 4 * count, 24 * count),
+        };
+        let name = |i: usize| {
+            if one {
+                argument.to_owned()
+            } else {
+                format!("{argument}[{i}]")
+            }
+        };
+        for (i, entry) in series.try_iter()?.enumerate() {
+            let entry = entry?;
+            if is_write_handle(&entry)? {
+                let handle = entry.extract::<SeriesId>().map_err(|_| {
+                    let number = entry
+                        .py()
+                        .get_type::<PyInt>()
+                        .call1((&entry,))
+                        .map_or_else(|_| entry.to_string(), |n| n.to_string());
+                    PyValueError::new_err(format!(
+                        "{}: {number} is not a series handle of this store",
+                        name(i)
+                    ))
+                })?;
+                list.handles.push(handle);
+                continue;
+            }
+            if let Ok(pair) = entry.cast::<PyTuple>()
+                && pair.len() == 2
+                && let Ok(metric) = pair.get_item(0)?.cast_into::<PyString>()
+            {
+                list.keys.push_metric(metric.to_str()?);
+                let keys = &mut list.keys;
+                each_name(&pair.get_item(1)?, &|| format!("{}[1]", name(i)), |n| {
+                    keys.push_name(n)
+                })?;
+                list.handles.push(0);
+                list.at.push(i);
+                continue;
+            }
+            return Err(PyTypeError::new_err(format!(
+                "{}: expected a series handle or a (metric, path) pair, got {}",
+                name(i),
+                type_name(&entry)
+            )));
+        }
+        Ok(list)
+    }
+
+    fn __len__(&self) -> usize {
+        self.handles.len()
+    }
+}
+
+/// Whether a write takes `value` as a handle: an `int` that is not a bool
+/// (so an `IntEnum` too), or a NumPy integer scalar.
+fn is_write_handle(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if value.is_exact_instance_of::<PyInt>() {
+        return Ok(true);
+    }
+    if value.is_instance_of::<PyInt>() {
+        return Ok(!value.is_instance_of::<PyBool>());
+    }
+    if value.is_instance_of::<PyTuple>() {
+        return Ok(false);
+    }
+    value.is_instance(NUMPY_INTEGER.import(value.py(), "numpy", "integer")?)
 }

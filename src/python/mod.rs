@@ -22,6 +22,8 @@ mod _core {
     #[pymodule_export]
     use super::ccbackend::cc_encode_host;
     #[pymodule_export]
+    use super::keys::SeriesList;
+    #[pymodule_export]
     use super::keys::to_path;
     #[pymodule_export]
     use super::progress::PyOpenProgress;

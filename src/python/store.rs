@@ -19,7 +19,7 @@ use crate::engine::{
     RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
 };
 
-use super::keys::{self, Argument, PyTarget};
+use super::keys::{self, Argument, PyTarget, SeriesList};
 use super::result::PyReadResult;
 
 #[pyclass(frozen, module = "metricstore._core", name = "Store")]
@@ -485,15 +485,23 @@ impl PyStore {
         Ok(py.detach(|| store.series(metric, &path))?)
     }
 
-    /// The handles of many (metric, path) keys, creating the missing series
-    /// (all keys checked first; one sync for all).
-    fn series_many(
+    /// The handles of a write's series (handles and keys), creating the
+    /// missing series of its keys together: all keys are checked first, and
+    /// the new series are one log record and one sync.
+    fn series_many<'py>(
         &self,
-        py: Python<'_>,
-        keys: Vec<(String, Vec<String>)>,
-    ) -> PyResult<Vec<SeriesId>> {
+        py: Python<'py>,
+        series: &SeriesList,
+    ) -> PyResult<Bound<'py, numpy::PyArray1<SeriesId>>> {
         let store = self.store()?;
-        Ok(py.detach(|| store.series_many(&keys))?)
+        let mut handles = series.handles.clone();
+        if !series.keys.is_empty() {
+            let ids = py.detach(|| store.series_many(&series.keys))?;
+            for (&at, id) in series.at.iter().zip(ids) {
+                handles[at] = id;
+            }
+        }
+        Ok(handles.into_pyarray(py))
     }
 
     fn find_series(&self, metric: &str, path: Vec<String>) -> PyResult<Option<SeriesId>> {
@@ -834,6 +842,8 @@ fn op_kind_name(kind: u8) -> String {
         op_kind::WRITE_BLOCK => "write_block".to_owned(),
         op_kind::WRITE_TICK => "write_tick".to_owned(),
         op_kind::WRITE_POINTS => "write_points".to_owned(),
+        op_kind::DROP_BEFORE => "drop_before".to_owned(),
+        op_kind::CREATE_SERIES_MANY => "create_series_many".to_owned(),
         other => format!("kind {other}"),
     }
 }

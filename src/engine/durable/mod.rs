@@ -514,19 +514,33 @@ impl Journal for Durable {
 
     fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError> {
         // A closing store keeps one snapshot and only the log after it:
-        // the directory then holds the data once.
-        if checkpoint
+        // the directory then holds the data once. If that fails, the store
+        // closes all the same (the log holds every acknowledged write, and
+        // the next open replays it) and the failure is reported after: a
+        // store left open and locked by a failed close would keep the
+        // directory from its next writer for as long as the object lives.
+        let checkpointed = if checkpoint
             && !self.closed.load(Ordering::Acquire)
             && std::process::id() == self.owner_pid
             && self.wal.poisoned().is_none()
         {
-            if self.wal.written_lsn() > self.last_snapshot_lsn()? {
-                self.checkpoint_store(store, 1)?;
-            } else {
-                let _one_at_a_time = self.checkpoint_lock.lock();
-                remove_unneeded(self.storage.as_ref(), &self.dir, 1)?;
-            }
-        }
+            self.last_snapshot_lsn().and_then(|snapshot| {
+                if self.wal.written_lsn() > snapshot {
+                    self.checkpoint_store(store, 1).map(|_| ())
+                } else {
+                    let _one_at_a_time = self.checkpoint_lock.lock();
+                    // The newest snapshot may be one whose directory sync
+                    // failed after its rename: make its name durable
+                    // before deleting the log it covers.
+                    self.storage
+                        .sync_dir(&self.dir)
+                        .map_err(|e| EngineError::io("syncing directory", &self.dir, &e))?;
+                    remove_unneeded(self.storage.as_ref(), &self.dir, 1).map(|_| ())
+                }
+            })
+        } else {
+            Ok(())
+        };
         // No background checkpoint may run once the directory is released:
         // stop the thread and wait for a checkpoint in flight, before
         // taking the sequencer (a checkpoint takes it too).
@@ -542,7 +556,7 @@ impl Journal for Durable {
             return Ok(());
         }
         if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+            return checkpointed;
         }
 
         if let (Some(syncer), Some(thread)) = (&self.syncer, self.sync_thread.lock().take()) {
@@ -557,7 +571,7 @@ impl Journal for Durable {
             self.wal.sync_all()
         };
         self.lock.lock().take();
-        synced
+        checkpointed.and(synced)
     }
 
     fn start_checkpoints(

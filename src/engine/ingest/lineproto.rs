@@ -10,17 +10,19 @@
 //!
 //! Unlike cc-backend, a bad line never affects the others: it is reported
 //! with its line number and reason, and the accepted lines of a call are
-//! written as one `WritePoints` op (one log record; series they create
-//! are logged first, as by `series()`).
+//! written as one `WritePoints` op (one log record; the series they create
+//! are logged before it, together, as one record).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 use parking_lot::Mutex;
 
 use crate::engine::error::EngineError;
 use crate::engine::memory::catalog::SeriesId;
+/// The hasher of series keys, also used by `ccbackend/` from here.
+pub(crate) use crate::engine::model::keys::KeyHasher;
+use crate::engine::model::keys::{BuildKeyHasher, SeriesKeys};
 use crate::engine::model::names::validate_path;
 use crate::engine::model::time::{TimeUnit, nearest_slot};
 use crate::engine::store::Store;
@@ -55,38 +57,10 @@ struct SeriesKey<'a> {
     path: Vec<Cow<'a, str>>,
 }
 
-/// A hasher for series keys (short byte strings from the caller's own
-/// collector): a multiply-rotate over 8-byte words, several times faster
-/// than SipHash on them. It is not keyed, so keys crafted to collide only
-/// slow their own sender's ingest.
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// A series and its metric's frequency.
 type Target = (SeriesId, i64);
 
-type KeyMap = HashMap<Box<[u8]>, Target, BuildHasherDefault<KeyHasher>>;
+type KeyMap = HashMap<Box<[u8]>, Target, BuildKeyHasher>;
 
 /// Line-protocol ingest into one store. It remembers the series keys it
 /// has resolved, per default cluster: series are never removed and metrics
@@ -319,6 +293,12 @@ impl Ingester {
         let unit = store.unit();
         let mut report = IngestReport::default();
         let (mut series, mut timestamps, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        // Keys with no series yet: created together after the loop (one
+        // record, one sync), then the accepted lines that wait for them
+        // (their place in `series`, their key) get their handles.
+        let mut new_keys = SeriesKeys::new();
+        let mut new: HashMap<Box<[u8]>, (usize, i64), BuildKeyHasher> = HashMap::default();
+        let mut waiting: Vec<(usize, usize)> = Vec::new();
         {
             // Held for the call: concurrent ingests are serialised by the
             // write anyway, and a steady collector finds every key here.
@@ -346,18 +326,32 @@ impl Ingester {
                         continue;
                     }
                 };
+                // The new key this line waits for, if any.
+                let mut waits = None;
                 let (id, frequency) = match known.get(sample.key) {
                     Some(&target) => target,
-                    None => match ingest_series(store, sample.key, default_cluster)? {
-                        Ok((target, created)) => {
-                            known.insert(sample.key.into(), target);
-                            report.series_created += u64::from(created);
-                            target
+                    None => match new.get(sample.key) {
+                        Some(&(key, frequency)) => {
+                            waits = Some(key);
+                            (SeriesId::MAX, frequency)
                         }
-                        Err(reason) => {
-                            report.rejected.push((number, reason));
-                            continue;
-                        }
+                        None => match ingest_series(store, sample.key, default_cluster)? {
+                            Ok(Resolved::Existing(target)) => {
+                                known.insert(sample.key.into(), target);
+                                target
+                            }
+                            Ok(Resolved::New(line, frequency)) => {
+                                let key = new_keys.len();
+                                new_keys.push(&line.metric, &line.path);
+                                new.insert(sample.key.into(), (key, frequency));
+                                waits = Some(key);
+                                (SeriesId::MAX, frequency)
+                            }
+                            Err(reason) => {
+                                report.rejected.push((number, reason));
+                                continue;
+                            }
+                        },
                     },
                 };
                 let ts = sample.timestamp.unwrap_or(now);
@@ -367,9 +361,48 @@ impl Ingester {
                         .push((number, format!("bad timestamp: {e}")));
                     continue;
                 }
+                if let Some(key) = waits {
+                    waiting.push((series.len(), key));
+                }
                 series.push(id);
                 timestamps.push(ts);
                 values.push(sample.value);
+            }
+            // Only keys some accepted line uses (a line rejected after its
+            // key was resolved, for its timestamp, creates nothing).
+            if !new_keys.is_empty() {
+                let used: Vec<usize> = {
+                    let mut used = vec![false; new_keys.len()];
+                    waiting.iter().for_each(|&(_, key)| used[key] = true);
+                    (0..new_keys.len()).filter(|&k| used[k]).collect()
+                };
+                let names = new_keys.names();
+                let all = new_keys.keys(&names);
+                let mut keys = SeriesKeys::new();
+                for &k in &used {
+                    keys.push(all[k].metric, all[k].path);
+                }
+                // Two spellings of one key (tags in another order) are one
+                // series: count the handles that are new.
+                let before = store.series_count() as SeriesId;
+                let ids = store.series_many(&keys)?;
+                let mut created: Vec<SeriesId> =
+                    ids.iter().copied().filter(|&id| id >= before).collect();
+                created.sort_unstable();
+                created.dedup();
+                report.series_created += created.len() as u64;
+                let mut id_of = vec![SeriesId::MAX; new_keys.len()];
+                for (&k, id) in used.iter().zip(ids) {
+                    id_of[k] = id;
+                }
+                for (at, key) in waiting {
+                    series[at] = id_of[key];
+                }
+                for (raw, (key, frequency)) in new {
+                    if id_of[key] != SeriesId::MAX {
+                        known.insert(raw, (id_of[key], frequency));
+                    }
+                }
             }
         }
         if !series.is_empty() {
@@ -380,14 +413,20 @@ impl Ingester {
     }
 }
 
-/// The series of a parsed line and its frequency, created if needed;
+/// The series of a line's key, if it exists yet.
+enum Resolved<'a> {
+    Existing(Target),
+    /// Not yet: its (checked) key, and its metric's frequency.
+    New(SeriesKey<'a>, i64),
+}
+
+/// The series of a parsed line and its frequency, or its key to create;
 /// Err(reason) rejects the line, a returned error fails the call.
-/// Also says whether the series was created.
-fn ingest_series(
+fn ingest_series<'a>(
     store: &Store,
-    key: &[u8],
-    default_cluster: Option<&str>,
-) -> Result<Result<(Target, bool), String>, EngineError> {
+    key: &'a [u8],
+    default_cluster: Option<&'a str>,
+) -> Result<Result<Resolved<'a>, String>, EngineError> {
     let line = match parse_key(key, default_cluster) {
         Ok(line) => line,
         Err(reason) => return Ok(Err(reason)),
@@ -404,11 +443,10 @@ fn ingest_series(
         };
         return Ok(Err(reason));
     }
-    if let Some(id) = store.find_series(&line.metric, &line.path)? {
-        return Ok(Ok(((id, frequency), false)));
-    }
-    let id = store.series(&line.metric, &line.path)?;
-    Ok(Ok(((id, frequency), true)))
+    Ok(Ok(match store.find_series(&line.metric, &line.path)? {
+        Some(id) => Resolved::Existing((id, frequency)),
+        None => Resolved::New(line, frequency),
+    }))
 }
 
 #[cfg(test)]
@@ -471,6 +509,68 @@ flops_any,cluster=emmy,hostname=e01,type=accelerator,type-id=00000000:3B:00.0,un
             ),
             9.0
         );
+    }
+
+    #[test]
+    fn the_new_series_of_one_call_are_one_record_and_only_for_accepted_lines() {
+        use crate::engine::{OpenOptions, SyncMode, op_kind};
+        let dir = std::env::temp_dir().join(format!(
+            "metricstore-ingest-test-{}-new-series",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = OpenOptions {
+            sync: SyncMode::Always,
+            checkpoint_every: None,
+            checkpoint_log_bytes: None,
+            ..OpenOptions::default()
+        };
+        let (store, _) = Store::open(&dir, &options).unwrap();
+        store
+            .define_metric("cpu_load", 10, Aggregation::Avg)
+            .unwrap();
+        // Line 2 has no timestamp and `now` is NaT: rejected after its key
+        // was resolved, so its series (host b) must not be created. Line 5
+        // spells line 4's key with its tags in another order.
+        let text = "\
+cpu_load,cluster=emmy,hostname=a value=1 1700000000
+cpu_load,cluster=emmy,hostname=b value=2
+cpu_load,cluster=emmy,hostname=a value=3 1700000010
+cpu_load,cluster=emmy,hostname=c value=4 1700000000
+cpu_load,hostname=c,cluster=emmy value=5 1700000020
+";
+        let report = Ingester::default()
+            .ingest(&store, text.as_bytes(), None, i64::MIN)
+            .unwrap();
+        assert_eq!(
+            (report.lines, report.accepted, report.series_created),
+            (5, 4, 2)
+        );
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].0, 2);
+        let t = 1_700_000_000;
+        assert_eq!(at(&store, "cpu_load", &["emmy", "a"], t), 1.0);
+        assert_eq!(at(&store, "cpu_load", &["emmy", "a"], t + 10), 3.0);
+        assert_eq!(at(&store, "cpu_load", &["emmy", "c"], t), 4.0);
+        assert_eq!(at(&store, "cpu_load", &["emmy", "c"], t + 20), 5.0);
+        assert_eq!(store.series_count(), 2);
+        assert_eq!(store.find_series("cpu_load", &["emmy", "b"]), Ok(None));
+        store.close().unwrap();
+        let (_, found) = Store::inspect(&dir).unwrap();
+        let kinds: Vec<(u8, u64)> = found.segments[0]
+            .ops_by_kind
+            .iter()
+            .map(|(&k, &n)| (k, n))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (op_kind::DEFINE_METRIC, 1),
+                (op_kind::WRITE_POINTS, 1),
+                (op_kind::CREATE_SERIES_MANY, 1)
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

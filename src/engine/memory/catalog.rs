@@ -6,6 +6,7 @@
 //! in name order, which makes every walk of the tree (and so every
 //! aggregation) independent of the order in which series were created.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,9 +27,10 @@ type NodeId = u32;
 const ROOT: NodeId = 0;
 
 struct Node {
-    name: Box<str>,
+    /// Shared with the parent's `children` key: one allocation per name.
+    name: Arc<str>,
     parent: NodeId,
-    children: BTreeMap<Box<str>, NodeId>,
+    children: BTreeMap<Arc<str>, NodeId>,
     /// (metric, series) pairs stored at this node; a handful at most.
     series: Vec<(MetricId, SeriesId)>,
 }
@@ -187,24 +189,42 @@ impl Catalog {
     /// validated and the series must not exist yet.
     pub fn create_series<S: AsRef<str>>(&mut self, metric: MetricId, path: &[S]) -> SeriesId {
         let mut node = ROOT;
-        for name in path {
+        for (level, name) in path.iter().enumerate() {
             let name = name.as_ref();
-            node = match self.nodes[node as usize].children.get(name) {
-                Some(&child) => child,
-                None => {
-                    let child = self.nodes.len() as NodeId;
-                    self.nodes.push(Node {
-                        name: name.into(),
-                        parent: node,
-                        children: BTreeMap::new(),
-                        series: Vec::new(),
-                    });
-                    self.nodes[node as usize]
-                        .children
-                        .insert(name.into(), child);
-                    child
+            let next = self.nodes.len() as NodeId;
+            let children = &mut self.nodes[node as usize].children;
+            let found = if level + 1 < path.len() {
+                // Upper levels mostly exist: look before making a name.
+                match children.get(name) {
+                    Some(&child) => Ok(child),
+                    None => {
+                        let name: Arc<str> = name.into();
+                        children.insert(Arc::clone(&name), next);
+                        Err(name)
+                    }
+                }
+            } else {
+                // The last level is mostly new (a collector's first tick
+                // adds thousands below one node): one search, not two.
+                match children.entry(name.into()) {
+                    Entry::Occupied(child) => Ok(*child.get()),
+                    Entry::Vacant(slot) => {
+                        let name = Arc::clone(slot.key());
+                        slot.insert(next);
+                        Err(name)
+                    }
                 }
             };
+            // Err: no such child, now `next`, named by the map's key.
+            node = found.unwrap_or_else(|name| {
+                self.nodes.push(Node {
+                    name,
+                    parent: node,
+                    children: BTreeMap::new(),
+                    series: Vec::new(),
+                });
+                next
+            });
         }
         let id = self.series.len() as SeriesId;
         self.nodes[node as usize].series.push((metric, id));

@@ -7,6 +7,7 @@
 //!
 //! Uses: `error.rs` only. Everything else builds on it.
 
+pub(crate) mod keys;
 pub(crate) mod metric;
 pub(crate) mod names;
 pub(crate) mod time;

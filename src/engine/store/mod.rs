@@ -26,6 +26,7 @@
 pub(crate) mod applier;
 pub(crate) mod ops;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -34,10 +35,12 @@ use parking_lot::{Mutex, RwLock};
 
 use super::error::EngineError;
 pub use crate::engine::memory::catalog::SeriesId;
-use crate::engine::memory::catalog::{Catalog, write_each};
+use crate::engine::memory::catalog::{Catalog, MetricId, write_each};
 use crate::engine::memory::chunks::{CHUNK_SLOTS, ChunkPool};
 use crate::engine::memory::series::SeriesData;
 use crate::engine::memory::stage::{SeriesMemory, Stage};
+use crate::engine::model::keys::BuildKeyHasher;
+pub use crate::engine::model::keys::{SeriesKeys, SeriesName};
 use crate::engine::model::metric::{Aggregation, MetricDef};
 use crate::engine::model::names::{validate_metric_name, validate_path};
 use crate::engine::model::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot};
@@ -155,7 +158,8 @@ pub(crate) trait Journal: Send + Sync {
     fn checkpoint(&self, store: &Store) -> Result<CheckpointInfo, EngineError>;
 
     /// Writes a final snapshot if anything was logged since the last one
-    /// (when `checkpoint`), then closes. Idempotent.
+    /// (when `checkpoint`), then closes, also when the snapshot fails (whose
+    /// error it then returns). Idempotent.
     fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError>;
 
     /// Starts checkpointing `store` in the background: after `every` since
@@ -203,6 +207,12 @@ enum Plan {
     Define,
     /// The series will get this handle.
     Create(SeriesId),
+    /// The series of each key of a `CreateSeriesMany`, and the keys that
+    /// create theirs (distinct, in order): the handles after the last.
+    CreateMany {
+        ids: Vec<SeriesId>,
+        new: Vec<usize>,
+    },
     /// A block's first slot.
     Block(i64),
     /// The slot of each element of a tick or points op.
@@ -300,6 +310,9 @@ impl Store {
     /// then changes memory; then, for writes, keeps the memory limit.
     /// Returns the handle for `CreateSeries`.
     pub fn apply(&self, op: &Op<'_>) -> Result<Option<SeriesId>, EngineError> {
+        if let Op::CreateSeriesMany { keys } = op {
+            return self.create_many(keys).map(|_| None);
+        }
         if let Op::WriteBlock { values, .. } = op
             && self.check_writable().is_ok()
         {
@@ -543,22 +556,32 @@ impl Store {
     /// Applies an op read back from the log during recovery.
     pub(crate) fn replay(&self, kind: u8, payload: &[u8]) -> Result<(), String> {
         let owned = decode(kind, payload)?;
-        let op = owned.as_op();
-        let plan = self
-            .plan(&op)
-            .map_err(|e| format!("the logged op is invalid: {e}"))?;
-        if let OwnedOp::CreateSeries { id, .. } = owned {
-            match plan {
-                Plan::Create(new) if new == id => {}
-                other => {
+        owned.with_op(|op| {
+            let plan = self
+                .plan(op)
+                .map_err(|e| format!("the logged op is invalid: {e}"))?;
+            match (&owned, &plan) {
+                (OwnedOp::CreateSeries { id, .. }, Plan::Create(new)) if new == id => {}
+                (OwnedOp::CreateSeries { id, .. }, other) => {
                     return Err(format!(
                         "the log created series {id} here, but replay gives {other:?}"
                     ));
                 }
+                // Every logged key is new, once, and gets the logged handle.
+                (OwnedOp::CreateSeriesMany { first, keys }, Plan::CreateMany { ids, new })
+                    if new.len() == keys.len() && ids.first().is_none_or(|id| id == first) => {}
+                (OwnedOp::CreateSeriesMany { first, keys }, _) => {
+                    return Err(format!(
+                        "the log created {} new series from handle {first} here, but replay \
+                         finds some of them existing, repeated or at another handle",
+                        keys.len()
+                    ));
+                }
+                _ => {}
             }
-        }
-        self.execute(&op, &plan);
-        Ok(())
+            self.execute(op, &plan);
+            Ok(())
+        })
     }
 
     /// Checks an op completely without changing anything.
@@ -581,17 +604,36 @@ impl Store {
             }
             Op::CreateSeries { metric, path } => {
                 let metric_id = catalog.metric_id(metric)?;
-                validate_path(path, "path")?;
-                if path.is_empty() {
-                    return Err(EngineError::argument(
-                        "path",
-                        "a series needs a path of at least one name",
-                    ));
-                }
+                check_series_path(path)?;
                 match catalog.find_series(metric_id, path) {
                     Some(id) => Plan::Existing(id),
                     None => Plan::Create(catalog.series_count() as SeriesId),
                 }
+            }
+            Op::CreateSeriesMany { keys } => {
+                let next = catalog.series_count() as SeriesId;
+                let mut ids = Vec::with_capacity(keys.len());
+                let mut new = Vec::new();
+                let mut created: HashMap<(MetricId, &[&str]), SeriesId, BuildKeyHasher> =
+                    HashMap::with_capacity_and_hasher(keys.len(), BuildKeyHasher::default());
+                let mut last: Option<(&str, MetricId)> = None;
+                for (i, key) in keys.iter().enumerate() {
+                    let metric = match last {
+                        Some((name, id)) if name == key.metric => id,
+                        _ => catalog.metric_id(key.metric).map_err(|e| at_index(e, i))?,
+                    };
+                    last = Some((key.metric, metric));
+                    check_series_path(key.path).map_err(|e| at_index(e, i))?;
+                    let id = match catalog.find_series(metric, key.path) {
+                        Some(id) => id,
+                        None => *created.entry((metric, key.path)).or_insert_with(|| {
+                            new.push(i);
+                            next + (new.len() - 1) as SeriesId
+                        }),
+                    };
+                    ids.push(id);
+                }
+                Plan::CreateMany { ids, new }
             }
             Op::WriteBlock {
                 series,
@@ -719,6 +761,21 @@ impl Store {
                 let mut catalog = self.catalog.write();
                 let metric_id = catalog.metric_id(metric).expect("checked by plan");
                 Some(catalog.create_series(metric_id, path))
+            }
+            (Op::CreateSeriesMany { keys }, Plan::CreateMany { new, .. }) => {
+                // One hold of the catalog for all of them.
+                let mut catalog = self.catalog.write();
+                let mut last: Option<(&str, MetricId)> = None;
+                for &i in new {
+                    let key = keys[i];
+                    let metric = match last {
+                        Some((name, id)) if name == key.metric => id,
+                        _ => catalog.metric_id(key.metric).expect("checked by plan"),
+                    };
+                    last = Some((key.metric, metric));
+                    catalog.create_series(metric, key.path);
+                }
+                None
             }
             (Op::WriteTick { series, values, .. }, &Plan::Slots(Slots::Same(slot)))
                 if Stage::stages(series.len()) =>
@@ -867,66 +924,60 @@ impl Store {
 
     /// The handles of many (metric, path) keys, in order, creating the
     /// missing series: every key is checked before any series is created
-    /// (a bad one creates none), the missing ones are logged one record
-    /// each under one hold of the sequencer, and the call waits once for
-    /// what the sync mode promises. A collector's first tick over thousands
-    /// of new keys costs one sync, not one per series.
-    pub fn series_many(
-        &self,
-        keys: &[(String, Vec<String>)],
-    ) -> Result<Vec<SeriesId>, EngineError> {
+    /// (a bad one creates none), the missing ones are created together as
+    /// one op (one log record, one hold of the catalog), and the call waits
+    /// once for what the sync mode promises. A collector's first tick over
+    /// thousands of new keys costs one record and one sync.
+    pub fn series_many(&self, keys: &SeriesKeys) -> Result<Vec<SeriesId>, EngineError> {
+        let names = keys.names();
+        self.create_many(&keys.keys(&names))
+    }
+
+    fn create_many(&self, keys: &[SeriesName<'_>]) -> Result<Vec<SeriesId>, EngineError> {
         let mut ids = Vec::with_capacity(keys.len());
-        let mut missing = Vec::new();
         {
+            // Without the sequencer, up to the first key with no series: a
+            // call over existing series (every call after a collector's
+            // first) holds up no writer.
             let catalog = self.catalog.read();
-            for (i, (metric, path)) in keys.iter().enumerate() {
-                let metric_id = catalog.metric_id(metric).map_err(|e| at_index(e, i))?;
-                validate_path(path, "path").map_err(|e| at_index(e, i))?;
-                if path.is_empty() {
-                    return Err(EngineError::argument(
-                        "path",
-                        format!("element {i}: a series needs a path of at least one name"),
-                    ));
-                }
-                match catalog.find_series(metric_id, path) {
+            for (i, key) in keys.iter().enumerate() {
+                let metric = catalog.metric_id(key.metric).map_err(|e| at_index(e, i))?;
+                match catalog.find_series(metric, key.path) {
                     Some(id) => ids.push(id),
-                    None => {
-                        missing.push(i);
-                        ids.push(SeriesId::MAX);
-                    }
+                    None => break,
                 }
             }
         }
-        if missing.is_empty() {
+        if ids.len() == keys.len() {
             return Ok(ids);
         }
-        let mut last_lsn = None;
-        {
+        // Then the whole call is planned (checked) under the sequencer, so
+        // that no other writer creates any of its series meanwhile.
+        let op = Op::CreateSeriesMany { keys };
+        let (ids, lsn) = {
             let _order = self.lock_sequencer();
             self.check_writable()?;
-            for i in missing {
-                let (metric, path) = &keys[i];
-                let op = Op::CreateSeries {
-                    metric: metric.clone(),
-                    path: path.clone(),
-                };
-                let plan = self.plan(&op)?;
-                let id = match plan {
-                    // Created by an earlier key of this call, or meanwhile.
-                    Plan::Existing(id) => id,
-                    Plan::Create(id) => {
-                        if let Some(journal) = &self.journal {
-                            last_lsn = Some(journal.record(&op, Some(id))?);
-                        }
-                        self.execute(&op, &plan);
-                        id
-                    }
-                    other => unreachable!("a CreateSeries plan is {other:?}"),
-                };
-                ids[i] = id;
-            }
-        }
-        if let (Some(journal), Some(lsn)) = (&self.journal, last_lsn) {
+            let plan = self.plan(&op)?;
+            let Plan::CreateMany { ids, new } = &plan else {
+                unreachable!("a CreateSeriesMany plan is {plan:?}")
+            };
+            let ids = ids.clone();
+            let Some(&first) = new.first() else {
+                return Ok(ids);
+            };
+            let lsn = match &self.journal {
+                // The log holds only the distinct new keys.
+                Some(journal) => {
+                    let created: Vec<SeriesName<'_>> = new.iter().map(|&k| keys[k]).collect();
+                    let op = Op::CreateSeriesMany { keys: &created };
+                    Some(journal.record(&op, Some(ids[first]))?)
+                }
+                None => None,
+            };
+            self.execute(&op, &plan);
+            (ids, lsn)
+        };
+        if let (Some(journal), Some(lsn)) = (&self.journal, lsn) {
             journal.acknowledge(lsn)?;
         }
         Ok(ids)
@@ -1059,7 +1110,8 @@ impl Store {
     }
 
     /// Writes a final snapshot if anything was logged since the last one
-    /// (when `checkpoint`), then closes.
+    /// (when `checkpoint`), then closes; a failed snapshot is returned after
+    /// closing all the same.
     pub fn close_with(&self, checkpoint: bool) -> Result<(), EngineError> {
         match &self.journal {
             Some(journal) => journal.close(self, checkpoint),
@@ -1138,6 +1190,18 @@ impl Default for Sealing {
 
 fn seal_all(series: &[Arc<RwLock<SeriesData>>], pool: &Arc<ChunkPool>) -> usize {
     series.iter().map(|data| data.write().seal(pool)).sum()
+}
+
+/// A series' path: valid names, and at least one of them.
+fn check_series_path<S: AsRef<str>>(path: &[S]) -> Result<(), EngineError> {
+    validate_path(path, "path")?;
+    if path.is_empty() {
+        return Err(EngineError::argument(
+            "path",
+            "a series needs a path of at least one name",
+        ));
+    }
+    Ok(())
 }
 
 fn at_index(error: EngineError, index: usize) -> EngineError {

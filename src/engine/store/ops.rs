@@ -4,6 +4,7 @@
 
 use crate::engine::bytes::{ByteReader, put_all, put_str};
 use crate::engine::memory::catalog::SeriesId;
+use crate::engine::model::keys::{SeriesKeys, SeriesName};
 use crate::engine::model::metric::{Aggregation, MetricDef};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -12,6 +13,10 @@ pub enum Op<'a> {
     DefineMetric(MetricDef),
     /// Creates the series (metric, path), with the next free handle.
     CreateSeries { metric: String, path: Vec<String> },
+    /// Creates the series of every key that has none, in order, with the
+    /// next free handles: all of them or none. A key may repeat or name an
+    /// existing series; only the distinct new ones are logged.
+    CreateSeriesMany { keys: &'a [SeriesName<'a>] },
     /// Consecutive samples of one series from the slot nearest `start`.
     WriteBlock {
         series: SeriesId,
@@ -43,6 +48,8 @@ pub mod kind {
     pub const WRITE_TICK: u8 = 4;
     pub const WRITE_POINTS: u8 = 5;
     pub const DROP_BEFORE: u8 = 6;
+    /// Log format 2 and later.
+    pub const CREATE_SERIES_MANY: u8 = 7;
 }
 
 /// An op decoded from the log, owning its arrays.
@@ -54,6 +61,11 @@ pub enum OwnedOp {
         id: SeriesId,
         metric: String,
         path: Vec<String>,
+    },
+    /// `first` is the handle the first key got; the others follow it.
+    CreateSeriesMany {
+        first: SeriesId,
+        keys: SeriesKeys,
     },
     WriteBlock {
         series: SeriesId,
@@ -76,9 +88,20 @@ pub enum OwnedOp {
 }
 
 impl OwnedOp {
-    pub fn as_op(&self) -> Op<'_> {
+    /// Calls `f` with the op this holds, borrowed.
+    pub fn with_op<R>(&self, f: impl FnOnce(&Op<'_>) -> R) -> R {
+        if let OwnedOp::CreateSeriesMany { keys, .. } = self {
+            let names = keys.names();
+            let keys = keys.keys(&names);
+            return f(&Op::CreateSeriesMany { keys: &keys });
+        }
+        f(&self.as_plain_op())
+    }
+
+    fn as_plain_op(&self) -> Op<'_> {
         match self {
             OwnedOp::DefineMetric(def) => Op::DefineMetric(def.clone()),
+            OwnedOp::CreateSeriesMany { .. } => unreachable!("borrowed by with_op"),
             OwnedOp::CreateSeries { metric, path, .. } => Op::CreateSeries {
                 metric: metric.clone(),
                 path: path.clone(),
@@ -116,7 +139,8 @@ impl OwnedOp {
 }
 
 /// Appends the payload of `op` to `out` and returns its record kind.
-/// `created` is the handle a `CreateSeries` op is about to get.
+/// `created` is the handle a `CreateSeries` op is about to get, or the
+/// first of those a `CreateSeriesMany` op's keys (all new) get.
 pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
     match op {
         Op::DefineMetric(def) => {
@@ -134,6 +158,19 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
                 put_str(out, name);
             }
             kind::CREATE_SERIES
+        }
+        Op::CreateSeriesMany { keys } => {
+            let first = created.expect("a logged CreateSeriesMany knows its first handle");
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+            for key in *keys {
+                put_str(out, key.metric);
+                out.push(key.path.len() as u8);
+                for name in key.path {
+                    put_str(out, name);
+                }
+            }
+            kind::CREATE_SERIES_MANY
         }
         Op::WriteBlock {
             series,
@@ -200,6 +237,26 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             OwnedOp::CreateSeries { id, metric, path }
         }
+        kind::CREATE_SERIES_MANY => {
+            let first = r.u32()?;
+            let n = r.u32()? as usize;
+            // Each key takes at least 3 bytes (an empty metric, depth 0):
+            // a damaged count fails here instead of sizing anything.
+            if n.saturating_mul(3) > r.bytes.len() {
+                return Err(format!(
+                    "count {n} needs more bytes than the {} left",
+                    r.bytes.len()
+                ));
+            }
+            let mut keys = SeriesKeys::with_capacity(n, 3 * n, r.bytes.len());
+            for _ in 0..n {
+                keys.push_metric(r.str()?);
+                for _ in 0..r.u8()? {
+                    keys.push_name(r.str()?);
+                }
+            }
+            OwnedOp::CreateSeriesMany { first, keys }
+        }
         kind::WRITE_BLOCK => {
             let series = r.u32()?;
             let start = r.i64()?;
@@ -242,7 +299,7 @@ mod tests {
         let mut payload = Vec::new();
         let kind = encode(&op, created, &mut payload);
         let decoded = decode(kind, &payload).unwrap();
-        assert_eq!(decoded.as_op(), op);
+        decoded.with_op(|back| assert_eq!(*back, op));
         decoded
     }
 
@@ -281,6 +338,17 @@ mod tests {
             None,
         );
         round_trip(Op::DropBefore { before: -7 }, None);
+        let mut keys = SeriesKeys::new();
+        keys.push("cpu_load", &["emmy", "e0102"]);
+        keys.push("mem", &["emmy"]);
+        let names = keys.names();
+        let created = round_trip(
+            Op::CreateSeriesMany {
+                keys: &keys.keys(&names),
+            },
+            Some(40),
+        );
+        assert_eq!(created, OwnedOp::CreateSeriesMany { first: 40, keys });
         round_trip(
             Op::WritePoints {
                 series: &[1, 1],
@@ -289,6 +357,32 @@ mod tests {
             },
             None,
         );
+    }
+
+    #[test]
+    fn a_cut_or_lying_batch_of_new_series_fails_without_allocating() {
+        let mut keys = SeriesKeys::new();
+        keys.push("m", &["c", "h0"]);
+        keys.push("m", &["c", "h1"]);
+        let names = keys.names();
+        let mut payload = Vec::new();
+        let kind = encode(
+            &Op::CreateSeriesMany {
+                keys: &keys.keys(&names),
+            },
+            Some(0),
+            &mut payload,
+        );
+        assert_eq!(kind, kind::CREATE_SERIES_MANY);
+        for cut in 0..payload.len() {
+            assert!(decode(kind, &payload[..cut]).is_err(), "cut {cut}");
+        }
+        let mut lying = payload.clone();
+        lying[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(kind, &lying).unwrap_err().contains("count"));
+        let mut longer = payload;
+        longer.push(0);
+        assert!(decode(kind, &longer).unwrap_err().contains("left over"));
     }
 
     #[test]

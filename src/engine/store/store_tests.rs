@@ -350,22 +350,28 @@ fn staged_ticks_leave_exactly_the_state_of_direct_writes() {
 fn series_many_creates_none_when_one_key_is_bad_and_all_in_order_otherwise() {
     let store = store_with(&[("m", 10, Aggregation::Sum)]);
     let old = store.series("m", &["c", "old"]).unwrap();
-    let key = |m: &str, p: &[&str]| (m.to_owned(), p.iter().map(|s| (*s).to_owned()).collect());
+    let keys = |list: &[(&str, &[&str])]| {
+        let mut keys = SeriesKeys::new();
+        for (metric, path) in list {
+            keys.push(metric, path);
+        }
+        keys
+    };
     let bad = [
-        vec![key("m", &["c", "a"]), key("nope", &["c", "b"])],
-        vec![key("m", &["c", "a"]), key("m", &["c", ".."])],
-        vec![key("m", &["c", "a"]), key("m", &[])],
+        keys(&[("m", &["c", "a"]), ("nope", &["c", "b"])]),
+        keys(&[("m", &["c", "a"]), ("m", &["c", ".."])]),
+        keys(&[("m", &["c", "a"]), ("m", &[])]),
     ];
     for keys in &bad {
         assert!(store.series_many(keys).is_err(), "{keys:?}");
         assert_eq!(store.series_count(), 1, "{keys:?} created a series");
     }
-    let keys = vec![
-        key("m", &["c", "b"]),
-        key("m", &["c", "old"]),
-        key("m", &["c", "a"]),
-        key("m", &["c", "b"]),
-    ];
+    let keys = keys(&[
+        ("m", &["c", "b"]),
+        ("m", &["c", "old"]),
+        ("m", &["c", "a"]),
+        ("m", &["c", "b"]),
+    ]);
     let ids = store.series_many(&keys).unwrap();
     assert_eq!(ids, vec![1, old, 2, 1]);
     assert_eq!(

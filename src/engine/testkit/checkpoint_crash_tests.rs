@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::testkit::sim_storage::{Fault, KeepPolicy, Rng, SimStorage};
+use crate::engine::snapshot::snapshot_name;
+use crate::engine::testkit::sim_storage::{EIO, Fault, KeepPolicy, OpKind, Rng, SimStorage};
 use crate::engine::testkit::test_model::{
     NAN_BITS, State, Step, apply, assert_same, crash, dir, empty_state, frequencies, model_apply,
     model_state, options, store_state, values, window,
@@ -237,6 +238,64 @@ fn check_recovery(
     );
     store.close().unwrap();
     (k, report)
+}
+
+// ---------------------------------------------------------------------------
+// 0. A failed directory sync after a snapshot's rename.
+
+/// The snapshot may or may not survive a power cut (its name was never
+/// synced), and either way recovery is exact: the checkpoint deleted
+/// nothing it covers, the store stays writable (the log did not fail), and
+/// what it deletes later it deletes only after a directory sync that
+/// succeeded. `then_close`: the store is closed with its final checkpoint
+/// right after, with nothing written in between (so that close writes no
+/// snapshot and deletes what the unsynced one covers).
+fn after_a_failed_directory_sync_of_a_snapshot(then_close: bool) {
+    let context = format!("then close: {then_close}");
+    let mut calls = checkpoint_workload(91, 40, &[10, 20]);
+    let sim = Arc::new(SimStorage::new());
+    let (store, run) = run_calls(&sim, &calls, SyncMode::Always, None, |_, _| {});
+    let store = store.expect("opened");
+    assert!(run.error.is_none(), "{context}: {:?}", run.error);
+    let before = sim.files(dir());
+    // A checkpoint syncs the directory when it starts a log segment, then
+    // after renaming its snapshot into place: fail the second.
+    sim.inject(Fault::fail(Some(OpKind::SyncDir), 2, EIO));
+    let failed = store.checkpoint().expect_err("the directory sync failed");
+    assert!(
+        failed.to_string().contains("syncing directory"),
+        "{context}: {failed}"
+    );
+    let after = sim.files(dir());
+    for name in &before {
+        assert!(after.contains(name), "{context}: {name} was deleted");
+    }
+    let lsn = ops_of(&calls).len() as u64;
+    assert!(
+        after.contains(&snapshot_name(lsn)),
+        "{context}: the snapshot was not renamed: {after:?}"
+    );
+    if then_close {
+        store.close_with(true).expect("closing");
+    } else {
+        // Not poisoned: writes go on.
+        let extra = Step::Block {
+            series: 1,
+            start: 30,
+            values: vec![4.5, -1.0],
+        };
+        apply(&store, &extra).expect("a write after the failed checkpoint");
+        calls.push(Call::Op(extra));
+    }
+    let ops = ops_of(&calls);
+    crash(&sim, Some(store), KeepPolicy::Synced);
+    check_recovery(&sim, &ops, ops.len(), ops.len(), &context);
+}
+
+#[test]
+fn a_failed_directory_sync_after_a_snapshot_rename_deletes_nothing_it_covers() {
+    after_a_failed_directory_sync_of_a_snapshot(false);
+    after_a_failed_directory_sync_of_a_snapshot(true);
 }
 
 // ---------------------------------------------------------------------------

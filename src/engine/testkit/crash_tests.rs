@@ -19,11 +19,12 @@ use crate::engine::testkit::sim_storage::{
     EIO, ENOSPC, Fault, KeepPolicy, OpKind, Rng, SimStorage,
 };
 use crate::engine::testkit::test_model::{
-    SEGMENT_BYTES, Step, apply, assert_same, crash, dir, model_state, store_state, values, window,
+    SEGMENT_BYTES, Step, apply, assert_same, crash, dir, frequencies, model_state, store_state,
+    values, window,
 };
 use crate::engine::{
     Aggregation, EngineError, MAX_FRAGMENT, OpenOptions, RECORD_HEADER, RecoveryMode,
-    RecoveryReport, SEGMENT_HEADER, Store, SyncMode, Target, segment_name,
+    RecoveryReport, SEGMENT_HEADER, Store, SyncMode, Target, op_kind, segment_name,
 };
 
 // ---------------------------------------------------------------------------
@@ -97,6 +98,8 @@ const SERIES: [(&str, &[&str]); 4] = [
     ("mem", &["h0"]),
     ("mem", &["h1", "x"]),
 ];
+/// Series of "cpu" a workload creates in one call, after those above.
+const SERIES_OF_ONE_CALL: [&[&str]; 3] = [&["h2", "a"], &["h2", "b"], &["h3"]];
 
 fn timestamp(rng: &mut Rng) -> i64 {
     rng.range(-400, 2400)
@@ -125,6 +128,7 @@ fn workload(seed: u64, writes: usize) -> Vec<Step> {
             }
         }
     }
+
     let mut steps: Vec<Step> = setup.drain(..2).collect();
     let mut available = 1u32;
     let mut done = 0;
@@ -180,6 +184,23 @@ fn workload(seed: u64, writes: usize) -> Vec<Step> {
         steps.push(step);
         done += 1;
     }
+    // Last, a collector's first tick: the new series of one call (one
+    // record), then a tick over them and an older series.
+    let paths: Vec<Vec<String>> = SERIES_OF_ONE_CALL
+        .iter()
+        .map(|path| path.iter().map(|s| (*s).to_owned()).collect())
+        .collect();
+    let created = paths.len() as u32;
+    steps.push(Step::SeriesMany {
+        metric: "cpu",
+        paths,
+        first: next_id,
+    });
+    steps.push(Step::Tick {
+        timestamp: timestamp(&mut rng),
+        series: (next_id..next_id + created).chain([0]).collect(),
+        values: values(&mut rng, created as usize + 1),
+    });
     steps
 }
 
@@ -233,8 +254,8 @@ fn run_steps(store: &Store, steps: &[Step], flush_at: &[usize]) -> Run {
 
 /// Checks the shape of a run's errors: acknowledged ops are a prefix, the
 /// first error passes `first_ok`, and every later call is refused because
-/// the store is poisoned (a Series step whose metric never got defined may
-/// instead find no metric).
+/// the store is poisoned (a step creating series of a metric that never got
+/// defined may instead find no metric).
 fn check_errors(run: &Run, steps: &[Step], first_ok: impl Fn(&EngineError) -> bool, context: &str) {
     let Some(first) = run.results.iter().position(Result::is_err) else {
         return;
@@ -244,7 +265,10 @@ fn check_errors(run: &Run, steps: &[Step], first_ok: impl Fn(&EngineError) -> bo
     for (i, result) in run.results.iter().enumerate().skip(first + 1) {
         match (result, &steps[i]) {
             (Err(EngineError::Poisoned { .. }), _) => {}
-            (Err(EngineError::UnknownMetric { .. }), Step::Series { .. }) => {}
+            (
+                Err(EngineError::UnknownMetric { .. }),
+                Step::Series { .. } | Step::SeriesMany { .. },
+            ) => {}
             (other, _) => panic!("{context}: step {i} after a failure gave {other:?}"),
         }
     }
@@ -317,6 +341,7 @@ struct Rec {
     offset: usize,
     end: usize,
     lsn: u64,
+    kind: u8,
     fragment: u8,
 }
 
@@ -328,7 +353,7 @@ fn parse_segment(bytes: &[u8]) -> Result<(u64, Vec<Rec>), (usize, String)> {
     let le32 = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
     let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
     if &bytes[0..8] != b"MSWALSEG"
-        || le32(&bytes[8..12]) != 1
+        || !(1..=2).contains(&le32(&bytes[8..12]))
         || le32(&bytes[20..24]) != crc32fast::hash(&bytes[0..20])
     {
         return Err((0, "bad header".to_owned()));
@@ -356,6 +381,7 @@ fn parse_segment(bytes: &[u8]) -> Result<(u64, Vec<Rec>), (usize, String)> {
             offset,
             end,
             lsn: le64(&head[8..16]),
+            kind: head[16],
             fragment: head[17],
         });
         offset = end;
@@ -852,6 +878,109 @@ fn a_torn_tail_is_cut_at_every_offset_of_the_last_two_records() {
     }
 }
 
+/// A workload, then one call creating 40 new series (one record), then a
+/// tick over them: the closed store, the steps, and the one segment.
+fn batch_base() -> (Arc<SimStorage>, Vec<Step>, String) {
+    let mut steps = workload(31, 20);
+    let first = frequencies(&steps).len() as u32;
+    let paths: Vec<Vec<String>> = (0..40)
+        .map(|i| vec!["batch".to_owned(), format!("n{i:02}")])
+        .collect();
+    steps.push(Step::SeriesMany {
+        metric: "mem",
+        paths,
+        first,
+    });
+    steps.push(Step::Tick {
+        timestamp: 70,
+        series: (first..first + 40).collect(),
+        values: (0..40).map(|i| i as f32 - 0.5).collect(),
+    });
+    let sim = closed_store(&steps, SyncMode::Always, 1 << 20);
+    let mut segs = segments(&sim);
+    assert_eq!(segs.len(), 1, "one segment");
+    let (name, _) = segs.pop().unwrap();
+    (sim, steps, name)
+}
+
+#[test]
+fn a_batch_of_new_series_cut_anywhere_creates_none_of_them() {
+    let (base, steps, name) = batch_base();
+    let path = dir().join(&name);
+    let original = base.bytes(&path).unwrap();
+    let (_, records) = parse_segment(&original).unwrap();
+    let batch = records
+        .iter()
+        .copied()
+        .find(|r| r.kind == op_kind::CREATE_SERIES_MANY && r.lsn as usize == steps.len() - 1)
+        .expect("the 40 new series are one record");
+    let before = steps.len() - 2;
+    let series_before = frequencies(&steps[..before]).len();
+    for cut in batch.offset..=batch.end {
+        let context = format!(
+            "cut at {cut} (the batch is {}..{})",
+            batch.offset, batch.end
+        );
+        let sim = Arc::new(base.fork());
+        sim.set_bytes(&path, original[..cut].to_vec());
+        let (store, report) = open_ok(&sim, RecoveryMode::TolerateTail, &context);
+        let k = if cut == batch.end { before + 1 } else { before };
+        assert_eq!(report.last_lsn as usize, k, "{context}");
+        let series = if cut == batch.end {
+            series_before + 40
+        } else {
+            series_before
+        };
+        assert_eq!(store.series_count(), series, "{context}");
+        assert_state(&store, &steps, k, &context);
+        drop(store);
+        // And the next open agrees: the cut was made for good.
+        let (store, _) = open_ok(&sim, RecoveryMode::Strict, &context);
+        assert_state(&store, &steps, k, &context);
+    }
+    let (store, _) = open_ok(&Arc::new(base.fork()), RecoveryMode::Strict, "whole");
+    assert_state(&store, &steps, steps.len(), "whole");
+}
+
+#[test]
+fn a_damaged_batch_of_new_series_before_other_records_is_corruption_and_creates_none() {
+    let (base, steps, name) = batch_base();
+    let path = dir().join(&name);
+    let original = base.bytes(&path).unwrap();
+    let (_, records) = parse_segment(&original).unwrap();
+    let batch = records
+        .iter()
+        .copied()
+        .find(|r| r.kind == op_kind::CREATE_SERIES_MANY && r.lsn as usize == steps.len() - 1)
+        .expect("the 40 new series are one record");
+    let mut rng = Rng::new(77);
+    for _ in 0..40 {
+        let bit = batch.offset * 8 + rng.below(((batch.end - batch.offset) * 8) as u64) as usize;
+        let context = format!("bit {bit} flipped");
+        let sim = Arc::new(base.fork());
+        let mut damaged = original.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        sim.set_bytes(&path, damaged);
+        let before = sim.image();
+        match open(&sim, SyncMode::None, RecoveryMode::TolerateTail) {
+            Err(EngineError::Corruption { file, offset, .. }) => {
+                assert_eq!(
+                    (file, offset),
+                    (path_of(&name), batch.offset as u64),
+                    "{context}"
+                );
+            }
+            Err(e) => panic!("{context}: {e}"),
+            Ok(_) => panic!("{context}: opened"),
+        }
+        assert_eq!(sim.image(), before, "{context}: changed files");
+        // Point-in-time recovery stops before it: none of the 40 exist.
+        let (store, report) = open_ok(&sim, RecoveryMode::PointInTime, &context);
+        assert_eq!(report.last_lsn as usize, steps.len() - 2, "{context}");
+        assert_state(&store, &steps, steps.len() - 2, &context);
+    }
+}
+
 #[test]
 fn zeros_or_garbage_after_the_last_record_are_a_torn_tail() {
     let (base, steps, name) = torn_tail_base();
@@ -1099,7 +1228,7 @@ fn an_unknown_segment_format_version_is_a_format_error() {
         ] {
             let sim = Arc::new(base.fork());
             sim.modify(&dir().join(name), |b| {
-                b[8..12].copy_from_slice(&2u32.to_le_bytes());
+                b[8..12].copy_from_slice(&3u32.to_le_bytes());
                 let crc = crc32fast::hash(&b[0..20]);
                 b[20..24].copy_from_slice(&crc.to_le_bytes());
             });
@@ -1109,7 +1238,7 @@ fn an_unknown_segment_format_version_is_a_format_error() {
                 panic!("{context}: no format error");
             };
             assert_eq!(file, path_of(name), "{context}");
-            assert!(reason.contains("version 2"), "{context}: {reason}");
+            assert!(reason.contains("version 3"), "{context}: {reason}");
             assert_eq!(sim.image(), before, "{context}");
         }
     }

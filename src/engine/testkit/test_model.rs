@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::engine::testkit::sim_storage::{KeepPolicy, Rng, SimStorage};
-use crate::engine::{Aggregation, EngineError, OpenOptions, RecoveryMode, Store, SyncMode, Target};
+use crate::engine::{
+    Aggregation, EngineError, OpenOptions, RecoveryMode, SeriesKeys, Store, SyncMode, Target,
+};
 
 pub(crate) const DIR: &str = "/store";
 pub(crate) const SEGMENT_BYTES: u64 = 4096;
@@ -44,6 +46,13 @@ pub(crate) enum Step {
         metric: &'static str,
         path: Vec<String>,
         id: u32,
+    },
+    /// New series of one metric created by one call (one record): handles
+    /// `first`, `first + 1`, ... in the order of `paths`.
+    SeriesMany {
+        metric: &'static str,
+        paths: Vec<Vec<String>>,
+        first: u32,
     },
     Block {
         series: u32,
@@ -112,6 +121,14 @@ pub(crate) fn frequencies(steps: &[Step]) -> Vec<i64> {
             Step::Series { metric, id, .. } => {
                 assert_eq!(*id as usize, out.len());
                 out.push(metric_freq[metric]);
+            }
+            Step::SeriesMany {
+                metric,
+                paths,
+                first,
+            } => {
+                assert_eq!(*first as usize, out.len());
+                out.extend(paths.iter().map(|_| metric_freq[metric]));
             }
             _ => {}
         }
@@ -205,6 +222,12 @@ pub(crate) fn model_apply(state: &mut State, step: &Step, freqs: &[i64], w: Wind
         Step::Series { metric, path, .. } => {
             state.series.push(((*metric).to_owned(), path.clone()));
             state.values.push(vec![NAN_BITS; len]);
+        }
+        Step::SeriesMany { metric, paths, .. } => {
+            for path in paths {
+                state.series.push(((*metric).to_owned(), path.clone()));
+                state.values.push(vec![NAN_BITS; len]);
+            }
         }
         Step::DropBefore { before } => {
             for (s, row) in state.values.iter_mut().enumerate() {
@@ -305,6 +328,20 @@ pub(crate) fn apply(store: &Store, step: &Step) -> Result<(), EngineError> {
         Step::Series { metric, path, id } => {
             let got = store.series(metric, path)?;
             assert_eq!(got, *id, "series handle of {metric}/{path:?}");
+            Ok(())
+        }
+        Step::SeriesMany {
+            metric,
+            paths,
+            first,
+        } => {
+            let mut keys = SeriesKeys::new();
+            for path in paths {
+                keys.push(metric, path);
+            }
+            let got = store.series_many(&keys)?;
+            let want: Vec<u32> = (*first..).take(paths.len()).collect();
+            assert_eq!(got, want, "series handles of {metric}/{paths:?}");
             Ok(())
         }
         Step::Block {

@@ -178,7 +178,8 @@ pub fn replay(
                 return Err(EngineError::Format {
                     file: path.display().to_string(),
                     reason: format!(
-                        "log format version {v}; this metricstore reads version {}",
+                        "log format version {v}; this metricstore reads versions {} to {}",
+                        record::OLDEST_VERSION,
                         record::FORMAT_VERSION
                     ),
                 });

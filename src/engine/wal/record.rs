@@ -9,8 +9,12 @@
 
 /// Magic at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MSWALSEG";
-/// The segment format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format this code writes. Version 2 added record kind 7
+/// (the series one call creates, in one record); a version 1 segment holds
+/// only kinds 1 to 6, and reads as it always did.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format this code reads.
+pub const OLDEST_VERSION: u32 = 1;
 pub const SEGMENT_HEADER: usize = 24;
 pub const RECORD_HEADER: usize = 20;
 /// Largest payload in one record; larger ops are fragmented.
@@ -73,7 +77,7 @@ pub fn parse_segment_header(bytes: &[u8]) -> Result<u64, HeaderProblem> {
         ));
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderProblem::Version(version));
     }
     Ok(u64::from_le_bytes(h[12..20].try_into().expect("8 bytes")))
@@ -249,10 +253,19 @@ mod tests {
             parse_segment_header(&bad),
             Err(HeaderProblem::Bad(_))
         ));
-        let mut other = good;
-        other[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32fast::hash(&other[0..20]);
-        other[20..24].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(parse_segment_header(&other), Err(HeaderProblem::Version(2)));
+        let with_version = |version: u32| {
+            let mut other = good;
+            other[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32fast::hash(&other[0..20]);
+            other[20..24].copy_from_slice(&crc.to_le_bytes());
+            other
+        };
+        assert_eq!(parse_segment_header(&with_version(1)), Ok(9));
+        for version in [0, 3] {
+            assert_eq!(
+                parse_segment_header(&with_version(version)),
+                Err(HeaderProblem::Version(version))
+            );
+        }
     }
 }
