@@ -155,8 +155,9 @@ pub struct SeriesData {
     /// Made on first use (`map`), from `mapped` if the series lies in a
     /// mapped snapshot: a read-only open makes no chunk it does not read.
     chunks: OnceLock<ChunkMap>,
-    /// Its chunks in a mapped snapshot, until `chunks` is made from them.
-    mapped: Option<MappedSeries>,
+    /// Its chunks in a mapped snapshot, until `chunks` is made from them
+    /// (boxed: most series are not mapped, and every series pays the field).
+    mapped: Option<Box<MappedSeries>>,
     /// Number of non-NaN slots, kept exact on every write.
     valid: u64,
     /// The raw chunk written last, so that writes into it (every tick until
@@ -443,7 +444,7 @@ impl SeriesData {
         }
         self.hot = None;
         self.chunks = OnceLock::new();
-        self.mapped = Some(mapped);
+        self.mapped = Some(Box::new(mapped));
         self.valid = valid;
     }
 
