@@ -26,6 +26,8 @@
 
 use std::fmt;
 
+use crate::engine::bytes::put_varint;
+
 /// Version of the byte layout written by `encode`, stored in byte 0 of every chunk.
 pub const FORMAT_VERSION: u8 = 1;
 /// Bytes every encoded chunk starts with: version, scheme tag, slot count (u16).
@@ -332,7 +334,7 @@ fn encode_runs(runs: &[(u32, u32)], n: usize) -> Vec<u8> {
     let (skip_width, len_width) = (width(&skips), width(&lens));
     let mut out = Vec::with_capacity(8 + inner.len() * 4);
     out.extend_from_slice(&(tail_start as u16).to_le_bytes());
-    push_varint(&mut out, inner.len() as u32);
+    put_varint(&mut out, u64::from(inner.len() as u32));
     out.push(skip_width);
     out.push(len_width);
     pack(&skips, skip_width, &mut out);
@@ -866,20 +868,20 @@ fn histogram(rs: &[u32]) -> [u16; 33] {
 fn write_residuals(plan: &Plan, exceptions: Option<&[(u16, u32)]>, out: &mut Vec<u8>) {
     out.extend_from_slice(&plan.base.to_le_bytes());
     if let Some(e) = exceptions {
-        push_varint(out, e.len() as u32);
+        put_varint(out, u64::from(e.len() as u32));
     }
-    push_varint(out, plan.patches.len() as u32);
+    put_varint(out, u64::from(plan.patches.len() as u32));
     let mut prev = 0;
     for &(p, high) in &plan.patches {
-        push_varint(out, (p - prev) as u32);
-        push_varint(out, high);
+        put_varint(out, u64::from((p - prev) as u32));
+        put_varint(out, u64::from(high));
         prev = p;
     }
     for (&(width, offset), rs) in plan.blocks.iter().zip(plan.residuals.chunks(BLOCK)) {
         out.push(width);
         pack(rs, width, out);
         if !plan.delta {
-            push_varint(out, offset);
+            put_varint(out, u64::from(offset));
         }
     }
     if let Some(e) = exceptions {
@@ -1009,14 +1011,6 @@ fn unpack_width<const W: usize>(packed: &[u8], out: &mut [f32]) {
 
 // ---------------------------------------------------------------------------------------------
 // Byte helpers.
-
-fn push_varint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 struct Reader<'a> {
     bytes: &'a [u8],

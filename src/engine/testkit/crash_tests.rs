@@ -878,9 +878,40 @@ fn a_torn_tail_is_cut_at_every_offset_of_the_last_two_records() {
     }
 }
 
+/// The store [`batch_store`] closed, with its one segment's path and bytes,
+/// and where in them the record creating the 40 new series lies.
+struct Batch {
+    base: Arc<SimStorage>,
+    steps: Vec<Step>,
+    name: String,
+    path: std::path::PathBuf,
+    original: Vec<u8>,
+    record: Rec,
+}
+
+fn batch_base() -> Batch {
+    let (base, steps, name) = batch_store();
+    let path = dir().join(&name);
+    let original = base.bytes(&path).unwrap();
+    let (_, records) = parse_segment(&original).unwrap();
+    let record = records
+        .iter()
+        .copied()
+        .find(|r| r.kind == op_kind::CREATE_SERIES_MANY && r.lsn as usize == steps.len() - 1)
+        .expect("the 40 new series are one record");
+    Batch {
+        base,
+        steps,
+        name,
+        path,
+        original,
+        record,
+    }
+}
+
 /// A workload, then one call creating 40 new series (one record), then a
 /// tick over them: the closed store, the steps, and the one segment.
-fn batch_base() -> (Arc<SimStorage>, Vec<Step>, String) {
+fn batch_store() -> (Arc<SimStorage>, Vec<Step>, String) {
     let mut steps = workload(31, 20);
     let first = frequencies(&steps).len() as u32;
     let paths: Vec<Vec<String>> = (0..40)
@@ -905,15 +936,14 @@ fn batch_base() -> (Arc<SimStorage>, Vec<Step>, String) {
 
 #[test]
 fn a_batch_of_new_series_cut_anywhere_creates_none_of_them() {
-    let (base, steps, name) = batch_base();
-    let path = dir().join(&name);
-    let original = base.bytes(&path).unwrap();
-    let (_, records) = parse_segment(&original).unwrap();
-    let batch = records
-        .iter()
-        .copied()
-        .find(|r| r.kind == op_kind::CREATE_SERIES_MANY && r.lsn as usize == steps.len() - 1)
-        .expect("the 40 new series are one record");
+    let Batch {
+        base,
+        steps,
+        path,
+        original,
+        record: batch,
+        ..
+    } = batch_base();
     let before = steps.len() - 2;
     let series_before = frequencies(&steps[..before]).len();
     for cut in batch.offset..=batch.end {
@@ -944,15 +974,14 @@ fn a_batch_of_new_series_cut_anywhere_creates_none_of_them() {
 
 #[test]
 fn a_damaged_batch_of_new_series_before_other_records_is_corruption_and_creates_none() {
-    let (base, steps, name) = batch_base();
-    let path = dir().join(&name);
-    let original = base.bytes(&path).unwrap();
-    let (_, records) = parse_segment(&original).unwrap();
-    let batch = records
-        .iter()
-        .copied()
-        .find(|r| r.kind == op_kind::CREATE_SERIES_MANY && r.lsn as usize == steps.len() - 1)
-        .expect("the 40 new series are one record");
+    let Batch {
+        base,
+        steps,
+        name,
+        path,
+        original,
+        record: batch,
+    } = batch_base();
     let mut rng = Rng::new(77);
     for _ in 0..40 {
         let bit = batch.offset * 8 + rng.below(((batch.end - batch.offset) * 8) as u64) as usize;
