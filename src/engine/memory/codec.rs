@@ -774,16 +774,56 @@ fn varint_len(v: u32) -> usize {
     (bit_len(v) as usize).div_ceil(7).max(1)
 }
 
-/// Width that minimises packed bytes plus patches, from a histogram of bit lengths. A patch
-/// costs a one-byte position delta (usually) and a varint of the bits above the width,
-/// counted here as if every patch had the widest value's length (cheap, slightly pessimistic).
-fn best_width(hist: &[u16; 33], len: usize) -> (u8, usize) {
-    let top = hist.iter().rposition(|&h| h > 0).unwrap_or(0);
+/// Width that minimises packed bytes plus patches. A patch costs a one-byte position delta
+/// (usually) and a varint of the bits above the width, counted here as if every patch had the
+/// widest value's length (cheap, slightly pessimistic). The search is exact either way it
+/// runs: for narrow blocks, one counting pass per candidate width, from the widest down
+/// (these passes vectorise) until the patches alone of every narrower width would cost more
+/// than the best found; for wide blocks, whose search rarely stops early, from a histogram
+/// of bit lengths.
+fn best_width(rs: &[u32]) -> (u8, usize) {
+    let len = rs.len();
+    let top = bit_len(rs.iter().fold(0, |acc, &r| acc | r)) as usize;
     let mut best = (top as u8, (len * top).div_ceil(8));
-    let mut above = 0usize;
+    if top > PASSES_UP_TO {
+        return best_width_histogram(rs, top, best);
+    }
     // Narrower by more than 16 bits would patch most values; not worth the search.
     for w in (top.saturating_sub(16)..top).rev() {
-        above += hist[w + 1] as usize;
+        let above = rs.iter().map(|&r| u32::from(r >> w != 0)).sum::<u32>() as usize;
+        let patch = 1 + (top - w).div_ceil(7);
+        if above * patch >= best.1 {
+            break;
+        }
+        let bytes = (len * w).div_ceil(8) + above * patch;
+        if bytes < best.1 {
+            best = (w as u8, bytes);
+        }
+    }
+    best
+}
+
+/// Widest block (in bits) whose width is searched by counting passes rather than a histogram.
+const PASSES_UP_TO: usize = 8;
+
+/// `best_width` from a histogram of bit lengths. Four histograms, for positions modulo four,
+/// so that consecutive increments of one bin do not wait on each other through memory.
+fn best_width_histogram(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize) {
+    let len = rs.len();
+    let mut hist = [[0u16; 33]; 4];
+    let quads = rs.chunks_exact(4);
+    let rest = quads.remainder();
+    for quad in quads {
+        for (h, &r) in hist.iter_mut().zip(quad) {
+            h[bit_len(r) as usize] += 1;
+        }
+    }
+    for &r in rest {
+        hist[0][bit_len(r) as usize] += 1;
+    }
+    let mut above = 0usize;
+    for w in (top.saturating_sub(16)..top).rev() {
+        above += (hist[0][w + 1] + hist[1][w + 1] + hist[2][w + 1] + hist[3][w + 1]) as usize;
         let bytes = (len * w).div_ceil(8) + above * (1 + (top - w).div_ceil(7));
         if bytes < best.1 {
             best = (w as u8, bytes);
@@ -819,8 +859,8 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
             *d = zigzag(w.wrapping_sub(prev));
             prev = w;
         }
-        let (fw, fb) = best_width(&histogram(fr), ws.len());
-        let (dw, db) = best_width(&histogram(dr), ws.len());
+        let (fw, fb) = best_width(fr);
+        let (dw, db) = best_width(dr);
         let offset = block_min.wrapping_sub(base);
         for_blocks.push((fw, offset));
         delta_blocks.push((dw, 0));
@@ -850,18 +890,6 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
         patches,
         bytes,
     }
-}
-
-/// Bit lengths of a block's residuals. Two histograms, for even and odd positions, so that
-/// consecutive increments of one bin do not wait on each other through memory.
-fn histogram(rs: &[u32]) -> [u16; 33] {
-    let mut hist = [[0u16; 33]; 2];
-    for pair in rs.chunks(2) {
-        for (h, &r) in hist.iter_mut().zip(pair) {
-            h[bit_len(r) as usize] += 1;
-        }
-    }
-    std::array::from_fn(|b| hist[0][b] + hist[1][b])
 }
 
 /// Writes base, counts, blocks, exceptions and patches (FORMAT.md order).
@@ -947,19 +975,28 @@ fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
     }
     let w = width as u32;
     let mask = if w == 32 { u32::MAX } else { (1u32 << w) - 1 } as u64;
+    let start = out.len();
+    let len = (values.len() * w as usize).div_ceil(8);
+    // Whole u32 words are stored at `at`; the buffer has room for the last partial one.
+    out.resize(start + len.div_ceil(4) * 4, 0);
+    let buf = &mut out[start..];
+    let mut at = 0;
     let mut acc = 0u64;
     let mut filled = 0u32;
     for &v in values {
         acc |= (v as u64 & mask) << filled;
         filled += w;
         if filled >= 32 {
-            out.extend_from_slice(&(acc as u32).to_le_bytes());
+            buf[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
+            at += 4;
             acc >>= 32;
             filled -= 32;
         }
     }
-    let tail = filled.div_ceil(8) as usize;
-    out.extend_from_slice(&acc.to_le_bytes()[..tail]);
+    if filled > 0 {
+        buf[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
+    }
+    out.truncate(start + len);
 }
 
 /// Unpacks `out.len()` values of `width` bits (as float bits) from the start of `packed`,
