@@ -460,7 +460,7 @@ impl SeriesData {
     /// write next), and the newest too if nothing was written since the
     /// last pass; gives the memory of their slots back to the system.
     /// Returns chunks sealed.
-    pub fn seal(&mut self, pool: &Arc<ChunkPool>) -> usize {
+    pub fn seal(&mut self, pool: &Arc<ChunkPool>, freed: &mut Vec<Chunk>) -> usize {
         let keep_newest = std::mem::take(&mut self.written);
         if self.chunks.get().is_none() {
             return 0; // nothing made: all of it lies sealed in a mapped snapshot
@@ -476,7 +476,7 @@ impl SeriesData {
                 let valid = count_valid(chunk.as_slice());
                 let new = Stored::Sealed(Sealed::seal(pool, chunk.as_slice(), valid));
                 if let Stored::Raw(old) = std::mem::replace(stored, new) {
-                    old.release();
+                    freed.push(old);
                 }
                 if hot.is_some_and(|hot| hot.key == key) {
                     *hot = None;
@@ -736,7 +736,7 @@ mod tests {
         values[1500] = f32::from_bits(0x0000_0001); // a subnormal
         series.write(&pool, 0, &values);
         // Chunks 0 and 1 seal; chunk 2, written last, stays raw.
-        assert_eq!(series.seal(&pool), 2);
+        assert_eq!(series.seal(&pool, &mut Vec::new()), 2);
         let tiers = series.tiers();
         assert_eq!((tiers.raw_chunks, tiers.sealed_chunks), (1, 2));
         assert_eq!(pool.usage().in_use, CHUNK_BYTES);
@@ -756,7 +756,7 @@ mod tests {
         assert_eq!(series.valid(), 2499);
         assert_eq!(series.first_sample_slot(), Ok(Some(0)));
         // Nothing was written since: the last raw chunk seals too.
-        assert_eq!(series.seal(&pool), 1);
+        assert_eq!(series.seal(&pool, &mut Vec::new()), 1);
         assert_eq!(pool.usage().in_use, 0);
         // A write into a sealed chunk unseals it and keeps the rest.
         series.write_one(&pool, 1030, 42.0);

@@ -36,7 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use super::error::EngineError;
 pub use crate::engine::memory::catalog::SeriesId;
 use crate::engine::memory::catalog::{Catalog, MetricId, write_each};
-use crate::engine::memory::chunks::{CHUNK_SLOTS, ChunkPool};
+use crate::engine::memory::chunks::{CHUNK_SLOTS, ChunkPool, release_all};
 use crate::engine::memory::series::SeriesData;
 use crate::engine::memory::stage::{SeriesMemory, Stage};
 use crate::engine::model::keys::BuildKeyHasher;
@@ -1188,8 +1188,21 @@ impl Default for Sealing {
     }
 }
 
+/// Seals every series' chunks that are no longer being written; the raw
+/// chunks they leave are released in batches, outside the series' locks.
 fn seal_all(series: &[Arc<RwLock<SeriesData>>], pool: &Arc<ChunkPool>) -> usize {
-    series.iter().map(|data| data.write().seal(pool)).sum()
+    /// Raw chunks (4 KiB each) held for one release.
+    const RELEASE_BATCH: usize = 256;
+    let mut freed = Vec::with_capacity(RELEASE_BATCH);
+    let mut sealed = 0;
+    for data in series {
+        sealed += data.write().seal(pool, &mut freed);
+        if freed.len() >= RELEASE_BATCH {
+            release_all(&mut freed);
+        }
+    }
+    release_all(&mut freed);
+    sealed
 }
 
 /// A series' path: valid names, and at least one of them.
