@@ -343,6 +343,7 @@ def main() -> None:
     parser.add_argument("--walk-series", type=int, default=200)
     parser.add_argument("--walk-points", type=int, default=100_000)
     parser.add_argument("--sets", default="emmy,walk,w1", help="data sets, comma-separated")
+    parser.add_argument("--keep", action="store_true", help="keep the stores and NumPy files")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--npy", help=argparse.SUPPRESS)
@@ -374,9 +375,10 @@ def main() -> None:
             step = next(m.frequency for m in store.metrics if m.name == metric)
         first = json.dumps([metric, "/".join(path), start, step])
         print_report(report(name, store_dir, npy_dir, samples, first, args.repeat), targets)
-        shutil.rmtree(store_dir)
-        shutil.rmtree(npy_dir)
-    if args.dir is None:
+        if not args.keep:
+            shutil.rmtree(store_dir)
+            shutil.rmtree(npy_dir)
+    if args.dir is None and not args.keep:
         shutil.rmtree(base)
 
 
