@@ -274,16 +274,7 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
         }
         let m = n - gaps;
         decode_dense(r, layout, &mut out[..m])?;
-        // Spread the dense values to their slots, back to front so nothing is overwritten
-        // before it moves: the k-th dense value always lands at a slot >= k. Branch-free, as
-        // gaps in real data are too irregular to predict.
-        let mut j = m;
-        for i in (0..n).rev() {
-            let is_gap = (bitmap[i / 8] >> (i % 8)) & 1 == 1;
-            let moved = out[j.saturating_sub(1)];
-            out[i] = if is_gap { gap } else { moved };
-            j -= usize::from(!is_gap);
-        }
+        spread(bitmap, m, gap, out);
     } else {
         let runs = decode_runs(r, n)?;
         let gaps: usize = runs.iter().map(|(s, e)| e - s).sum();
@@ -300,6 +291,56 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
         }
     }
     Ok(())
+}
+
+/// Where the dense values of one bitmap byte go: entry `t` of `SPREAD[b]` is how many of the
+/// byte's slots before slot `t` hold values (the index of slot `t`'s value among the byte's).
+static SPREAD: [[u8; 8]; 256] = {
+    let mut table = [[0u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut t = 1;
+        while t < 8 {
+            table[b][t] = table[b][t - 1] + ((b >> (t - 1)) & 1 == 0) as u8;
+            t += 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// Spreads the `m` dense values at the start of `out` to their slots, filling the slots the
+/// gap bitmap marks with `gap`. Back to front, so nothing is overwritten before it moves (the
+/// k-th dense value always lands at a slot >= k), eight slots (one bitmap byte) at a time:
+/// the byte's values are read before any of its slots is written, and each slot then takes
+/// its value through a table, with no dependency from one slot to the next.
+fn spread(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
+    let n = out.len();
+    let whole = n / 8;
+    let mut j = m;
+    // The last, partial byte slot by slot: its slots past `n` do not exist.
+    for i in (whole * 8..n).rev() {
+        let is_gap = (bitmap[i / 8] >> (i % 8)) & 1 == 1;
+        let moved = out[j.saturating_sub(1)];
+        out[i] = if is_gap { gap } else { moved };
+        j -= usize::from(!is_gap);
+    }
+    for byte in (0..whole).rev() {
+        let b = bitmap[byte];
+        let values = 8 - b.count_ones() as usize;
+        // The caller checked that the bitmap marks `n - m` gaps, so `values <= j`; and the
+        // byte's values start at or before its first slot, so the read stays inside `out`.
+        let first = j - values;
+        let at = byte * 8;
+        let mut source = [0f32; 8];
+        source.copy_from_slice(&out[first..first + 8]);
+        let index = &SPREAD[b as usize];
+        for (t, slot) in out[at..at + 8].iter_mut().enumerate() {
+            let value = source[index[t] as usize];
+            *slot = if (b >> t) & 1 == 1 { gap } else { value };
+        }
+        j = first;
+    }
 }
 
 /// Moves `out[range]` right by `by` slots; short moves (most, between isolated gaps) are
@@ -589,7 +630,14 @@ fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), C
         // of the fast path may then run past the block's end (into bits they mask off).
         let rest = r.rest();
         r.take((block.len() * width as usize).div_ceil(8))?;
-        unpack(rest, width, block);
+        // A frame-of-reference block's offset follows its bits; it is added as they are
+        // unpacked (patches add their high bits after, which gives the same sum).
+        let add = if delta {
+            0
+        } else {
+            base.wrapping_add(r.varint()?)
+        };
+        unpack(rest, width, add, block);
         while let Some((p, high)) = patch.filter(|&(p, _)| p < block_start + block.len()) {
             let high = high
                 .checked_shl(width as u32)
@@ -602,12 +650,6 @@ fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), C
             } else {
                 None
             };
-        }
-        if !delta {
-            let offset = base.wrapping_add(r.varint()?);
-            for o in block.iter_mut() {
-                *o = f32::from_bits(o.to_bits().wrapping_add(offset));
-            }
         }
         block_start += block.len();
     }
@@ -1001,12 +1043,12 @@ fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
 
 /// Unpacks `out.len()` values of `width` bits (as float bits) from the start of `packed`,
 /// which the caller has checked to hold at least `ceil(out.len() * width / 8)` bytes.
-fn unpack(packed: &[u8], width: u8, out: &mut [f32]) {
+fn unpack(packed: &[u8], width: u8, add: u32, out: &mut [f32]) {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match width {
-                $($w => unpack_width::<$w>(packed, out),)*
-                _ => out.fill(f32::from_bits(0)),
+                $($w => unpack_width::<$w>(packed, add, out),)*
+                _ => out.fill(f32::from_bits(add)),
             }
         };
     }
@@ -1016,7 +1058,7 @@ fn unpack(packed: &[u8], width: u8, out: &mut [f32]) {
 /// Eight values of W bits are W bytes; each is read with one unaligned u64 load whose offset
 /// and shift are constants once the loop over the group is unrolled.
 #[inline(always)]
-fn unpack_width<const W: usize>(packed: &[u8], out: &mut [f32]) {
+fn unpack_width<const W: usize>(packed: &[u8], add: u32, out: &mut [f32]) {
     let mask = if W == 32 {
         u32::MAX as u64
     } else {
@@ -1032,7 +1074,7 @@ fn unpack_width<const W: usize>(packed: &[u8], out: &mut [f32]) {
             let bit = j * W;
             let o = bit / 8;
             let word = u64::from_le_bytes(src[o..o + 8].try_into().unwrap_or([0; 8]));
-            *d = f32::from_bits(((word >> (bit % 8)) & mask) as u32);
+            *d = f32::from_bits((((word >> (bit % 8)) & mask) as u32).wrapping_add(add));
         }
     }
     let mut bit = fast * 8 * W;
@@ -1041,7 +1083,9 @@ fn unpack_width<const W: usize>(packed: &[u8], out: &mut [f32]) {
         let mut buf = [0u8; 8];
         let end = (o + 8).min(packed.len());
         buf[..end - o].copy_from_slice(&packed[o..end]);
-        *d = f32::from_bits(((u64::from_le_bytes(buf) >> (bit % 8)) & mask) as u32);
+        *d = f32::from_bits(
+            (((u64::from_le_bytes(buf) >> (bit % 8)) & mask) as u32).wrapping_add(add),
+        );
         bit += W;
     }
 }
