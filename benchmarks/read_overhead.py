@@ -11,7 +11,10 @@ so that a busy machine slows them alike:
   "/"-joined path), and ``_core.Store.read``, which it calls;
 - ``Store.read_many`` of ROWS keys (handles, and (metric, "/"-joined path)
   pairs) and ``_core.Store.read_many`` of the same keys;
-- NumPy ``arr[i, a:b].copy()`` and ``arr[rows, a:b].copy()`` of the same data.
+- NumPy ``arr[i, a:b].copy()`` and ``arr[rows, a:b].copy()`` of the same data;
+- ``Store.read(("m", "cluster"), a, b)``, the sum of all SERIES series
+  (with their counts of series per slot), and NumPy ``nansum`` of the
+  same block.
 
     python benchmarks/read_overhead.py             # a few seconds
     python benchmarks/read_overhead.py --repeat 9
@@ -59,7 +62,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         with metricstore.open(tmp, sync="none") as writer:
-            writer.define_metric("m", FREQUENCY, "none")
+            writer.define_metric("m", FREQUENCY, "sum")
             for i, row in enumerate(data):
                 writer.write(("m", ("cluster", f"host{i:04d}")), T0, row)
         store = metricstore.open(tmp, readonly=True)
@@ -114,6 +117,14 @@ def main() -> None:
             for o in many_offsets:
                 block[:, o : o + WINDOW].copy()
 
+        def store_sum() -> None:
+            for a, b in windows:
+                _ = read(("m", "cluster"), a, b).values
+
+        def numpy_sum() -> None:
+            for o in many_offsets:
+                np.nansum(data[:, o : o + WINDOW], axis=0, dtype=np.float64)
+
         variants: dict[str, tuple[Callable[[], None], int]] = {
             "Store.read": (store_read(queries), QUERIES),
             "_core.read": (core_read_loop(queries), QUERIES),
@@ -125,6 +136,8 @@ def main() -> None:
             f"_core.read_many ({ROWS} handles)": (core_many(rows), MANY_QUERIES),
             f"_core.read_many ({ROWS} (metric, path))": (core_many(keys), MANY_QUERIES),
             f"numpy arr[:{ROWS}, a:b].copy()": (numpy_many, MANY_QUERIES),
+            f"Store.read (sum of {SERIES})": (store_sum, MANY_QUERIES),
+            f"numpy nansum of {SERIES} rows": (numpy_sum, MANY_QUERIES),
         }
         runs: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeat):
@@ -144,6 +157,7 @@ def main() -> None:
         (f"Store.read_many ({ROWS} handles)", f"_core.read_many ({ROWS} handles)"),
         (f"Store.read_many ({ROWS} (metric, path))", f"_core.read_many ({ROWS} (metric, path))"),
         (f"Store.read_many ({ROWS} handles)", f"numpy arr[:{ROWS}, a:b].copy()"),
+        (f"Store.read (sum of {SERIES})", f"numpy nansum of {SERIES} rows"),
     ]
     for a, b in pairs:
         print(f"  {a} / {b}: {us[a] / us[b]:.2f}")
