@@ -205,7 +205,7 @@ def read_result_html(result: ReadResult) -> str:
     )
     body = [
         _row(
-            ["series", "of series", "valid", "coverage", "mean", "min", "max", ""],
+            ["series", "sources", "valid", "coverage", "mean", "min", "max", ""],
             {1, 2, 3, 4, 5, 6},
             tag="th",
         )

@@ -296,7 +296,9 @@ def plot(
 LEGEND_POINTS = 9.0
 """Legend text size: 12.5 px at 100 dpi (the issue measured 7 px at 72)."""
 TICK_POINTS = 8.0
-"""Heatmap row label size; labels are thinned to one per this plus a gap."""
+"""Heatmap row label size."""
+LABEL_SPACING = 1.2
+"""Heatmap row labels are thinned to one per this many label heights."""
 ROBUST_PERCENTILES = (2.0, 98.0)
 """The colour scale of a robust heatmap, as xarray's ``robust=True``."""
 
@@ -374,8 +376,13 @@ def heatmap(
     )  # fmt: skip
     ax.set_ylim(len(rows), 0)  # the first row on top, as in a table
     labels = row_labels(result.keys)
+    # Measure the axes where the figure's layout puts them (constrained
+    # layout grows them), not where they start.
+    engine = getattr(ax.figure, "get_layout_engine", lambda: None)()
+    if engine is not None:
+        engine.execute(ax.figure)
     height_points = ax.get_window_extent().height * 72 / ax.figure.dpi
-    room = max(int(height_points // (TICK_POINTS * 1.4)), 1)
+    room = max(int(height_points // (TICK_POINTS * LABEL_SPACING)), 1)
     every = -(-len(rows) // room)
     shown = list(range(0, len(rows), every))
     ax.set_yticks([i + 0.5 for i in shown], [labels[i] for i in shown], fontsize=TICK_POINTS)
