@@ -1,11 +1,15 @@
-"""A :class:`ReadResult` as a pandas object, an xarray DataArray, a plot, or
-Arrow data for pyarrow and polars.
+"""A :class:`ReadResult` as a pandas object, an xarray DataArray, a plot or a
+heatmap, or Arrow data for pyarrow and polars.
 
 Every conversion keeps the values bit for bit (float32, NaN where nothing is
 stored) and the time axis exact: ``datetime64`` in the store's unit at
 ``start + i * step``, named ``"time"``. A series is named by its key,
 ``"metric:path/parts"`` (``"cpu_load:emmy/e0102"``), or by its handle (an
 int) when the read got a handle whose key it does not know.
+
+A result's coverage goes along: its ``counts`` (samples behind each value)
+as a column of ``to_pandas(counts=True)`` and a coordinate of ``to_xarray()``;
+a heatmap takes its colour scale from well-covered values only.
 
 The Arrow table (``_core.ReadResult.__arrow_c_stream__``) names its columns
 the same way, a handle as its digits (Arrow names are strings).
@@ -34,10 +38,14 @@ if TYPE_CHECKING:
 __all__ = [
     "SeriesKey",
     "SeriesName",
+    "colour_limits",
     "column_names",
+    "full_count",
     "heatmap",
+    "new_axes",
     "plot",
     "require",
+    "row_labels",
     "series_keys",
     "series_name",
     "to_arrow",
@@ -54,9 +62,17 @@ SeriesName: TypeAlias = str | int
 # Coordinates to_xarray always sets; path levels must not shadow them.
 _RESERVED = ("series", "time", "metric", "path", "counts", "sources")
 
-# A figure drawn here is at least this sharp (matplotlib's default is 100,
-# notebooks often lower it).
 MIN_DPI = 100
+"""A figure drawn here is at least this sharp (matplotlib's default; notebooks
+often lower it to 72)."""
+LEGEND_POINTS = 9.0
+"""Legend text size: 12.5 px at 100 dpi ("small" at 72 dpi was 7 px)."""
+TICK_POINTS = 8.0
+"""Heatmap row label size."""
+LABEL_SPACING = 1.2
+"""Heatmap row labels are thinned to one per this many label heights."""
+ROBUST_PERCENTILES = (2.0, 98.0)
+"""The colour scale of a robust heatmap, as xarray's ``robust=True``."""
 
 
 def require(module: str, extra: str, caller: str) -> Any:
@@ -291,16 +307,6 @@ def plot(
         ax.legend(fontsize=LEGEND_POINTS, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   frameon=False)  # fmt: skip
     return ax
-
-
-LEGEND_POINTS = 9.0
-"""Legend text size: 12.5 px at 100 dpi (the issue measured 7 px at 72)."""
-TICK_POINTS = 8.0
-"""Heatmap row label size."""
-LABEL_SPACING = 1.2
-"""Heatmap row labels are thinned to one per this many label heights."""
-ROBUST_PERCENTILES = (2.0, 98.0)
-"""The colour scale of a robust heatmap, as xarray's ``robust=True``."""
 
 
 def row_labels(keys: list[SeriesKey]) -> list[str]:
