@@ -171,3 +171,16 @@ def test_the_heatmap_scale_ignores_outliers_and_short_buckets(pyplot: Any) -> No
     lttb = store.read(("m", "c/h0"), 0, 50 * STEP, resolution=10 * STEP, method="lttb")
     with pytest.raises(ValueError, match=r"^method: an LTTB read"):
         lttb.heatmap()
+
+
+def test_empty_results_show_no_coverage_and_draw_no_heatmap(pyplot: Any) -> None:
+    store = cluster()
+    nothing = store.read(("flops_any", "emmy"), T0 + 3600, T0 + 3600)
+    assert nothing.counts.shape == (0,)
+    assert repr(nothing).endswith("values=<float32 0>, mean=nan)")
+    assert "0 slots" in nothing._repr_html_() and "coverage &ndash;" in nothing._repr_html_()
+    no_rows = store.read_many([], T0, T0 + 60)
+    assert no_rows.counts.shape == (0, 0) and "0 series" in no_rows._repr_html_()
+    for empty in (nothing, no_rows):
+        with pytest.raises(ValueError, match=r"^heatmap: the result has no values to draw"):
+            empty.heatmap()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._frames import full_count, series_name
+from ._frames import as_rows, full_count, series_name
 from .exceptions import ClosedError
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def coverage(result: ReadResult) -> NDArray[np.float64]:
     """Per row, the share of the samples a full read would have that are
     behind its values: counts summed over the samples of full values (NaN
     for a row of no values)."""
-    counts = result.counts.reshape(-1, result.counts.shape[-1]).astype(np.float64)
+    counts = as_rows(result.counts).astype(np.float64)
     full = full_count(result).astype(np.float64) * counts.shape[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(counts.sum(axis=1) / full, dtype=np.float64)
@@ -186,7 +186,7 @@ def read_result_text(result: ReadResult, head: str) -> str:
 
 def read_result_html(result: ReadResult) -> str:
     values = result.values
-    rows = values.reshape(-1, values.shape[-1])
+    rows = as_rows(values)
     valid = np.count_nonzero(~np.isnan(rows), axis=1)
     names = [series_name(k) for k in result.keys]
     count = len(result)

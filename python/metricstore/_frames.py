@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SeriesKey",
     "SeriesName",
+    "as_rows",
     "colour_limits",
     "column_names",
     "full_count",
@@ -137,6 +138,12 @@ def to_polars(result: ReadResult, nan_as_null: bool = False) -> Any:
     """A ``polars.DataFrame`` over the result's values."""
     pl = require("polars", "polars", "ReadResult.to_polars()")
     return pl.DataFrame(_NanAsNull(result) if nan_as_null else result)
+
+
+def as_rows(array: NDArray[Any]) -> NDArray[Any]:
+    """A result's 1-D or 2-D array as 2-D, one row per series (also when
+    it has no columns, where ``reshape(-1, 0)`` fails)."""
+    return array if array.ndim == 2 else array[np.newaxis, :]
 
 
 def _rows(result: ReadResult) -> list[Any]:
@@ -336,8 +343,8 @@ def colour_limits(
     of a full value (see :func:`full_count`), so a short last bucket, or a
     slot where few series report, does not stretch it; of all values when
     none is that well backed; (None, None) when there are no values."""
-    values = result.values.reshape(-1, result.values.shape[-1]).astype(np.float64)
-    counts = result.counts.reshape(values.shape)
+    values = as_rows(result.values).astype(np.float64)
+    counts = as_rows(result.counts)
     backed = counts * 2 >= full_count(result)[:, None]
     finite = np.isfinite(values)
     chosen = values[finite & backed]
@@ -367,8 +374,10 @@ def heatmap(
             "method: an LTTB read keeps its own sample times, which share no time axis; "
             'read with method="avg", "min" or "max" for a heatmap'
         )
+    rows = as_rows(result.values)
+    if rows.size == 0:
+        raise ValueError(f"heatmap: the result has no values to draw (shape {rows.shape})")
     dates = require("matplotlib.dates", "plot", "ReadResult.heatmap()")
-    rows = result.values.reshape(-1, result.values.shape[-1])
     if ax is None:
         ax = new_axes((9, max(2.5, min(0.18 * len(rows) + 1.2, 9))))
     low, high = colour_limits(result, robust)
