@@ -403,7 +403,7 @@ class Store:
         *,
         resolution: object = None,
         method: str = "avg",
-        min_count: int = 0,
+        min_count: int | None = None,
     ) -> ReadResult:
         """Reads the grid slots in ``[start, stop)`` of one series.
 
@@ -431,13 +431,15 @@ class Store:
         ``result.sources`` how many series the read combines. With
         ``min_count=k`` a value is NaN where fewer than ``k`` samples are
         behind it, as pandas' ``min_count``: ``read(("flops_any", "emmy"),
-        min_count=32)`` sums only the slots where all 32 nodes report (0
-        and 1 leave NaN only where there is no sample). LTTB picks among
+        min_count=32)`` sums only the slots where all 32 nodes report (None,
+        0 and 1 leave NaN only where there is no sample). LTTB picks among
         the slots with at least ``k``.
         """
-        if resolution is None:
-            return self._core.read(series, start, stop, min_count)
-        return self._core.read_resampled(series, start, stop, resolution, method, min_count)
+        if resolution is not None:
+            return self._core.read_resampled(series, start, stop, resolution, method, min_count)
+        if min_count is None:  # a fourth argument costs a plain read 1%
+            return self._core.read(series, start, stop)
+        return self._core.read(series, start, stop, min_count)
 
     def read_many(
         self,
@@ -447,7 +449,7 @@ class Store:
         *,
         resolution: object = None,
         method: str = "avg",
-        min_count: int = 0,
+        min_count: int | None = None,
     ) -> ReadResult:
         """Reads ``[start, stop)`` of several series (or aggregated paths) of one
         frequency into a 2-D array, one row per entry of ``series`` in order.
@@ -470,7 +472,12 @@ class Store:
         return self._core.read_many_resampled(series, start, stop, resolution, method, min_count)
 
     def read_stats(
-        self, series: SeriesKey, start: object = None, stop: object = None, *, min_count: int = 0
+        self,
+        series: SeriesKey,
+        start: object = None,
+        stop: object = None,
+        *,
+        min_count: int | None = None,
     ) -> SeriesStats:
         """Min, max, mean and count of the samples in ``[start, stop)`` of one
         series or aggregated path, from the raw data (NaN and zero count when

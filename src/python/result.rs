@@ -67,7 +67,8 @@ pub struct PyReadResult {
 /// What a read saw besides its values (see [`PyReadResult::with_coverage`]).
 pub struct Coverage<'py> {
     pub counts: Option<Bound<'py, PyAny>>,
-    pub sources: Bound<'py, PyAny>,
+    /// None: one series (a 1-D read of one stored series).
+    pub sources: Option<Bound<'py, PyAny>>,
     pub method: Option<&'static str>,
     pub frequency: i64,
     pub min_count: u32,
@@ -101,12 +102,12 @@ impl PyReadResult {
 
     /// The result with what its read saw: counts (None for a read of one
     /// stored series without min_count), sources, method and frequency.
-    pub fn with_coverage(mut self, coverage: Coverage<'_>) -> Self {
-        let py = coverage.sources.py();
+    /// Fields left at their defaults cost a plain read nothing.
+    pub fn with_coverage(mut self, py: Python<'_>, coverage: Coverage<'_>) -> Self {
         self.counts = coverage.counts.map(Bound::unbind);
-        self.sources = Some(coverage.sources.unbind());
-        self.method = coverage.method.map(|m| PyString::new(py, m).unbind());
-        self.frequency = Some(coverage.frequency);
+        self.sources = coverage.sources.map(Bound::unbind);
+        self.method = coverage.method.map(|m| PyString::intern(py, m).unbind());
+        self.frequency = (coverage.frequency != self.step).then_some(coverage.frequency);
         self.min_count = coverage.min_count.into();
         self
     }

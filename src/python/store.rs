@@ -81,9 +81,13 @@ impl PyStore {
         method: Option<Method>,
         min_count: u32,
     ) -> PyResult<PyReadResult> {
+        let sources = match sources {
+            1 => None,
+            n => Some(n.into_pyobject(py)?.into_any()),
+        };
         let coverage = Coverage {
             counts: counts.map(|c| c.into_pyarray(py).into_any()),
-            sources: sources.into_pyobject(py)?.into_any(),
+            sources,
             method: method.map(Method::name),
             frequency,
             min_count,
@@ -96,7 +100,7 @@ impl PyStore {
             series.clone(),
             times.map(|t| t.into_pyarray(py).into_any()),
         )
-        .with_coverage(coverage))
+        .with_coverage(py, coverage))
     }
 
     /// A 2-D read as a ReadResult: one row per key, the engine's `Vec`s
@@ -120,7 +124,7 @@ impl PyStore {
         });
         let coverage = Coverage {
             counts,
-            sources: matrix.sources.into_pyarray(py).into_any(),
+            sources: Some(matrix.sources.into_pyarray(py).into_any()),
             method: method.map(Method::name),
             frequency,
             min_count,
@@ -133,7 +137,7 @@ impl PyStore {
             keys.into_any(),
             None,
         )
-        .with_coverage(coverage)
+        .with_coverage(py, coverage)
     }
 
     /// The keys of a multi-series read with each key whose path holds a
