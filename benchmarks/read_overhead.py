@@ -11,7 +11,12 @@ so that a busy machine slows them alike:
   "/"-joined path), and ``_core.Store.read``, which it calls;
 - ``Store.read_many`` of ROWS keys (handles, and (metric, "/"-joined path)
   pairs) and ``_core.Store.read_many`` of the same keys;
-- NumPy ``arr[i, a:b].copy()`` and ``arr[rows, a:b].copy()`` of the same data.
+- NumPy ``arr[i, a:b].copy()`` and ``arr[rows, a:b].copy()`` of the same data;
+- ``Store.read(("m", "cluster"), a, b)``, the sum of all SERIES series
+  (with their counts of series per slot), the same with ``min_count=SERIES``,
+  and NumPy ``nansum`` of the same block;
+- ``Store.read(key, a, b).counts`` of one series (counts derived from the
+  values when asked).
 
     python benchmarks/read_overhead.py             # a few seconds
     python benchmarks/read_overhead.py --repeat 9
@@ -59,7 +64,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         with metricstore.open(tmp, sync="none") as writer:
-            writer.define_metric("m", FREQUENCY, "none")
+            writer.define_metric("m", FREQUENCY, "sum")
             for i, row in enumerate(data):
                 writer.write(("m", ("cluster", f"host{i:04d}")), T0, row)
         store = metricstore.open(tmp, readonly=True)
@@ -114,6 +119,22 @@ def main() -> None:
             for o in many_offsets:
                 block[:, o : o + WINDOW].copy()
 
+        def store_sum() -> None:
+            for a, b in windows:
+                _ = read(("m", "cluster"), a, b).values
+
+        def store_sum_complete() -> None:
+            for a, b in windows:
+                _ = read(("m", "cluster"), a, b, min_count=SERIES).values
+
+        def store_read_counts() -> None:
+            for key, a, b in queries:
+                _ = read(key, a, b).counts
+
+        def numpy_sum() -> None:
+            for o in many_offsets:
+                np.nansum(data[:, o : o + WINDOW], axis=0, dtype=np.float64)
+
         variants: dict[str, tuple[Callable[[], None], int]] = {
             "Store.read": (store_read(queries), QUERIES),
             "_core.read": (core_read_loop(queries), QUERIES),
@@ -125,6 +146,10 @@ def main() -> None:
             f"_core.read_many ({ROWS} handles)": (core_many(rows), MANY_QUERIES),
             f"_core.read_many ({ROWS} (metric, path))": (core_many(keys), MANY_QUERIES),
             f"numpy arr[:{ROWS}, a:b].copy()": (numpy_many, MANY_QUERIES),
+            f"Store.read (sum of {SERIES})": (store_sum, MANY_QUERIES),
+            f"Store.read (sum of {SERIES}, min_count)": (store_sum_complete, MANY_QUERIES),
+            "Store.read(...).counts": (store_read_counts, QUERIES),
+            f"numpy nansum of {SERIES} rows": (numpy_sum, MANY_QUERIES),
         }
         runs: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeat):
@@ -144,6 +169,9 @@ def main() -> None:
         (f"Store.read_many ({ROWS} handles)", f"_core.read_many ({ROWS} handles)"),
         (f"Store.read_many ({ROWS} (metric, path))", f"_core.read_many ({ROWS} (metric, path))"),
         (f"Store.read_many ({ROWS} handles)", f"numpy arr[:{ROWS}, a:b].copy()"),
+        (f"Store.read (sum of {SERIES})", f"numpy nansum of {SERIES} rows"),
+        (f"Store.read (sum of {SERIES}, min_count)", f"Store.read (sum of {SERIES})"),
+        ("Store.read(...).counts", "Store.read"),
     ]
     for a, b in pairs:
         print(f"  {a} / {b}: {us[a] / us[b]:.2f}")

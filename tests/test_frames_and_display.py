@@ -150,7 +150,7 @@ def test_to_xarray_has_series_and_time_dims_with_path_coordinates() -> None:
     assert list(da["host"].values) == ["e0102", "e0102"]
     assert list(da["socket"].values) == ["", "socket0"]  # a shorter path has no such level
     assert da.name is None  # two metrics
-    assert da.attrs == {"unit": "s", "step": 60}
+    assert da.attrs == {"unit": "s", "step": 60, "frequency": 60, "min_count": 0}
     # The coordinates select what a data scientist asks for.
     assert same_bits(da.sel(series=da["metric"] == "power").values[0], result.values[1])
 
@@ -288,12 +288,14 @@ def test_read_result_html_escapes_names_and_shows_exact_counts_and_extremes() ->
     # payload NaN), 0 of the all-NaN row; 8 in all. Slots: 8 (one before, one after).
     assert "3 series &times; 8 slots" in page
     assert "8 valid values" in page
+    # Columns: series, series combined, valid, coverage, mean, min, max.
+    n = '<td class="n">'
     assert (
-        '<td>cpu_load:emmy/e0102</td><td class="n">5</td><td class="n">-0</td><td class="n">7</td>'
-        in page
+        f"<td>cpu_load:emmy/e0102</td>{n}1</td>{n}5</td>{n}62.5%</td>{n}2.35</td>{n}-0</td>"
+        f"{n}7</td>" in page
     )
-    assert '<td class="n">3</td><td class="n">2</td><td class="n">8</td>' in page
-    assert '<td class="n">0</td><td class="n">&ndash;</td><td class="n">&ndash;</td>' in page
+    assert f"{n}3</td>{n}37.5%</td>{n}4.16667</td>{n}2</td>{n}8</td>" in page
+    assert f"{n}0</td>{n}0.0%</td>{n}&ndash;</td>{n}&ndash;</td>{n}&ndash;</td>" in page
     assert "[2020-12-25T19:04:00, 2020-12-25T19:12:00) UTC" in page
     assert page.count("<svg") == 2  # no sparkline for the all-NaN row
 

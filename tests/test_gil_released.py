@@ -172,6 +172,8 @@ def test_an_aggregated_read_releases_the_gil(counter: Counter) -> None:
         assert len(store) == n_series
         assert result.values.shape == (n_slots,)
         assert np.isfinite(result.values).all()
+        # The counts of series per slot came from the same released call.
+        assert result.counts.dtype == np.uint32 and (result.counts == n_series).all()
     finally:
         store.close()
 

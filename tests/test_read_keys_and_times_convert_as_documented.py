@@ -278,7 +278,7 @@ def test_a_result_computes_its_grid_from_its_attributes() -> None:
     assert result.keys == [4, ("load", ("emmy", "e0102"))]
     assert repr(result) == (
         "ReadResult(series=[4, ('load', 'emmy/e0102')], start=600, step=60, unit='s', "
-        "values=<float32 2x3>)"
+        "values=<float32 2x3>, mean=0, coverage=100.0%)"
     )
 
 

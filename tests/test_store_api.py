@@ -160,7 +160,10 @@ def test_stats_count_samples_chunks_and_calls_exactly(store: metricstore.Store) 
 def test_read_results_describe_themselves(store: metricstore.Store) -> None:
     h = store.series("load", "a")
     result = store.read(h, 0, 600)
-    assert repr(result) == ("ReadResult(series=0, start=0, step=60, unit='s', values=<float32 10>)")
+    assert repr(result) == (
+        "ReadResult(series=0, start=0, step=60, unit='s', values=<float32 10>, "
+        "mean=nan, coverage=0.0%)"
+    )
 
 
 def test_the_memory_limit_drops_the_oldest_data_across_series() -> None:

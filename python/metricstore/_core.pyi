@@ -78,7 +78,22 @@ class ReadResult:
         series: object,
         keys: Sequence[object] | None = None,
         times: NDArray[np.int64] | None = None,
+        counts: NDArray[np.uint32] | None = None,
+        sources: int | NDArray[np.uint32] | None = None,
+        method: str | None = None,
+        frequency: int | None = None,
+        min_count: int = 0,
     ) -> ReadResult: ...
+    @property
+    def counts(self) -> NDArray[np.uint32]: ...
+    @property
+    def sources(self) -> int | NDArray[np.uint32]: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def frequency(self) -> int: ...
+    @property
+    def min_count(self) -> int: ...
     @property
     def keys(self) -> list[tuple[str, tuple[str, ...]] | int]: ...
     def __len__(self) -> int: ...
@@ -89,9 +104,21 @@ class ReadResult:
     @property
     def timestamps(self) -> NDArray[np.datetime64]: ...
     def _repr_html_(self) -> str: ...
-    def to_pandas(self, *, tz: str | datetime.tzinfo | None = None) -> Any: ...
+    def to_pandas(
+        self, *, tz: str | datetime.tzinfo | None = None, counts: bool = False
+    ) -> Any: ...
     def to_xarray(self, levels: Sequence[str] | None = None) -> Any: ...
     def plot(self, ax: Any = None, *, legend: bool | None = None, **kwargs: Any) -> Any: ...
+    def heatmap(
+        self,
+        ax: Any = None,
+        *,
+        robust: bool = True,
+        vmin: float | None = None,
+        vmax: float | None = None,
+        colorbar: bool = True,
+        **kwargs: Any,
+    ) -> Any: ...
     def __arrow_c_stream__(
         self, requested_schema: object | None = None, *, nan_as_null: bool = False
     ) -> CapsuleType: ...
@@ -156,12 +183,28 @@ class Store:
         timestamps: NDArray[np.int64],
         values: NDArray[np.float32],
     ) -> None: ...
-    def read(self, series: _SeriesKey, start: object = None, stop: object = None) -> ReadResult: ...
+    def read(
+        self,
+        series: _SeriesKey,
+        start: object = None,
+        stop: object = None,
+        min_count: object = None,
+    ) -> ReadResult: ...
     def read_many(
-        self, series: Iterable[_SeriesKey], start: object = None, stop: object = None
+        self,
+        series: Iterable[_SeriesKey],
+        start: object = None,
+        stop: object = None,
+        min_count: object = None,
     ) -> ReadResult: ...
     def read_resampled(
-        self, series: _SeriesKey, start: object, stop: object, resolution: object, method: str
+        self,
+        series: _SeriesKey,
+        start: object,
+        stop: object,
+        resolution: object,
+        method: str,
+        min_count: object = None,
     ) -> ReadResult: ...
     def read_many_resampled(
         self,
@@ -170,9 +213,14 @@ class Store:
         stop: object,
         resolution: object,
         method: str,
+        min_count: object = None,
     ) -> ReadResult: ...
     def read_stats(
-        self, series: _SeriesKey, start: object = None, stop: object = None
+        self,
+        series: _SeriesKey,
+        start: object = None,
+        stop: object = None,
+        min_count: object = None,
     ) -> tuple[float, float, float, int]: ...
     def health(self, path: list[str], metrics: list[str], now: int) -> list[str] | None: ...
     def extent(self, series: _SeriesKey | None = None) -> tuple[int, int] | None: ...

@@ -16,13 +16,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._frames import series_name
+from ._frames import as_rows, full_count, series_name
 from .exceptions import ClosedError
 
 if TYPE_CHECKING:
     from .store import ReadResult, RecoveryReport, Store
 
-__all__ = ["MAX_ROWS", "SPARK_POINTS", "format_bytes", "read_result_html", "store_html"]
+__all__ = [
+    "MAX_ROWS",
+    "SPARK_POINTS",
+    "format_bytes",
+    "read_result_html",
+    "read_result_text",
+    "store_html",
+]
 
 MAX_ROWS = 12
 SPARK_POINTS = 60
@@ -126,27 +133,103 @@ def sparkline(row: NDArray[np.float32]) -> str:
     )
 
 
+def coverage(result: ReadResult) -> NDArray[np.float64]:
+    """Per row, the share of the samples a full read would have that are
+    behind its values: counts summed over the samples of full values (NaN
+    for a row of no values)."""
+    counts = as_rows(result.counts).astype(np.float64)
+    full = full_count(result).astype(np.float64) * counts.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(counts.sum(axis=1) / full, dtype=np.float64)
+
+
+def _overall_coverage(result: ReadResult) -> float:
+    counts = result.counts
+    full = float(full_count(result).sum()) * counts.shape[-1]
+    return float(counts.sum(dtype=np.float64)) / full if full else float("nan")
+
+
+def _mean(values: NDArray[np.float32]) -> float:
+    present = values[~np.isnan(values)]
+    return float(present.mean(dtype=np.float64)) if len(present) else float("nan")
+
+
+def _percent(share: float) -> str:
+    return "&ndash;" if np.isnan(share) else f"{share:.1%}"
+
+
+def resampling(result: ReadResult) -> str | None:
+    """How a read was resampled, in words, or None for a read of the grid."""
+    if result.method is None:
+        return None
+    slots = result.step // result.frequency if result.frequency else 0
+    what = "one sample per" if result.method == "lttb" else f"{result.method} of each"
+    return (
+        f"resampled: {what} bucket of {result.step} {result.unit} "
+        f"({slots} slots of {result.frequency} {result.unit})"
+    )
+
+
+def read_result_text(result: ReadResult, head: str) -> str:
+    """The text repr: ``head`` (the result's fields, from the core) with
+    its mean, coverage and resampling; a few dozen characters whatever the
+    data."""
+    parts = [head, f"mean={_mean(result.values):.6g}"]
+    if result.values.size:
+        parts.append(f"coverage={_overall_coverage(result):.1%}")
+    if result.method is not None:
+        parts.append(f"method={result.method!r}, frequency={result.frequency}")
+    if result.min_count > 1:
+        parts.append(f"min_count={result.min_count}")
+    return ", ".join(parts) + ")"
+
+
 def read_result_html(result: ReadResult) -> str:
     values = result.values
-    rows = values.reshape(-1, values.shape[-1])
+    rows = as_rows(values)
     valid = np.count_nonzero(~np.isnan(rows), axis=1)
     names = [series_name(k) for k in result.keys]
     count = len(result)
+    shares = coverage(result)
+    row_sources = np.atleast_1d(np.asarray(result.sources))
     shape = f"{len(rows)} series &times; {count} slots" if values.ndim == 2 else f"{count} slots"
+    how = resampling(result)
+    grid = f"step {result.step} {_e(result.unit)}" if how is None else _e(how)
+    kept = "" if result.min_count <= 1 else f", NaN below {result.min_count:,} samples"
     header = (
-        f"<b>ReadResult</b>: {shape}, step {result.step} {_e(result.unit)}, "
-        f"{int(valid.sum()):,} valid values<br>"
+        f"<b>ReadResult</b>: {shape}, {grid}, "
+        f"{int(valid.sum()):,} valid values, mean {_number(_mean(values))}, "
+        f"coverage {_percent(_overall_coverage(result)) if values.size else '&ndash;'}{kept}<br>"
         f"[{_e(_time(result.start, result.unit))}, {_e(_time(result.stop, result.unit))}) UTC"
         f" = ticks [{result.start}, {result.stop})"
     )
-    body = [_row(["series", "valid", "min", "max", ""], {1, 2, 3}, tag="th")]
-    for name, row, n in zip(names[:MAX_ROWS], rows[:MAX_ROWS], valid[:MAX_ROWS], strict=False):
+    body = [
+        _row(
+            ["series", "sources", "valid", "coverage", "mean", "min", "max", ""],
+            {1, 2, 3, 4, 5, 6},
+            tag="th",
+        )
+    ]
+    for i, (name, row, n) in enumerate(
+        zip(names[:MAX_ROWS], rows[:MAX_ROWS], valid[:MAX_ROWS], strict=False)
+    ):
         present = row[~np.isnan(row)]
         low = _number(float(present.min())) if n else "&ndash;"
         high = _number(float(present.max())) if n else "&ndash;"
-        body.append(_row([_e(name), f"{int(n):,}", low, high, sparkline(row)], {1, 2, 3}))
+        mean = _number(_mean(row)) if n else "&ndash;"
+        cells = [
+            _e(name),
+            f"{int(row_sources[i]):,}",
+            f"{int(n):,}",
+            _percent(float(shares[i])),
+            mean,
+            low,
+            high,
+            sparkline(row),
+        ]
+        body.append(_row(cells, {1, 2, 3, 4, 5, 6}))
     if len(rows) > MAX_ROWS:
-        body.append(_more(len(rows) - MAX_ROWS, 5))
+        body.append(_more(len(rows) - MAX_ROWS, 8))
     return _wrap(f"{header}<table>{''.join(body)}</table>")
 
 

@@ -257,6 +257,31 @@ pub fn frequency(
     )
 }
 
+/// A read's `min_count`: None is 0; otherwise an int (or NumPy integer,
+/// not a bool) of at least 0. One above any count a slot can have (2^32 - 1)
+/// is taken as that, which no count reaches.
+pub fn min_count(value: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    let wrong = || {
+        PyValueError::new_err(format!(
+            "min_count: expected an int of at least 0, got {}",
+            value
+                .repr()
+                .map_or_else(|_| "?".to_owned(), |r| r.to_string())
+        ))
+    };
+    if value.is_instance_of::<PyBool>() {
+        return Err(wrong());
+    }
+    let n: i128 = value.extract().map_err(|_| wrong())?;
+    if n < 0 {
+        return Err(wrong());
+    }
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// `metricstore._convert.to_path`: a path as a list of names, by the rules
 /// above; errors name `argument`.
 #[pyfunction]

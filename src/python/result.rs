@@ -6,7 +6,7 @@
 //! pandas, xarray, matplotlib or HTML stays in Python (`_frames`,
 //! `_display`), called from the methods below.
 
-use numpy::IntoPyArray;
+use numpy::{IntoPyArray, PyReadonlyArrayDyn};
 use pyo3::PyTraverseError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -23,6 +23,10 @@ use super::arrow::{self, Columns};
 /// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
 /// ``series`` is what the read was given (with each pattern key of
 /// ``read_many`` replaced by the keys it matched); ``keys`` names each row.
+///
+/// ``counts`` says how many stored samples are behind each value (see
+/// :attr:`counts`), ``sources`` how many series each row combines, and
+/// ``method`` how it was resampled (None: the grid itself).
 ///
 /// In a notebook a result shows itself as a table; :meth:`to_pandas`,
 /// :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
@@ -45,6 +49,29 @@ pub struct PyReadResult {
     keys: Option<Py<PyAny>>,
     /// The time of each value of an LTTB read (not on the grid).
     times: Option<Py<PyAny>>,
+    /// The samples behind each value; None: one where `values` holds one.
+    counts: Option<Py<PyAny>>,
+    /// How many series each row combines; None: one each.
+    sources: Option<Py<PyAny>>,
+    /// The resampling method: "avg", "min", "max", "lttb", or None for a
+    /// read of the grid itself.
+    #[pyo3(get)]
+    method: Option<Py<PyString>>,
+    /// Ticks between the stored samples; None: `step`.
+    frequency: Option<i64>,
+    /// Values whose count is below this are NaN (0: only those with none).
+    #[pyo3(get)]
+    min_count: u64,
+}
+
+/// What a read saw besides its values (see [`PyReadResult::with_coverage`]).
+pub struct Coverage<'py> {
+    pub counts: Option<Bound<'py, PyAny>>,
+    /// None: one series (a 1-D read of one stored series).
+    pub sources: Option<Bound<'py, PyAny>>,
+    pub method: Option<&'static str>,
+    pub frequency: i64,
+    pub min_count: u32,
 }
 
 impl PyReadResult {
@@ -65,7 +92,24 @@ impl PyReadResult {
             series: series.unbind(),
             keys: None,
             times: times.map(Bound::unbind),
+            counts: None,
+            sources: None,
+            method: None,
+            frequency: None,
+            min_count: 0,
         }
+    }
+
+    /// The result with what its read saw: counts (None for a read of one
+    /// stored series without min_count), sources, method and frequency.
+    /// Fields left at their defaults cost a plain read nothing.
+    pub fn with_coverage(mut self, py: Python<'_>, coverage: Coverage<'_>) -> Self {
+        self.counts = coverage.counts.map(Bound::unbind);
+        self.sources = coverage.sources.map(Bound::unbind);
+        self.method = coverage.method.map(|m| PyString::intern(py, m).unbind());
+        self.frequency = (coverage.frequency != self.step).then_some(coverage.frequency);
+        self.min_count = coverage.min_count.into();
+        self
     }
 
     fn len(&self, py: Python<'_>) -> PyResult<usize> {
@@ -104,7 +148,10 @@ impl PyReadResult {
 #[pymethods]
 impl PyReadResult {
     #[new]
-    #[pyo3(signature = (values, start, step, unit, series, keys = None, times = None))]
+    #[pyo3(signature = (values, start, step, unit, series, keys = None, times = None,
+                        counts = None, sources = None, method = None, frequency = None,
+                        min_count = 0))]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         values: Py<PyAny>,
         start: i64,
@@ -113,6 +160,11 @@ impl PyReadResult {
         series: Py<PyAny>,
         keys: Option<Py<PyAny>>,
         times: Option<Py<PyAny>>,
+        counts: Option<Py<PyAny>>,
+        sources: Option<Py<PyAny>>,
+        method: Option<Py<PyString>>,
+        frequency: Option<i64>,
+        min_count: u64,
     ) -> Self {
         PyReadResult {
             values,
@@ -122,7 +174,54 @@ impl PyReadResult {
             series,
             keys,
             times,
+            counts,
+            sources,
+            method,
+            frequency,
+            min_count,
         }
+    }
+
+    /// How many stored samples are behind each value: an unsigned int array
+    /// (``uint32``) of the shape of ``values``.
+    ///
+    /// For a read of the grid, the number of series with a sample in the
+    /// slot: 0 or 1 for one series, up to :attr:`sources` for an aggregated
+    /// path. For a resampled read (avg, min, max), the samples of the
+    /// bucket: the sum of its slots' counts, up to ``sources * step /
+    /// frequency``; for LTTB, the count of the slot each kept sample is
+    /// from. A value is NaN where its count is below ``min_count`` (the
+    /// count itself is kept), and wherever the count is 0.
+    #[getter]
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(counts) = &self.counts {
+            return Ok(counts.bind(py).clone());
+        }
+        let values: PyReadonlyArrayDyn<'py, f32> = self.values.bind(py).extract()?;
+        let counts = values.as_array().mapv(|v| u32::from(!v.is_nan()));
+        Ok(counts.into_pyarray(py).into_any())
+    }
+
+    /// How many stored series each row combines: an int for a 1-D result,
+    /// a ``uint32`` array with one entry per row for a 2-D one.
+    #[getter]
+    fn sources<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(sources) = &self.sources {
+            return Ok(sources.bind(py).clone());
+        }
+        let shape: Vec<usize> = self.values.bind(py).getattr("shape")?.extract()?;
+        Ok(match shape.as_slice() {
+            [_] => 1u32.into_pyobject(py)?.into_any(),
+            [rows, _] => vec![1u32; *rows].into_pyarray(py).into_any(),
+            _ => py.None().into_bound(py),
+        })
+    }
+
+    /// Ticks between the stored samples read: ``step`` for a read of the
+    /// grid, less for a resampled one (``step / frequency`` slots a bucket).
+    #[getter]
+    fn frequency(&self) -> i64 {
+        self.frequency.unwrap_or(self.step)
     }
 
     /// The (metric, path) of each row, in order (one entry for a 1-D read).
@@ -180,20 +279,31 @@ impl PyReadResult {
         self.ticks(py)?.call_method1("astype", (dtype,))
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let shape = self.values.bind(py).getattr("shape")?;
+    fn __repr__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let shape = this.values.bind(py).getattr("shape")?;
         let shape = shape
             .try_iter()?
             .map(|n| Ok(n?.str()?.to_string()))
             .collect::<PyResult<Vec<String>>>()?
             .join("x");
-        Ok(format!(
-            "ReadResult(series={}, start={}, step={}, unit={}, values=<float32 {shape}>)",
-            series_repr(self.series.bind(py))?,
-            self.start,
-            self.step,
-            self.unit.bind(py).repr()?,
-        ))
+        let head = format!(
+            "ReadResult(series={}, start={}, step={}, unit={}, values=<float32 {shape}>",
+            series_repr(this.series.bind(py))?,
+            this.start,
+            this.step,
+            this.unit.bind(py).repr()?,
+        );
+        drop(this);
+        // Mean, coverage and resampling, worded once for both reprs.
+        Self::call(
+            py,
+            "metricstore._display",
+            "read_result_text",
+            (slf, head),
+            None,
+        )
     }
 
     fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -215,17 +325,22 @@ impl PyReadResult {
     /// (NaN where missing); the columns (or the Series name) are
     /// ``"metric:path/parts"``, or the handle for a row read by handle whose
     /// key the result does not know.
+    /// With ``counts=True`` it is a DataFrame whose columns are
+    /// ``"value"`` and ``"count"`` (1-D read), or a two-level column index
+    /// (``"value"``/``"count"``, then the series): ``frame["count"]`` holds
+    /// :attr:`counts` as uint32.
     /// Needs ``pip install 'metricstore[pandas]'``.
-    #[pyo3(signature = (*, tz = None))]
+    #[pyo3(signature = (*, tz = None, counts = false))]
     fn to_pandas<'py>(
         slf: &Bound<'py, Self>,
         tz: Option<Bound<'py, PyAny>>,
+        counts: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         Self::call(
             slf.py(),
             "metricstore._frames",
             "to_pandas",
-            (slf, tz),
+            (slf, tz, counts),
             None,
         )
     }
@@ -239,6 +354,10 @@ impl PyReadResult {
     /// ``levels`` holding that part of each path, so with
     /// ``levels=("cluster", "host")``, ``da.where(da.host == "e0102")`` and
     /// ``da.groupby("host")`` work. ``attrs`` hold ``unit`` and ``step``.
+    /// Coverage rides along: a ``counts`` coordinate of the values' dims
+    /// (:attr:`counts`, so ``da.where(da.counts >= 30)`` works), a
+    /// ``sources`` coordinate per series, and ``attrs`` ``frequency``,
+    /// ``min_count`` and ``method`` (for a resampled read).
     /// Needs ``pip install 'metricstore[xarray]'``.
     #[pyo3(signature = (levels = None))]
     fn to_xarray<'py>(
@@ -254,6 +373,8 @@ impl PyReadResult {
     /// on ``ax`` (a matplotlib Axes) or a new figure, and returns the Axes.
     /// ``kwargs`` go to ``Axes.plot``; the legend is drawn for 2 to 12
     /// series unless ``legend`` says otherwise.
+    /// ``label`` names the line of a one-series result (a list names each
+    /// of many). A new figure is drawn at 100 dpi or more.
     /// Needs ``pip install 'metricstore[plot]'``.
     #[pyo3(signature = (ax = None, *, legend = None, **kwargs))]
     fn plot<'py>(
@@ -267,6 +388,35 @@ impl PyReadResult {
             "metricstore._frames",
             "plot",
             (slf, ax, legend),
+            kwargs,
+        )
+    }
+
+    /// Draws the rows (series by time) as a heatmap on ``ax`` or a new
+    /// figure and returns the Axes; rows are labelled by the part of their
+    /// path that differs (every k-th label when they would overlap). The
+    /// colour scale spans the 2nd to 98th percentile of the values
+    /// (``robust=False``: min to max), taken over the values with at least
+    /// half the samples of a full bucket, so a short last bucket or a slot
+    /// where few series report does not stretch it; ``vmin``/``vmax`` fix it.
+    /// ``kwargs`` go to ``Axes.pcolormesh``.
+    /// Needs ``pip install 'metricstore[plot]'``.
+    #[pyo3(signature = (ax = None, *, robust = true, vmin = None, vmax = None,
+                        colorbar = true, **kwargs))]
+    fn heatmap<'py>(
+        slf: &Bound<'py, Self>,
+        ax: Option<Bound<'py, PyAny>>,
+        robust: bool,
+        vmin: Option<f64>,
+        vmax: Option<f64>,
+        colorbar: bool,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::call(
+            slf.py(),
+            "metricstore._frames",
+            "heatmap",
+            (slf, ax, robust, vmin, vmax, colorbar),
             kwargs,
         )
     }
@@ -341,6 +491,11 @@ impl PyReadResult {
             &this.series,
             &this.keys,
             &this.times,
+            &this.counts,
+            &this.sources,
+            &this.method,
+            this.frequency,
+            this.min_count,
         );
         (slf.get_type(), args).into_pyobject(py)
     }
@@ -350,7 +505,10 @@ impl PyReadResult {
         visit.call(&self.unit)?;
         visit.call(&self.series)?;
         visit.call(&self.keys)?;
-        visit.call(&self.times)
+        visit.call(&self.times)?;
+        visit.call(&self.counts)?;
+        visit.call(&self.sources)?;
+        visit.call(&self.method)
     }
 
     fn __clear__(&mut self) {
@@ -360,6 +518,9 @@ impl PyReadResult {
         });
         self.keys = None;
         self.times = None;
+        self.counts = None;
+        self.sources = None;
+        self.method = None;
     }
 }
 

@@ -20,7 +20,7 @@ use crate::engine::{
 };
 
 use super::keys::{self, Argument, PyTarget, SeriesList};
-use super::result::PyReadResult;
+use super::result::{Coverage, PyReadResult};
 
 #[pyclass(frozen, module = "metricstore._core", name = "Store")]
 pub struct PyStore {
@@ -68,6 +68,7 @@ fn slice<'a, T: numpy::Element>(
 impl PyStore {
     /// A 1-D read of `series` as a ReadResult; `times` are the samples'
     /// own times where they are not on the grid (LTTB).
+    #[allow(clippy::too_many_arguments)]
     fn series_result(
         &self,
         py: Python<'_>,
@@ -75,8 +76,23 @@ impl PyStore {
         values: Vec<f32>,
         (start, step): (i64, i64),
         times: Option<Vec<i64>>,
-    ) -> PyReadResult {
-        PyReadResult::new(
+        counts: Option<Vec<u32>>,
+        (sources, frequency): (u32, i64),
+        method: Option<Method>,
+        min_count: u32,
+    ) -> PyResult<PyReadResult> {
+        let sources = match sources {
+            1 => None,
+            n => Some(n.into_pyobject(py)?.into_any()),
+        };
+        let coverage = Coverage {
+            counts: counts.map(|c| c.into_pyarray(py).into_any()),
+            sources,
+            method: method.map(Method::name),
+            frequency,
+            min_count,
+        };
+        Ok(PyReadResult::new(
             values.into_pyarray(py).into_any(),
             start,
             step,
@@ -84,18 +100,35 @@ impl PyStore {
             series.clone(),
             times.map(|t| t.into_pyarray(py).into_any()),
         )
+        .with_coverage(py, coverage))
     }
 
-    /// A 2-D read as a ReadResult: one row per key, the engine's `Vec`
+    /// A 2-D read as a ReadResult: one row per key, the engine's `Vec`s
     /// adopted by NumPy without a copy.
     fn matrix_result(
         &self,
         py: Python<'_>,
         matrix: Matrix,
         keys: Bound<'_, PyList>,
+        (frequency, method): (i64, Option<Method>),
+        min_count: u32,
     ) -> PyReadResult {
-        let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
+        let shape = (matrix.rows, matrix.cols);
+        let array = Array2::from_shape_vec(shape, matrix.values)
             .expect("the engine returns rows * cols values");
+        let counts = matrix.counts.map(|counts| {
+            Array2::from_shape_vec(shape, counts)
+                .expect("the engine returns rows * cols counts")
+                .into_pyarray(py)
+                .into_any()
+        });
+        let coverage = Coverage {
+            counts,
+            sources: Some(matrix.sources.into_pyarray(py).into_any()),
+            method: method.map(Method::name),
+            frequency,
+            min_count,
+        };
         PyReadResult::new(
             array.into_pyarray(py).into_any(),
             matrix.start,
@@ -104,6 +137,7 @@ impl PyStore {
             keys.into_any(),
             None,
         )
+        .with_coverage(py, coverage)
     }
 
     /// The keys of a multi-series read with each key whose path holds a
@@ -230,7 +264,10 @@ fn no_rows((start, stop): (i64, i64), step: i64) -> Result<Matrix, EngineError> 
         step,
         rows: 0,
         cols: 0,
+        frequency: step,
         values: Vec::new(),
+        counts: Some(Vec::new()),
+        sources: Vec::new(),
     })
 }
 
@@ -574,40 +611,55 @@ impl PyStore {
 
     /// `[start, stop)` of one series (a handle or (metric, path), which
     /// may be aggregated from the series below it); an open end is the
-    /// extent of its samples.
-    #[pyo3(signature = (series, start = None, stop = None))]
+    /// extent of its samples; NaN where fewer than `min_count` series have
+    /// a sample.
+    #[pyo3(signature = (series, start = None, stop = None, min_count = None))]
     fn read<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
         start: Option<&Bound<'py, PyAny>>,
         stop: Option<&Bound<'py, PyAny>>,
+        min_count: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
         let bounds = self.range(py, start, stop)?;
         let target = keys::target(series, Argument::named("series"))?;
         let target = target.as_target();
+        let min_count = keys::min_count(min_count)?;
         let store = self.store()?;
         let data = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read(target, start, stop)
+                store.read_with_min_count(target, start, stop, min_count)
             })
             .map_err(|e| literal_path(e, target))?;
-        Ok(self.series_result(py, series, data.values, (data.start, data.step), None))
+        self.series_result(
+            py,
+            series,
+            data.values,
+            (data.start, data.step),
+            None,
+            data.counts,
+            (data.sources, data.step),
+            None,
+            min_count,
+        )
     }
 
     /// `[start, stop)` of several series into a 2-D array, one row per key
     /// in the order given; an open end is the extent of their samples.
-    #[pyo3(signature = (series, start = None, stop = None))]
+    #[pyo3(signature = (series, start = None, stop = None, min_count = None))]
     fn read_many<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
         start: Option<&Bound<'py, PyAny>>,
         stop: Option<&Bound<'py, PyAny>>,
+        min_count: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
         let bounds = self.range(py, start, stop)?;
+        let min_count = keys::min_count(min_count)?;
         let (keys, targets) = self.expand(py, keys, targets)?;
         let store = self.store()?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
@@ -616,14 +668,16 @@ impl PyStore {
             if targets.is_empty() {
                 return no_rows(range, 1);
             }
-            store.read_many(&targets, range.0, range.1)
+            store.read_many(&targets, range.0, range.1, min_count)
         })?;
-        Ok(self.matrix_result(py, matrix, keys))
+        let frequency = matrix.frequency;
+        Ok(self.matrix_result(py, matrix, keys, (frequency, None), min_count))
     }
 
     /// One series in buckets of `resolution`; for "lttb" the result holds
     /// the kept samples' times.
-    #[pyo3(signature = (series, start, stop, resolution, method))]
+    #[pyo3(signature = (series, start, stop, resolution, method, min_count = None))]
+    #[allow(clippy::too_many_arguments)]
     fn read_resampled<'py>(
         &self,
         py: Python<'py>,
@@ -632,6 +686,7 @@ impl PyStore {
         stop: Option<&Bound<'py, PyAny>>,
         resolution: &Bound<'py, PyAny>,
         method: &str,
+        min_count: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
         let bounds = self.range(py, start, stop)?;
         let target = keys::target(series, Argument::named("series"))?;
@@ -639,17 +694,29 @@ impl PyStore {
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
+        let min_count = keys::min_count(min_count)?;
         let data = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_resampled(target, start, stop, resolution, method)
+                store.read_resampled(target, start, stop, resolution, method, min_count)
             })
             .map_err(|e| literal_path(e, target))?;
-        Ok(self.series_result(py, series, data.values, (data.start, data.step), data.times))
+        self.series_result(
+            py,
+            series,
+            data.values,
+            (data.start, data.step),
+            data.times,
+            Some(data.counts),
+            (data.sources, data.frequency),
+            Some(method),
+            min_count,
+        )
     }
 
     /// Several series in buckets of `resolution`, one row per key.
-    #[pyo3(signature = (series, start, stop, resolution, method))]
+    #[pyo3(signature = (series, start, stop, resolution, method, min_count = None))]
+    #[allow(clippy::too_many_arguments)]
     fn read_many_resampled<'py>(
         &self,
         py: Python<'py>,
@@ -658,6 +725,7 @@ impl PyStore {
         stop: Option<&Bound<'py, PyAny>>,
         resolution: &Bound<'py, PyAny>,
         method: &str,
+        min_count: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyReadResult> {
         let (keys, targets) = keys::targets(series)?;
         let bounds = self.range(py, start, stop)?;
@@ -665,35 +733,40 @@ impl PyStore {
         let (keys, targets) = self.expand(py, keys, targets)?;
         let store = self.store()?;
         let method = Method::parse(method)?;
+        let min_count = keys::min_count(min_count)?;
         let targets: Vec<Target<'_>> = targets.iter().map(PyTarget::as_target).collect();
         let matrix = py.detach(|| {
             let range = close_bounds(bounds, || extent_of(&store, &targets))?;
             if targets.is_empty() {
                 return no_rows(range, resolution);
             }
-            store.read_many_resampled(&targets, range.0, range.1, resolution, method)
+            store.read_many_resampled(&targets, range.0, range.1, resolution, method, min_count)
         })?;
-        Ok(self.matrix_result(py, matrix, keys))
+        let frequency = matrix.frequency;
+        Ok(self.matrix_result(py, matrix, keys, (frequency, Some(method)), min_count))
     }
 
     /// (min, max, avg, count) of the samples of `[start, stop)` (an open
-    /// end: all of them on that side).
-    #[pyo3(signature = (series, start = None, stop = None))]
+    /// end: all of them on that side), of the slots where at least
+    /// `min_count` series have a sample.
+    #[pyo3(signature = (series, start = None, stop = None, min_count = None))]
     fn read_stats<'py>(
         &self,
         py: Python<'py>,
         series: &Bound<'py, PyAny>,
         start: Option<&Bound<'py, PyAny>>,
         stop: Option<&Bound<'py, PyAny>>,
+        min_count: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(f32, f32, f64, u64)> {
         let target = keys::target(series, Argument::named("series"))?;
         let target = target.as_target();
         let bounds = self.range(py, start, stop)?;
+        let min_count = keys::min_count(min_count)?;
         let store = self.store()?;
         let s = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_stats(target, start, stop)
+                store.read_stats(target, start, stop, min_count)
             })
             .map_err(|e| literal_path(e, target))?;
         Ok((s.min, s.max, s.avg, s.count))

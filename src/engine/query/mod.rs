@@ -29,8 +29,15 @@ use crate::engine::store::{SeriesId, Store};
 pub struct Sampled {
     pub start: i64,
     pub step: i64,
+    /// Ticks between the stored samples.
+    pub frequency: i64,
     pub values: Vec<f32>,
     pub times: Option<Vec<i64>>,
+    /// The samples behind each value: of its bucket (avg, min, max; see
+    /// `resample`), or of its slot (LTTB: the series with a sample there).
+    pub counts: Vec<u32>,
+    /// How many stored series the read combines (1 for a series).
+    pub sources: u32,
 }
 
 /// How fresh a host's metric is (see [`Store::health`]).
@@ -75,7 +82,8 @@ fn bucket_range(start: i64, stop: i64, resolution: i64) -> Result<(i64, i64), En
 impl Store {
     /// Reads `[start, stop)` of one target in buckets of `resolution` ticks
     /// (a multiple of its frequency), widened to whole buckets aligned to
-    /// multiples of `resolution`.
+    /// multiples of `resolution`. A bucket counting fewer than `min_count`
+    /// samples is NaN; LTTB picks among the slots with at least `min_count`.
     pub fn read_resampled(
         &self,
         target: Target<'_>,
@@ -83,6 +91,7 @@ impl Store {
         stop: i64,
         resolution: i64,
         method: Method,
+        min_count: u32,
     ) -> Result<Sampled, EngineError> {
         let source = self.resolve(&self.settled_catalog(), target)?;
         let f = source.frequency;
@@ -90,27 +99,58 @@ impl Store {
         let (lo, hi) = bucket_range(start, stop, resolution)?;
         let (first, len) = read_slots(lo, hi, f)?;
         let mut raw = vec![f32::NAN; len];
-        Self::fill(&source, first, &mut raw)?;
+        let mut slot_counts = (source.series.len() > 1).then(|| vec![0u32; len]);
+        // LTTB works on slots, so min_count applies to slots before it picks;
+        // buckets apply it to their own counts.
+        let slot_min = if method == Method::Lttb { min_count } else { 0 };
+        Self::fill(
+            &source,
+            first,
+            &mut raw,
+            slot_counts.as_deref_mut(),
+            slot_min,
+        )?;
         self.count_read(len);
+        let sources = u32::try_from(source.series.len()).unwrap_or(u32::MAX);
         if method == Method::Lttb {
             let kept = resample::lttb(&raw, len / factor);
+            let count = |i: usize| slot_counts.as_ref().map_or(1, |c| c[i]);
             return Ok(Sampled {
                 start: lo,
                 step: resolution,
+                frequency: f,
                 values: kept.iter().map(|&i| raw[i]).collect(),
                 times: Some(kept.iter().map(|&i| (first + i as i64) * f).collect()),
+                counts: kept.iter().map(|&i| count(i)).collect(),
+                sources,
             });
         }
+        let mut values = Vec::with_capacity(len / factor);
+        let mut counts = Vec::with_capacity(len / factor);
+        let slot_counts = slot_counts.as_deref();
+        resample::buckets(
+            &raw,
+            slot_counts,
+            factor,
+            method,
+            min_count,
+            &mut values,
+            &mut counts,
+        );
         Ok(Sampled {
             start: lo,
             step: resolution,
-            values: resample::buckets(&raw, factor, method),
+            frequency: f,
+            values,
             times: None,
+            counts,
+            sources,
         })
     }
 
     /// [`Store::read_many`] in buckets of `resolution` (avg, min or max:
-    /// LTTB keeps different times per row).
+    /// LTTB keeps different times per row); `min_count` as in
+    /// [`Store::read_resampled`].
     pub fn read_many_resampled(
         &self,
         targets: &[Target<'_>],
@@ -118,6 +158,7 @@ impl Store {
         stop: i64,
         resolution: i64,
         method: Method,
+        min_count: u32,
     ) -> Result<Matrix, EngineError> {
         if method == Method::Lttb {
             return Err(EngineError::argument(
@@ -127,34 +168,53 @@ impl Store {
             ));
         }
         let (lo, hi) = bucket_range(start, stop, resolution)?;
-        let raw = self.read_many(targets, lo, hi)?;
+        let raw = self.read_many(targets, lo, hi, 0)?;
         let factor = resample::factor(resolution, raw.step)?;
-        let values: Vec<f32> = if raw.cols == 0 {
-            Vec::new()
-        } else {
-            raw.values
-                .chunks_exact(raw.cols)
-                .flat_map(|row| resample::buckets(row, factor, method))
-                .collect()
-        };
+        let cells = raw.values.len() / factor;
+        let mut values = Vec::with_capacity(cells);
+        let mut counts = Vec::with_capacity(cells);
+        if raw.cols > 0 {
+            for (r, row) in raw.values.chunks_exact(raw.cols).enumerate() {
+                // A row of one series counts its samples itself.
+                let row_counts = raw
+                    .counts
+                    .as_ref()
+                    .filter(|_| raw.sources[r] > 1)
+                    .map(|c| &c[r * raw.cols..(r + 1) * raw.cols]);
+                resample::buckets(
+                    row,
+                    row_counts,
+                    factor,
+                    method,
+                    min_count,
+                    &mut values,
+                    &mut counts,
+                );
+            }
+        }
         Ok(Matrix {
             start: lo,
             step: resolution,
             rows: raw.rows,
             cols: raw.cols / factor,
+            frequency: raw.step,
             values,
+            counts: Some(counts),
+            sources: raw.sources,
         })
     }
 
     /// Min, max, mean and count of the samples of `[start, stop)` of one
-    /// target (an aggregated path is summarised after aggregation).
+    /// target (an aggregated path is summarised after aggregation, over the
+    /// slots where at least `min_count` series have a sample).
     pub fn read_stats(
         &self,
         target: Target<'_>,
         start: i64,
         stop: i64,
+        min_count: u32,
     ) -> Result<Stats, EngineError> {
-        let raw = self.read(target, start, stop)?;
+        let raw = self.read_with_min_count(target, start, stop, min_count)?;
         Ok(resample::stats(&raw.values))
     }
 
@@ -371,24 +431,70 @@ mod tests {
         store.write_block(b, 0, &[100.0; 12]).unwrap();
         // [25, 95) widens to [0, 120): buckets at 0, 60.
         let got = store
-            .read_resampled(Target::Series(a), 25, 95, 60, Method::Max)
+            .read_resampled(Target::Series(a), 25, 95, 60, Method::Max, 0)
             .unwrap();
         assert_eq!((got.start, got.step, got.times), (0, 60, None));
         assert_eq!(got.values, vec![5.0, 11.0]);
+        assert_eq!((got.counts, got.sources), (vec![6, 6], 1));
         let host = path(&["c", "h"]);
         let summed = Target::Path {
             metric: "cpu",
             path: &host,
         };
         let avg = store
-            .read_resampled(summed, 0, 120, 60, Method::Avg)
+            .read_resampled(summed, 0, 120, 60, Method::Avg, 0)
             .unwrap();
         assert_eq!(avg.values, vec![102.5, 108.5]);
+        assert_eq!((avg.counts, avg.sources), (vec![12, 12], 2));
         let many = store
-            .read_many_resampled(&[Target::Series(a), summed], 0, 60, 30, Method::Min)
+            .read_many_resampled(&[Target::Series(a), summed], 0, 60, 30, Method::Min, 0)
             .unwrap();
         assert_eq!((many.rows, many.cols, many.start, many.step), (2, 2, 0, 30));
         assert_eq!(many.values, vec![0.0, 3.0, 100.0, 103.0]);
+        assert_eq!(many.counts, Some(vec![3, 3, 6, 6]));
+        assert_eq!(many.sources, vec![1, 2]);
+    }
+
+    #[test]
+    fn reads_count_the_series_behind_each_slot_and_honour_min_count() {
+        let store = store();
+        let a = store.series("cpu", &["c", "h", "core0"]).unwrap();
+        let b = store.series("cpu", &["c", "h", "core1"]).unwrap();
+        store.write_block(a, 0, &[1.0, 2.0, f32::NAN, 4.0]).unwrap();
+        store
+            .write_block(b, 0, &[10.0, f32::NAN, f32::NAN, 40.0])
+            .unwrap();
+        let host = path(&["c", "h"]);
+        let summed = Target::Path {
+            metric: "cpu",
+            path: &host,
+        };
+        let all = store.read(summed, 0, 40).unwrap();
+        assert_eq!((all.counts, all.sources), (Some(vec![2, 1, 0, 2]), 2));
+        assert_eq!(all.values[..2], [11.0, 2.0]);
+        let full = store.read_with_min_count(summed, 0, 40, 2).unwrap();
+        assert_eq!(full.counts, Some(vec![2, 1, 0, 2]));
+        assert!(full.values[1].is_nan() && full.values[3] == 44.0);
+        // One series: no counts unless min_count needs them.
+        assert_eq!(store.read(Target::Series(a), 0, 40).unwrap().counts, None);
+        let one = store
+            .read_with_min_count(Target::Series(a), 0, 40, 2)
+            .unwrap();
+        assert_eq!(one.counts, Some(vec![1, 1, 0, 1]));
+        assert!(one.values.iter().all(|v| v.is_nan()));
+        let many = store
+            .read_many(&[Target::Series(a), summed], 0, 40, 0)
+            .unwrap();
+        assert_eq!(many.counts, Some(vec![1, 1, 0, 1, 2, 1, 0, 2]));
+        assert_eq!(many.sources, vec![1, 2]);
+        // LTTB picks among the slots with min_count samples.
+        let kept = store
+            .read_resampled(summed, 0, 40, 20, Method::Lttb, 2)
+            .unwrap();
+        assert_eq!(kept.times, Some(vec![0, 30]));
+        assert_eq!((kept.values, kept.counts), (vec![11.0, 44.0], vec![2, 2]));
+        let stats = store.read_stats(summed, 0, 40, 2).unwrap();
+        assert_eq!((stats.count, stats.avg), (2, 27.5));
     }
 
     #[test]
@@ -396,11 +502,11 @@ mod tests {
         let store = store();
         let a = store.series("cpu", &["c", "h"]).unwrap();
         let e = store
-            .read_resampled(Target::Series(a), 0, 100, 25, Method::Avg)
+            .read_resampled(Target::Series(a), 0, 100, 25, Method::Avg, 0)
             .unwrap_err();
         assert!(e.to_string().starts_with("resolution:"), "{e}");
         let e = store
-            .read_many_resampled(&[Target::Series(a)], 0, 100, 20, Method::Lttb)
+            .read_many_resampled(&[Target::Series(a)], 0, 100, 20, Method::Lttb, 0)
             .unwrap_err();
         assert!(e.to_string().starts_with("method:"), "{e}");
     }
@@ -415,10 +521,11 @@ mod tests {
         // 8 slots of 10 s in buckets of 20 s: 4 points, as in the resample
         // module's hand-checked example.
         let got = store
-            .read_resampled(Target::Series(a), 0, 80, 20, Method::Lttb)
+            .read_resampled(Target::Series(a), 0, 80, 20, Method::Lttb, 0)
             .unwrap();
         assert_eq!(got.times, Some(vec![0, 20, 50, 70]));
         assert_eq!(got.values, vec![0.0, 5.0, -4.0, 0.0]);
+        assert_eq!(got.counts, vec![1; 4]);
     }
 
     #[test]
@@ -428,7 +535,7 @@ mod tests {
         store
             .write_block(a, 0, &[4.0, f32::NAN, -2.0, 7.0])
             .unwrap();
-        let s = store.read_stats(Target::Series(a), 0, 30).unwrap();
+        let s = store.read_stats(Target::Series(a), 0, 30, 0).unwrap();
         assert_eq!((s.min, s.max, s.avg, s.count), (-2.0, 4.0, 1.0, 2));
     }
 

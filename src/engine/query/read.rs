@@ -1,5 +1,12 @@
 //! Range reads of the raw grid: one target, or several on one time axis,
 //! NaN-padded to the whole range; aggregated above the stored level.
+//!
+//! Coverage: a read also says how many series had a sample in each slot
+//! (its counts), and with `min_count` leaves a slot NaN where fewer did. An
+//! aggregation counts anyway (avg divides by the count), so its counts are
+//! handed over as they are; a read of one stored series builds none unless
+//! `min_count` needs them, since each of its slots holds one sample or none
+//! and the values say which.
 
 use std::sync::Arc;
 
@@ -22,6 +29,12 @@ pub struct RangeData {
     pub start: i64,
     pub step: i64,
     pub values: Vec<f32>,
+    /// How many series had a sample in each slot; None for a read of one
+    /// stored series without `min_count` (then 1 where `values` holds a
+    /// value, 0 where it is NaN).
+    pub counts: Option<Vec<u32>>,
+    /// How many stored series the read combines (1 for a series).
+    pub sources: u32,
 }
 
 /// A read of several rows on one time axis, row-major.
@@ -31,7 +44,14 @@ pub struct Matrix {
     pub step: i64,
     pub rows: usize,
     pub cols: usize,
+    /// Ticks between the stored samples: `step`, unless resampled.
+    pub frequency: i64,
     pub values: Vec<f32>,
+    /// Counts of the same shape as `values` (see [`RangeData::counts`]);
+    /// None when every row is one stored series read without `min_count`.
+    pub counts: Option<Vec<u32>>,
+    /// How many stored series each row combines.
+    pub sources: Vec<u32>,
 }
 
 /// What one row of a read refers to.
@@ -104,14 +124,43 @@ impl Store {
         }
     }
 
-    /// Fills `out` with slots `first ..` of `source`; fails only on a
-    /// chunk of a mapped snapshot that fails its check.
-    pub(crate) fn fill(source: &Source, first: i64, out: &mut [f32]) -> Result<(), EngineError> {
+    /// Fills `out` (NaN-filled) with slots `first ..` of `source`, NaN
+    /// where fewer than `min_count` series have a sample, and `counts`
+    /// (zeroed, as long as `out`) with how many do; fails only on a chunk of
+    /// a mapped snapshot that fails its check.
+    pub(crate) fn fill(
+        source: &Source,
+        first: i64,
+        out: &mut [f32],
+        counts: Option<&mut [u32]>,
+        min_count: u32,
+    ) -> Result<(), EngineError> {
         match source.series.as_slice() {
-            [one] => one.read().read_into(first, out),
-            many => combine(many, first, source.aggregation, out),
+            [one] => {
+                one.read().read_into(first, out).map_err(damaged)?;
+                if let Some(counts) = counts {
+                    for (c, v) in counts.iter_mut().zip(out.iter()) {
+                        *c = u32::from(!v.is_nan());
+                    }
+                }
+                // One series gives each slot one sample at most.
+                if min_count > 1 {
+                    out.fill(f32::NAN);
+                }
+                Ok(())
+            }
+            many => {
+                let mut own;
+                let counts = match counts {
+                    Some(counts) => counts,
+                    None => {
+                        own = vec![0u32; out.len()];
+                        &mut own[..]
+                    }
+                };
+                combine(many, first, source.aggregation, out, counts, min_count).map_err(damaged)
+            }
         }
-        .map_err(damaged)
     }
 
     /// Reads `[start, stop)` of one target, NaN-padded to the whole range.
@@ -121,25 +170,48 @@ impl Store {
         start: i64,
         stop: i64,
     ) -> Result<RangeData, EngineError> {
+        self.read_with_min_count(target, start, stop, 0)
+    }
+
+    /// [`Store::read`], NaN where fewer than `min_count` series have a
+    /// sample (0 and 1 both leave only slots without any sample NaN).
+    pub fn read_with_min_count(
+        &self,
+        target: Target<'_>,
+        start: i64,
+        stop: i64,
+        min_count: u32,
+    ) -> Result<RangeData, EngineError> {
         let source = self.resolve(&self.settled_catalog(), target)?;
         let (first, len) = read_slots(start, stop, source.frequency)?;
         let mut values = vec![f32::NAN; len];
-        Self::fill(&source, first, &mut values)?;
+        let mut counts = (source.series.len() > 1 || min_count > 1).then(|| vec![0u32; len]);
+        Self::fill(
+            &source,
+            first,
+            &mut values,
+            counts.as_deref_mut(),
+            min_count,
+        )?;
         self.count_read(len);
         Ok(RangeData {
             start: first * source.frequency,
             step: source.frequency,
             values,
+            counts,
+            sources: source_count(&source),
         })
     }
 
     /// Reads `[start, stop)` of several targets of one frequency into rows
-    /// of a matrix, in the order given.
+    /// of a matrix, in the order given, NaN where fewer than `min_count`
+    /// series have a sample.
     pub fn read_many(
         &self,
         targets: &[Target<'_>],
         start: i64,
         stop: i64,
+        min_count: u32,
     ) -> Result<Matrix, EngineError> {
         if targets.is_empty() {
             return Err(EngineError::argument(
@@ -180,9 +252,13 @@ impl Store {
             ));
         };
         let mut values = vec![f32::NAN; cells];
+        let counted = min_count > 1 || sources.iter().any(|s| s.series.len() > 1);
+        let mut counts = counted.then(|| vec![0u32; cells]);
         if cols > 0 {
+            let mut count_rows = counts.as_deref_mut().map(|c| c.chunks_mut(cols));
             for (source, row) in sources.iter().zip(values.chunks_mut(cols)) {
-                Self::fill(source, first, row)?;
+                let count_row = count_rows.as_mut().and_then(Iterator::next);
+                Self::fill(source, first, row, count_row, min_count)?;
             }
         }
         self.count_read(cells);
@@ -191,7 +267,16 @@ impl Store {
             step: frequency,
             rows: sources.len(),
             cols,
+            frequency,
             values,
+            counts,
+            sources: sources.iter().map(source_count).collect(),
         })
     }
+}
+
+/// How many series `source` combines, as counts hold them (a target has
+/// fewer than 2^32 series: handles are u32).
+fn source_count(source: &Source) -> u32 {
+    u32::try_from(source.series.len()).unwrap_or(u32::MAX)
 }

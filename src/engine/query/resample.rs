@@ -4,6 +4,12 @@
 //! starting at a multiple of the resolution, so bucket `j` of a read holds
 //! the slots whose times lie in `[j * resolution, (j + 1) * resolution)`.
 //! NaN (no sample) is skipped everywhere; a bucket with no sample is NaN.
+//!
+//! Coverage: a bucket's count is the number of samples behind its value:
+//! the sum of its slots' counts (for an aggregated path, the series with a
+//! sample in each slot), so a full bucket of `n` series counts `n * factor`.
+//! A bucket whose count is below `min_count` is NaN, as in pandas'
+//! `resample(...).sum(min_count=k)` for one series.
 
 use crate::engine::error::EngineError;
 
@@ -20,6 +26,16 @@ pub enum Method {
 }
 
 impl Method {
+    /// The name [`Method::parse`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Avg => "avg",
+            Method::Min => "min",
+            Method::Max => "max",
+            Method::Lttb => "lttb",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Method, EngineError> {
         match text {
             "avg" => Ok(Method::Avg),
@@ -92,21 +108,38 @@ pub fn factor(resolution: i64, frequency: i64) -> Result<usize, EngineError> {
 }
 
 /// One value per bucket of `factor` slots (`values.len()` is a multiple of
-/// `factor`) for avg, min and max.
-pub fn buckets(values: &[f32], factor: usize, method: Method) -> Vec<f32> {
+/// `factor`) for avg, min and max, appended to `out`, and each bucket's
+/// count appended to `out_counts`: the sum of `counts` over its slots, or
+/// its slots holding a value when `counts` is None (one series). A bucket
+/// counting fewer than `min_count` is NaN.
+pub fn buckets(
+    values: &[f32],
+    counts: Option<&[u32]>,
+    factor: usize,
+    method: Method,
+    min_count: u32,
+    out: &mut Vec<f32>,
+    out_counts: &mut Vec<u32>,
+) {
     debug_assert!(factor > 0 && values.len() % factor == 0);
-    values
-        .chunks_exact(factor)
-        .map(|bucket| {
-            let s = stats(bucket);
-            match method {
-                Method::Avg => s.avg as f32,
-                Method::Min => s.min,
-                Method::Max => s.max,
-                Method::Lttb => unreachable!("lttb picks points, see lttb()"),
-            }
-        })
-        .collect()
+    for (i, bucket) in values.chunks_exact(factor).enumerate() {
+        let s = stats(bucket);
+        let count = match counts {
+            Some(counts) => counts[i * factor..(i + 1) * factor]
+                .iter()
+                .fold(0u32, |a, &c| a.saturating_add(c)),
+            None => u32::try_from(s.count).unwrap_or(u32::MAX),
+        };
+        let value = match method {
+            _ if count < min_count => f32::NAN,
+            Method::Avg => s.avg as f32,
+            Method::Min => s.min,
+            Method::Max => s.max,
+            Method::Lttb => unreachable!("lttb picks points, see lttb()"),
+        };
+        out.push(value);
+        out_counts.push(count);
+    }
 }
 
 /// Largest-Triangle-Three-Buckets over the samples of `values` (NaN
@@ -181,16 +214,39 @@ mod tests {
         assert_eq!(empty.count, 0);
     }
 
+    fn reduce(
+        values: &[f32],
+        counts: Option<&[u32]>,
+        method: Method,
+        k: u32,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let (mut out, mut out_counts) = (Vec::new(), Vec::new());
+        buckets(values, counts, 3, method, k, &mut out, &mut out_counts);
+        (out, out_counts)
+    }
+
     #[test]
     fn buckets_reduce_each_run_of_slots() {
         let v = [1.0, 2.0, NAN, 4.0, NAN, NAN, -3.0, 9.0, 0.5];
-        assert_eq!(buckets(&v, 3, Method::Avg)[0], 1.5);
-        assert_eq!(buckets(&v, 3, Method::Min), vec![1.0, 4.0, -3.0]);
-        assert_eq!(buckets(&v, 3, Method::Max), vec![2.0, 4.0, 9.0]);
-        let avg = buckets(&v, 3, Method::Avg);
-        assert_eq!(avg[1..], [4.0, (-3.0f64 + 9.0 + 0.5) as f32 / 3.0]);
-        let all_nan = buckets(&[NAN, NAN], 2, Method::Avg);
+        let (avg, counts) = reduce(&v, None, Method::Avg, 0);
+        assert_eq!(avg, vec![1.5, 4.0, (-3.0f64 + 9.0 + 0.5) as f32 / 3.0]);
+        assert_eq!(counts, vec![2, 1, 3]);
+        assert_eq!(reduce(&v, None, Method::Min, 0).0, vec![1.0, 4.0, -3.0]);
+        assert_eq!(reduce(&v, None, Method::Max, 0).0, vec![2.0, 4.0, 9.0]);
+        let (all_nan, counts) = reduce(&[NAN; 3], None, Method::Avg, 0);
         assert!(all_nan[0].is_nan());
+        assert_eq!(counts, vec![0]);
+    }
+
+    #[test]
+    fn a_bucket_counts_the_samples_of_its_slots_and_needs_min_count() {
+        let v = [1.0, 2.0, NAN, 4.0, NAN, NAN, -3.0, 9.0, 0.5];
+        let slot_counts = [3, 1, 0, 2, 0, 0, 1, 1, 1];
+        let (max, counts) = reduce(&v, Some(&slot_counts), Method::Max, 3);
+        assert_eq!(counts, vec![4, 2, 3]);
+        assert_eq!(max[0], 2.0);
+        assert!(max[1].is_nan());
+        assert_eq!(max[2], 9.0);
     }
 
     #[test]

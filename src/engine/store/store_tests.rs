@@ -456,7 +456,7 @@ fn every_reader_sees_a_tick_that_is_still_staged() {
     assert_eq!(bits(&read(&store, ids[2], 0, 10)), bits(&[3.0]));
     write(1, 4.0);
     let matrix = store
-        .read_many(&[Target::Series(ids[0]), Target::Series(ids[1])], 0, 20)
+        .read_many(&[Target::Series(ids[0]), Target::Series(ids[1])], 0, 20, 0)
         .unwrap();
     assert_eq!(bits(&matrix.values), bits(&[1.0, 4.0, 2.0, 5.0]));
     write(2, 7.0);
@@ -472,6 +472,7 @@ fn every_reader_sees_a_tick_that_is_still_staged() {
             50,
             50,
             crate::engine::Method::Max,
+            0,
         )
         .unwrap();
     assert_eq!(sampled.values, vec![13.0]);
