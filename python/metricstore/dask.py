@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._convert import to_ticks
+from ._convert import literal_pattern, to_ticks
 from ._frames import require
 from .exceptions import UnknownMetricError
 from .store import Store
@@ -32,12 +32,6 @@ from .store import open as open_store
 __all__ = ["read"]
 
 PathPattern = str | tuple[str, ...]
-_GLOB = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]"})
-
-
-def _literal(path: tuple[str, ...]) -> str:
-    """A stored path as a pattern that matches only itself."""
-    return "/".join(part.translate(_GLOB) for part in path)
 
 
 def _open(directory: str) -> Store:
@@ -113,7 +107,7 @@ def _plan(
             extents = [store.extent((metric, p)) for p in found]
             known = [e for e in extents if e is not None]
             extent = (min(e[0] for e in known), max(e[1] for e in known)) if known else None
-            shards.append(_Shard(directory, [_literal(p) for p in found], extent))
+            shards.append(_Shard(directory, [literal_pattern(p) for p in found], extent))
     if frequency is None or unit is None:
         raise ValueError(f"metric: {metric!r} is defined in none of the stores")
     return shards, frequency, unit
