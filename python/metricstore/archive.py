@@ -260,7 +260,7 @@ def _write_day(
                     temporary,
                     table.schema,
                     compression="zstd",
-                    compression_level=3,
+                    compression_level=6,
                     use_dictionary=list(_STRINGS),
                     column_encoding={
                         "timestamp": "DELTA_BINARY_PACKED",
