@@ -105,15 +105,15 @@ def test_frame_holds_the_same_values_with_store_path_and_time(tmp_path: Path) ->
 def test_bad_arguments_are_named(tmp_path: Path) -> None:
     directories = make_shards(tmp_path)
     with pytest.raises(TypeError, match="stores: expected a list"):
-        msdask.read(directories[0], "cpu_load")
+        msdask.read(directories[0], "cpu_load", "*/*")
     with pytest.raises(FileNotFoundError, match=r"stores\[1\]: "):
-        msdask.read([directories[0], str(tmp_path / "nope")], "cpu_load")
+        msdask.read([directories[0], str(tmp_path / "nope")], "cpu_load", "*/*")
     with pytest.raises(ValueError, match="metric: 'gpu' is defined in none of the stores"):
-        msdask.read(directories, "gpu")
+        msdask.read(directories, "gpu", "*/*")
     with metricstore.open(tmp_path / "other") as store:
         store.define_metric("cpu_load", 10, "avg")
     with pytest.raises(ValueError, match=r"stores\[1\]: .* every 10 ticks"):
-        msdask.read([directories[0], str(tmp_path / "other")], "cpu_load")
+        msdask.read([directories[0], str(tmp_path / "other")], "cpu_load", "*/*")
 
 
 def test_a_local_cluster_with_worker_processes_reads_the_same(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def _plan(
 def read(
     stores: Sequence[str | os.PathLike[str]],
     metric: str,
-    path: PathPattern = "*",
+    path: PathPattern,
     start: object = None,
     stop: object = None,
     *,
