@@ -265,3 +265,18 @@ def test_a_writer_killed_mid_write_leaves_each_day_whole_or_absent(tmp_path: Pat
             grid = archive.scan(root, metric=metric).to_xarray()
             expected = store.read_many([(metric, "emmy/*")])
             np.testing.assert_array_equal(bits(grid.values), bits(expected.values))
+
+
+def test_series_the_columns_cannot_hold_are_reported_not_written(tmp_path: Path) -> None:
+    store = metricstore.Store()
+    store.define_metric("m", 600, "sum")
+    store.write(("m", "emmy/h1/cpu3"), D0, np.float32(1.0))
+    store.write(("m", "emmy/h1/hwthread3"), D0, np.float32(2.0))  # the same scope and id
+    store.write(("m", "emmy"), D0, np.float32(3.0))  # above any host
+    report = archive.write(store, tmp_path, until=D0 + DAY)
+    assert report.skipped_series == (("m", ("emmy",)), ("m", ("emmy", "h1", "hwthread3")))
+    assert report.rows == 1
+    table = pa.table(archive.scan(tmp_path))
+    assert table.column("value").to_pylist() == [1.0]
+    assert table.column("scope_id").to_pylist() == ["3"]
+    assert "left out 2 series" in report.summary()

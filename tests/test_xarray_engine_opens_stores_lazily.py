@@ -107,3 +107,27 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
         xr.open_dataset(tmp_path / "s", engine="metricstore", levels=["cluster"])
     with pytest.raises(FileNotFoundError, match="filename_or_obj: "):
         xr.open_dataset(tmp_path / "nope", engine="metricstore")
+
+
+def test_a_local_cluster_with_worker_processes_computes_the_same(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    start, stop = T0, T0 + 60 * 20_000
+    with make_store(tmp_path / "s") as store:
+        expected = store.read_many([("cpu_load", "emmy/*")], start, stop).values
+    ds = xr.open_dataset(
+        tmp_path / "s",
+        engine="metricstore",
+        chunks={},
+        start=start,
+        stop=stop,
+        metrics=["cpu_load"],
+    )
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        hosts = ds.cpu_load.isel(series=[0, 2, 4]).compute()  # every chunk read on a worker
+    assert len(ds.cpu_load.chunks[1]) == 3
+    np.testing.assert_array_equal(bits(hosts.values), bits(expected))
