@@ -39,7 +39,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -411,6 +411,18 @@ def _filters(
     return filters
 
 
+def _codes(pc: Any, column: Any, key: Callable[[str], Any]) -> tuple[list[str], NDArray[np.intp]]:
+    """The distinct strings of an Arrow column sorted by ``key``, and each
+    row's index into them."""
+    encoded = pc.dictionary_encode(column)
+    dictionary = encoded.dictionary.to_pylist()
+    order = sorted(range(len(dictionary)), key=lambda n: key(dictionary[n]))
+    rank = np.empty(len(order), np.intp)
+    rank[order] = np.arange(len(order))
+    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
+    return [dictionary[n] for n in order], rank[indices]
+
+
 class ArchiveScan:
     """The archive files :func:`scan` selected and the row bounds it keeps,
     read on demand: by any Arrow PyCapsule consumer (``pyarrow.table(s)``,
@@ -539,11 +551,10 @@ class ArchiveScan:
             count = max(0, -(-self.stop // frequency) - first // frequency)
         else:
             count = (int(timestamps.max()) - first) // frequency + 1 if timestamps.size else 0
-        pairs = np.char.add(
-            np.char.add(table.column("cluster").to_numpy(zero_copy_only=False).astype(str), "/"),
-            table.column("hostname").to_numpy(zero_copy_only=False).astype(str),
-        )
-        hosts, host_index = np.unique(pairs, return_inverse=True)
+        pairs = pc.binary_join_element_wise(
+            table.column("cluster"), table.column("hostname"), "/"
+        ).combine_chunks()
+        hosts, host_index = _codes(pc, pairs, key=lambda h: h)
         clusters = [h.partition("/")[0] for h in hosts]
         names = [h.partition("/")[2] for h in hosts]
         if len(set(names)) < len(names):
@@ -557,10 +568,11 @@ class ArchiveScan:
             grid[host_index, slots] = values
             dims: tuple[str, ...] = ("host", "time")
         else:
-            ids = table.column("scope_id").to_numpy(zero_copy_only=False).astype(str)
-            distinct = sorted(set(ids.tolist()), key=lambda i: (not i.isdigit(), len(i), i))
-            lookup = {name: n for n, name in enumerate(distinct)}
-            id_index = np.array([lookup[i] for i in ids.tolist()], np.intp)
+            distinct, id_index = _codes(
+                pc,
+                table.column("scope_id").combine_chunks(),
+                key=lambda i: (not i.isdigit(), len(i), i),
+            )
             grid = np.full((len(hosts), len(distinct), count), np.nan, np.float32)
             grid[host_index, id_index, slots] = values
             dims = ("host", scope, "time")
