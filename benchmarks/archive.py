@@ -14,7 +14,8 @@ measured in one run.
   connection, --threads threads) runs plain SQL over
   ``read_parquet('root/**/*.parquet', hive_partitioning = true)`` for one
   metric over one day of all hosts, fetching hostname, timestamp and value
-  into NumPy; next to it ``store.read_many`` of the same from memory.
+  into NumPy; next to it ``archive.scan(...).to_xarray()`` (the same day as
+  a (host, time) grid) and ``store.read_many`` of the same from memory.
 
 Targets (issue 18): keys, timestamps and frequency at most 0.2 B/sample;
 the emmy job's archive at most 2.5 B/sample; writing at least 5 M
@@ -174,13 +175,18 @@ def main() -> None:
     def direct() -> None:
         store.read_many([("m0", "emmy/*")], day, day + DAY)
 
+    def grid() -> None:
+        archive.scan(root, metric="m0", start=day, stop=day + DAY).to_xarray()
+
     query_s, _ = median_time(query, args.repeat)
+    grid_s, _ = median_time(grid, args.repeat)
     direct_s, _ = median_time(direct, args.repeat)
     print(
         f"\n## DuckDB, one metric x one day x {args.hosts} hosts ({rows:,} rows, "
         f"{args.threads} threads)"
     )
     print(f"plain SQL over the archive: {query_s * 1e3:7.1f} ms (target < 1000)")
+    print(f"archive.scan().to_xarray(): {grid_s * 1e3:7.1f} ms (the same day as a grid)")
     print(
         f"store.read_many in memory:  {direct_s * 1e3:7.1f} ms "
         f"(DuckDB / store: {query_s / direct_s:.1f}x)"
