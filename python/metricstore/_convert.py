@@ -311,3 +311,12 @@ def to_frequency(value: object, unit: str, argument: str) -> int:
     if ticks < 1:
         raise ValueError(f"{argument}: must be positive, got {ticks}")
     return _check_int64(ticks, argument)
+
+
+_GLOB = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]"})
+
+
+def literal_pattern(path: tuple[str, ...]) -> str:
+    """A stored path as a series pattern that matches only itself (``*``,
+    ``?`` and ``[`` in its names bracketed)."""
+    return "/".join(part.translate(_GLOB) for part in path)
