@@ -143,12 +143,21 @@ impl Catalog {
         if existing == def {
             return Ok(true);
         }
+        let settings = |d: &MetricDef| {
+            let unit = d
+                .unit
+                .as_ref()
+                .map_or("None".to_owned(), |u| format!("{u:?}"));
+            format!(
+                "frequency {}, aggregation {:?}, unit {unit}",
+                d.frequency,
+                d.aggregation.as_str()
+            )
+        };
         Err(EngineError::MetricConflict {
             name: def.name.clone(),
-            existing_frequency: existing.frequency,
-            existing_aggregation: existing.aggregation.as_str().to_owned(),
-            frequency: def.frequency,
-            aggregation: def.aggregation.as_str().to_owned(),
+            existing: settings(existing),
+            requested: settings(def),
         })
     }
 

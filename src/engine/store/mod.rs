@@ -41,7 +41,7 @@ use crate::engine::memory::series::SeriesData;
 use crate::engine::memory::stage::{SeriesMemory, Stage};
 use crate::engine::model::keys::BuildKeyHasher;
 pub use crate::engine::model::keys::{SeriesKeys, SeriesName};
-use crate::engine::model::metric::{Aggregation, MetricDef};
+use crate::engine::model::metric::{Aggregation, MetricDef, validate_unit};
 use crate::engine::model::names::{validate_metric_name, validate_path};
 use crate::engine::model::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot};
 use crate::engine::store::applier::Applier;
@@ -596,6 +596,9 @@ impl Store {
                         format!("must be a positive number of ticks, got {}", def.frequency),
                     ));
                 }
+                if let Some(unit) = &def.unit {
+                    validate_unit(unit)?;
+                }
                 if catalog.check_definition(def)? {
                     Plan::Nothing
                 } else {
@@ -885,18 +888,25 @@ impl Store {
             .fetch_add(samples as u64, Ordering::Relaxed);
     }
 
+    /// Defines a metric without a unit.
     pub fn define_metric(
         &self,
         name: &str,
         frequency: i64,
         aggregation: Aggregation,
     ) -> Result<(), EngineError> {
-        self.apply(&Op::DefineMetric(MetricDef {
+        self.define(MetricDef {
             name: name.to_owned(),
             frequency,
             aggregation,
-        }))
-        .map(|_| ())
+            unit: None,
+        })
+    }
+
+    /// Defines a metric; an identical definition is a no-op, any other
+    /// definition of the name is a `MetricConflict`.
+    pub fn define(&self, def: MetricDef) -> Result<(), EngineError> {
+        self.apply(&Op::DefineMetric(def)).map(|_| ())
     }
 
     pub fn metrics(&self) -> Vec<MetricDef> {
