@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SeriesKey",
     "SeriesName",
+    "axis_label",
     "column_names",
     "plot",
     "require",
@@ -157,6 +158,10 @@ def to_xarray(result: ReadResult, levels: Sequence[str] = ()) -> xarray.DataArra
     is known, ``metric`` and ``path`` ("/"-joined) per series, plus one per
     name in ``levels`` holding that part of each path (``""`` where a path
     is shorter). The array is named after the metric when there is one.
+
+    ``attrs``: ``units`` (the CF convention's name, which xarray's plots put
+    on the axis) when the result has a unit, and the grid: ``step`` in
+    ``time_unit`` ticks. The time coordinate carries its unit in its dtype.
     """
     xr = require("xarray", "xarray", "ReadResult.to_xarray()")
     keys = result.keys
@@ -192,8 +197,19 @@ def to_xarray(result: ReadResult, levels: Sequence[str] = ()) -> xarray.DataArra
         dims=dims,
         coords=coords,
         name=name,
-        attrs={"unit": result.unit, "step": result.step},
+        attrs=_xarray_attrs(result),
     )
+
+
+def _xarray_attrs(result: ReadResult) -> dict[str, Any]:
+    attrs: dict[str, Any] = {} if result.unit is None else {"units": result.unit}
+    attrs.update(step=result.step, time_unit=result.time_unit)
+    return attrs
+
+
+def axis_label(name: str, unit: str | None) -> str:
+    """``name [unit]``, or the name alone when there is no unit."""
+    return name if unit is None else f"{name} [{unit}]"
 
 
 def plot(
@@ -232,10 +248,10 @@ def plot(
     locator = dates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
-    ax.set_xlabel(f"time (UTC, step {result.step} {result.unit})")
+    ax.set_xlabel(f"time (UTC, step {result.step} {result.time_unit})")
     metrics = {k[0] for k in result.keys if not isinstance(k, int)}
     if not ax.get_ylabel():
-        ax.set_ylabel(metrics.pop() if len(metrics) == 1 else "value")
+        ax.set_ylabel(axis_label(metrics.pop() if len(metrics) == 1 else "value", result.unit))
     if len(names) == 1 and not ax.get_title():
         ax.set_title(str(names[0]))
     # A legend of dozens of hosts hides the data; ask for it with legend=True.

@@ -20,9 +20,12 @@ use super::arrow::{self, Columns};
 ///
 /// ``values`` is float32 with NaN where nothing is stored; it is 1-D for
 /// :meth:`Store.read` and 2-D (one row per series, in the order asked) for
-/// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
-/// ``series`` is what the read was given (with each pattern key of
-/// ``read_many`` replaced by the keys it matched); ``keys`` names each row.
+/// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of
+/// ``time_unit`` (the store's). ``unit`` is the unit of the values, as the
+/// metric was defined with it (``"GF/s"``), or None when it has none or the
+/// rows' metrics do not share one. ``series`` is what the read was given
+/// (with each pattern key of ``read_many`` replaced by the keys it
+/// matched); ``keys`` names each row.
 ///
 /// In a notebook a result shows itself as a table; :meth:`to_pandas`,
 /// :meth:`to_xarray` and :meth:`plot` hand it on (pandas, xarray and
@@ -38,9 +41,12 @@ pub struct PyReadResult {
     #[pyo3(get, set)]
     step: i64,
     #[pyo3(get, set)]
-    unit: Py<PyString>,
+    time_unit: Py<PyString>,
     #[pyo3(get, set)]
     series: Py<PyAny>,
+    /// The unit of the values; None when unknown or not shared.
+    #[pyo3(get, set)]
+    unit: Option<Py<PyString>>,
     /// Each row's key when whoever built the result knew them.
     keys: Option<Py<PyAny>>,
     /// The time of each value of an LTTB read (not on the grid).
@@ -53,16 +59,19 @@ impl PyReadResult {
         values: Bound<'_, PyAny>,
         start: i64,
         step: i64,
-        unit: &Bound<'_, PyString>,
+        time_unit: &Bound<'_, PyString>,
         series: Bound<'_, PyAny>,
         times: Option<Bound<'_, PyAny>>,
+        unit: Option<String>,
     ) -> Self {
+        let py = values.py();
         PyReadResult {
             values: values.unbind(),
             start,
             step,
-            unit: unit.clone().unbind(),
+            time_unit: time_unit.clone().unbind(),
             series: series.unbind(),
+            unit: unit.map(|u| PyString::new(py, &u).unbind()),
             keys: None,
             times: times.map(Bound::unbind),
         }
@@ -84,7 +93,7 @@ impl PyReadResult {
         let columns = Columns {
             values: this.values.bind(py).clone(),
             ticks: this.ticks(py)?,
-            unit: this.unit.bind(py).to_str()?.to_owned(),
+            unit: this.time_unit.bind(py).to_str()?.to_owned(),
             names: names.extract()?,
         };
         arrow::record_batch(&columns, nan_as_null)
@@ -104,22 +113,25 @@ impl PyReadResult {
 #[pymethods]
 impl PyReadResult {
     #[new]
-    #[pyo3(signature = (values, start, step, unit, series, keys = None, times = None))]
+    #[pyo3(signature = (values, start, step, time_unit, series, keys = None, times = None, unit = None))]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         values: Py<PyAny>,
         start: i64,
         step: i64,
-        unit: Py<PyString>,
+        time_unit: Py<PyString>,
         series: Py<PyAny>,
         keys: Option<Py<PyAny>>,
         times: Option<Py<PyAny>>,
+        unit: Option<Py<PyString>>,
     ) -> Self {
         PyReadResult {
             values,
             start,
             step,
-            unit,
+            time_unit,
             series,
+            unit,
             keys,
             times,
         }
@@ -176,7 +188,7 @@ impl PyReadResult {
     /// The time of each column as ``datetime64`` in the store unit.
     #[getter]
     fn timestamps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let dtype = format!("datetime64[{}]", self.unit.bind(py));
+        let dtype = format!("datetime64[{}]", self.time_unit.bind(py));
         self.ticks(py)?.call_method1("astype", (dtype,))
     }
 
@@ -187,12 +199,16 @@ impl PyReadResult {
             .map(|n| Ok(n?.str()?.to_string()))
             .collect::<PyResult<Vec<String>>>()?
             .join("x");
+        let unit = match &self.unit {
+            Some(unit) => format!(", unit={}", unit.bind(py).repr()?),
+            None => String::new(),
+        };
         Ok(format!(
-            "ReadResult(series={}, start={}, step={}, unit={}, values=<float32 {shape}>)",
+            "ReadResult(series={}, start={}, step={}, time_unit={}{unit}, values=<float32 {shape}>)",
             series_repr(self.series.bind(py))?,
             self.start,
             self.step,
-            self.unit.bind(py).repr()?,
+            self.time_unit.bind(py).repr()?,
         ))
     }
 
@@ -238,7 +254,9 @@ impl PyReadResult {
     /// ``metric``, ``path`` ("/"-joined) and one coordinate per name in
     /// ``levels`` holding that part of each path, so with
     /// ``levels=("cluster", "host")``, ``da.where(da.host == "e0102")`` and
-    /// ``da.groupby("host")`` work. ``attrs`` hold ``unit`` and ``step``.
+    /// ``da.groupby("host")`` work. ``attrs`` hold the CF ``units`` of the
+    /// values (when the result has a unit) and the grid: ``step`` and its
+    /// ``time_unit``.
     /// Needs ``pip install 'metricstore[xarray]'``.
     #[pyo3(signature = (levels = None))]
     fn to_xarray<'py>(
@@ -337,16 +355,18 @@ impl PyReadResult {
             &this.values,
             this.start,
             this.step,
-            &this.unit,
+            &this.time_unit,
             &this.series,
             &this.keys,
             &this.times,
+            &this.unit,
         );
         (slf.get_type(), args).into_pyobject(py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.values)?;
+        visit.call(&self.time_unit)?;
         visit.call(&self.unit)?;
         visit.call(&self.series)?;
         visit.call(&self.keys)?;

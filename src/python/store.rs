@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
-    Aggregation, Damage, EngineError, Freshness, Ingester, Matrix, Method, OpenOptions,
+    Aggregation, Damage, EngineError, Freshness, Ingester, Matrix, Method, MetricDef, OpenOptions,
     RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
 };
 
@@ -75,6 +75,7 @@ impl PyStore {
         values: Vec<f32>,
         (start, step): (i64, i64),
         times: Option<Vec<i64>>,
+        unit: Option<String>,
     ) -> PyReadResult {
         PyReadResult::new(
             values.into_pyarray(py).into_any(),
@@ -83,6 +84,7 @@ impl PyStore {
             self.unit_name.bind(py),
             series.clone(),
             times.map(|t| t.into_pyarray(py).into_any()),
+            unit,
         )
     }
 
@@ -91,7 +93,7 @@ impl PyStore {
     fn matrix_result(
         &self,
         py: Python<'_>,
-        matrix: Matrix,
+        (matrix, unit): (Matrix, Option<String>),
         keys: Bound<'_, PyList>,
     ) -> PyReadResult {
         let array = Array2::from_shape_vec((matrix.rows, matrix.cols), matrix.values)
@@ -103,6 +105,7 @@ impl PyStore {
             self.unit_name.bind(py),
             keys.into_any(),
             None,
+            unit,
         )
     }
 
@@ -457,26 +460,35 @@ impl PyStore {
         Ok(dict)
     }
 
+    #[pyo3(signature = (name, frequency, aggregation, unit = None))]
     fn define_metric(
         &self,
         py: Python<'_>,
         name: &str,
         frequency: i64,
         aggregation: &str,
+        unit: Option<String>,
     ) -> PyResult<()> {
         let aggregation = Aggregation::parse(aggregation)?;
         let store = self.store()?;
-        py.detach(|| store.define_metric(name, frequency, aggregation))?;
+        let def = MetricDef {
+            name: name.to_owned(),
+            frequency,
+            aggregation,
+            unit,
+        };
+        py.detach(|| store.define(def))?;
         Ok(())
     }
 
-    /// [(name, frequency, aggregation)] in definition order.
-    fn metrics(&self) -> PyResult<Vec<(String, i64, &'static str)>> {
+    /// [(name, frequency, aggregation, unit)] in definition order.
+    #[allow(clippy::type_complexity)]
+    fn metrics(&self) -> PyResult<Vec<(String, i64, &'static str, Option<String>)>> {
         Ok(self
             .store()?
             .metrics()
             .into_iter()
-            .map(|m| (m.name, m.frequency, m.aggregation.as_str()))
+            .map(|m| (m.name, m.frequency, m.aggregation.as_str(), m.unit))
             .collect())
     }
 
@@ -587,13 +599,14 @@ impl PyStore {
         let target = keys::target(series, Argument::named("series"))?;
         let target = target.as_target();
         let store = self.store()?;
-        let data = py
+        let (data, unit) = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read(target, start, stop)
+                let data = store.read(target, start, stop)?;
+                Ok((data, store.unit_of(&[target])))
             })
             .map_err(|e| literal_path(e, target))?;
-        Ok(self.series_result(py, series, data.values, (data.start, data.step), None))
+        Ok(self.series_result(py, series, data.values, (data.start, data.step), None, unit))
     }
 
     /// `[start, stop)` of several series into a 2-D array, one row per key
@@ -614,9 +627,10 @@ impl PyStore {
         let matrix = py.detach(|| {
             let range = close_bounds(bounds, || extent_of(&store, &targets))?;
             if targets.is_empty() {
-                return no_rows(range, 1);
+                return Ok((no_rows(range, 1)?, None));
             }
-            store.read_many(&targets, range.0, range.1)
+            let matrix = store.read_many(&targets, range.0, range.1)?;
+            Ok::<_, EngineError>((matrix, store.unit_of(&targets)))
         })?;
         Ok(self.matrix_result(py, matrix, keys))
     }
@@ -639,13 +653,15 @@ impl PyStore {
         let resolution = keys::frequency(resolution, self.unit_name.bind(py), "resolution")?;
         let store = self.store()?;
         let method = Method::parse(method)?;
-        let data = py
+        let (data, unit) = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_resampled(target, start, stop, resolution, method)
+                let data = store.read_resampled(target, start, stop, resolution, method)?;
+                Ok((data, store.unit_of(&[target])))
             })
             .map_err(|e| literal_path(e, target))?;
-        Ok(self.series_result(py, series, data.values, (data.start, data.step), data.times))
+        let at = (data.start, data.step);
+        Ok(self.series_result(py, series, data.values, at, data.times, unit))
     }
 
     /// Several series in buckets of `resolution`, one row per key.
@@ -669,15 +685,17 @@ impl PyStore {
         let matrix = py.detach(|| {
             let range = close_bounds(bounds, || extent_of(&store, &targets))?;
             if targets.is_empty() {
-                return no_rows(range, resolution);
+                return Ok((no_rows(range, resolution)?, None));
             }
-            store.read_many_resampled(&targets, range.0, range.1, resolution, method)
+            let matrix =
+                store.read_many_resampled(&targets, range.0, range.1, resolution, method)?;
+            Ok::<_, EngineError>((matrix, store.unit_of(&targets)))
         })?;
         Ok(self.matrix_result(py, matrix, keys))
     }
 
-    /// (min, max, avg, count) of the samples of `[start, stop)` (an open
-    /// end: all of them on that side).
+    /// (min, max, avg, count, unit) of the samples of `[start, stop)` (an
+    /// open end: all of them on that side).
     #[pyo3(signature = (series, start = None, stop = None))]
     fn read_stats<'py>(
         &self,
@@ -685,18 +703,19 @@ impl PyStore {
         series: &Bound<'py, PyAny>,
         start: Option<&Bound<'py, PyAny>>,
         stop: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(f32, f32, f64, u64)> {
+    ) -> PyResult<(f32, f32, f64, u64, Option<String>)> {
         let target = keys::target(series, Argument::named("series"))?;
         let target = target.as_target();
         let bounds = self.range(py, start, stop)?;
         let store = self.store()?;
-        let s = py
+        let (s, unit) = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_stats(target, start, stop)
+                let stats = store.read_stats(target, start, stop)?;
+                Ok((stats, store.unit_of(&[target])))
             })
             .map_err(|e| literal_path(e, target))?;
-        Ok((s.min, s.max, s.avg, s.count))
+        Ok((s.min, s.max, s.avg, s.count, unit))
     }
 
     /// "fresh", "stale" or "missing" for each metric at or below `path` at
@@ -837,7 +856,8 @@ pub fn inspect(py: Python<'_>, path: String) -> PyResult<Bound<'_, PyDict>> {
 fn op_kind_name(kind: u8) -> String {
     use crate::engine::op_kind;
     match kind {
-        op_kind::DEFINE_METRIC => "define_metric".to_owned(),
+        op_kind::DEFINE_METRIC_UNIT => "define_metric".to_owned(),
+        op_kind::DEFINE_METRIC => "define_metric (no unit)".to_owned(),
         op_kind::CREATE_SERIES => "create_series".to_owned(),
         op_kind::WRITE_BLOCK => "write_block".to_owned(),
         op_kind::WRITE_TICK => "write_tick".to_owned(),
