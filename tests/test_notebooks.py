@@ -15,7 +15,12 @@ TIMEOUT_S = 120  # per cell; each notebook takes well under 20 s in all
 
 
 def test_the_notebooks_are_there() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "crash_and_recover.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {
+        "quickstart.ipynb",
+        "crash_and_recover.ipynb",
+        "live_collector.ipynb",
+        "checkpoints.ipynb",
+    }
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -102,7 +102,7 @@ def test_recovery_reports_read_as_sentences(tmp_path: Path) -> None:
         text = repr(report)
         page = report._repr_html_()
         store_text = repr(store)
-    assert text.startswith("RecoveryReport: no snapshot, then 3 records replayed from 1 segments")
+    assert text.startswith("RecoveryReport: no snapshot, then 3 records replayed from 1 segment (")
     assert f"last LSN {report.last_lsn}" in text and "\n" not in text
     assert "<b>RecoveryReport</b>: no snapshot, then 3 records replayed" in page
     assert "  recovery: no snapshot, then 3 records replayed" in store_text

@@ -230,6 +230,10 @@ def _duration(seconds: float) -> str:
     return str(_dt.timedelta(seconds=round(seconds)))
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 _SECONDS_PER_TICK = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
@@ -243,8 +247,8 @@ def _recovery_lines(report: RecoveryReport) -> list[str]:
     else:
         source = f"snapshot {_file(report.snapshot)} (LSN {report.snapshot_lsn})"
     lines = [
-        f"{source}, then {report.records:,} records replayed from {report.segments:,} "
-        f"segments ({report.bytes:,} bytes); last LSN {report.last_lsn}; "
+        f"{source}, then {_count(report.records, 'record')} replayed from "
+        f"{_count(report.segments, 'segment')} ({report.bytes:,} bytes); last LSN {report.last_lsn}; "
         f"{report.seconds * 1000:.1f} ms"
     ]
     if report.torn is not None:

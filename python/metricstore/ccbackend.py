@@ -317,7 +317,7 @@ class DamagedFile:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    return f"{n:,} {word}{'' if n == 1 or word.endswith('series') else 's'}"
 
 
 def _size(n: int) -> str:
