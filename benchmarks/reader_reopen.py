@@ -71,8 +71,8 @@ def main() -> None:
             writer.checkpoint()
             from_snapshot, _ = reopen_seconds(path, args.repeat)
             print(
-                f"{mib:>8} {records:>9,} {from_log * 1000:>8.1f} ms {from_snapshot * 1000:>7.1f} ms "
-                f"{from_log / from_snapshot:>6.0f}x"
+                f"{mib:>8} {records:>9,} {from_log * 1000:>8.1f} ms "
+                f"{from_snapshot * 1000:>7.1f} ms {from_log / from_snapshot:>6.0f}x"
             )
         writer.close()
 

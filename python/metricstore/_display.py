@@ -248,8 +248,8 @@ def _recovery_lines(report: RecoveryReport) -> list[str]:
         source = f"snapshot {_file(report.snapshot)} (LSN {report.snapshot_lsn})"
     lines = [
         f"{source}, then {_count(report.records, 'record')} replayed from "
-        f"{_count(report.segments, 'segment')} ({report.bytes:,} bytes); last LSN {report.last_lsn}; "
-        f"{report.seconds * 1000:.1f} ms"
+        f"{_count(report.segments, 'segment')} ({report.bytes:,} bytes); "
+        f"last LSN {report.last_lsn}; {report.seconds * 1000:.1f} ms"
     ]
     if report.torn is not None:
         lines.append(
