@@ -242,7 +242,9 @@ _SECONDS_PER_TICK = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 def _recovery_lines(report: RecoveryReport) -> list[str]:
     """The report in sentences (plain text; callers escape for HTML)."""
-    if report.snapshot is None:
+    if report.snapshot is None and report.snapshot_lsn > 0:
+        source = f"after LSN {report.snapshot_lsn} (a refresh)"
+    elif report.snapshot is None:
         source = "no snapshot"
     else:
         source = f"snapshot {_file(report.snapshot)} (LSN {report.snapshot_lsn})"

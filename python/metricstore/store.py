@@ -239,6 +239,25 @@ class Store:
         """What opening the directory found and did (None in memory)."""
         return self._recovery
 
+    def refresh(self) -> RecoveryReport:
+        """Brings a store opened with ``readonly=True`` up to date with the
+        writer of its directory, and returns what that took.
+
+        A read-only store is a fixed view of the directory as it was when
+        opened (or last refreshed). ``refresh()`` applies the log records
+        the writer wrote since, without reading the snapshot again: it
+        reads the log segment it stopped in (``segment_bytes`` at most) and
+        the ones after it, and replays only what is new. A record the
+        writer is still appending is left for the next refresh. When the
+        writer has meanwhile written a snapshot and removed the log
+        segments that held those records, it opens the directory again (as
+        ``metricstore.open(path, readonly=True)`` would; the report then
+        names the snapshot it loaded). Reads running in other threads
+        finish on the view they started on. Only read-only stores refresh:
+        a writer, or an in-memory store, raises ValueError.
+        """
+        return RecoveryReport._from_core(self._core.refresh())
+
     def flush(self) -> None:
         """Returns once every write acknowledged before the call is on disk
         (a durability barrier); a no-op in memory."""

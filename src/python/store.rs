@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray1};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
-    Aggregation, Damage, EngineError, Freshness, Ingester, Matrix, Method, MetricDef, OpenOptions,
-    RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
+    Aggregation, Damage, EngineError, Freshness, FsStorage, Ingester, Matrix, Method, MetricDef,
+    OpenOptions, RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit,
+    is_pattern,
 };
 
 use super::keys::{self, Argument, PyTarget, SeriesList};
@@ -35,6 +36,24 @@ pub struct PyStore {
     recovery: Option<RecoveryReport>,
     /// Line-protocol keys `ingest` has resolved in this store.
     ingester: Ingester,
+    /// A read-only store: the last LSN it holds (`refresh` goes on from it).
+    followed: Mutex<u64>,
+}
+
+fn report_dict<'py>(py: Python<'py>, report: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("snapshot", report.snapshot.clone())?;
+    dict.set_item("snapshot_lsn", report.snapshot_lsn)?;
+    dict.set_item("skipped_snapshots", report.skipped_snapshots.clone())?;
+    dict.set_item("segments", report.segments)?;
+    dict.set_item("records", report.records)?;
+    dict.set_item("bytes", report.bytes)?;
+    dict.set_item("last_lsn", report.last_lsn)?;
+    dict.set_item("torn", damage_dict(py, &report.torn)?)?;
+    dict.set_item("stopped", damage_dict(py, &report.stopped)?)?;
+    dict.set_item("set_aside", report.set_aside.clone())?;
+    dict.set_item("seconds", report.seconds)?;
+    Ok(dict)
 }
 
 fn damage_dict<'py>(
@@ -251,6 +270,7 @@ impl PyStore {
             readonly: false,
             recovery: None,
             ingester: Ingester::default(),
+            followed: Mutex::new(0),
         })
     }
 
@@ -330,6 +350,7 @@ impl PyStore {
             inner: RwLock::new(Some(store)),
             path: Some(path),
             readonly,
+            followed: Mutex::new(report.last_lsn),
             recovery: Some(report),
             ingester: Ingester::default(),
         })
@@ -349,22 +370,52 @@ impl PyStore {
     /// What opening found and did, or None for an in-memory store.
     #[getter]
     fn recovery<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(report) = &self.recovery else {
-            return Ok(None);
+        self.recovery
+            .as_ref()
+            .map(|report| report_dict(py, report))
+            .transpose()
+    }
+
+    /// A read-only store: applies what the writer logged since it last
+    /// looked, or, when the log no longer holds that (the writer wrote a
+    /// snapshot and removed the segments), opens the directory again and
+    /// goes on with the new store (reads already running finish on the
+    /// old one). Returns what it replayed; `snapshot` is set only when it
+    /// opened again.
+    fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let Some(path) = self.path.as_ref().filter(|_| self.readonly) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "refresh: only a store opened with readonly=True follows a writer",
+            ));
         };
-        let dict = PyDict::new(py);
-        dict.set_item("snapshot", report.snapshot.clone())?;
-        dict.set_item("snapshot_lsn", report.snapshot_lsn)?;
-        dict.set_item("skipped_snapshots", report.skipped_snapshots.clone())?;
-        dict.set_item("segments", report.segments)?;
-        dict.set_item("records", report.records)?;
-        dict.set_item("bytes", report.bytes)?;
-        dict.set_item("last_lsn", report.last_lsn)?;
-        dict.set_item("torn", damage_dict(py, &report.torn)?)?;
-        dict.set_item("stopped", damage_dict(py, &report.stopped)?)?;
-        dict.set_item("set_aside", report.set_aside.clone())?;
-        dict.set_item("seconds", report.seconds)?;
-        Ok(Some(dict))
+        let dir = std::path::PathBuf::from(path);
+        let store = self.store()?;
+        let report = py.detach(|| {
+            // Taken without the GIL: a second refresh waits here, not holding it.
+            let mut last = self.followed.lock();
+            let report = match store.follow(&FsStorage, &dir, *last) {
+                Ok(Some(report)) => report,
+                // Not followable, or the log changed under the replay (a
+                // checkpoint removed a segment): what a new open sees.
+                Ok(None) | Err(_) => {
+                    let options = OpenOptions {
+                        unit: Some(self.unit),
+                        readonly: true,
+                        ..OpenOptions::default()
+                    };
+                    let (fresh, report) = Store::open(&dir, &options)?;
+                    let mut inner = self.inner.write();
+                    if inner.is_none() {
+                        return Err(EngineError::Closed);
+                    }
+                    *inner = Some(Arc::new(fresh));
+                    report
+                }
+            };
+            *last = report.last_lsn;
+            Ok::<_, EngineError>(report)
+        })?;
+        report_dict(py, &report)
     }
 
     /// Drops every slot before `before` from every series (one logged op).

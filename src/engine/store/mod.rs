@@ -289,6 +289,10 @@ impl Store {
         self.readonly = true;
     }
 
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
+    }
+
     /// From now on every op is recorded in `journal` before it is applied.
     pub(crate) fn set_journal(&mut self, journal: Arc<dyn Journal>) {
         self.journal = Some(journal);
