@@ -62,8 +62,6 @@ SPARK_POINTS = 60
 _SPARK_HEIGHT = 18
 # Names shown at each end of a list cut short in text.
 _HEAD, _TAIL = 3, 1
-# Above this many series, a repr does not list them to count hosts.
-_COUNT_LIMIT = 200_000
 
 
 def format_bytes(n: int) -> str:
@@ -293,15 +291,8 @@ class _Summary:
         self.metrics = store.metrics
         self.stats = store.stats()
         self.extent = store.extent()
-        self.counted = self.stats["series"] <= _COUNT_LIMIT
-        self.per_metric: Counter[str] = Counter()
-        hosts: set[str] = set()
-        if self.counted:
-            for _, metric, path in store.list_series():
-                self.per_metric[metric] += 1
-                if len(path) >= 2:
-                    hosts.add(f"{path[0]}/{path[1]}")
-        self.hosts = sorted(hosts)
+        counts, self.hosts = store._core.outline()
+        self.per_metric = {m.name: n for m, n in zip(self.metrics, counts, strict=False)}
 
     def time_line(self, unit: str) -> str:
         if self.extent is None:
@@ -311,14 +302,12 @@ class _Summary:
         return f"{_time(start, unit)} .. {_time(stop, unit)} UTC ({_duration(span)})"
 
     def hosts_line(self) -> str:
-        if not self.counted:
-            return f"not counted ({self.stats['series']:,} series)"
         if not self.hosts:
             return "none (no series two levels below the root)"
         return f"{len(self.hosts):,} ({_cut(self.hosts)})"
 
     def series_of(self, metric: str) -> str:
-        return f"{self.per_metric[metric]:,}" if self.counted else "?"
+        return f"{self.per_metric.get(metric, 0):,}"
 
 
 def _summary(store: Store) -> _Summary | None:

@@ -831,6 +831,13 @@ impl PyStore {
         ))
     }
 
+    /// (series per metric in definition order, "cluster/host" paths in
+    /// name order): what a store's repr lists.
+    fn outline(&self, py: Python<'_>) -> PyResult<(Vec<usize>, Vec<String>)> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.outline()))
+    }
+
     /// Counters and sizes as a dict.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let store = self.store()?;

@@ -263,6 +263,30 @@ impl Catalog {
         &self.series
     }
 
+    /// How many series each metric has, by metric id.
+    pub fn series_per_metric(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.metrics.len()];
+        for entry in &self.series {
+            counts[entry.metric as usize] += 1;
+        }
+        counts
+    }
+
+    /// The paths two levels below the root ("cluster/host"), in name order.
+    /// A node exists only where a series is at or below it.
+    pub fn hosts(&self) -> Vec<String> {
+        let root = &self.nodes[ROOT as usize];
+        root.children
+            .iter()
+            .flat_map(|(cluster, &id)| {
+                self.nodes[id as usize]
+                    .children
+                    .keys()
+                    .map(move |host| format!("{cluster}/{host}"))
+            })
+            .collect()
+    }
+
     /// The path of a series, root first.
     pub fn path_of(&self, id: SeriesId) -> Vec<String> {
         let mut names = Vec::new();

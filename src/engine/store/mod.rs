@@ -1028,6 +1028,13 @@ impl Store {
         self.catalog.read().series_count()
     }
 
+    /// How many series each metric has, in definition order, and the
+    /// paths two levels below the root ("cluster/host") in name order.
+    pub fn outline(&self) -> (Vec<usize>, Vec<String>) {
+        let catalog = self.catalog.read();
+        (catalog.series_per_metric(), catalog.hosts())
+    }
+
     /// Every series as (handle, metric, path), in handle order.
     pub fn list_series(&self) -> Vec<(SeriesId, String, Vec<String>)> {
         let catalog = self.catalog.read();
