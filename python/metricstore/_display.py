@@ -179,10 +179,6 @@ def sparkline(row: NDArray[np.float32]) -> str:
     )
 
 
-def _unit_suffix(unit: str | None) -> str:
-    return "" if unit is None else f" [{unit}]"
-
-
 def read_result_html(result: ReadResult) -> str:
     values = result.values
     rows = values.reshape(-1, values.shape[-1])
