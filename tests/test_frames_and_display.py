@@ -122,7 +122,7 @@ def test_rows_read_by_handle_are_named_by_handle_unless_keys_are_given() -> None
     assert list(result.to_pandas().columns) == [handle, "cpu_load:emmy/e0102"]
 
     named = metricstore.ReadResult(
-        result.values, result.start, result.step, result.unit, result.series,
+        result.values, result.start, result.step, result.time_unit, result.series,
         keys=[store.series_key(handle), ("cpu_load", "emmy/e0102")],
     )  # fmt: skip
     assert named.keys == [("power", ("emmy", "e0102", "socket0")), ("cpu_load", ("emmy", "e0102"))]
@@ -150,7 +150,7 @@ def test_to_xarray_has_series_and_time_dims_with_path_coordinates() -> None:
     assert list(da["host"].values) == ["e0102", "e0102"]
     assert list(da["socket"].values) == ["", "socket0"]  # a shorter path has no such level
     assert da.name is None  # two metrics
-    assert da.attrs == {"unit": "s", "step": 60, "frequency": 60, "min_count": 0}
+    assert da.attrs == {"step": 60, "time_unit": "s", "frequency": 60, "min_count": 0}
     # The coordinates select what a data scientist asks for.
     assert same_bits(da.sel(series=da["metric"] == "power").values[0], result.values[1])
 

@@ -18,6 +18,8 @@ def test_the_notebooks_are_there() -> None:
     assert {p.name for p in NOTEBOOKS} >= {
         "quickstart.ipynb",
         "crash_and_recover.ipynb",
+        "live_collector.ipynb",
+        "checkpoints.ipynb",
         "scale_out.ipynb",
     }
 

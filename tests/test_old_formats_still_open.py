@@ -2,11 +2,12 @@
 bit for bit what was written, and inspect/verify understand it.
 
 tests/fixtures/store-format1 was written by snapshot and log format 1,
-store-format2 by snapshot format 2 and log format 1 (see
+store-format2 by snapshot format 2 and log format 1, store-format3 by
+snapshot format 3 and log format 2, the last formats without units (see
 make_old_store.py there): each a snapshot plus a log tail with overwrites,
 ticks, points and series created after the snapshot, and float32 bit
 patterns that must survive exactly (NaN payloads, -0.0, infinities,
-subnormals)."""
+subnormals). Their metrics have no unit."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import metricstore
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.fixture(params=["store-format1", "store-format2"])
+@pytest.fixture(params=["store-format1", "store-format2", "store-format3"])
 def fixture(request: pytest.FixtureRequest) -> Path:
     return FIXTURES / request.param
 
@@ -42,6 +43,13 @@ def expected(fixture: Path) -> list[tuple[str, tuple[str, ...], int, np.ndarray]
 
 def assert_holds_the_recorded_contents(store: metricstore.Store, fixture: Path) -> None:
     rows = expected(fixture)
+    assert store.metrics == [
+        ("cpu_load", 60, "avg", None),
+        ("flops_any", 60, "sum", None),
+        ("mem_bw", 10, "sum", None),
+        ("bits", 1, "none", None),
+        ("ipc", 60, "avg", None),
+    ]
     assert [(metric, path) for _, metric, path in store.list_series()] == [
         (metric, path) for metric, path, _, _ in rows
     ]
@@ -91,3 +99,12 @@ def test_inspect_and_verify_understand_an_old_store(old_store: Path) -> None:
     assert "snapshot-00000000000000000022.snap  LSN 22" in verify.stdout
     assert "LSN 23..69" in verify.stdout
     assert verify.stdout.rstrip().endswith("ok")
+    inspect = subprocess.run(
+        [sys.executable, "-m", "metricstore", "inspect", str(old_store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert inspect.returncode == 0, inspect.stdout + inspect.stderr
+    # The log tail defines "ipc" in the record kind written before units.
+    assert "1 define_metric (no unit)" in inspect.stdout

@@ -244,7 +244,7 @@ def test_the_core_returns_the_public_read_result(store: metricstore.Store) -> No
     for result in results:
         assert type(result) is metricstore.ReadResult
         assert type(result).__module__ == "metricstore.store"
-        assert result.unit == "s"
+        assert result.time_unit == "s"
         assert result.values.dtype == np.float32
     lttb = results[2]
     assert lttb.ticks.dtype == np.int64
@@ -256,12 +256,13 @@ def test_a_result_pickles_with_everything_it_holds() -> None:
     times = np.array([0, 130, 300], dtype=np.int64)
     result = metricstore.ReadResult(
         np.array([1.0, np.nan, 3.0], dtype=np.float32), 0, 60, "ms", 7,
-        keys=[("load", ("emmy",))], times=times,
+        keys=[("load", ("emmy",))], times=times, unit="GF/s",
     )  # fmt: skip
     copy = pickle.loads(pickle.dumps(result))
     assert type(copy) is metricstore.ReadResult
     np.testing.assert_array_equal(copy.values, result.values)
-    assert (copy.start, copy.step, copy.unit, copy.series) == (0, 60, "ms", 7)
+    assert (copy.start, copy.step, copy.time_unit, copy.series) == (0, 60, "ms", 7)
+    assert copy.unit == "GF/s"
     assert copy.keys == [("load", ("emmy",))]
     np.testing.assert_array_equal(copy.ticks, times)
     assert copy.stop == 301
@@ -277,7 +278,7 @@ def test_a_result_computes_its_grid_from_its_attributes() -> None:
     np.testing.assert_array_equal(result.ticks, [600, 660, 720])
     assert result.keys == [4, ("load", ("emmy", "e0102"))]
     assert repr(result) == (
-        "ReadResult(series=[4, ('load', 'emmy/e0102')], start=600, step=60, unit='s', "
+        "ReadResult(series=[4, ('load', 'emmy/e0102')], start=600, step=60, time_unit='s', "
         "values=<float32 2x3>, mean=0, coverage=100.0%)"
     )
 

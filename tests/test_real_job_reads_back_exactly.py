@@ -71,7 +71,7 @@ def test_cluster_aggregates_equal_the_numpy_reference(
 
 
 def test_a_metric_missing_from_cluster_json_is_not_aggregated(store: metricstore.Store) -> None:
-    assert metricstore.Metric("rapl_power", 60, "none") in store.metrics
+    assert metricstore.Metric("rapl_power", 60, "none", "W") in store.metrics
     with pytest.raises(metricstore.AggregationError):
         store.read(("rapl_power", "emmy"), FIRST, FIRST + STEP)
 

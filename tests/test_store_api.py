@@ -153,7 +153,12 @@ def test_stats_count_samples_chunks_and_calls_exactly(store: metricstore.Store) 
     assert (stats["write_calls"], stats["samples_written"]) == (3, 3004)
     assert (stats["read_calls"], stats["samples_read"]) == (2, 10 + 10)
     assert repr(store) == (
-        "<metricstore.Store unit='s' metrics=2 series=2 samples=2,999 memory=16.0 KiB>"
+        "<metricstore.Store unit='s' metrics=2 series=2 samples=2,999 memory=16.0 KiB\n"
+        "  time:  1970-01-01T00:00:00 .. 1970-01-01T08:20:00 UTC (8:20:00)\n"
+        "  hosts: 1 (b/c)\n"
+        "  metric  frequency  aggregation  unit  series\n"
+        "  load    60 s       avg          -          1\n"
+        "  power   10 s       sum          -          1>"
     )
 
 
@@ -161,7 +166,7 @@ def test_read_results_describe_themselves(store: metricstore.Store) -> None:
     h = store.series("load", "a")
     result = store.read(h, 0, 600)
     assert repr(result) == (
-        "ReadResult(series=0, start=0, step=60, unit='s', values=<float32 10>, "
+        "ReadResult(series=0, start=0, step=60, time_unit='s', values=<float32 10>, "
         "mean=nan, coverage=0.0%)"
     )
 

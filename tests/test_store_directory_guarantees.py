@@ -319,7 +319,7 @@ def test_verify_passes_a_healthy_store_and_inspect_lists_its_files(tmp_path: Pat
     shown = run_cli("inspect", str(tmp_path)).stdout
     assert "snapshot-00000000000000000005.snap  LSN 5" in shown
     assert "wal-00000000000000000001.log" in shown
-    assert "LSN 1..5  (1 define_metric, 1 create_series, 3 write_block)" in shown
+    assert "LSN 1..5  (1 create_series, 3 write_block, 1 define_metric)" in shown
     assert "LSN 6..6  (1 write_block)" in shown
 
 

@@ -186,9 +186,11 @@ def test_a_recovered_store_equals_its_model_and_a_change_is_found(tmp_path: Path
 
 
 def test_store_catalog_differences_are_named() -> None:
-    def make(unit: str = "s", frequency: int = FREQ, path: str = "a") -> metricstore.Store:
+    def make(
+        unit: str = "s", frequency: int = FREQ, path: str = "a", metric_unit: str | None = None
+    ) -> metricstore.Store:
         store = metricstore.Store(unit=unit)
-        store.define_metric("cpu", frequency, "sum")
+        store.define_metric("cpu", frequency, "sum", metric_unit)
         store.series("cpu", path)
         return store
 
@@ -197,8 +199,13 @@ def test_store_catalog_differences_are_named() -> None:
         (make(unit="ms"), "the stores differ in unit: a 's', b 'ms'"),
         (
             make(frequency=60),
-            "metric 'cpu' differs: a has frequency 10 and aggregation 'sum', "
-            "b has frequency 60 and aggregation 'sum'",
+            "metric 'cpu' differs: a has frequency 10, aggregation 'sum' and unit None, "
+            "b has frequency 60, aggregation 'sum' and unit None",
+        ),
+        (
+            make(metric_unit="GF/s"),
+            "metric 'cpu' differs: a has frequency 10, aggregation 'sum' and unit None, "
+            "b has frequency 10, aggregation 'sum' and unit 'GF/s'",
         ),
         (make(path="b/c"), "series ('cpu', 'a') exists in a only"),
     ]

@@ -37,7 +37,7 @@ from .exceptions import (
 # loads no extension module until a store is made.
 if TYPE_CHECKING:
     from ._core import __version__
-    from .collector import Collector, HostHealth, IngestReport
+    from .collector import Collector, HealthReport, HostHealth, IngestReport
     from .store import (
         CheckpointInfo,
         Damage,
@@ -61,7 +61,7 @@ else:
     )
     _LAZY = {
         "__version__": "._core",
-        **dict.fromkeys(("Collector", "HostHealth", "IngestReport"), ".collector"),
+        **dict.fromkeys(("Collector", "HealthReport", "HostHealth", "IngestReport"), ".collector"),
         **dict.fromkeys(_STORE_NAMES, ".store"),
     }
 
@@ -87,6 +87,7 @@ __all__ = [
     "CorruptionError",
     "Damage",
     "FormatError",
+    "HealthReport",
     "HostHealth",
     "IngestReport",
     "InvalidNameError",

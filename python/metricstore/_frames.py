@@ -39,6 +39,7 @@ __all__ = [
     "SeriesKey",
     "SeriesName",
     "as_rows",
+    "axis_label",
     "colour_limits",
     "column_names",
     "full_count",
@@ -195,6 +196,10 @@ def to_xarray(result: ReadResult, levels: Sequence[str] = ()) -> xarray.DataArra
     is known, ``metric`` and ``path`` ("/"-joined) per series, plus one per
     name in ``levels`` holding that part of each path (``""`` where a path
     is shorter). The array is named after the metric when there is one.
+
+    ``attrs``: ``units`` (the CF convention's name, which xarray's plots put
+    on the axis) when the result has a unit, and the grid: ``step`` in
+    ``time_unit`` ticks. The time coordinate carries its unit in its dtype.
     """
     xr = require("xarray", "xarray", "ReadResult.to_xarray()")
     keys = result.keys
@@ -232,7 +237,7 @@ def to_xarray(result: ReadResult, levels: Sequence[str] = ()) -> xarray.DataArra
         dims=dims,
         coords=coords,
         name=name,
-        attrs={"unit": result.unit, "step": result.step},
+        attrs=_xarray_attrs(result),
     )
     array.attrs.update(_coverage_attrs(result))
     return array  # type: ignore[no-any-return]
@@ -266,6 +271,17 @@ def new_axes(figsize: tuple[float, float]) -> Axes:
     dpi = max(float(pyplot.rcParams["figure.dpi"]), MIN_DPI)
     _, ax = pyplot.subplots(figsize=figsize, dpi=dpi, layout="constrained")
     return ax  # type: ignore[no-any-return]
+
+
+def _xarray_attrs(result: ReadResult) -> dict[str, Any]:
+    attrs: dict[str, Any] = {} if result.unit is None else {"units": result.unit}
+    attrs.update(step=result.step, time_unit=result.time_unit)
+    return attrs
+
+
+def axis_label(name: str, unit: str | None) -> str:
+    """``name [unit]``, or the name alone when there is no unit."""
+    return name if unit is None else f"{name} [{unit}]"
 
 
 def plot(
@@ -302,10 +318,10 @@ def plot(
     locator = dates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
-    ax.set_xlabel(f"time (UTC, step {result.step} {result.unit})")
+    ax.set_xlabel(f"time (UTC, step {result.step} {result.time_unit})")
     metrics = {k[0] for k in result.keys if not isinstance(k, int)}
     if not ax.get_ylabel():
-        ax.set_ylabel(metrics.pop() if len(metrics) == 1 else "value")
+        ax.set_ylabel(axis_label(metrics.pop() if len(metrics) == 1 else "value", result.unit))
     if len(names) == 1 and not ax.get_title():
         ax.set_title(str(names[0]))
     # A legend of dozens of hosts hides the data; ask for it with legend=True.
@@ -384,7 +400,7 @@ def heatmap(
     vmin = low if vmin is None else vmin
     vmax = high if vmax is None else vmax
     ticks = np.append(result.ticks, result.stop).astype(np.int64)
-    edges = dates.date2num(ticks.astype(f"datetime64[{result.unit}]"))
+    edges = dates.date2num(ticks.astype(f"datetime64[{result.time_unit}]"))
     mesh = ax.pcolormesh(
         edges, np.arange(len(rows) + 1), np.ma.masked_invalid(rows), vmin=vmin, vmax=vmax,
         **{"cmap": "viridis", **kwargs},
@@ -405,16 +421,19 @@ def heatmap(
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
     resampled = "" if result.method is None else f", {result.method} of each bucket"
-    ax.set_xlabel(f"time (UTC, step {result.step} {result.unit}{resampled})")
+    ax.set_xlabel(f"time (UTC, step {result.step} {result.time_unit}{resampled})")
     metrics = {k[0] for k in result.keys if not isinstance(k, int)}
-    if len(metrics) == 1 and not ax.get_title():
-        ax.set_title(metrics.pop())
+    metric = metrics.pop() if len(metrics) == 1 else None
+    if metric is not None and not ax.get_title():
+        ax.set_title(metric)
     if colorbar:
         extend = {
             (False, False): "neither", (True, False): "min", (False, True): "max",
             (True, True): "both",
         }[(_below(rows, vmin), _above(rows, vmax))]  # fmt: skip
-        ax.figure.colorbar(mesh, ax=ax, extend=extend, pad=0.01)
+        bar = ax.figure.colorbar(mesh, ax=ax, extend=extend, pad=0.01)
+        if result.unit is not None:
+            bar.set_label(axis_label(metric or "value", result.unit))
     return ax
 
 

@@ -73,6 +73,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._convert import to_ticks
+from ._display import job_load_html, job_load_text
 from ._parquet import annotate_signed_int64
 from ._progress import ctrl_c_held, progress_bar
 from .store import Metric, Store
@@ -85,10 +86,12 @@ __all__ = [
     "CheckpointWriteReport",
     "DamagedFile",
     "JobLoad",
+    "JobStatistic",
     "MetricConfig",
     "ParquetExportReport",
     "ParquetLoadReport",
     "SkippedFile",
+    "cc_unit",
     "export_parquet",
     "load_checkpoints",
     "load_job",
@@ -100,17 +103,36 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MetricConfig:
-    """One metric of a cluster's ``cluster.json``."""
+    """One metric of a cluster's ``cluster.json``; ``unit`` as :func:`cc_unit`
+    reads it (None where the file gives none)."""
 
     name: str
     timestep: int
     aggregation: str
     scope: str
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class JobStatistic:
+    """cc-backend's own summary of one metric of a job (``meta.json``'s
+    ``statistics``): the job-wide min, avg and max it computed, in ``unit``."""
+
+    min: float
+    avg: float
+    max: float
+    unit: str | None
 
 
 @dataclass
 class JobLoad:
-    """What :func:`load_job` loaded."""
+    """What :func:`load_job` loaded, and the job's metadata from ``meta.json``.
+
+    ``start`` and ``stop`` are seconds since the epoch, ``duration`` seconds
+    (cc-backend's figure), ``state`` cc-backend's ``jobState``
+    ("completed", "failed", ...). ``units`` is the unit each loaded metric
+    was defined with, ``statistics`` cc-backend's per-metric summary.
+    """
 
     cluster: str
     job_id: int
@@ -121,12 +143,39 @@ class JobLoad:
     samples: int = 0
     missing: int = 0
     keys: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    user: str | None = None
+    project: str | None = None
+    state: str | None = None
+    duration: int | None = None
+    stop: int | None = None
+    partition: str | None = None
+    sub_cluster: str | None = None
+    units: dict[str, str | None] = field(default_factory=dict)
+    statistics: dict[str, JobStatistic] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return job_load_text(self)
+
+    def _repr_html_(self) -> str:
+        return job_load_html(self)
+
+
+def cc_unit(unit: object) -> str | None:
+    """A unit as cc-backend writes it, ``{"prefix": "G", "base": "F/s"}``,
+    as one string ("GF/s"); None for a missing or empty one."""
+    if not isinstance(unit, Mapping):
+        return None
+    base, prefix = unit.get("base") or "", unit.get("prefix") or ""
+    if not isinstance(base, str) or not isinstance(prefix, str) or not base:
+        return None
+    return prefix + base
 
 
 def read_cluster_config(path: str | Path) -> dict[str, MetricConfig]:
     """The metric configuration of a ``cluster.json``, by metric name.
 
-    cc-backend's aggregation "" (unset) becomes "none".
+    cc-backend's aggregation "" (unset) becomes "none"; its unit
+    (``{"prefix": "G", "base": "F/s"}``) becomes "GF/s", an empty one None.
     """
     config = json.loads(Path(path).read_text())
     metrics = {}
@@ -137,6 +186,7 @@ def read_cluster_config(path: str | Path) -> dict[str, MetricConfig]:
             timestep=int(entry["timestep"]),
             aggregation=aggregation,
             scope=entry.get("scope", "node"),
+            unit=cc_unit(entry.get("unit")),
         )
     return metrics
 
@@ -161,9 +211,13 @@ def load_job(path: str | Path, store: Store, cluster_config: str | Path | None =
     ``path`` is the job directory (holding ``meta.json`` and ``data.json[.gz]``).
     Metrics are defined from the cluster's ``cluster.json``, found three levels
     up unless ``cluster_config`` names it; a metric missing there is defined
-    from the data's timestep with aggregation "none". Each series is one bulk
-    write. A metric already defined with another frequency raises
-    MetricConflictError before anything of that metric is written.
+    from the data's timestep with aggregation "none". A metric's unit is the
+    one ``cluster.json`` gives, else the one the job's data file gives for
+    it, else the one of ``meta.json``'s statistics, else None. Each series is
+    one bulk write. A metric already defined with another frequency or unit
+    raises MetricConflictError before anything of that metric is written.
+    The result holds the job's metadata (user, project, state, duration,
+    cc-backend's statistics).
     """
     if store.unit != "s":
         raise ValueError(f"store: job archives use seconds; the store's unit is {store.unit!r}")
@@ -174,19 +228,42 @@ def load_job(path: str | Path, store: Store, cluster_config: str | Path | None =
     config_path = Path(cluster_config) if cluster_config else job_dir.parents[2] / "cluster.json"
     configs = read_cluster_config(config_path) if config_path.exists() else {}
     start = int(meta["startTime"])
+    statistics = {
+        name: JobStatistic(
+            float(s.get("min", math.nan)),
+            float(s.get("avg", math.nan)),
+            float(s.get("max", math.nan)),
+            cc_unit(s.get("unit")),
+        )
+        for name, s in sorted((meta.get("statistics") or {}).items())
+    }
     load = JobLoad(
         cluster=cluster,
         job_id=int(meta["jobId"]),
         start=start,
         hosts=sorted({r["hostname"] for r in meta["resources"]}),
         metrics=sorted(data),
+        user=meta.get("user"),
+        project=meta.get("project"),
+        state=meta.get("jobState"),
+        duration=None if meta.get("duration") is None else int(meta["duration"]),
+        stop=None if meta.get("stopTime") is None else int(meta["stopTime"]),
+        partition=meta.get("partition"),
+        sub_cluster=meta.get("subCluster"),
+        statistics=statistics,
     )
     for metric in sorted(data):
         for scope, block in sorted(data[metric].items()):
             timestep = int(block["timestep"])
             config = configs.get(metric)
             aggregation = config.aggregation if config else "none"
-            store.define_metric(metric, timestep, aggregation)
+            unit = (
+                (config.unit if config else None)
+                or cc_unit(block.get("unit"))
+                or (statistics[metric].unit if metric in statistics else None)
+            )
+            store.define_metric(metric, timestep, aggregation, unit)
+            load.units[metric] = unit
             for series in block["series"]:
                 key: tuple[str, ...] = (cluster, series["hostname"])
                 if scope != "node":
@@ -240,7 +317,7 @@ class DamagedFile:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    return f"{n:,} {word}{'' if n == 1 or word.endswith('series') else 's'}"
 
 
 def _size(n: int) -> str:
@@ -403,7 +480,8 @@ MetricsArg: TypeAlias = (
     "Mapping[str, MetricConfig] | Iterable[Metric | MetricConfig | tuple[str, int, str]]"
 )
 """Metrics to define before loading: ``store.metrics`` of another store,
-:func:`read_cluster_config`'s result, or (name, frequency, aggregation) tuples."""
+:func:`read_cluster_config`'s result, or (name, frequency, aggregation) tuples
+(or (name, frequency, aggregation, unit))."""
 
 
 def _cc_aggregation(value: object) -> str:
@@ -411,11 +489,12 @@ def _cc_aggregation(value: object) -> str:
     return value if isinstance(value, str) and value in ("sum", "avg") else "none"
 
 
-def _cluster_metrics(paths: Sequence[Path]) -> dict[str, tuple[int, str]]:
+def _cluster_metrics(paths: Sequence[Path]) -> dict[str, tuple[int, str, str | None]]:
     """Metrics of cluster.json files by cc-backend's rule (``BuildMetricList``):
     top-level and sub-cluster configs of every cluster form one namespace; on a
-    clash the larger timestep wins and the first aggregation stays."""
-    found: dict[str, tuple[int, str]] = {}
+    clash the larger timestep wins and the first aggregation stays, as does
+    the first unit given."""
+    found: dict[str, tuple[int, str, str | None]] = {}
     for path in paths:
         try:
             config = json.loads(path.read_text())
@@ -433,10 +512,11 @@ def _cluster_metrics(paths: Sequence[Path]) -> dict[str, tuple[int, str]]:
                     "timestep"
                 ) from None
             known = found.get(name)
+            unit = cc_unit(entry.get("unit"))
             if known is None:
-                found[name] = (timestep, _cc_aggregation(entry.get("aggregation")))
-            elif timestep > known[0]:
-                found[name] = (timestep, known[1])
+                found[name] = (timestep, _cc_aggregation(entry.get("aggregation")), unit)
+            else:
+                found[name] = (max(timestep, known[0]), known[1], known[2] or unit)
     return found
 
 
@@ -447,31 +527,33 @@ def _define_metrics(
 ) -> dict[str, int]:
     """Defines the given metrics in ``store`` (a conflict raises before any
     data is read) and returns every defined metric's frequency by name."""
-    wanted: list[tuple[str, int, str]] = []
+    wanted: list[tuple[str, int, str, str | None]] = []
     if cluster_config is not None:
         paths = (
             [Path(cluster_config)]
             if isinstance(cluster_config, str | os.PathLike)
             else [Path(p) for p in cluster_config]
         )
-        wanted.extend((n, f, a) for n, (f, a) in _cluster_metrics(paths).items())
+        wanted.extend((n, f, a, u) for n, (f, a, u) in _cluster_metrics(paths).items())
     if isinstance(metrics, Mapping):
         wanted.extend(
-            (c.name, c.timestep, _cc_aggregation(c.aggregation)) for c in metrics.values()
+            (c.name, c.timestep, _cc_aggregation(c.aggregation), c.unit) for c in metrics.values()
         )
     elif metrics is not None:
         for i, entry in enumerate(metrics):
             if isinstance(entry, MetricConfig):
-                wanted.append((entry.name, entry.timestep, _cc_aggregation(entry.aggregation)))
-            elif isinstance(entry, tuple) and len(entry) == 3:
-                wanted.append((entry[0], entry[1], entry[2]))
+                wanted.append(
+                    (entry.name, entry.timestep, _cc_aggregation(entry.aggregation), entry.unit)
+                )
+            elif isinstance(entry, tuple) and len(entry) in (3, 4):
+                wanted.append((entry[0], entry[1], entry[2], entry[3] if len(entry) == 4 else None))
             else:
                 raise TypeError(
-                    f"metrics[{i}]: expected a Metric or a (name, frequency, aggregation) "
-                    f"tuple, got {entry!r}"
+                    f"metrics[{i}]: expected a Metric or a (name, frequency, aggregation[, "
+                    f"unit]) tuple, got {entry!r}"
                 )
-    for name, frequency, aggregation in wanted:
-        store.define_metric(name, frequency, aggregation)
+    for name, frequency, aggregation, unit in wanted:
+        store.define_metric(name, frequency, aggregation, unit)
     return {m.name: m.frequency for m in store.metrics}
 
 

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
 
+from ._display import health_html, health_text, host_health_html, host_health_text
 from .exceptions import ClosedError
 
 if TYPE_CHECKING:
     from .store import PathLike, Store
 
-__all__ = ["Collector", "HostHealth", "IngestReport"]
+__all__ = ["Collector", "HealthReport", "HostHealth", "IngestReport"]
 
 SampleKey: TypeAlias = "tuple[str, PathLike]"
 """A (metric, path) pair, the path as "c/h" or ("c", "h")."""
@@ -39,7 +40,7 @@ class IngestReport:
         return not self.rejected
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class HostHealth:
     """One host's freshness (see :meth:`Store.health`)."""
 
@@ -47,6 +48,24 @@ class HostHealth:
     fresh: list[str]
     stale: list[str]
     missing: list[str]
+
+    def __repr__(self) -> str:
+        return host_health_text(self)
+
+    def _repr_html_(self) -> str:
+        return host_health_html(self)
+
+
+class HealthReport(dict[str, HostHealth]):
+    """What :meth:`Store.health` returns: a dict of :class:`HostHealth` by
+    host path ("emmy/e0102") that shows itself as a table, the hosts that
+    are not "full" first."""
+
+    def __repr__(self) -> str:
+        return health_text(self.items(), len(self))
+
+    def _repr_html_(self) -> str:
+        return health_html(self.items(), len(self))
 
 
 def _cache_key(metric: object, path: object) -> tuple[object, object]:

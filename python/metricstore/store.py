@@ -34,9 +34,16 @@ from ._convert import (
     to_values,
 )
 from ._core import ReadResult
-from ._display import format_bytes, store_html
+from ._display import (
+    recovery_html,
+    recovery_text,
+    series_stats_html,
+    series_stats_text,
+    store_html,
+    store_text,
+)
 from ._progress import check_progress, ctrl_c_held, new_bar, wants_bar
-from .collector import Collector, HostHealth, IngestReport
+from .collector import Collector, HealthReport, HostHealth, IngestReport
 
 __all__ = [
     "CheckpointInfo",
@@ -58,23 +65,32 @@ SeriesKey: TypeAlias = "int | np.integer[Any] | tuple[str, PathLike]"
 
 
 class Metric(NamedTuple):
-    """A metric definition: ticks between samples and how series combine."""
+    """A metric definition: ticks between samples, how series combine, and
+    the unit of the values (None when it has none)."""
 
     name: str
     frequency: int
     aggregation: str
+    unit: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SeriesStats:
     """Summary of the samples of a range (:meth:`Store.read_stats`): NaN
     min, max and avg and a zero count when it has none. ``avg`` is summed in
-    float64."""
+    float64. ``unit`` is the metric's unit (None when it has none)."""
 
     min: float
     max: float
     avg: float
     count: int
+    unit: str | None = None
+
+    def __repr__(self) -> str:
+        return series_stats_text(self)
+
+    def _repr_html_(self) -> str:
+        return series_stats_html(self)
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,7 @@ class CheckpointInfo:
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RecoveryReport:
     """What opening a store directory found and did.
 
@@ -132,6 +148,12 @@ class RecoveryReport:
     stopped: Damage | None
     set_aside: list[str]
     seconds: float
+
+    def __repr__(self) -> str:
+        return recovery_text(self)
+
+    def _repr_html_(self) -> str:
+        return recovery_html(self)
 
     @classmethod
     def _from_core(cls, report: dict[str, Any]) -> RecoveryReport:
@@ -217,6 +239,25 @@ class Store:
         """What opening the directory found and did (None in memory)."""
         return self._recovery
 
+    def refresh(self) -> RecoveryReport:
+        """Brings a store opened with ``readonly=True`` up to date with the
+        writer of its directory, and returns what that took.
+
+        A read-only store is a fixed view of the directory as it was when
+        opened (or last refreshed). ``refresh()`` applies the log records
+        the writer wrote since, without reading the snapshot again: it
+        reads the log segment it stopped in (``segment_bytes`` at most) and
+        the ones after it, and replays only what is new. A record the
+        writer is still appending is left for the next refresh. When the
+        writer has meanwhile written a snapshot and removed the log
+        segments that held those records, it opens the directory again (as
+        ``metricstore.open(path, readonly=True)`` would; the report then
+        names the snapshot it loaded). Reads running in other threads
+        finish on the view they started on. Only read-only stores refresh:
+        a writer, or an in-memory store, raises ValueError.
+        """
+        return RecoveryReport._from_core(self._core.refresh())
+
     def flush(self) -> None:
         """Returns once every write acknowledged before the call is on disk
         (a durability barrier); a no-op in memory."""
@@ -276,17 +317,24 @@ class Store:
 
     # -- metrics and series ----------------------------------------------------
 
-    def define_metric(self, name: str, frequency: object, aggregation: str) -> None:
+    def define_metric(
+        self, name: str, frequency: object, aggregation: str, unit: str | None = None
+    ) -> None:
         """Defines a metric.
 
         ``frequency`` is the time between samples: ticks of the store unit or a
         timedelta. ``aggregation`` ("sum", "avg" or "none") says how a read
-        above the stored level combines the series below it. Defining a metric
-        again with the same settings is a no-op; with other settings it raises
+        above the stored level combines the series below it. ``unit`` is the
+        unit of the values ("GF/s", "GB"; 1 to 64 printable characters) or
+        None: a label that reads, plots and conversions carry, never a
+        conversion. Defining a metric again with the same settings is a
+        no-op; with other settings (the unit included) it raises
         MetricConflictError.
         """
+        if unit is not None and not isinstance(unit, str):
+            raise TypeError(f"unit: expected a str or None, got {type(unit).__name__}")
         self._core.define_metric(
-            name, to_frequency(frequency, self._unit, "frequency"), aggregation
+            name, to_frequency(frequency, self._unit, "frequency"), aggregation, unit
         )
 
     @property
@@ -485,8 +533,8 @@ class Store:
         An aggregated path is summarised after aggregation: ``count`` is its
         slots with a value, and with ``min_count=k`` only the slots where at
         least ``k`` series have a sample are summarised."""
-        low, high, avg, count = self._core.read_stats(series, start, stop, min_count)
-        return SeriesStats(low, high, avg, count)
+        low, high, avg, count, unit = self._core.read_stats(series, start, stop, min_count)
+        return SeriesStats(low, high, avg, count, unit)
 
     def extent(self, series: SeriesKey | None = None) -> tuple[int, int] | None:
         """Where the samples lie, as ``(start, stop)`` in ticks of the store's
@@ -536,7 +584,7 @@ class Store:
 
     def health(
         self, hosts: Iterable[PathLike], metrics: Sequence[str], *, now: object = None
-    ) -> dict[str, HostHealth]:
+    ) -> HealthReport:
         """How fresh each of ``metrics`` is on each host (a path such as
         "emmy/e0102"), as cc-backend's health check judges it.
 
@@ -548,7 +596,8 @@ class Store:
         so with a frequency of 10 s a series is fresh while its last sample
         is at most 55 s old. A host is "full" when every metric is fresh,
         "failed" when it has no data at all or no fresh metric, and
-        "partial" otherwise. Keys of the result are the "/"-joined paths.
+        "partial" otherwise. Keys of the result are the "/"-joined paths;
+        the result is a dict that shows itself as a table.
         """
         if isinstance(metrics, str):
             raise TypeError("metrics: expected a sequence of metric names, not one str")
@@ -557,7 +606,7 @@ class Store:
             if not isinstance(name, str):
                 raise TypeError(f"metrics[{i}]: expected a str, got {type(name).__name__}")
         when = self._now(now)
-        report: dict[str, HostHealth] = {}
+        report = HealthReport()
         for i, host in enumerate([hosts] if isinstance(hosts, str) else hosts):
             path = to_path(host, f"hosts[{i}]")
             states = self._core.health(path, names, when)
@@ -597,17 +646,7 @@ class Store:
         return self._core.stats()
 
     def __repr__(self) -> str:
-        where = "" if self.path is None else f" path={self.path!r}"
-        if self.readonly:
-            where += " readonly"
-        if self.closed:
-            return f"<metricstore.Store{where} unit={self._unit!r} closed>"
-        s = self._core.stats()
-        return (
-            f"<metricstore.Store{where} unit={self._unit!r} metrics={s['metrics']} "
-            f"series={s['series']} samples={s['samples']:,} "
-            f"memory={format_bytes(s['data_bytes'])}>"
-        )
+        return store_text(self)
 
     def _repr_html_(self) -> str:
         """A summary for notebooks: place, unit, state, size, metrics and what

@@ -102,7 +102,11 @@ def _resolve(
 
     if isinstance(value, ReadResult):
         return _Side(
-            _as_values(value.values, argument), value.start, value.step, value.unit, value.series
+            _as_values(value.values, argument),
+            value.start,
+            value.step,
+            value.time_unit,
+            value.series,
         )
     # An array lies on the grid given by the keywords, else on the other side's.
     grid = other if isinstance(other, ReadResult) else None
@@ -110,7 +114,7 @@ def _resolve(
         _as_values(value, argument),
         start if start is not None else (0 if grid is None else grid.start),
         step if step is not None else (1 if grid is None else grid.step),
-        unit if unit is not None else (None if grid is None else grid.unit),
+        unit if unit is not None else (None if grid is None else grid.time_unit),
         None,
     )
 
@@ -287,9 +291,9 @@ def _catalog_problem(a: Store, b: Store) -> str | None:
         ma, mb = metrics_a[name], metrics_b[name]
         if ma != mb:
             return (
-                f"metric {name!r} differs: a has frequency {ma.frequency} and aggregation "
-                f"{ma.aggregation!r}, b has frequency {mb.frequency} and aggregation "
-                f"{mb.aggregation!r}"
+                f"metric {name!r} differs: a has frequency {ma.frequency}, aggregation "
+                f"{ma.aggregation!r} and unit {ma.unit!r}, b has frequency {mb.frequency}, "
+                f"aggregation {mb.aggregation!r} and unit {mb.unit!r}"
             )
     keys_a = {(m, p) for _, m, p in a.list_series()}
     keys_b = {(m, p) for _, m, p in b.list_series()}
@@ -351,8 +355,8 @@ def assert_store_equal(a: Store, b: Store, *, start: object = None, stop: object
                 differing += int(differ.sum())
                 if first is None:
                     first = (
-                        _Side(got.values, got.start, got.step, got.unit, key),
-                        _Side(want.values, want.start, want.step, want.unit, key),
+                        _Side(got.values, got.start, got.step, got.time_unit, key),
+                        _Side(want.values, want.start, want.step, want.time_unit, key),
                         differ,
                     )
         if first is not None:
@@ -425,10 +429,14 @@ def paths(
     return st.lists(names, min_size=min_depth, max_size=max_depth).map(tuple)
 
 
+_UNITS = ("GF/s", "GB", "°C", "%", "load")
+
+
 def metrics(*, max_frequency: int = 600) -> SearchStrategy[Metric]:
     """Metric definitions: a name from :func:`metric_names`, a frequency of
-    1 to ``max_frequency`` ticks and an aggregation ("sum", "avg" or
-    "none"). Define one in a store with ``store.define_metric(*metric)``;
+    1 to ``max_frequency`` ticks, an aggregation ("sum", "avg" or "none")
+    and a unit (None, or one of a few such as "GF/s" and "°C"). Define one
+    in a store with ``store.define_metric(*metric)``;
     draw several with ``st.lists(metrics(), unique_by=lambda m: m.name)``."""
     _require_hypothesis("metrics")
     from hypothesis import strategies as st
@@ -442,6 +450,7 @@ def metrics(*, max_frequency: int = 600) -> SearchStrategy[Metric]:
         metric_names(),
         st.integers(1, max_frequency),
         st.sampled_from(_AGGREGATIONS),
+        st.none() | st.sampled_from(_UNITS),
     )
 
 

@@ -25,19 +25,17 @@ pub enum EngineError {
     #[error("unknown metric {name:?}; define it with define_metric()")]
     UnknownMetric { name: String },
 
-    /// A metric of this name exists with another frequency or aggregation.
-    /// Metrics cannot be redefined; use a new name.
+    /// A metric of this name exists with another frequency, aggregation or
+    /// unit. Metrics cannot be redefined; use a new name. `existing` and
+    /// `requested` are the two definitions as `frequency 60, aggregation
+    /// "sum", unit "GF/s"`.
     #[error(
-        "metric {name:?} is already defined with frequency {existing_frequency} and \
-         aggregation {existing_aggregation:?}; cannot redefine it with frequency \
-         {frequency} and aggregation {aggregation:?}"
+        "metric {name:?} is already defined with {existing}; cannot redefine it with {requested}"
     )]
     MetricConflict {
         name: String,
-        existing_frequency: i64,
-        existing_aggregation: String,
-        frequency: i64,
-        aggregation: String,
+        existing: String,
+        requested: String,
     },
 
     /// No series of the metric exists at or below the path. Check the path, or

@@ -12,7 +12,8 @@
 //! - `ccbackend/`  cc-backend's files, translated into store ops;
 //! - `ingest/`     line protocol, parsed into store ops;
 //! - `durable/`    a store on a directory: open and recovery, sync modes,
-//!   checkpoints, inspect; implements the store's `Journal`;
+//!   checkpoints, inspect, a reader following its writer; implements the
+//!   store's `Journal`;
 //! - `snapshot/`   the snapshot format: write a store's state, load it back;
 //! - `wal/`        the write-ahead log: records, segments, replay;
 //! - `storage/`    the file-system seam, its fault hooks, open progress;

@@ -20,9 +20,12 @@ use super::arrow::{self, Columns};
 ///
 /// ``values`` is float32 with NaN where nothing is stored; it is 1-D for
 /// :meth:`Store.read` and 2-D (one row per series, in the order asked) for
-/// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of ``unit``.
-/// ``series`` is what the read was given (with each pattern key of
-/// ``read_many`` replaced by the keys it matched); ``keys`` names each row.
+/// :meth:`Store.read_many`. ``start`` and ``step`` are ticks of
+/// ``time_unit`` (the store's). ``unit`` is the unit of the values, as the
+/// metric was defined with it (``"GF/s"``), or None when it has none or the
+/// rows' metrics do not share one. ``series`` is what the read was given
+/// (with each pattern key of ``read_many`` replaced by the keys it
+/// matched); ``keys`` names each row.
 ///
 /// ``counts`` says how many stored samples are behind each value (see
 /// :attr:`counts`), ``sources`` how many series each row combines, and
@@ -42,9 +45,12 @@ pub struct PyReadResult {
     #[pyo3(get, set)]
     step: i64,
     #[pyo3(get, set)]
-    unit: Py<PyString>,
+    time_unit: Py<PyString>,
     #[pyo3(get, set)]
     series: Py<PyAny>,
+    /// The unit of the values; None when unknown or not shared.
+    #[pyo3(get, set)]
+    unit: Option<Py<PyString>>,
     /// Each row's key when whoever built the result knew them.
     keys: Option<Py<PyAny>>,
     /// The time of each value of an LTTB read (not on the grid).
@@ -80,16 +86,19 @@ impl PyReadResult {
         values: Bound<'_, PyAny>,
         start: i64,
         step: i64,
-        unit: &Bound<'_, PyString>,
+        time_unit: &Bound<'_, PyString>,
         series: Bound<'_, PyAny>,
         times: Option<Bound<'_, PyAny>>,
+        unit: Option<String>,
     ) -> Self {
+        let py = values.py();
         PyReadResult {
             values: values.unbind(),
             start,
             step,
-            unit: unit.clone().unbind(),
+            time_unit: time_unit.clone().unbind(),
             series: series.unbind(),
+            unit: unit.map(|u| PyString::new(py, &u).unbind()),
             keys: None,
             times: times.map(Bound::unbind),
             counts: None,
@@ -128,7 +137,7 @@ impl PyReadResult {
         let columns = Columns {
             values: this.values.bind(py).clone(),
             ticks: this.ticks(py)?,
-            unit: this.unit.bind(py).to_str()?.to_owned(),
+            unit: this.time_unit.bind(py).to_str()?.to_owned(),
             names: names.extract()?,
         };
         arrow::record_batch(&columns, nan_as_null)
@@ -148,15 +157,15 @@ impl PyReadResult {
 #[pymethods]
 impl PyReadResult {
     #[new]
-    #[pyo3(signature = (values, start, step, unit, series, keys = None, times = None,
+    #[pyo3(signature = (values, start, step, time_unit, series, keys = None, times = None,
                         counts = None, sources = None, method = None, frequency = None,
-                        min_count = 0))]
+                        min_count = 0, unit = None))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         values: Py<PyAny>,
         start: i64,
         step: i64,
-        unit: Py<PyString>,
+        time_unit: Py<PyString>,
         series: Py<PyAny>,
         keys: Option<Py<PyAny>>,
         times: Option<Py<PyAny>>,
@@ -165,13 +174,15 @@ impl PyReadResult {
         method: Option<Py<PyString>>,
         frequency: Option<i64>,
         min_count: u64,
+        unit: Option<Py<PyString>>,
     ) -> Self {
         PyReadResult {
             values,
             start,
             step,
-            unit,
+            time_unit,
             series,
+            unit,
             keys,
             times,
             counts,
@@ -275,7 +286,7 @@ impl PyReadResult {
     /// The time of each column as ``datetime64`` in the store unit.
     #[getter]
     fn timestamps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let dtype = format!("datetime64[{}]", self.unit.bind(py));
+        let dtype = format!("datetime64[{}]", self.time_unit.bind(py));
         self.ticks(py)?.call_method1("astype", (dtype,))
     }
 
@@ -288,12 +299,16 @@ impl PyReadResult {
             .map(|n| Ok(n?.str()?.to_string()))
             .collect::<PyResult<Vec<String>>>()?
             .join("x");
+        let unit = match &this.unit {
+            Some(unit) => format!(", unit={}", unit.bind(py).repr()?),
+            None => String::new(),
+        };
         let head = format!(
-            "ReadResult(series={}, start={}, step={}, unit={}, values=<float32 {shape}>",
+            "ReadResult(series={}, start={}, step={}, time_unit={}{unit}, values=<float32 {shape}>",
             series_repr(this.series.bind(py))?,
             this.start,
             this.step,
-            this.unit.bind(py).repr()?,
+            this.time_unit.bind(py).repr()?,
         );
         drop(this);
         // Mean, coverage and resampling, worded once for both reprs.
@@ -353,11 +368,12 @@ impl PyReadResult {
     /// ``metric``, ``path`` ("/"-joined) and one coordinate per name in
     /// ``levels`` holding that part of each path, so with
     /// ``levels=("cluster", "host")``, ``da.where(da.host == "e0102")`` and
-    /// ``da.groupby("host")`` work. ``attrs`` hold ``unit`` and ``step``.
-    /// Coverage rides along: a ``counts`` coordinate of the values' dims
-    /// (:attr:`counts`, so ``da.where(da.counts >= 30)`` works), a
-    /// ``sources`` coordinate per series, and ``attrs`` ``frequency``,
-    /// ``min_count`` and ``method`` (for a resampled read).
+    /// ``da.groupby("host")`` work. ``attrs`` hold the CF ``units`` of the
+    /// values (when the result has a unit) and the grid: ``step`` and its
+    /// ``time_unit``. Coverage rides along: a ``counts`` coordinate of the
+    /// values' dims (:attr:`counts`, so ``da.where(da.counts >= 30)``
+    /// works), a ``sources`` coordinate per series, and ``attrs``
+    /// ``frequency``, ``min_count`` and ``method`` (for a resampled read).
     /// Needs ``pip install 'metricstore[xarray]'``.
     #[pyo3(signature = (levels = None))]
     fn to_xarray<'py>(
@@ -483,25 +499,32 @@ impl PyReadResult {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
         let this = slf.borrow();
-        let args = (
-            &this.values,
-            this.start,
-            this.step,
-            &this.unit,
-            &this.series,
-            &this.keys,
-            &this.times,
-            &this.counts,
-            &this.sources,
-            &this.method,
-            this.frequency,
-            this.min_count,
-        );
+        // More fields than a Rust tuple converts at once: the constructor's
+        // arguments in its order, as one Python tuple.
+        let args = PyTuple::new(
+            py,
+            [
+                this.values.bind(py).clone(),
+                this.start.into_pyobject(py)?.into_any(),
+                this.step.into_pyobject(py)?.into_any(),
+                this.time_unit.bind(py).clone().into_any(),
+                this.series.bind(py).clone(),
+                (&this.keys).into_pyobject(py)?.into_any(),
+                (&this.times).into_pyobject(py)?.into_any(),
+                (&this.counts).into_pyobject(py)?.into_any(),
+                (&this.sources).into_pyobject(py)?.into_any(),
+                (&this.method).into_pyobject(py)?.into_any(),
+                this.frequency.into_pyobject(py)?.into_any(),
+                this.min_count.into_pyobject(py)?.into_any(),
+                (&this.unit).into_pyobject(py)?.into_any(),
+            ],
+        )?;
         (slf.get_type(), args).into_pyobject(py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.values)?;
+        visit.call(&self.time_unit)?;
         visit.call(&self.unit)?;
         visit.call(&self.series)?;
         visit.call(&self.keys)?;

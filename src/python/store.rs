@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray1};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::progress::PyOpenProgress;
 use crate::engine::{
-    Aggregation, Damage, EngineError, Freshness, Ingester, Matrix, Method, OpenOptions,
-    RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit, is_pattern,
+    Aggregation, Damage, EngineError, Freshness, FsStorage, Ingester, Matrix, Method, MetricDef,
+    OpenOptions, RecoveryMode, RecoveryReport, SeriesId, Store, SyncMode, Target, TimeUnit,
+    is_pattern,
 };
 
 use super::keys::{self, Argument, PyTarget, SeriesList};
@@ -35,6 +36,24 @@ pub struct PyStore {
     recovery: Option<RecoveryReport>,
     /// Line-protocol keys `ingest` has resolved in this store.
     ingester: Ingester,
+    /// A read-only store: the last LSN it holds (`refresh` goes on from it).
+    followed: Mutex<u64>,
+}
+
+fn report_dict<'py>(py: Python<'py>, report: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("snapshot", report.snapshot.clone())?;
+    dict.set_item("snapshot_lsn", report.snapshot_lsn)?;
+    dict.set_item("skipped_snapshots", report.skipped_snapshots.clone())?;
+    dict.set_item("segments", report.segments)?;
+    dict.set_item("records", report.records)?;
+    dict.set_item("bytes", report.bytes)?;
+    dict.set_item("last_lsn", report.last_lsn)?;
+    dict.set_item("torn", damage_dict(py, &report.torn)?)?;
+    dict.set_item("stopped", damage_dict(py, &report.stopped)?)?;
+    dict.set_item("set_aside", report.set_aside.clone())?;
+    dict.set_item("seconds", report.seconds)?;
+    Ok(dict)
 }
 
 fn damage_dict<'py>(
@@ -80,6 +99,7 @@ impl PyStore {
         (sources, frequency): (u32, i64),
         method: Option<Method>,
         min_count: u32,
+        unit: Option<String>,
     ) -> PyResult<PyReadResult> {
         let sources = match sources {
             1 => None,
@@ -99,6 +119,7 @@ impl PyStore {
             self.unit_name.bind(py),
             series.clone(),
             times.map(|t| t.into_pyarray(py).into_any()),
+            unit,
         )
         .with_coverage(py, coverage))
     }
@@ -108,7 +129,7 @@ impl PyStore {
     fn matrix_result(
         &self,
         py: Python<'_>,
-        matrix: Matrix,
+        (matrix, unit): (Matrix, Option<String>),
         keys: Bound<'_, PyList>,
         (frequency, method): (i64, Option<Method>),
         min_count: u32,
@@ -136,6 +157,7 @@ impl PyStore {
             self.unit_name.bind(py),
             keys.into_any(),
             None,
+            unit,
         )
         .with_coverage(py, coverage)
     }
@@ -285,6 +307,7 @@ impl PyStore {
             readonly: false,
             recovery: None,
             ingester: Ingester::default(),
+            followed: Mutex::new(0),
         })
     }
 
@@ -364,6 +387,7 @@ impl PyStore {
             inner: RwLock::new(Some(store)),
             path: Some(path),
             readonly,
+            followed: Mutex::new(report.last_lsn),
             recovery: Some(report),
             ingester: Ingester::default(),
         })
@@ -383,22 +407,52 @@ impl PyStore {
     /// What opening found and did, or None for an in-memory store.
     #[getter]
     fn recovery<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(report) = &self.recovery else {
-            return Ok(None);
+        self.recovery
+            .as_ref()
+            .map(|report| report_dict(py, report))
+            .transpose()
+    }
+
+    /// A read-only store: applies what the writer logged since it last
+    /// looked, or, when the log no longer holds that (the writer wrote a
+    /// snapshot and removed the segments), opens the directory again and
+    /// goes on with the new store (reads already running finish on the
+    /// old one). Returns what it replayed; `snapshot` is set only when it
+    /// opened again.
+    fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let Some(path) = self.path.as_ref().filter(|_| self.readonly) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "refresh: only a store opened with readonly=True follows a writer",
+            ));
         };
-        let dict = PyDict::new(py);
-        dict.set_item("snapshot", report.snapshot.clone())?;
-        dict.set_item("snapshot_lsn", report.snapshot_lsn)?;
-        dict.set_item("skipped_snapshots", report.skipped_snapshots.clone())?;
-        dict.set_item("segments", report.segments)?;
-        dict.set_item("records", report.records)?;
-        dict.set_item("bytes", report.bytes)?;
-        dict.set_item("last_lsn", report.last_lsn)?;
-        dict.set_item("torn", damage_dict(py, &report.torn)?)?;
-        dict.set_item("stopped", damage_dict(py, &report.stopped)?)?;
-        dict.set_item("set_aside", report.set_aside.clone())?;
-        dict.set_item("seconds", report.seconds)?;
-        Ok(Some(dict))
+        let dir = std::path::PathBuf::from(path);
+        let store = self.store()?;
+        let report = py.detach(|| {
+            // Taken without the GIL: a second refresh waits here, not holding it.
+            let mut last = self.followed.lock();
+            let report = match store.follow(&FsStorage, &dir, *last) {
+                Ok(Some(report)) => report,
+                // Not followable, or the log changed under the replay (a
+                // checkpoint removed a segment): what a new open sees.
+                Ok(None) | Err(_) => {
+                    let options = OpenOptions {
+                        unit: Some(self.unit),
+                        readonly: true,
+                        ..OpenOptions::default()
+                    };
+                    let (fresh, report) = Store::open(&dir, &options)?;
+                    let mut inner = self.inner.write();
+                    if inner.is_none() {
+                        return Err(EngineError::Closed);
+                    }
+                    *inner = Some(Arc::new(fresh));
+                    report
+                }
+            };
+            *last = report.last_lsn;
+            Ok::<_, EngineError>(report)
+        })?;
+        report_dict(py, &report)
     }
 
     /// Drops every slot before `before` from every series (one logged op).
@@ -494,26 +548,35 @@ impl PyStore {
         Ok(dict)
     }
 
+    #[pyo3(signature = (name, frequency, aggregation, unit = None))]
     fn define_metric(
         &self,
         py: Python<'_>,
         name: &str,
         frequency: i64,
         aggregation: &str,
+        unit: Option<String>,
     ) -> PyResult<()> {
         let aggregation = Aggregation::parse(aggregation)?;
         let store = self.store()?;
-        py.detach(|| store.define_metric(name, frequency, aggregation))?;
+        let def = MetricDef {
+            name: name.to_owned(),
+            frequency,
+            aggregation,
+            unit,
+        };
+        py.detach(|| store.define(def))?;
         Ok(())
     }
 
-    /// [(name, frequency, aggregation)] in definition order.
-    fn metrics(&self) -> PyResult<Vec<(String, i64, &'static str)>> {
+    /// [(name, frequency, aggregation, unit)] in definition order.
+    #[allow(clippy::type_complexity)]
+    fn metrics(&self) -> PyResult<Vec<(String, i64, &'static str, Option<String>)>> {
         Ok(self
             .store()?
             .metrics()
             .into_iter()
-            .map(|m| (m.name, m.frequency, m.aggregation.as_str()))
+            .map(|m| (m.name, m.frequency, m.aggregation.as_str(), m.unit))
             .collect())
     }
 
@@ -627,10 +690,11 @@ impl PyStore {
         let target = target.as_target();
         let min_count = keys::min_count(min_count)?;
         let store = self.store()?;
-        let data = py
+        let (data, unit) = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_with_min_count(target, start, stop, min_count)
+                let data = store.read_with_min_count(target, start, stop, min_count)?;
+                Ok((data, store.unit_of(&[target])))
             })
             .map_err(|e| literal_path(e, target))?;
         self.series_result(
@@ -643,6 +707,7 @@ impl PyStore {
             (data.sources, data.step),
             None,
             min_count,
+            unit,
         )
     }
 
@@ -666,11 +731,12 @@ impl PyStore {
         let matrix = py.detach(|| {
             let range = close_bounds(bounds, || extent_of(&store, &targets))?;
             if targets.is_empty() {
-                return no_rows(range, 1);
+                return Ok((no_rows(range, 1)?, None));
             }
-            store.read_many(&targets, range.0, range.1, min_count)
+            let matrix = store.read_many(&targets, range.0, range.1, min_count)?;
+            Ok::<_, EngineError>((matrix, store.unit_of(&targets)))
         })?;
-        let frequency = matrix.frequency;
+        let frequency = matrix.0.frequency;
         Ok(self.matrix_result(py, matrix, keys, (frequency, None), min_count))
     }
 
@@ -695,10 +761,12 @@ impl PyStore {
         let store = self.store()?;
         let method = Method::parse(method)?;
         let min_count = keys::min_count(min_count)?;
-        let data = py
+        let (data, unit) = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_resampled(target, start, stop, resolution, method, min_count)
+                let data =
+                    store.read_resampled(target, start, stop, resolution, method, min_count)?;
+                Ok((data, store.unit_of(&[target])))
             })
             .map_err(|e| literal_path(e, target))?;
         self.series_result(
@@ -711,6 +779,7 @@ impl PyStore {
             (data.sources, data.frequency),
             Some(method),
             min_count,
+            unit,
         )
     }
 
@@ -738,16 +807,18 @@ impl PyStore {
         let matrix = py.detach(|| {
             let range = close_bounds(bounds, || extent_of(&store, &targets))?;
             if targets.is_empty() {
-                return no_rows(range, resolution);
+                return Ok((no_rows(range, resolution)?, None));
             }
-            store.read_many_resampled(&targets, range.0, range.1, resolution, method, min_count)
+            let matrix = store
+                .read_many_resampled(&targets, range.0, range.1, resolution, method, min_count)?;
+            Ok::<_, EngineError>((matrix, store.unit_of(&targets)))
         })?;
-        let frequency = matrix.frequency;
+        let frequency = matrix.0.frequency;
         Ok(self.matrix_result(py, matrix, keys, (frequency, Some(method)), min_count))
     }
 
-    /// (min, max, avg, count) of the samples of `[start, stop)` (an open
-    /// end: all of them on that side), of the slots where at least
+    /// (min, max, avg, count, unit) of the samples of `[start, stop)` (an
+    /// open end: all of them on that side), of the slots where at least
     /// `min_count` series have a sample.
     #[pyo3(signature = (series, start = None, stop = None, min_count = None))]
     fn read_stats<'py>(
@@ -757,19 +828,20 @@ impl PyStore {
         start: Option<&Bound<'py, PyAny>>,
         stop: Option<&Bound<'py, PyAny>>,
         min_count: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(f32, f32, f64, u64)> {
+    ) -> PyResult<(f32, f32, f64, u64, Option<String>)> {
         let target = keys::target(series, Argument::named("series"))?;
         let target = target.as_target();
         let bounds = self.range(py, start, stop)?;
         let min_count = keys::min_count(min_count)?;
         let store = self.store()?;
-        let s = py
+        let (s, unit) = py
             .detach(|| {
                 let (start, stop) = close_bounds(bounds, || store.extent(Some(target)))?;
-                store.read_stats(target, start, stop, min_count)
+                let stats = store.read_stats(target, start, stop, min_count)?;
+                Ok((stats, store.unit_of(&[target])))
             })
             .map_err(|e| literal_path(e, target))?;
-        Ok((s.min, s.max, s.avg, s.count))
+        Ok((s.min, s.max, s.avg, s.count, unit))
     }
 
     /// "fresh", "stale" or "missing" for each metric at or below `path` at
@@ -832,6 +904,13 @@ impl PyStore {
             report.rejected,
             report.series_created,
         ))
+    }
+
+    /// (series per metric in definition order, "cluster/host" paths in
+    /// name order): what a store's repr lists.
+    fn outline(&self, py: Python<'_>) -> PyResult<(Vec<usize>, Vec<String>)> {
+        let store = self.store()?;
+        Ok(py.detach(|| store.outline()))
     }
 
     /// Counters and sizes as a dict.
@@ -910,7 +989,8 @@ pub fn inspect(py: Python<'_>, path: String) -> PyResult<Bound<'_, PyDict>> {
 fn op_kind_name(kind: u8) -> String {
     use crate::engine::op_kind;
     match kind {
-        op_kind::DEFINE_METRIC => "define_metric".to_owned(),
+        op_kind::DEFINE_METRIC_UNIT => "define_metric".to_owned(),
+        op_kind::DEFINE_METRIC => "define_metric (no unit)".to_owned(),
         op_kind::CREATE_SERIES => "create_series".to_owned(),
         op_kind::WRITE_BLOCK => "write_block".to_owned(),
         op_kind::WRITE_TICK => "write_tick".to_owned(),

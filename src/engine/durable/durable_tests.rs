@@ -805,3 +805,38 @@ fn cuts_of_old_data_are_logged_and_replayed_exactly() {
     let (again, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
     assert_eq!(bits(&again, a, 0, 8192), live);
 }
+
+#[test]
+fn a_reader_follows_its_writer_until_checkpoints_remove_the_log_it_needs() {
+    let dir = TempDir::new();
+    let (writer, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    writer.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = writer.series("m", &["c", "a"]).unwrap();
+    writer.write_block(a, 0, &[1.0, 2.0]).unwrap();
+    writer.flush().unwrap();
+    let read_only = OpenOptions {
+        readonly: true,
+        ..OpenOptions::default()
+    };
+    let (reader, opened) = Store::open(dir.path(), &read_only).unwrap();
+    assert_eq!(opened.last_lsn, 3);
+    assert!(writer.follow(&FsStorage, dir.path(), 3).is_err());
+
+    writer.write_block(a, 2, &[3.0]).unwrap();
+    writer.write_block(a, 0, &[-0.0]).unwrap();
+    writer.flush().unwrap();
+    let followed = reader.follow(&FsStorage, dir.path(), 3).unwrap().unwrap();
+    assert_eq!((followed.records, followed.last_lsn), (2, 5));
+    assert_eq!(bits(&reader, a, 0, 3), bits(&writer, a, 0, 3));
+    let again = reader.follow(&FsStorage, dir.path(), 5).unwrap().unwrap();
+    assert_eq!((again.records, again.last_lsn), (0, 5));
+
+    // Two checkpoints: the segments before the older one's LSN go, and
+    // with them the records after LSN 5.
+    writer.write_block(a, 3, &[4.0]).unwrap();
+    writer.checkpoint().unwrap();
+    writer.write_block(a, 4, &[5.0]).unwrap();
+    writer.checkpoint().unwrap();
+    assert_eq!(reader.follow(&FsStorage, dir.path(), 5).unwrap(), None);
+    writer.close().unwrap();
+}

@@ -1,6 +1,7 @@
 //! A store backed by a directory: opening (lock, metadata, recovery),
-//! sync modes, flush and close; checkpoints (`checkpoint.rs`) and
-//! `inspect`/`verify` (`inspect.rs`).
+//! sync modes, flush and close; checkpoints (`checkpoint.rs`),
+//! `inspect`/`verify` (`inspect.rs`), and a read-only store following its
+//! writer (`follow.rs`).
 //!
 //! [`Durable`] is the store's [`Journal`]: recovery fills a fresh store
 //! from the newest usable snapshot and replays the log after it through
@@ -21,6 +22,7 @@
 //! `none` syncs only at segment rotation, `flush()` and `close()`.
 
 pub(crate) mod checkpoint;
+pub(crate) mod follow;
 pub(crate) mod inspect;
 
 use std::fs::{File, OpenOptions as FsOpenOptions};

@@ -565,9 +565,9 @@ cpu_load,hostname=c,cluster=emmy value=5 1700000020
         assert_eq!(
             kinds,
             vec![
-                (op_kind::DEFINE_METRIC, 1),
                 (op_kind::WRITE_POINTS, 1),
-                (op_kind::CREATE_SERIES_MANY, 1)
+                (op_kind::CREATE_SERIES_MANY, 1),
+                (op_kind::DEFINE_METRIC_UNIT, 1)
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -143,12 +143,21 @@ impl Catalog {
         if existing == def {
             return Ok(true);
         }
+        let settings = |d: &MetricDef| {
+            let unit = d
+                .unit
+                .as_ref()
+                .map_or("None".to_owned(), |u| format!("{u:?}"));
+            format!(
+                "frequency {}, aggregation {:?}, unit {unit}",
+                d.frequency,
+                d.aggregation.as_str()
+            )
+        };
         Err(EngineError::MetricConflict {
             name: def.name.clone(),
-            existing_frequency: existing.frequency,
-            existing_aggregation: existing.aggregation.as_str().to_owned(),
-            frequency: def.frequency,
-            aggregation: def.aggregation.as_str().to_owned(),
+            existing: settings(existing),
+            requested: settings(def),
         })
     }
 
@@ -252,6 +261,30 @@ impl Catalog {
 
     pub fn entries(&self) -> &[SeriesEntry] {
         &self.series
+    }
+
+    /// How many series each metric has, by metric id.
+    pub fn series_per_metric(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.metrics.len()];
+        for entry in &self.series {
+            counts[entry.metric as usize] += 1;
+        }
+        counts
+    }
+
+    /// The paths two levels below the root ("cluster/host"), in name order.
+    /// A node exists only where a series is at or below it.
+    pub fn hosts(&self) -> Vec<String> {
+        let root = &self.nodes[ROOT as usize];
+        root.children
+            .iter()
+            .flat_map(|(cluster, &id)| {
+                self.nodes[id as usize]
+                    .children
+                    .keys()
+                    .map(move |host| format!("{cluster}/{host}"))
+            })
+            .collect()
     }
 
     /// The path of a series, root first.

@@ -1,7 +1,12 @@
-//! Metric definitions: a name, a frequency in ticks, and how series of the
-//! metric combine when a read asks for a level above where they are stored.
+//! Metric definitions: a name, a frequency in ticks, how series of the
+//! metric combine when a read asks for a level above where they are stored,
+//! and the unit of its values (a label the store keeps, never converts).
 
+use crate::engine::bytes::{ByteReader, put_str};
 use crate::engine::error::EngineError;
+
+/// Longest unit, in bytes ("GF/s", "MB/s" and "degC" are a handful).
+pub const MAX_UNIT_LEN: usize = 64;
 
 /// How a read above the stored level combines the series below it. Both
 /// skip NaN: a slot is NaN only when no series has a value there.
@@ -59,4 +64,39 @@ pub struct MetricDef {
     /// Ticks between samples, at least 1.
     pub frequency: i64,
     pub aggregation: Aggregation,
+    /// The unit of the values ("GF/s"), or None when nobody said.
+    pub unit: Option<String>,
+}
+
+/// Checks a unit: 1 to `MAX_UNIT_LEN` bytes of printable characters (it is
+/// shown in axis labels and reprs, and logged as a name is).
+pub fn validate_unit(unit: &str) -> Result<(), EngineError> {
+    let problem = if unit.is_empty() {
+        Some("it is empty; give None for no unit".to_owned())
+    } else if unit.len() > MAX_UNIT_LEN {
+        Some(format!(
+            "{unit:?} is {} bytes long; the limit is {MAX_UNIT_LEN}",
+            unit.len()
+        ))
+    } else {
+        unit.chars()
+            .find(|c| c.is_control())
+            .map(|c| format!("{unit:?} holds the control character {c:?}"))
+    };
+    match problem {
+        Some(message) => Err(EngineError::argument("unit", message)),
+        None => Ok(()),
+    }
+}
+
+/// Appends a unit as a name, no unit as the empty name (a unit is never
+/// empty): the one encoding the log and snapshots share.
+pub fn put_unit(out: &mut Vec<u8>, unit: Option<&str>) {
+    put_str(out, unit.unwrap_or(""));
+}
+
+/// A unit as [`put_unit`] wrote it.
+pub fn read_unit(r: &mut ByteReader<'_>) -> Result<Option<String>, String> {
+    let unit = r.string()?;
+    Ok((!unit.is_empty()).then_some(unit))
 }

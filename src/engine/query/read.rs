@@ -81,6 +81,26 @@ pub(crate) fn damaged(damage: Damage) -> EngineError {
 }
 
 impl Store {
+    /// The unit the rows of a read share: the unit of every target's
+    /// metric when they all have the same one, else None (also for no
+    /// targets, an unknown handle or metric, or a metric without a unit).
+    pub fn unit_of(&self, targets: &[Target<'_>]) -> Option<String> {
+        let catalog = self.catalog.read();
+        let mut shared: Option<&str> = None;
+        for target in targets {
+            let metric = match *target {
+                Target::Series(id) => catalog.entry(id)?.metric,
+                Target::Path { metric, .. } => catalog.metric_id(metric).ok()?,
+            };
+            let unit = catalog.metric(metric).unit.as_deref()?;
+            if shared.is_some_and(|s| s != unit) {
+                return None;
+            }
+            shared = Some(unit);
+        }
+        shared.map(str::to_owned)
+    }
+
     pub(crate) fn resolve(
         &self,
         catalog: &Catalog,

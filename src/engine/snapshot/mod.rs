@@ -33,15 +33,17 @@ use super::error::EngineError;
 use crate::engine::memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS};
 use crate::engine::memory::sealed::{MappedFile, MappedIndex, MappedSeries, Sealed};
 use crate::engine::memory::series::{EncodedChunk, SeriesData};
-use crate::engine::model::metric::{Aggregation, MetricDef};
+use crate::engine::model::metric::{Aggregation, MetricDef, put_unit, read_unit};
 use crate::engine::storage::progress::{Cancelled, Tracker};
 use crate::engine::storage::{ImmutableBytes, Storage, crash_point};
 use crate::engine::store::Store;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
-/// The version this build writes. Versions 1 (raw chunks) and 2 (a
-/// fixed-size index) are still read.
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// The version this build writes. Versions 1 (raw chunks), 2 (a
+/// fixed-size index) and 3 (metrics without units) are still read.
+pub const SNAPSHOT_VERSION: u32 = 4;
+/// The first version whose catalog gives each metric's unit.
+const FIRST_WITH_UNITS: u32 = 4;
 const HEADER: usize = 32;
 const BLOCK_HEADER: usize = 12;
 /// Series are packed into blocks of about this size, each with its CRC.
@@ -278,6 +280,7 @@ impl Store {
             put_str(&mut catalog, &def.name);
             catalog.extend_from_slice(&def.frequency.to_le_bytes());
             catalog.push(def.aggregation.code());
+            put_unit(&mut catalog, def.unit.as_deref());
         }
         catalog.extend_from_slice(&(paths.len() as u32).to_le_bytes());
         for (metric, path) in paths {
@@ -454,7 +457,7 @@ impl Store {
             return Err("the first block is not the catalog".to_owned());
         }
         check_block(&catalog, 0)?;
-        self.load_catalog(&catalog[catalog_start..])?;
+        self.load_catalog(&catalog[catalog_start..], version)?;
         if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
@@ -566,7 +569,7 @@ impl Store {
         match blocks.first() {
             Some(&(BLOCK_CATALOG, at, start, end)) => {
                 check_block(bytes, at)?;
-                self.load_catalog(&bytes[start..end])?;
+                self.load_catalog(&bytes[start..end], version)?;
             }
             _ => return Err("the first block is not the catalog".to_owned()),
         }
@@ -591,7 +594,7 @@ impl Store {
         Ok((version, lsn, series_count, blocks))
     }
 
-    fn load_catalog(&mut self, payload: &[u8]) -> Result<(), String> {
+    fn load_catalog(&mut self, payload: &[u8], version: u32) -> Result<(), String> {
         let mut r = ByteReader::new(payload);
         let metric_count = r.u32()?;
         for _ in 0..metric_count {
@@ -600,10 +603,16 @@ impl Store {
             let code = r.u8()?;
             let aggregation = Aggregation::from_code(code)
                 .ok_or_else(|| format!("unknown aggregation code {code}"))?;
+            let unit = if version >= FIRST_WITH_UNITS {
+                read_unit(&mut r)?
+            } else {
+                None
+            };
             self.catalog.get_mut().define_metric(MetricDef {
                 name,
                 frequency,
                 aggregation,
+                unit,
             });
         }
         let series_count = r.u32()?;

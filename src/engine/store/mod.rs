@@ -41,7 +41,7 @@ use crate::engine::memory::series::SeriesData;
 use crate::engine::memory::stage::{SeriesMemory, Stage};
 use crate::engine::model::keys::BuildKeyHasher;
 pub use crate::engine::model::keys::{SeriesKeys, SeriesName};
-use crate::engine::model::metric::{Aggregation, MetricDef};
+use crate::engine::model::metric::{Aggregation, MetricDef, validate_unit};
 use crate::engine::model::names::{validate_metric_name, validate_path};
 use crate::engine::model::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot};
 use crate::engine::store::applier::Applier;
@@ -287,6 +287,10 @@ impl Store {
 
     pub(crate) fn set_readonly(&mut self) {
         self.readonly = true;
+    }
+
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
     }
 
     /// From now on every op is recorded in `journal` before it is applied.
@@ -596,6 +600,9 @@ impl Store {
                         format!("must be a positive number of ticks, got {}", def.frequency),
                     ));
                 }
+                if let Some(unit) = &def.unit {
+                    validate_unit(unit)?;
+                }
                 if catalog.check_definition(def)? {
                     Plan::Nothing
                 } else {
@@ -885,18 +892,25 @@ impl Store {
             .fetch_add(samples as u64, Ordering::Relaxed);
     }
 
+    /// Defines a metric without a unit.
     pub fn define_metric(
         &self,
         name: &str,
         frequency: i64,
         aggregation: Aggregation,
     ) -> Result<(), EngineError> {
-        self.apply(&Op::DefineMetric(MetricDef {
+        self.define(MetricDef {
             name: name.to_owned(),
             frequency,
             aggregation,
-        }))
-        .map(|_| ())
+            unit: None,
+        })
+    }
+
+    /// Defines a metric; an identical definition is a no-op, any other
+    /// definition of the name is a `MetricConflict`.
+    pub fn define(&self, def: MetricDef) -> Result<(), EngineError> {
+        self.apply(&Op::DefineMetric(def)).map(|_| ())
     }
 
     pub fn metrics(&self) -> Vec<MetricDef> {
@@ -1012,6 +1026,13 @@ impl Store {
     /// How many series the store holds (without touching their data).
     pub fn series_count(&self) -> usize {
         self.catalog.read().series_count()
+    }
+
+    /// How many series each metric has, in definition order, and the
+    /// paths two levels below the root ("cluster/host") in name order.
+    pub fn outline(&self) -> (Vec<usize>, Vec<String>) {
+        let catalog = self.catalog.read();
+        (catalog.series_per_metric(), catalog.hosts())
     }
 
     /// Every series as (handle, metric, path), in handle order.

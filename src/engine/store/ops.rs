@@ -5,7 +5,7 @@
 use crate::engine::bytes::{ByteReader, put_all, put_str};
 use crate::engine::memory::catalog::SeriesId;
 use crate::engine::model::keys::{SeriesKeys, SeriesName};
-use crate::engine::model::metric::{Aggregation, MetricDef};
+use crate::engine::model::metric::{Aggregation, MetricDef, put_unit, read_unit};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op<'a> {
@@ -42,6 +42,8 @@ pub enum Op<'a> {
 
 /// Record kinds in the log (one per op variant).
 pub mod kind {
+    /// A definition without a unit: what log formats 1 and 2 wrote; read
+    /// as a metric with no unit.
     pub const DEFINE_METRIC: u8 = 1;
     pub const CREATE_SERIES: u8 = 2;
     pub const WRITE_BLOCK: u8 = 3;
@@ -50,6 +52,9 @@ pub mod kind {
     pub const DROP_BEFORE: u8 = 6;
     /// Log format 2 and later.
     pub const CREATE_SERIES_MANY: u8 = 7;
+    /// A definition with its unit (log format 3 and later), written for
+    /// every definition, with or without a unit.
+    pub const DEFINE_METRIC_UNIT: u8 = 8;
 }
 
 /// An op decoded from the log, owning its arrays.
@@ -147,7 +152,8 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
             put_str(out, &def.name);
             out.extend_from_slice(&def.frequency.to_le_bytes());
             out.push(def.aggregation.code());
-            kind::DEFINE_METRIC
+            put_unit(out, def.unit.as_deref());
+            kind::DEFINE_METRIC_UNIT
         }
         Op::CreateSeries { metric, path } => {
             let id = created.expect("a logged CreateSeries knows its handle");
@@ -216,16 +222,21 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
 pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
     let mut r = ByteReader::new(payload);
     let op = match kind {
-        kind::DEFINE_METRIC => {
+        kind::DEFINE_METRIC | kind::DEFINE_METRIC_UNIT => {
             let name = r.string()?;
             let frequency = r.i64()?;
             let code = r.u8()?;
             let aggregation = Aggregation::from_code(code)
                 .ok_or_else(|| format!("unknown aggregation code {code}"))?;
+            let unit = match kind {
+                kind::DEFINE_METRIC_UNIT => read_unit(&mut r)?,
+                _ => None,
+            };
             OwnedOp::DefineMetric(MetricDef {
                 name,
                 frequency,
                 aggregation,
+                unit,
             })
         }
         kind::CREATE_SERIES => {
@@ -305,14 +316,17 @@ mod tests {
 
     #[test]
     fn every_op_round_trips_through_its_payload() {
-        round_trip(
-            Op::DefineMetric(MetricDef {
-                name: "cpu_load".into(),
-                frequency: 60,
-                aggregation: Aggregation::Avg,
-            }),
-            None,
-        );
+        for unit in [None, Some("GF/s".to_owned())] {
+            round_trip(
+                Op::DefineMetric(MetricDef {
+                    name: "cpu_load".into(),
+                    frequency: 60,
+                    aggregation: Aggregation::Avg,
+                    unit,
+                }),
+                None,
+            );
+        }
         let created = round_trip(
             Op::CreateSeries {
                 metric: "cpu_load".into(),
@@ -383,6 +397,39 @@ mod tests {
         let mut longer = payload;
         longer.push(0);
         assert!(decode(kind, &longer).unwrap_err().contains("left over"));
+    }
+
+    #[test]
+    fn a_definition_logged_before_units_reads_without_one() {
+        // Kind 1 as log formats 1 and 2 wrote it: name, frequency, aggregation.
+        let mut payload = Vec::new();
+        put_str(&mut payload, "mem_used");
+        payload.extend_from_slice(&60i64.to_le_bytes());
+        payload.push(Aggregation::Sum.code());
+        let expected = MetricDef {
+            name: "mem_used".into(),
+            frequency: 60,
+            aggregation: Aggregation::Sum,
+            unit: None,
+        };
+        assert_eq!(
+            decode(kind::DEFINE_METRIC, &payload),
+            Ok(OwnedOp::DefineMetric(expected.clone()))
+        );
+        // The same bytes under kind 8 lack the unit field: cut, not guessed.
+        assert!(decode(kind::DEFINE_METRIC_UNIT, &payload).is_err());
+        let mut with_unit = Vec::new();
+        let kind = encode(
+            &Op::DefineMetric(MetricDef {
+                unit: Some("GB".into()),
+                ..expected
+            }),
+            None,
+            &mut with_unit,
+        );
+        assert_eq!(kind, kind::DEFINE_METRIC_UNIT);
+        assert_eq!(&with_unit[..payload.len()], &payload[..]);
+        assert_eq!(&with_unit[payload.len()..], b"\x02\x00GB");
     }
 
     #[test]

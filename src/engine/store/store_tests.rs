@@ -490,3 +490,49 @@ fn every_reader_sees_a_tick_that_is_still_staged() {
     write(7, 22.0);
     assert_eq!(store.stats().samples, 3);
 }
+
+#[test]
+fn the_outline_counts_series_per_metric_and_lists_hosts_in_name_order() {
+    let store = store_with(&[
+        ("load", 10, Aggregation::Avg),
+        ("mem", 10, Aggregation::Sum),
+    ]);
+    store
+        .define(MetricDef {
+            name: "flops".into(),
+            frequency: 10,
+            aggregation: Aggregation::Sum,
+            unit: Some("GF/s".into()),
+        })
+        .unwrap();
+    for path in [
+        ["emmy", "e0103", "cpu1"],
+        ["emmy", "e0102", "cpu0"],
+        ["fritz", "f01", "cpu0"],
+    ] {
+        store.series("load", &path).unwrap();
+    }
+    store.series("load", &["emmy", "e0102", "cpu1"]).unwrap();
+    store.series("mem", &["emmy", "e0102"]).unwrap();
+    store.series("mem", &["lab"]).unwrap(); // one level only: not a host
+    assert_eq!(
+        store.outline(),
+        (
+            vec![4, 2, 0],
+            vec![
+                "emmy/e0102".to_owned(),
+                "emmy/e0103".to_owned(),
+                "fritz/f01".to_owned()
+            ]
+        )
+    );
+    assert_eq!(store.metrics()[2].unit.as_deref(), Some("GF/s"));
+    let flops = [Target::Path {
+        metric: "flops",
+        path: &[],
+    }];
+    assert_eq!(store.unit_of(&flops), Some("GF/s".to_owned()));
+    let mixed = [flops[0], Target::Series(0)];
+    assert_eq!(store.unit_of(&mixed), None);
+    assert_eq!(store.unit_of(&[]), None);
+}

@@ -10,9 +10,11 @@
 /// Magic at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MSWALSEG";
 /// The segment format this code writes. Version 2 added record kind 7
-/// (the series one call creates, in one record); a version 1 segment holds
-/// only kinds 1 to 6, and reads as it always did.
-pub const FORMAT_VERSION: u32 = 2;
+/// (the series one call creates, in one record); version 3 added kind 8 (a
+/// metric definition with its unit), which replaces kind 1 in what it
+/// writes. Older segments hold only the kinds of their version, and read as
+/// they always did.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest segment format this code reads.
 pub const OLDEST_VERSION: u32 = 1;
 pub const SEGMENT_HEADER: usize = 24;
@@ -261,7 +263,8 @@ mod tests {
             other
         };
         assert_eq!(parse_segment_header(&with_version(1)), Ok(9));
-        for version in [0, 3] {
+        assert_eq!(parse_segment_header(&with_version(2)), Ok(9));
+        for version in [0, 4] {
             assert_eq!(
                 parse_segment_header(&with_version(version)),
                 Err(HeaderProblem::Version(version))
