@@ -1,0 +1,63 @@
+//! JSON float arrays in cc-metric-store's number format, for the network
+//! front door (`metricstore.serve`): formatting a large query answer is
+//! the one CPU-heavy step of a read, so it runs here with the GIL released.
+
+use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::engine::{MAX_DECIMALS, float_array, float64_array};
+
+fn check_decimals(decimals: usize) -> PyResult<()> {
+    if decimals > MAX_DECIMALS {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "decimals: at most {MAX_DECIMALS}, got {decimals}"
+        )));
+    }
+    Ok(())
+}
+
+/// One JSON array per row of a 2-D float32 or float64 array: `decimals`
+/// places, `null` for NaN and infinities.
+#[pyfunction]
+#[pyo3(signature = (values, decimals = 3))]
+pub fn json_float_rows<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    decimals: usize,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    check_decimals(decimals)?;
+    let rows: Vec<Vec<u8>> = if let Ok(array) = values.extract::<PyReadonlyArray2<'py, f32>>() {
+        let shape = (array.shape()[0], array.shape()[1]);
+        let flat = array.as_slice().map_err(|_| contiguous())?;
+        py.detach(|| encode(flat, shape, |out, row| float_array(out, row, decimals)))
+    } else if let Ok(array) = values.extract::<PyReadonlyArray2<'py, f64>>() {
+        let shape = (array.shape()[0], array.shape()[1]);
+        let flat = array.as_slice().map_err(|_| contiguous())?;
+        py.detach(|| encode(flat, shape, |out, row| float64_array(out, row, decimals)))
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "values: expected a 2-D float32 or float64 NumPy array",
+        ));
+    };
+    Ok(rows.iter().map(|row| PyBytes::new(py, row)).collect())
+}
+
+fn contiguous() -> PyErr {
+    pyo3::exceptions::PyValueError::new_err("values: the array must be C-contiguous and aligned")
+}
+
+/// The `rows` rows of `flat` (`width` values each) encoded one by one.
+fn encode<T>(
+    flat: &[T],
+    (rows, width): (usize, usize),
+    one: impl Fn(&mut Vec<u8>, &[T]),
+) -> Vec<Vec<u8>> {
+    (0..rows)
+        .map(|r| {
+            let mut out = Vec::new();
+            one(&mut out, &flat[r * width..(r + 1) * width]);
+            out
+        })
+        .collect()
+}
