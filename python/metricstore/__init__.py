@@ -38,6 +38,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     from ._core import __version__
     from .collector import Collector, HostHealth, IngestReport
+    from .server import Server, serve
     from .store import (
         CheckpointInfo,
         Damage,
@@ -62,6 +63,7 @@ else:
     _LAZY = {
         "__version__": "._core",
         **dict.fromkeys(("Collector", "HostHealth", "IngestReport"), ".collector"),
+        **dict.fromkeys(("Server", "serve"), ".server"),
         **dict.fromkeys(_STORE_NAMES, ".store"),
     }
 
@@ -99,6 +101,7 @@ __all__ = [
     "ReadResult",
     "RecoveryReport",
     "SeriesStats",
+    "Server",
     "Store",
     "StoreError",
     "StoreIOError",
@@ -108,4 +111,5 @@ __all__ = [
     "__version__",
     "exceptions",
     "open",
+    "serve",
 ]
