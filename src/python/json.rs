@@ -6,7 +6,7 @@ use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::engine::{MAX_DECIMALS, float_array, float64_array};
+use crate::engine::{MAX_DECIMALS, float_rows, float64_array};
 
 fn check_decimals(decimals: usize) -> PyResult<()> {
     if decimals > MAX_DECIMALS {
@@ -27,37 +27,39 @@ pub fn json_float_rows<'py>(
     decimals: usize,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     check_decimals(decimals)?;
-    let rows: Vec<Vec<u8>> = if let Ok(array) = values.extract::<PyReadonlyArray2<'py, f32>>() {
-        let shape = (array.shape()[0], array.shape()[1]);
+    if let Ok(array) = values.extract::<PyReadonlyArray2<'py, f32>>() {
+        let rows = array.shape()[0];
         let flat = array.as_slice().map_err(|_| contiguous())?;
-        py.detach(|| encode(flat, shape, |out, row| float_array(out, row, decimals)))
-    } else if let Ok(array) = values.extract::<PyReadonlyArray2<'py, f64>>() {
-        let shape = (array.shape()[0], array.shape()[1]);
-        let flat = array.as_slice().map_err(|_| contiguous())?;
-        py.detach(|| encode(flat, shape, |out, row| float64_array(out, row, decimals)))
-    } else {
+        let (text, ends) = py.detach(|| float_rows(flat, rows, decimals));
+        let mut start = 0;
+        return Ok(ends
+            .into_iter()
+            .map(|end| {
+                let row = PyBytes::new(py, &text[start..end]);
+                start = end;
+                row
+            })
+            .collect());
+    }
+    let Ok(array) = values.extract::<PyReadonlyArray2<'py, f64>>() else {
         return Err(pyo3::exceptions::PyTypeError::new_err(
             "values: expected a 2-D float32 or float64 NumPy array",
         ));
     };
-    Ok(rows.iter().map(|row| PyBytes::new(py, row)).collect())
+    let (rows, width) = (array.shape()[0], array.shape()[1]);
+    let flat = array.as_slice().map_err(|_| contiguous())?;
+    let texts: Vec<Vec<u8>> = py.detach(|| {
+        (0..rows)
+            .map(|r| {
+                let mut out = Vec::new();
+                float64_array(&mut out, &flat[r * width..(r + 1) * width], decimals);
+                out
+            })
+            .collect()
+    });
+    Ok(texts.iter().map(|row| PyBytes::new(py, row)).collect())
 }
 
 fn contiguous() -> PyErr {
     pyo3::exceptions::PyValueError::new_err("values: the array must be C-contiguous and aligned")
-}
-
-/// The `rows` rows of `flat` (`width` values each) encoded one by one.
-fn encode<T>(
-    flat: &[T],
-    (rows, width): (usize, usize),
-    one: impl Fn(&mut Vec<u8>, &[T]),
-) -> Vec<Vec<u8>> {
-    (0..rows)
-        .map(|r| {
-            let mut out = Vec::new();
-            one(&mut out, &flat[r * width..(r + 1) * width]);
-            out
-        })
-        .collect()
 }
