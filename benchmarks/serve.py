@@ -246,11 +246,12 @@ def job_view(address: tuple[str, int], hours: int) -> tuple[float, int]:
         with socket.create_connection(address) as s:
             began = time.perf_counter()
             s.sendall(head + payload)
-            reply = b""
+            reply = bytearray()
             while b"\r\n\r\n" not in reply:
                 reply += s.recv(1 << 20)
-            top, _, rest = reply.partition(b"\r\n\r\n")
+            top, _, first = bytes(reply).partition(b"\r\n\r\n")
             length = int(top.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            rest = bytearray(first)
             while len(rest) < length:
                 rest += s.recv(1 << 20)
             best = min(best, time.perf_counter() - began)

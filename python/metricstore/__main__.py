@@ -244,10 +244,15 @@ def _serve(args: argparse.Namespace) -> int:
             strict=args.compat == "strict",
             max_body_bytes=args.max_body,
             own_store=True,
+            nats=config,
         )
     except BaseException:
         store.close()
         raise
+    if config.nats_subscriptions and not config.nats_address:
+        logging.getLogger("metricstore.serve").warning(
+            'nats-subscriptions are configured but no "nats" address: not subscribing'
+        )
     stop = threading.Event()
 
     def on_signal(number: int, frame: object) -> None:

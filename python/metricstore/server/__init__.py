@@ -7,7 +7,8 @@ them here and where this store answers differently (on purpose).
 - ``config``: cc-metric-store's ``config.json``;
 - ``api``: the endpoints on a store, request and reply bytes only;
 - ``auth``: Ed25519 JSON Web Tokens;
-- ``http``: the threaded HTTP/1.1 transport.
+- ``http``: the threaded HTTP/1.1 transport;
+- ``nats``: line-protocol batches from NATS subjects.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .api import Api
 from .auth import TokenVerifier
 from .config import DEFAULT_ADDR, NatsSubscription, ServeConfig, parse_addr, read_config
 from .http import HttpServer
+from .nats import NatsSubscriber
 
 __all__ = ["NatsSubscription", "ServeConfig", "Server", "read_config", "serve"]
 
@@ -36,8 +38,11 @@ class Server:
     requests under way finish, the store is flushed, and closed if the
     server owns it. A context manager."""
 
-    def __init__(self, http: HttpServer, store: Store, *, own_store: bool) -> None:
+    def __init__(
+        self, http: HttpServer, store: Store, *, own_store: bool, nats: NatsSubscriber | None
+    ) -> None:
         self._http = http
+        self._nats = nats
         self.store = store
         self._own_store = own_store
         self._closed = False
@@ -66,7 +71,14 @@ class Server:
         and the open connections."""
         counters = asdict(self._http.api.counters)
         counters["connections"] = self._http.connections
+        if self._nats is not None:
+            counters["nats"] = asdict(self._nats.counters)
         return counters
+
+    @property
+    def nats(self) -> NatsSubscriber | None:
+        """The NATS subscriber, if ``nats`` was given."""
+        return self._nats
 
     @property
     def closed(self) -> bool:
@@ -80,6 +92,8 @@ class Server:
             if self._closed:
                 return
             self._closed = True
+            if self._nats is not None:
+                self._nats.close()
             self._http.shutdown()
             self._http.server_close()
             if not self._http.drain(timeout):
@@ -118,6 +132,7 @@ def serve(
     idle_timeout: float = 120.0,
     request_timeout: float = 30.0,
     own_store: bool = False,
+    nats: ServeConfig | None = None,
 ) -> Server:
     """Serves ``store`` with cc-metric-store's HTTP API on ``addr``
     (``host:port``; port 0 picks a free one, see ``Server.address``) and
@@ -132,7 +147,9 @@ def serve(
     labels later series right). Bodies over ``max_body_bytes`` are refused
     (413); connections idle for ``idle_timeout`` s are closed; a body must
     arrive within ``request_timeout`` s. ``own_store``: close the store
-    when the server closes (else it is flushed).
+    when the server closes (else it is flushed). ``nats``: a configuration
+    whose ``nats_address`` and ``nats_subscriptions`` say which subjects to
+    take line protocol from (see :mod:`metricstore.server.nats`).
     """
     if not isinstance(store, Store):
         raise TypeError(f"store: expected a metricstore.Store, got {type(store).__name__}")
@@ -166,4 +183,22 @@ def serve(
         idle_timeout=float(idle_timeout),
         request_timeout=float(request_timeout),
     )
-    return Server(http, store, own_store=own_store)
+    subscriber = None
+    if nats is not None and nats.nats_address and nats.nats_subscriptions:
+
+        def ingest(payload: bytes, cluster: str | None) -> tuple[int, int, int]:
+            report = store.ingest(payload, default_cluster=cluster, unknown="skip")
+            return report.accepted, len(report.rejected), report.skipped
+
+        try:
+            subscriber = NatsSubscriber(
+                nats.nats_address,
+                nats.nats_subscriptions,
+                ingest,
+                username=nats.nats_username,
+                password=nats.nats_password,
+            )
+        except BaseException:
+            http.server_close()
+            raise
+    return Server(http, store, own_store=own_store, nats=subscriber)

@@ -227,18 +227,20 @@ class _Result:
     resolution: int = 0
     stats: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
-    def json(self) -> bytes:
+    def parts(self) -> list[bytes]:
+        """The entry's JSON as pieces, joined once for the whole answer
+        (a large answer is copied once, not per entry)."""
         head = b"{"
         if self.error is not None:
             head += b'"error":' + go_string(self.error).encode() + b","
-        if self.data is not None and self.data != b"[]":
-            head += b'"data":' + self.data + b","
         avg, low, high = self.stats
         tail = (
             f'"from":{self.start},"to":{self.stop},"resolution":{self.resolution},'
             f'"avg":{stat_text(avg)},"min":{stat_text(low)},"max":{stat_text(high)}}}'
-        )
-        return head + tail.encode()
+        ).encode()
+        if self.data is not None and self.data != b"[]":
+            return [head, b'"data":', self.data, b",", tail]
+        return [head, tail]
 
 
 def _row_stats(rows: NDArray[np.float32]) -> list[tuple[float, float, float]]:
@@ -369,7 +371,13 @@ class Api:
         if echoed:
             parts.append(b'"queries":[' + ",".join(q.echo() for q in echoed).encode() + b"],")
         parts.append(b'"results":[')
-        parts.append(b",".join(b"[" + b",".join(r.json() for r in rs) + b"]" for rs in results))
+        for i, entries in enumerate(results):
+            parts.append(b",[" if i else b"[")
+            for j, entry in enumerate(entries):
+                if j:
+                    parts.append(b",")
+                parts.extend(entry.parts())
+            parts.append(b"]")
         parts.append(b"]}\n")
         return b"".join(parts)
 
