@@ -12,7 +12,9 @@ Targets (issue 20):
 - 1,000 idle keep-alive connections held with < 200 MB extra memory;
 - a cc-backend job view (4 hosts x 128 hwthreads x 10 metrics x 24 h at
   60 s: 7.4 M floats) answered in < 1 s;
-- JSON float encoding >= 100 M floats/s on one core.
+- JSON float encoding >= 100 M floats/s on one core;
+- NATS: >= 500 k lines/s from one subject (when nats-server is installed;
+  the server runs in this process for it, the publisher is one socket).
 
     python benchmarks/serve.py                # 5 s per ingest phase
     python benchmarks/serve.py --seconds 2    # quick run
@@ -281,6 +283,61 @@ def json_rate() -> tuple[float, float]:
     return values.size / best, python
 
 
+def nats_rate(messages: int = 400, lines: int = 1_000) -> float | None:
+    """Lines/s taken from one NATS subject: ``messages`` batches published
+    at once, timed until the subscriber has written them all."""
+    server_binary = shutil.which("nats-server")
+    if server_binary is None:
+        return None
+    from metricstore.server import NatsSubscription, ServeConfig
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nats = subprocess.Popen(
+        [server_binary, "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        store = metricstore.Store()
+        for m in METRICS:
+            store.define_metric(m, FREQUENCY, "avg")
+        settings = ServeConfig(
+            nats_address=f"nats://127.0.0.1:{port}",
+            nats_subscriptions=(NatsSubscription("bench", "bench"),),
+        )
+
+        def wire(numbers: range) -> bytes:
+            payloads = [body(n % 64, n, lines) for n in numbers]
+            return b"".join(b"PUB bench %d\r\n%s\r\n" % (len(p), p) for p in payloads)
+
+        warm, timed = wire(range(64)), wire(range(64, 64 + messages))
+        with metricstore.serve(store, "127.0.0.1:0", nats=settings) as server:
+            subscriber = server.nats
+            assert subscriber is not None and subscriber.wait_connected(30)
+            with socket.create_connection(("127.0.0.1", port)) as pub:
+                pub.makefile("rb").readline()
+                pub.sendall(b'CONNECT {"verbose":false}\r\n' + warm)
+                # The first 64 messages create the series, untimed.
+                while subscriber.counters.messages < 64:
+                    time.sleep(0.001)
+                began = time.perf_counter()
+                pub.sendall(timed)
+                while subscriber.counters.messages < 64 + messages:
+                    time.sleep(0.001)
+                elapsed = time.perf_counter() - began
+        return messages * lines / elapsed
+    finally:
+        nats.kill()
+        nats.wait()
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -326,6 +383,12 @@ def main() -> None:
                   f"+{grown / 1e6:.0f} MB (target < 200 MB: {verdict(grown < 200e6)})")  # fmt: skip
         finally:
             stop_server(process)
+        taken = nats_rate()
+        if taken is None:
+            print("NATS: nats-server is not installed; not measured")
+        else:
+            print(f"NATS, one subject, 1,000-line messages: {taken / 1e6:.2f} M lines/s "
+                  f"(target 500 k lines/s: {verdict(taken >= 500e3)})")  # fmt: skip
         rate, python = json_rate()
         print(f"JSON floats: {rate / 1e6:.0f} M floats/s on one core; Python's f-strings "
               f"{python / 1e6:.1f} M/s ({rate / python:.0f}x) "
