@@ -6,6 +6,7 @@ warns at start."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import pytest
@@ -80,3 +81,60 @@ def test_no_key_means_no_auth_and_a_warning(caplog: pytest.LogCaptureFixture) ->
     with server:
         assert Client(server.url).write(LINE, cluster="c") == (200, b"")
     assert "no jwt-public-key configured" in caplog.text
+
+
+def test_https_with_the_configured_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+    import http.client
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    store = new_store()
+    with metricstore.serve(store, "127.0.0.1:0", tls=(cert_file, key_file)) as server:
+        assert server.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert_file))
+        context.check_hostname = False
+        conn = http.client.HTTPSConnection(*server.address, context=context, timeout=30)
+
+        def post(value: int) -> None:
+            conn.request(
+                "POST", "/api/write?cluster=c", f"cpu_load,hostname=h value={value} 6000\n"
+            )
+            reply = conn.getresponse()
+            assert (reply.status, reply.read()) == (200, b"")
+
+        post(1)
+        # Plain HTTP to the TLS port gets no answer, and the server goes on.
+        with socket.create_connection(server.address, timeout=30) as plain:
+            plain.sendall(b"GET /api/query HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"HTTP/1.1" not in plain.recv(4096)
+        post(2)
+        conn.close()
+    assert store.read(("cpu_load", "c/h"), 6000, 6060).values.tolist() == [2.0]
