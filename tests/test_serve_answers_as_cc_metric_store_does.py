@@ -154,6 +154,22 @@ def test_flags_padding_scaling_and_resolution(served) -> None:
     )
 
 
+def test_a_name_the_store_refuses_is_an_entry_with_its_error(served) -> None:
+    _server, client = served
+    status, body = client.query(
+        {"cluster": "fritz", "from": 6000, "to": 6060,
+         "queries": [{"metric": "cpu_load", "host": ".."},
+                     {"metric": "cpu_load", "host": "f0102"}]}
+    )  # fmt: skip
+    assert status == 200
+    first, second = json.loads(body)["results"]
+    refused = "path: invalid path component 1 \"..\": '.' and '..' are not allowed"
+    assert first == [{"error": refused, "from": 0, "to": 0, "resolution": 0,
+                      "avg": 0, "min": 0, "max": 0}]  # fmt: skip
+    assert second == [{"data": [7.0], "from": 6000, "to": 6060, "resolution": 60,
+                       "avg": 7.0, "min": 7.0, "max": 7.0}]  # fmt: skip
+
+
 def test_for_all_nodes_echoes_the_queries_it_made(served) -> None:
     _server, client = served
     status, body = client.query(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -287,6 +288,7 @@ class Api:
         self.store = store
         self.strict = strict
         self.counters = ApiCounters()
+        self._counting = threading.Lock()
         self._metrics = {m.name: (m.frequency, m.aggregation) for m in store.metrics}
 
     def _metric(self, name: str) -> tuple[int, str] | None:
@@ -306,11 +308,12 @@ class Api:
             report = self.store.ingest(body, default_cluster=cluster, unknown="skip")
         except (ValueError, TypeError) as error:
             return error_reply(400, str(error))
-        c = self.counters
-        c.writes += 1
-        c.lines_written += report.accepted
-        c.lines_rejected += len(report.rejected)
-        c.lines_skipped += report.skipped
+        with self._counting:
+            c = self.counters
+            c.writes += 1
+            c.lines_written += report.accepted
+            c.lines_rejected += len(report.rejected)
+            c.lines_skipped += report.skipped
         headers = {
             "X-Lines-Written": str(report.accepted),
             "X-Lines-Skipped": str(report.skipped),
@@ -337,7 +340,8 @@ class Api:
             answer = self._query(body)
         except BadRequest as error:
             return error_reply(400, str(error))
-        self.counters.queries += 1
+        with self._counting:
+            self.counters.queries += 1
         return Reply(200, _JSON, answer)
 
     def _query(self, body: bytes) -> bytes:
@@ -407,7 +411,11 @@ class Api:
                 return [_Result(error=message) for _ in selectors]
             resolution = q.resolution
         paths = [p for sel in selectors for p in sel]
-        rows, begin, step, missing = self._read(q.metric, paths, start, stop, resolution)
+        try:
+            rows, begin, step, missing = self._read(q.metric, paths, start, stop, resolution)
+        except (StoreError, ValueError, TypeError) as error:
+            # A name the store refuses (such as ".."), a range too long to read.
+            return [_Result(error=str(error)) for _ in selectors]
         out: list[_Result] = []
         at = 0
         picked: list[NDArray[np.float32]] = []
