@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -212,3 +213,35 @@ def test_the_cli_reports_a_bad_config(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "metric \"x\" has frequency '1m'" in done.stderr
     assert not os.path.exists(tmp_path / "store")
+
+
+def test_random_requests_never_break_the_server() -> None:
+    rng = random.Random(20)
+    pieces = (
+        b'{ } [ ] "queries" "from" : , 1e999 -1 null "x" \xff cpu_load ,hostname=h value= \n ='
+    ).split(b" ")
+    paths = [
+        "/api/write?cluster=c",
+        "/api/query",
+        "/api/free?to=1",
+        "/api/healthcheck",
+        "/api/debug?selector=c:h",
+        "/api/write?cluster=%00",
+        "/api/query?version=v2",
+    ]
+    store = new_store()
+    with metricstore.serve(store, "127.0.0.1:0", max_body_bytes=4096) as server:
+        client = Client(server.url)
+        for _ in range(300):
+            body = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+            method = rng.choice(["GET", "POST"])
+            status, reply, _ = client.request(method, rng.choice(paths), body)
+            assert status in (200, 400, 405, 413), (status, reply)
+            assert status == 200 or reply
+        assert client.write("cpu_load,hostname=h value=8 6000\n", cluster="c") == (200, b"")
+        status, body = client.query(
+            {"cluster": "c", "from": 6000, "to": 6060,
+             "queries": [{"metric": "cpu_load", "host": "h"}]}
+        )  # fmt: skip
+    assert status == 200
+    assert json.loads(body)["results"][0][0]["data"] == [8.0]
