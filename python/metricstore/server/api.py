@@ -289,6 +289,9 @@ class Api:
         self.strict = strict
         self.counters = ApiCounters()
         self._counting = threading.Lock()
+        self._hosts_lock = threading.Lock()
+        self._hosts_seen = 0
+        self._hosts_by_cluster: dict[str, set[str]] = {}
         self._metrics = {m.name: (m.frequency, m.aggregation) for m in store.metrics}
 
     def _metric(self, name: str) -> tuple[int, str] | None:
@@ -386,12 +389,17 @@ class Api:
         return b"".join(parts)
 
     def _hosts(self, cluster: str) -> list[str]:
-        hosts = {
-            path[1]
-            for _, _, path in self.store.list_series()
-            if path[0] == cluster and len(path) > 1
-        }
-        return sorted(hosts)
+        """The hosts of ``cluster`` (names below it that have series), in
+        name order. Series are never removed and their handles are dense,
+        so only the series created since the last call are looked at."""
+        with self._hosts_lock:
+            count = len(self.store)
+            for handle in range(self._hosts_seen, count):
+                path = self.store.series_key(handle)[1]
+                if len(path) > 1:
+                    self._hosts_by_cluster.setdefault(path[0], set()).add(path[1])
+            self._hosts_seen = count
+            return sorted(self._hosts_by_cluster.get(cluster, ()))
 
     def _answer(
         self, q: _Query, cluster: str, start: int, stop: int, flags: dict[str, bool]
