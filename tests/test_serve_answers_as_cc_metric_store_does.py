@@ -190,6 +190,22 @@ def test_for_all_nodes_echoes_the_queries_it_made(served) -> None:
     )
 
 
+def test_for_all_nodes_sees_hosts_written_after_an_earlier_query(served) -> None:
+    _server, client = served
+    request = {"cluster": "fritz", "from": 6000, "to": 6060, "for-all-nodes": ["cpu_load"],
+               "with-data": False, "with-stats": False}  # fmt: skip
+
+    def hosts() -> list[str]:
+        status, body = client.query(request)
+        assert status == 200
+        return [q["host"] for q in json.loads(body)["queries"]]
+
+    assert hosts() == ["f0101", "f0102"]
+    assert client.write("cpu_load,hostname=f0001 value=1 6000\n", cluster="fritz") == (200, b"")
+    assert client.write("cpu_load,hostname=z9 value=1 6000\n", cluster="other") == (200, b"")
+    assert hosts() == ["f0001", "f0101", "f0102"]
+
+
 def test_healthcheck_answers_with_capitalised_keys_and_a_json_string(served) -> None:
     _server, client = served
     request = {"cluster": "fritz", "nodes": ["f0102", "f0101", "x9"],
