@@ -43,7 +43,7 @@ LAYERS = [
     "memory",
     "model",
 ]
-LEAVES = {"error", "bytes", "parallel"}
+LEAVES = {"error", "bytes", "parallel", "json"}
 
 
 def module_path(file: Path) -> list[str]:

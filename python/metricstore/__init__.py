@@ -38,6 +38,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     from ._core import __version__
     from .collector import Collector, HealthReport, HostHealth, IngestReport
+    from .server import Server, serve
     from .store import (
         CheckpointInfo,
         Damage,
@@ -62,6 +63,7 @@ else:
     _LAZY = {
         "__version__": "._core",
         **dict.fromkeys(("Collector", "HealthReport", "HostHealth", "IngestReport"), ".collector"),
+        **dict.fromkeys(("Server", "serve"), ".server"),
         **dict.fromkeys(_STORE_NAMES, ".store"),
     }
 
@@ -100,6 +102,7 @@ __all__ = [
     "ReadResult",
     "RecoveryReport",
     "SeriesStats",
+    "Server",
     "Store",
     "StoreError",
     "StoreIOError",
@@ -109,4 +112,5 @@ __all__ = [
     "__version__",
     "exceptions",
     "open",
+    "serve",
 ]

@@ -7,6 +7,8 @@ import-cc ROOT STORE   load cc-backend's checkpoint directory (or a .parquet
                        archive) into a store directory; exits 1 if nothing loaded
 export-cc STORE ROOT   write a store's data as cc-backend checkpoints (.bin or
                        .json) or a Parquet archive; exits 1 if nothing written
+serve --config CONFIG  serve a store over HTTP with cc-metric-store's API
+                       (docs/serve.md); stops on SIGTERM or Ctrl-C
 """
 
 from __future__ import annotations
@@ -171,6 +173,105 @@ def _export_cc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_command(commands: Any) -> None:
+    run = commands.add_parser(
+        "serve",
+        help="serve a store over HTTP with cc-metric-store's API",
+        description="Serves a store directory with cc-metric-store's HTTP API "
+        "(/api/write, /api/query, /api/free, /api/healthcheck, /api/debug), configured by "
+        "cc-metric-store's config.json. SIGTERM or Ctrl-C stops it: requests under way "
+        "finish, then the store is closed.",
+    )
+    run.add_argument("--config", required=True, help="cc-metric-store's config.json")
+    run.add_argument(
+        "--store", help="the store directory (default: the config's checkpoints directory)"
+    )
+    run.add_argument(
+        "--addr", help="host:port to listen on (default: the config's, else 127.0.0.1:8082)"
+    )
+    run.add_argument(
+        "--sync",
+        choices=("always", "interval", "none"),
+        default="interval",
+        help="when a write acknowledged with 200 is on disk (see docs/guarantees.md)",
+    )
+    run.add_argument(
+        "--compat",
+        choices=("entries", "strict"),
+        default="entries",
+        help="strict: leave not-found hosts and metrics out of query answers, as "
+        "cc-metric-store does (default: an entry with an error keeps positions right)",
+    )
+    run.add_argument(
+        "--max-body", type=int, default=256 << 20, help="largest request body in bytes"
+    )
+    run.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .server import read_config, serve
+    from .store import open as open_store
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    config = read_config(args.config)
+    directory = args.store if args.store is not None else config.store_dir
+    if directory is None:
+        print("serve: give --store, or a checkpoints directory in the config", file=sys.stderr)
+        return 2
+    tls = None
+    if config.https_cert_file is not None and config.https_key_file is not None:
+        tls = (config.https_cert_file, config.https_key_file)
+    store = open_store(
+        directory,
+        sync=args.sync,
+        retention=config.retention_seconds,
+        memory_limit=config.memory_cap_bytes,
+    )
+    try:
+        for name, (frequency, aggregation) in config.metrics.items():
+            store.define_metric(name, frequency, aggregation)
+        server = serve(
+            store,
+            args.addr or config.addr,
+            jwt_public_key=config.jwt_public_key,
+            tls=tls,
+            strict=args.compat == "strict",
+            max_body_bytes=args.max_body,
+            own_store=True,
+            nats=config,
+        )
+    except BaseException:
+        store.close()
+        raise
+    if config.nats_subscriptions and not config.nats_address:
+        logging.getLogger("metricstore.serve").warning(
+            'nats-subscriptions are configured but no "nats" address: not subscribing'
+        )
+    stop = threading.Event()
+
+    def on_signal(number: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logging.getLogger("metricstore.serve").info(
+        "serving %s on %s (%d metrics, sync=%s)", directory, server.url, len(config.metrics),
+        args.sync,
+    )  # fmt: skip
+    print(f"listening on {server.url}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.close()
+    print(f"stopped; {server.stats()['lines_written']} lines written", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metricstore", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         commands.add_parser(name, help=text).add_argument("path", help="the store directory")
     _add_cc_commands(commands)
+    _add_serve_command(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -188,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         return run()
     from . import _core
     from .exceptions import StoreError
+
+    if args.command == "serve":
+        try:
+            return _serve(args)
+        except (StoreError, ValueError, TypeError, OSError, ImportError) as error:
+            print(f"serve: {error}", file=sys.stderr)
+            return 1
 
     if args.command in ("import-cc", "export-cc"):
         try:

@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "cc_encode_host",
     "inspect",
+    "json_float_rows",
     "recovery_bytes",
     "to_path",
 ]
@@ -41,6 +42,11 @@ def cc_encode_host(
     format: str,
 ) -> tuple[bytes, int, int] | None: ...
 def recovery_bytes(path: str, readonly: bool = False) -> int: ...
+def json_float_rows(
+    values: NDArray[np.float32] | NDArray[np.float64], decimals: int = 3
+) -> list[bytes]:
+    """One JSON array per row of a 2-D array: ``decimals`` places (at most
+    6; ties to even), ``null`` for NaN and infinities."""
 
 @final
 class OpenProgress:
@@ -231,8 +237,8 @@ class Store:
     def health(self, path: list[str], metrics: list[str], now: int) -> list[str] | None: ...
     def extent(self, series: _SeriesKey | None = None) -> tuple[int, int] | None: ...
     def ingest(
-        self, data: bytes, default_cluster: str | None, now: int
-    ) -> tuple[int, int, list[tuple[int, str]], int]: ...
+        self, data: bytes, default_cluster: str | None, now: int, skip_unknown: bool = False
+    ) -> tuple[int, int, list[tuple[int, str]], int, int]: ...
     def stats(self) -> dict[str, Any]: ...
 
 @final

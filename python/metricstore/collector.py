@@ -27,12 +27,14 @@ SampleKey: TypeAlias = "tuple[str, PathLike]"
 class IngestReport:
     """What :meth:`Store.ingest` did: ``lines`` (not blank or comments),
     ``accepted`` (written), ``rejected`` as (line number from 1, reason),
-    and ``series_created``."""
+    ``series_created``, and ``skipped``: lines of undefined metrics left
+    out with ``unknown="skip"``."""
 
     lines: int
     accepted: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
     series_created: int = 0
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:

@@ -547,7 +547,12 @@ class Store:
     # -- collectors --------------------------------------------------------------
 
     def ingest(
-        self, data: str | bytes, *, default_cluster: str | None = None, now: object = None
+        self,
+        data: str | bytes,
+        *,
+        default_cluster: str | None = None,
+        now: object = None,
+        unknown: Literal["reject", "skip"] = "reject",
     ) -> IngestReport:
         """Writes metrics in InfluxDB line protocol, cc-backend's dialect:
         ``<metric>[,cluster=c][,hostname=h][,type=t,type-id=i][,stype=s,stype-id=j]
@@ -560,7 +565,10 @@ class Store:
         metric, bad tag, value or timestamp, a path name such as ".." or one
         holding "/") is reported with its line number and reason and never
         stops the others; the accepted lines are written as one op. Parsing
-        runs in Rust without the GIL.
+        runs in Rust without the GIL. ``unknown="skip"`` leaves lines of
+        metrics the store does not define out without a reason each, and
+        counts them in ``report.skipped`` (collectors send more metrics
+        than a store keeps).
         """
         if isinstance(data, str):
             raw = data.encode()
@@ -574,8 +582,12 @@ class Store:
             raise TypeError(
                 f"default_cluster: expected a str or None, got {type(default_cluster).__name__}"
             )
-        lines, accepted, rejected, created = self._core.ingest(raw, default_cluster, self._now(now))
-        return IngestReport(lines, accepted, rejected, created)
+        if unknown not in ("reject", "skip"):
+            raise ValueError(f'unknown: expected "reject" or "skip", got {unknown!r}')
+        lines, accepted, rejected, created, skipped = self._core.ingest(
+            raw, default_cluster, self._now(now), unknown == "skip"
+        )
+        return IngestReport(lines, accepted, rejected, created, skipped)
 
     def _now(self, now: object) -> int:
         if now is None:

@@ -22,7 +22,8 @@
 //!   machine, which sees its log only through the `Journal` trait;
 //! - `memory/`     chunks, series, staged ticks and the catalog;
 //! - `model/`      metrics, names, time units and the grid;
-//! - `error.rs`, `bytes.rs`, `parallel.rs`: leaves every folder may use.
+//! - `error.rs`, `bytes.rs`, `parallel.rs`, `json.rs` (JSON float arrays in
+//!   cc-metric-store's number format): leaves every folder may use.
 //!
 //! `testkit/` (simulated storage, the workload model, crash suites) is
 //! compiled only for tests. docs/architecture.md draws the same map with
@@ -43,6 +44,7 @@ mod ccbackend;
 mod durable;
 mod error;
 mod ingest;
+mod json;
 mod memory;
 mod model;
 mod parallel;
@@ -62,6 +64,7 @@ pub use durable::inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;
 pub use ingest::{IngestReport, Ingester};
+pub use json::{MAX_DECIMALS, float_array, float_rows, float64_array};
 pub use memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
 pub use model::metric::{Aggregation, MetricDef};
 pub use model::names::{MAX_NAME_LEN, MAX_PATH_DEPTH, is_pattern};

@@ -8,6 +8,7 @@
 mod arrow;
 mod ccbackend;
 mod errors;
+mod json;
 mod keys;
 mod progress;
 mod result;
@@ -21,6 +22,8 @@ mod _core {
     use super::ccbackend::PyCcHost;
     #[pymodule_export]
     use super::ccbackend::cc_encode_host;
+    #[pymodule_export]
+    use super::json::json_float_rows;
     #[pymodule_export]
     use super::keys::SeriesList;
     #[pymodule_export]

@@ -71,7 +71,7 @@ fn damage_dict<'py>(
     Ok(Some(dict))
 }
 
-type IngestResult = (u64, u64, Vec<(u64, String)>, u64);
+type IngestResult = (u64, u64, Vec<(u64, String)>, u64, u64);
 
 fn slice<'a, T: numpy::Element>(
     array: &'a PyReadonlyArray1<'_, T>,
@@ -884,25 +884,28 @@ impl PyStore {
     }
 
     /// Writes line protocol; returns (lines, accepted, rejected as
-    /// [(line number, reason)], series created).
-    #[pyo3(signature = (data, default_cluster, now))]
+    /// [(line number, reason)], series created, lines skipped for an
+    /// undefined metric when `skip_unknown`).
+    #[pyo3(signature = (data, default_cluster, now, skip_unknown = false))]
     fn ingest(
         &self,
         py: Python<'_>,
         data: &[u8],
         default_cluster: Option<String>,
         now: i64,
+        skip_unknown: bool,
     ) -> PyResult<IngestResult> {
         let store = self.store()?;
         let report = py.detach(|| {
             self.ingester
-                .ingest(&store, data, default_cluster.as_deref(), now)
+                .ingest(&store, data, default_cluster.as_deref(), now, skip_unknown)
         })?;
         Ok((
             report.lines,
             report.accepted,
             report.rejected,
             report.series_created,
+            report.skipped,
         ))
     }
 

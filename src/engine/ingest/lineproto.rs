@@ -36,6 +36,9 @@ pub struct IngestReport {
     pub accepted: u64,
     /// Each line not written: its number (from 1) and why.
     pub rejected: Vec<(u64, String)>,
+    /// Lines of metrics the store does not define, left out without a
+    /// reason each (when the call asked to skip them).
+    pub skipped: u64,
     /// Series the call created.
     pub series_created: u64,
 }
@@ -271,15 +274,18 @@ fn parse_key<'a>(key: &'a [u8], default_cluster: Option<&'a str>) -> Result<Seri
 impl Ingester {
     /// Writes the lines of `text` into `store` (see the module docs); lines
     /// without a cluster tag go to `default_cluster`, lines without a
-    /// timestamp to `now` (ticks of the store unit). Fails as a whole only
-    /// for a bad `default_cluster` or when the write itself fails (I/O,
-    /// closed).
+    /// timestamp to `now` (ticks of the store unit). Lines of a metric the
+    /// store does not define are rejected, or, with `skip_unknown`, only
+    /// counted (collectors send more metrics than a store keeps). Fails as
+    /// a whole only for a bad `default_cluster` or when the write itself
+    /// fails (I/O, closed).
     pub fn ingest(
         &self,
         store: &Store,
         text: &[u8],
         default_cluster: Option<&str>,
         now: i64,
+        skip_unknown: bool,
     ) -> Result<IngestReport, EngineError> {
         if let Some(cluster) = default_cluster {
             validate_path(&[cluster], "default_cluster").map_err(|e| match e {
@@ -339,6 +345,16 @@ impl Ingester {
                             Ok(Resolved::Existing(target)) => {
                                 known.insert(sample.key.into(), target);
                                 target
+                            }
+                            Ok(Resolved::Unknown(_)) if skip_unknown => {
+                                report.skipped += 1;
+                                continue;
+                            }
+                            Ok(Resolved::Unknown(metric)) => {
+                                report
+                                    .rejected
+                                    .push((number, format!("unknown metric {metric:?}")));
+                                continue;
                             }
                             Ok(Resolved::New(line, frequency)) => {
                                 let key = new_keys.len();
@@ -418,6 +434,8 @@ enum Resolved<'a> {
     Existing(Target),
     /// Not yet: its (checked) key, and its metric's frequency.
     New(SeriesKey<'a>, i64),
+    /// The store does not define its metric (named).
+    Unknown(Cow<'a, str>),
 }
 
 /// The series of a parsed line and its frequency, or its key to create;
@@ -432,7 +450,7 @@ fn ingest_series<'a>(
         Err(reason) => return Ok(Err(reason)),
     };
     let Some(frequency) = store.frequency_of(&line.metric) else {
-        return Ok(Err(format!("unknown metric {:?}", line.metric)));
+        return Ok(Ok(Resolved::Unknown(line.metric)));
     };
     if let Err(e) = validate_path(&line.path, "path") {
         let reason = match e {
@@ -485,7 +503,7 @@ flops_any,type-id=1,type=socket,stype-id=4,stype=core,hostname=e01,cluster=emmy 
 flops_any,cluster=emmy,hostname=e01,type=accelerator,type-id=00000000:3B:00.0,unit=F value=9 1700000000
 ";
         let report = Ingester::default()
-            .ingest(&store, text.as_bytes(), None, 0)
+            .ingest(&store, text.as_bytes(), None, 0, false)
             .unwrap();
         assert_eq!(report.rejected, vec![]);
         assert_eq!(
@@ -540,7 +558,7 @@ cpu_load,cluster=emmy,hostname=c value=4 1700000000
 cpu_load,hostname=c,cluster=emmy value=5 1700000020
 ";
         let report = Ingester::default()
-            .ingest(&store, text.as_bytes(), None, i64::MIN)
+            .ingest(&store, text.as_bytes(), None, i64::MIN, false)
             .unwrap();
         assert_eq!(
             (report.lines, report.accepted, report.series_created),
@@ -625,7 +643,7 @@ cpu_load,cluster=c,hostname=h
 cpu_load,cluster=c,hostname=h value=2 110\r
 ";
         let report = Ingester::default()
-            .ingest(&store, text.as_bytes(), None, 0)
+            .ingest(&store, text.as_bytes(), None, 0, false)
             .unwrap();
         assert_eq!((report.lines, report.accepted), (13, 2));
         let lines: Vec<u64> = report.rejected.iter().map(|r| r.0).collect();
@@ -657,17 +675,36 @@ cpu_load,cluster=c,hostname=h value=2 110\r
     }
 
     #[test]
+    fn lines_of_undefined_metrics_can_be_skipped_and_counted() {
+        let store = store();
+        let text = "\
+mem_used,cluster=c,hostname=h value=1 100
+cpu_load,cluster=c,hostname=h value=5 100
+mem_used,cluster=c,hostname=h value=2 110
+cpu_load,cluster=c,hostname=h value=oops 110
+";
+        let report = Ingester::default()
+            .ingest(&store, text.as_bytes(), None, 0, true)
+            .unwrap();
+        assert_eq!((report.lines, report.accepted, report.skipped), (4, 1, 2));
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].0, 4);
+        assert_eq!(at(&store, "cpu_load", &["c", "h"], 100), 5.0);
+        assert_eq!(store.series_count(), 1);
+    }
+
+    #[test]
     fn defaults_fill_the_cluster_and_the_time() {
         let store = store();
         let text = b"cpu_load,hostname=h value=3\ncpu_load,cluster=x,hostname=h value=4";
         let report = Ingester::default()
-            .ingest(&store, text, Some("dflt"), 500)
+            .ingest(&store, text, Some("dflt"), 500, false)
             .unwrap();
         assert_eq!(report.accepted, 2);
         assert_eq!(at(&store, "cpu_load", &["dflt", "h"], 500), 3.0);
         assert_eq!(at(&store, "cpu_load", &["x", "h"], 500), 4.0);
         let e = Ingester::default()
-            .ingest(&store, text, Some("a/b"), 0)
+            .ingest(&store, text, Some("a/b"), 0, false)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("default_cluster:"), "{e}");
@@ -678,7 +715,9 @@ cpu_load,cluster=c,hostname=h value=2 110\r
     fn escapes_in_names_are_undone() {
         let store = store();
         let text = br"cpu_load,cluster=my\ cluster,hostname=a\,b value=1 100";
-        let report = Ingester::default().ingest(&store, text, None, 0).unwrap();
+        let report = Ingester::default()
+            .ingest(&store, text, None, 0, false)
+            .unwrap();
         assert_eq!(report.accepted, 1, "{:?}", report.rejected);
         assert_eq!(at(&store, "cpu_load", &["my cluster", "a,b"], 100), 1.0);
     }

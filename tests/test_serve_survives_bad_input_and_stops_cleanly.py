@@ -1,0 +1,247 @@
+"""`metricstore serve` refuses bad input with a clear status and message,
+never crashes on it, times out idle and slow clients, and on SIGTERM or
+SIGINT finishes, closes the store and keeps every acknowledged line."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from serve_client import Client
+
+import metricstore
+
+
+def new_store() -> metricstore.Store:
+    store = metricstore.Store()
+    store.define_metric("cpu_load", 60, "avg")
+    return store
+
+
+def raw_exchange(address: tuple[str, int], data: bytes, timeout: float = 30.0) -> bytes:
+    """Sends ``data`` on a fresh connection and reads until the server
+    closes it (or the first full reply if it keeps it open)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
+            final = received
+            while final.startswith(b"HTTP/1.1 100 ") and b"\r\n\r\n" in final:
+                final = final.partition(b"\r\n\r\n")[2]  # an interim reply
+            head, sep, rest = final.partition(b"\r\n\r\n")
+            if sep:
+                length = next(
+                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")), 0,
+                )  # fmt: skip
+                if len(rest) >= length:
+                    return received
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent() -> None:
+    with metricstore.serve(new_store(), "127.0.0.1:0", max_body_bytes=1000) as server:
+        # Only the headers go out: a 413 proves the server did not wait for the body.
+        reply = raw_exchange(
+            server.address,
+            b"POST /api/write?cluster=c HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n",
+        )
+        assert reply.startswith(b"HTTP/1.1 413 ")
+        assert b"Connection: close" in reply
+        assert b"this server takes at most 1000" in reply
+        reply = raw_exchange(
+            server.address,
+            b"POST /api/write HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+            b"Expect: 100-continue\r\n\r\n",
+        )
+        assert reply.startswith(b"HTTP/1.1 413 ")
+        assert b"100 Continue" not in reply
+        # Within the limit, Expect: 100-continue goes on as usual.
+        body = b"cpu_load,hostname=h value=1 6000\n"
+        reply = raw_exchange(
+            server.address,
+            b"POST /api/write?cluster=c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body,
+        )
+        assert b"HTTP/1.1 100 Continue" in reply and b"HTTP/1.1 200 OK" in reply
+        assert server.store.read(("cpu_load", "c/h"), 6000, 6060).values.tolist() == [1.0]
+
+
+def test_malformed_requests_get_4xx_and_the_server_keeps_serving() -> None:
+    with metricstore.serve(new_store(), "127.0.0.1:0") as server:
+        client = Client(server.url)
+        cases = [
+            ("GET", "/api/query", b"{not json", 400, "query: the body is not valid JSON"),
+            ("GET", "/api/query", b"[1,2]", 400, "query: the body must be a JSON object"),
+            ("GET", "/api/query", b'{"from":"yesterday"}', 400, 'query: "from" is "yesterday"'),
+            ("GET", "/api/query", b'{"from":10,"to":5}', 400, 'query: "from" (10) is after'),
+            ("GET", "/api/query", b'{"queries":[{"metric":"cpu_load","type-ids":[1]}]}', 400,
+             'query: queries[0]: "type-ids" must be a list of strings'),
+            ("GET", "/api/query", b'{"for-all-nodes":["cpu_load"]}', 400,
+             '"for-all-nodes" needs a "cluster"'),
+            ("POST", "/api/write?cluster=a/b", b"cpu_load,hostname=h value=1 1\n", 400,
+             "default_cluster"),
+            ("GET", "/api/healthcheck", b"\xff\xfe", 400, "not valid JSON"),
+        ]  # fmt: skip
+        for method, path, body, status, message in cases:
+            got, reply, headers = client.request(method, path, body)
+            assert got == status, (path, body, reply)
+            assert message in json.loads(reply)["error"]
+            assert headers["content-type"] == "application/json"
+        assert client.request("GET", "/api/nothing")[:2] == (404, b"404 page not found\n")
+        got, _, headers = client.request("GET", "/api/write")
+        assert (got, headers["allow"]) == (405, "POST")
+        reply = raw_exchange(
+            server.address,
+            b"POST /api/write HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+        )
+        assert reply.startswith(b"HTTP/1.1 411 ")
+        garbage = (
+            b"\x00\x01\x02 nonsense\r\n\r\n",
+            b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+            b"POST /api/write HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        )
+        for request, status in zip(garbage, (b" 400 ", b" 414 ", b" 400 "), strict=True):
+            reply = raw_exchange(server.address, request)
+            assert status in reply.split(b"\r\n")[0], reply[:100]
+        # Still serving, and nothing stored was touched.
+        assert client.write("cpu_load,hostname=h value=2 6000\n", cluster="c") == (200, b"")
+        assert server.store.read(("cpu_load", "c/h"), 6000, 6060).values.tolist() == [2.0]
+
+
+def test_idle_and_slow_clients_time_out() -> None:
+    with metricstore.serve(
+        new_store(), "127.0.0.1:0", idle_timeout=0.5, request_timeout=0.5
+    ) as server:
+        with socket.create_connection(server.address, timeout=30) as idle:
+            # An idle connection is closed by the server: recv sees the end.
+            assert idle.recv(100) == b""
+        with socket.create_connection(server.address, timeout=30) as slow:
+            slow.sendall(b"POST /api/write HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            reply = b""
+            while chunk := slow.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408 ")
+        assert server.store.stats()["samples"] == 0
+
+
+def test_close_waits_for_writes_then_flushes_or_closes_the_store(tmp_path: Path) -> None:
+    store = metricstore.open(tmp_path / "s", sync="none")
+    store.define_metric("cpu_load", 60, "avg")
+    server = metricstore.serve(store, "127.0.0.1:0", own_store=True)
+    client = Client(server.url)
+    assert client.write("cpu_load,hostname=h value=3.5 6000\n", cluster="c") == (200, b"")
+    server.close()
+    server.close()
+    assert store.closed
+    with pytest.raises(OSError):
+        client.write("cpu_load,hostname=h value=1 6060\n", cluster="c")
+    with metricstore.open(tmp_path / "s") as again:
+        assert again.read(("cpu_load", "c/h"), 6000, 6120).values.tolist()[0] == 3.5
+
+
+def config_file(tmp_path: Path, **main: object) -> Path:
+    config = {
+        "main": {"addr": "127.0.0.1:0", **main},
+        "metrics": {
+            "cpu_load": {"frequency": 60, "aggregation": "avg"},
+            "mem_used": {"frequency": 60, "aggregation": None},
+        },
+        "metric-store": {
+            "memory-cap": 0,
+            "checkpoints": {"file-format": "wal", "directory": "./store"},
+        },
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def start_cli(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metricstore", "serve", "--config", str(config), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise AssertionError(f"no listening line: {line!r} {process.stderr.read()!r}")  # type: ignore[union-attr]
+    return process, line.split()[-1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_cli_and_closes_the_store(tmp_path: Path, sig: int) -> None:
+    process, url = start_cli(config_file(tmp_path), "--sync", "none")
+    client = Client(url)
+    lines = "".join(f"cpu_load,hostname=h{i % 3} value={i}.25 {6000 + 60 * i}\n" for i in range(50))
+    assert client.write(lines, cluster="fritz") == (200, b"")
+    assert client.write("mem_used,hostname=h0 value=1 6000\n", cluster="fritz") == (200, b"")
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "stopped; 51 lines written" in out
+    # The store was closed (a final snapshot, the lock released): it opens for writing.
+    with metricstore.open(tmp_path / "store") as store:
+        assert store.recovery is not None and store.recovery.records == 0
+        for i in range(50):
+            got = store.read(("cpu_load", f"fritz/h{i % 3}"), 6000 + 60 * i, 6060 + 60 * i)
+            assert got.values.tolist() == [i + 0.25]
+        assert [m.name for m in store.metrics] == ["cpu_load", "mem_used"]
+
+
+def test_the_cli_reports_a_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text('{"metrics": {"x": {"frequency": "1m"}}}')
+    done = subprocess.run(
+        [sys.executable, "-m", "metricstore", "serve", "--config", str(bad)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "metric \"x\" has frequency '1m'" in done.stderr
+    assert not os.path.exists(tmp_path / "store")
+
+
+def test_random_requests_never_break_the_server() -> None:
+    rng = random.Random(20)
+    pieces = (
+        b'{ } [ ] "queries" "from" : , 1e999 -1 null "x" \xff cpu_load ,hostname=h value= \n ='
+    ).split(b" ")
+    paths = [
+        "/api/write?cluster=c",
+        "/api/query",
+        "/api/free?to=1",
+        "/api/healthcheck",
+        "/api/debug?selector=c:h",
+        "/api/write?cluster=%00",
+        "/api/query?version=v2",
+    ]
+    store = new_store()
+    with metricstore.serve(store, "127.0.0.1:0", max_body_bytes=4096) as server:
+        client = Client(server.url)
+        for _ in range(300):
+            body = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+            method = rng.choice(["GET", "POST"])
+            status, reply, _ = client.request(method, rng.choice(paths), body)
+            assert status in (200, 400, 405, 413), (status, reply)
+            assert status == 200 or reply
+        assert client.write("cpu_load,hostname=h value=8 6000\n", cluster="c") == (200, b"")
+        status, body = client.query(
+            {"cluster": "c", "from": 6000, "to": 6060,
+             "queries": [{"metric": "cpu_load", "host": "h"}]}
+        )  # fmt: skip
+    assert status == 200
+    assert json.loads(body)["results"][0][0]["data"] == [8.0]
