@@ -16,6 +16,10 @@ use crate::engine::memory::chunks::{CHUNK_SLOTS, Chunk, ChunkPool, copy_counting
 pub use crate::engine::memory::sealed::EncodedChunk;
 use crate::engine::memory::sealed::{Damage, MappedSeries, Sealed};
 
+/// Mapped chunks a read must span before their bytes are asked for in one
+/// go (`read_ahead`); a read of fewer reads them as decoding touches them.
+const READ_AHEAD_CHUNKS: usize = 16;
+
 /// One chunk of a series.
 enum Stored {
     /// Slots written in place.
@@ -325,7 +329,9 @@ impl SeriesData {
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
-        self.read_ahead(first_key..=last_key);
+        if last_key - first_key >= READ_AHEAD_CHUNKS as i64 - 1 {
+            self.read_ahead(first_key..=last_key);
+        }
         for (&key, stored) in self.map().range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
@@ -349,7 +355,6 @@ impl SeriesData {
     /// the snapshot: a series' chunks lie together) to be read in at once,
     /// rather than window by window as the decoding touches them.
     fn read_ahead(&self, keys: std::ops::RangeInclusive<i64>) {
-        const MANY: usize = 16;
         let mut mapped = self
             .map()
             .range(keys)
@@ -365,7 +370,7 @@ impl SeriesData {
             end = end.max(range.end);
             count += 1;
         }
-        if count >= MANY {
+        if count >= READ_AHEAD_CHUNKS {
             (file.will_need)(first.start..end);
         }
     }
