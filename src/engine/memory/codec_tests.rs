@@ -506,21 +506,27 @@ fn the_encoder_still_writes_the_documented_bytes() {
 
 #[test]
 fn the_prefix_sum_wraps_and_matches_a_plain_loop_at_every_length() {
-    for len in 0..=13 {
-        let words: Vec<u32> = (0..len as u32)
-            .map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0xF000_0001)
-            .collect();
-        let mut got: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
-        super::prefix_sum(0xFFFF_FFF0, &mut got);
-        let mut acc = 0xFFFF_FFF0u32;
-        let expected: Vec<u32> = words
-            .iter()
-            .map(|&w| {
-                acc = acc.wrapping_add(w);
-                acc
-            })
-            .collect();
-        let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(got, expected, "length {len}");
+    for ordered in [false, true] {
+        for len in 0..=13 {
+            let words: Vec<u32> = (0..len as u32)
+                .map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0xF000_0001)
+                .collect();
+            let mut got: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
+            super::prefix_sum(0xFFFF_FFF0, ordered, &mut got);
+            let mut acc = 0xFFFF_FFF0u32;
+            let expected: Vec<u32> = words
+                .iter()
+                .map(|&w| {
+                    acc = acc.wrapping_add(w);
+                    if ordered {
+                        super::from_ordered(acc)
+                    } else {
+                        acc
+                    }
+                })
+                .collect();
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, expected, "length {len}, ordered {ordered}");
+        }
     }
 }
