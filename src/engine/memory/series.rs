@@ -318,9 +318,10 @@ impl SeriesData {
         slots.as_ptr() as usize
     }
 
-    /// Copies slots `first .. first + out.len()` into `out`; slots never
-    /// written are left as they are in `out` (callers pass NaN-filled
-    /// buffers). Fails only on a mapped chunk that fails its check.
+    /// Copies slots `first .. first + out.len()` into `out`, writing every
+    /// one of them: NaN where the series has no chunk (so `out` may hold
+    /// anything before; a large read needs no NaN pass first). Fails only
+    /// on a mapped chunk that fails its check, leaving `out` part written.
     pub fn read_into(&self, first: i64, out: &mut [f32]) -> Result<(), Damage> {
         if out.is_empty() {
             return Ok(());
@@ -332,11 +333,14 @@ impl SeriesData {
         if last_key - first_key >= READ_AHEAD_CHUNKS as i64 - 1 {
             self.read_ahead(first_key..=last_key);
         }
+        let mut written = 0; // out[..written] is done
         for (&key, stored) in self.map().range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
-            let target = &mut out[(from - first) as usize..(to - first) as usize];
+            let (lo, hi) = ((from - first) as usize, (to - first) as usize);
+            out[written..lo].fill(f32::NAN);
+            let target = &mut out[lo..hi];
             let (a, b) = ((from - chunk_start) as usize, (to - chunk_start) as usize);
             match stored {
                 Stored::Raw(chunk) => target.copy_from_slice(&chunk.as_slice()[a..b]),
@@ -347,7 +351,9 @@ impl SeriesData {
                     target.copy_from_slice(&buffer[a..b]);
                 }
             }
+            written = hi;
         }
+        out[written..].fill(f32::NAN);
         Ok(())
     }
 
@@ -730,6 +736,37 @@ mod tests {
 
     fn bits(values: &[f32]) -> Vec<u32> {
         values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn a_read_writes_every_slot_of_its_buffer_nan_where_no_chunk_is() {
+        let (pool, mut series) = (pool(), SeriesData::default());
+        // Chunks 1 and 3 (partly written) sealed, 4 raw; 0, 2 and 5 never made.
+        let head: Vec<f32> = (0..1024).map(|i| i as f32).collect();
+        series.write(&pool, 1024, &head);
+        series.write(&pool, 3 * 1024 + 10, &[1.5, -0.0]);
+        // The first pass keeps the newest chunk raw; the second, with no write between, seals it.
+        assert_eq!(series.seal(&pool, &mut Vec::new()), 1);
+        assert_eq!(series.seal(&pool, &mut Vec::new()), 1);
+        series.write(&pool, 4 * 1024 + 1, &[7.25]);
+        assert_eq!(
+            (series.tiers().sealed_chunks, series.tiers().raw_chunks),
+            (2, 1)
+        );
+        let mut expected = vec![f32::NAN; 6 * 1024];
+        expected[1024..2048].copy_from_slice(&head);
+        expected[3 * 1024 + 10] = 1.5;
+        expected[3 * 1024 + 11] = -0.0;
+        expected[4 * 1024 + 1] = 7.25;
+        for (first, len) in [(0, 6 * 1024), (1000, 3100), (3 * 1024 + 5, 1100), (5000, 1)] {
+            let mut out = vec![3.0f32; len];
+            series.read_into(first as i64, &mut out).unwrap();
+            assert_eq!(
+                bits(&out),
+                bits(&expected[first..first + len]),
+                "{first}+{len}"
+            );
+        }
     }
 
     #[test]

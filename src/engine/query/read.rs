@@ -144,10 +144,11 @@ impl Store {
         }
     }
 
-    /// Fills `out` (NaN-filled) with slots `first ..` of `source`, NaN
-    /// where fewer than `min_count` series have a sample, and `counts`
-    /// (zeroed, as long as `out`) with how many do; fails only on a chunk of
-    /// a mapped snapshot that fails its check.
+    /// Fills all of `out` (whatever it held) with slots `first ..` of
+    /// `source`, NaN where fewer than `min_count` series have a sample (and
+    /// where none has), and `counts` (zeroed, as long as `out`) with how
+    /// many do; fails only on a chunk of a mapped snapshot that fails its
+    /// check. Callers allocate `out` zeroed, which costs no pass over it.
     pub(crate) fn fill(
         source: &Source,
         first: i64,
@@ -170,6 +171,8 @@ impl Store {
                 Ok(())
             }
             many => {
+                // The aggregate writes only the slots enough series cover.
+                out.fill(f32::NAN);
                 let mut own;
                 let counts = match counts {
                     Some(counts) => counts,
@@ -204,7 +207,7 @@ impl Store {
     ) -> Result<RangeData, EngineError> {
         let source = self.resolve(&self.settled_catalog(), target)?;
         let (first, len) = read_slots(start, stop, source.frequency)?;
-        let mut values = vec![f32::NAN; len];
+        let mut values = vec![0f32; len];
         let mut counts = (source.series.len() > 1 || min_count > 1).then(|| vec![0u32; len]);
         Self::fill(
             &source,
@@ -271,7 +274,7 @@ impl Store {
                 ),
             ));
         };
-        let mut values = vec![f32::NAN; cells];
+        let mut values = vec![0f32; cells];
         let counted = min_count > 1 || sources.iter().any(|s| s.series.len() > 1);
         let mut counts = counted.then(|| vec![0u32; cells]);
         if cols > 0 {
