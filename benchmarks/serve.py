@@ -18,6 +18,7 @@ Targets (issue 20):
 
     python benchmarks/serve.py                # 5 s per ingest phase
     python benchmarks/serve.py --seconds 2    # quick run
+    python benchmarks/serve.py --only json    # JSON floats alone
 """
 
 from __future__ import annotations
@@ -283,6 +284,13 @@ def json_rate() -> tuple[float, float]:
     return values.size / best, python
 
 
+def print_json_rate() -> None:
+    rate, python = json_rate()
+    print(f"JSON floats: {rate / 1e6:.0f} M floats/s on one core; Python's f-strings "
+          f"{python / 1e6:.1f} M/s ({rate / python:.0f}x) "
+          f"(target 100 M/s: {verdict(rate >= 100e6)})")  # fmt: skip
+
+
 def nats_rate(messages: int = 400, lines: int = 1_000) -> float | None:
     """Lines/s taken from one NATS subject: ``messages`` batches published
     at once, timed until the subscriber has written them all."""
@@ -358,7 +366,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per ingest phase")
     parser.add_argument("--hours", type=int, default=24, help="job view length")
+    parser.add_argument(
+        "--only", choices=["json"], help="measure only this (json: JSON float encoding)"
+    )
     args = parser.parse_args()
+    if args.only == "json":
+        print_json_rate()
+        return
     base = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     try:
         config(base / "config.json")
@@ -396,10 +410,7 @@ def main() -> None:
         else:
             print(f"NATS, one subject, 1,000-line messages: {taken / 1e6:.2f} M lines/s "
                   f"(target 500 k lines/s: {verdict(taken >= 500e3)})")  # fmt: skip
-        rate, python = json_rate()
-        print(f"JSON floats: {rate / 1e6:.0f} M floats/s on one core; Python's f-strings "
-              f"{python / 1e6:.1f} M/s ({rate / python:.0f}x) "
-              f"(target 100 M/s: {verdict(rate >= 100e6)})")  # fmt: skip
+        print_json_rate()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

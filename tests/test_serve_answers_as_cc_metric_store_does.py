@@ -328,6 +328,15 @@ def test_json_float_rows_formats_as_go_does() -> None:
     )
     for text, row_values in zip(_core.json_float_rows(many), many, strict=True):
         assert text == ("[" + ",".join(f"{float(v):.3f}" for v in row_values) + "]").encode()
+    # More rows than are formatted per release of the GIL, texts of
+    # different lengths in one buffer, with 2 decimals as stats use.
+    tall = (rng.standard_normal((150, 7)) * 10.0 ** rng.integers(-3, 7, (150, 7))).astype(
+        np.float32
+    )
+    tall[::5] = 5.0
+    got = _core.json_float_rows(tall, 2)
+    assert got == [("[" + ",".join(f"{float(v):.2f}" for v in r) + "]").encode() for r in tall]
+    assert _core.json_float_rows(np.zeros((3, 0), dtype=np.float32)) == [b"[]"] * 3
     [wide] = _core.json_float_rows(np.array([[1 / 3, np.nan]]), 2)
     assert wide == b"[0.33,null]"
     with pytest.raises(ValueError, match="decimals"):
