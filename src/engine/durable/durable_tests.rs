@@ -807,6 +807,46 @@ fn cuts_of_old_data_are_logged_and_replayed_exactly() {
 }
 
 #[test]
+fn a_cut_of_some_series_is_logged_and_replayed_exactly() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 10, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["c", "a"]).unwrap();
+    let b = store.series("m", &["c", "b"]).unwrap();
+    let c = store.series("m", &["c", "c"]).unwrap();
+    let values: Vec<f32> = (0..3000).map(|i| i as f32).collect();
+    for id in [a, b, c] {
+        store.write_block(id, 0, &values).unwrap();
+    }
+    // A whole chunk and part of the next go from a and c; b keeps all.
+    store.drop_series_before(&[a, c], 12_345).unwrap();
+    assert!(store.drop_series_before(&[a, 99], 10).is_err());
+    assert!(store.drop_series_before(&[a], i64::MIN).is_err());
+    let cut: Vec<u32> = (0..3000)
+        .map(|i| if i < 1235 { f32::NAN } else { i as f32 }.to_bits())
+        .collect();
+    let whole: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(bits(&store, a, 0, 30_000), cut);
+    assert_eq!(bits(&store, b, 0, 30_000), whole);
+    assert_eq!(bits(&store, c, 0, 30_000), cut);
+    store.close_with(false).unwrap();
+    drop(store);
+    // Replayed from the log (no snapshot), then from the snapshot the
+    // first reopen wrote.
+    for from_snapshot in [false, true] {
+        let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        assert_eq!(report.snapshot_lsn > 0, from_snapshot);
+        assert_eq!(bits(&again, a, 0, 30_000), cut);
+        assert_eq!(bits(&again, b, 0, 30_000), whole);
+        assert_eq!(bits(&again, c, 0, 30_000), cut);
+        if !from_snapshot {
+            again.checkpoint().unwrap();
+        }
+        again.close().unwrap();
+    }
+}
+
+#[test]
 fn a_reader_follows_its_writer_until_checkpoints_remove_the_log_it_needs() {
     let dir = TempDir::new();
     let (writer, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
