@@ -264,7 +264,8 @@ mod tests {
         };
         assert_eq!(parse_segment_header(&with_version(1)), Ok(9));
         assert_eq!(parse_segment_header(&with_version(2)), Ok(9));
-        for version in [0, 4] {
+        assert_eq!(parse_segment_header(&with_version(3)), Ok(9));
+        for version in [0, 5] {
             assert_eq!(
                 parse_segment_header(&with_version(version)),
                 Err(HeaderProblem::Version(version))
