@@ -597,6 +597,14 @@ fn aging_workload(seed: u64, writes: usize) -> Vec<Call> {
                 before: cursor - rng.range(1000, 3000),
             }));
         }
+        if w % 12 == 6 {
+            // A cut of some series only (the network API's /api/free).
+            let series: Vec<u32> = (0..4).filter(|_| rng.chance(1, 2)).collect();
+            calls.push(Call::Op(Step::DropSeriesBefore {
+                series,
+                before: cursor - rng.range(200, 1500),
+            }));
+        }
         if w % 25 == 0 {
             calls.push(Call::Checkpoint);
         }
