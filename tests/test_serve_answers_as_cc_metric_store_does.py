@@ -261,10 +261,9 @@ def test_debug_dumps_the_tree_below_a_selector(served) -> None:
     assert json.loads(body)["error"] == "not found: ['fritz', 'nohost']"
 
 
-def test_free_checks_its_arguments_and_keeps_the_data(served) -> None:
+def test_free_drops_the_older_data_of_the_selected_hosts_only(served) -> None:
     server, client = served
-    status, body, _ = client.request("POST", "/api/free?to=7000", b'[["fritz","f0101"]]')
-    assert (status, body) == (200, b"buffers freed: 0\n")
+    store = server.store
     status, body, _ = client.request("POST", "/api/free/", b"[]")
     assert status == 400
     assert json.loads(body)["error"] == "'to' is a required query parameter"
@@ -273,8 +272,34 @@ def test_free_checks_its_arguments_and_keeps_the_data(served) -> None:
     status, body, _ = client.request("POST", "/api/free?to=1", b'{"a":1}')
     assert status == 400
     assert body.startswith(b"free: the body must be a list")
-    values = server.store.read(("cpu_load", "fritz/f0101"), 6000, 6120).values
-    assert values.tolist() == [1.25, 2.5]
+    status, body, _ = client.request("POST", "/api/free?to=1", b"[[]]")
+    assert (status, body) == (400, b"free: a selector must name at least a cluster\n")
+    status, body, _ = client.request("POST", "/api/free?to=7000", b'[["fritz","nohost"]]')
+    assert (status, body) == (200, b"buffers freed: 0\n")
+    assert store.read(("cpu_load", "fritz/f0101"), 6000, 6120).values.tolist() == [1.25, 2.5]
+    # f0101's three series lose their sample at 6000 and keep the one at
+    # 6060; f0102 and alex keep everything.
+    status, body, _ = client.request("POST", "/api/free?to=6060", b'[["fritz","f0101"]]')
+    assert (status, body) == (200, b"buffers freed: 3\n")
+    nan = np.nan
+    np.testing.assert_array_equal(
+        store.read(("cpu_load", "fritz/f0101"), 6000, 6120).values, [nan, 2.5]
+    )
+    for hw, kept in (("0", 11.0), ("1", 0.0625)):
+        np.testing.assert_array_equal(
+            store.read(("flops_any", f"fritz/f0101/hwthread{hw}"), 6000, 6120).values, [nan, kept]
+        )
+    assert store.read(("cpu_load", "fritz/f0102"), 6000, 6060).values.tolist() == [7.0]
+    assert store.read(("mem_used", "alex/a0001"), 6000, 6060).values.tolist() == [1e6]
+    # A deeper selector cuts only below it.
+    status, body, _ = client.request(
+        "POST", "/api/free?to=7000", b'[["fritz","f0101","hwthread1"]]'
+    )
+    assert (status, body) == (200, b"buffers freed: 1\n")
+    assert np.isnan(store.read(("flops_any", "fritz/f0101/hwthread1"), 6000, 6120).values).all()
+    np.testing.assert_array_equal(
+        store.read(("flops_any", "fritz/f0101/hwthread0"), 6000, 6120).values, [nan, 11.0]
+    )
 
 
 def test_a_write_stores_the_good_lines_and_names_the_bad_ones() -> None:
@@ -328,6 +353,15 @@ def test_json_float_rows_formats_as_go_does() -> None:
     )
     for text, row_values in zip(_core.json_float_rows(many), many, strict=True):
         assert text == ("[" + ",".join(f"{float(v):.3f}" for v in row_values) + "]").encode()
+    # More rows than are formatted per release of the GIL, texts of
+    # different lengths in one buffer, with 2 decimals as stats use.
+    tall = (rng.standard_normal((150, 7)) * 10.0 ** rng.integers(-3, 7, (150, 7))).astype(
+        np.float32
+    )
+    tall[::5] = 5.0
+    got = _core.json_float_rows(tall, 2)
+    assert got == [("[" + ",".join(f"{float(v):.2f}" for v in r) + "]").encode() for r in tall]
+    assert _core.json_float_rows(np.zeros((3, 0), dtype=np.float32)) == [b"[]"] * 3
     [wide] = _core.json_float_rows(np.array([[1 / 3, np.nan]]), 2)
     assert wide == b"[0.33,null]"
     with pytest.raises(ValueError, match="decimals"):

@@ -219,6 +219,13 @@ class Store:
         op, so recovery repeats it)."""
         self._core.drop_before(to_ticks(before, self._unit, "before"))
 
+    def drop_series_before(self, series: object, before: object) -> None:
+        """Drops every sample before ``before`` from each of ``series`` (an
+        array or list of handles) and from no other series: one logged op,
+        so recovery repeats it."""
+        handles = to_handles(series, "series")
+        self._core.drop_series_before(handles, to_ticks(before, self._unit, "before"))
+
     def _attach(self, core: _core.Store) -> None:
         self._core = core
         self._unit: str = core.unit

@@ -64,7 +64,7 @@ pub use durable::inspect::{Inspection, SegmentInfo, SnapshotInfo};
 pub use durable::{OpenOptions, SyncMode};
 pub use error::EngineError;
 pub use ingest::{IngestReport, Ingester};
-pub use json::{MAX_DECIMALS, float_array, float_rows, float64_array};
+pub use json::{MAX_DECIMALS, float_array, float_rows, float_rows_into, float64_array};
 pub use memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS, PoolUsage, SLAB_BYTES};
 pub use model::metric::{Aggregation, MetricDef};
 pub use model::names::{MAX_NAME_LEN, MAX_PATH_DEPTH, is_pattern};

@@ -462,6 +462,20 @@ impl PyStore {
         Ok(())
     }
 
+    /// Drops every slot before `before` from each of `series` (one logged
+    /// op); the other series keep theirs.
+    fn drop_series_before(
+        &self,
+        py: Python<'_>,
+        series: PyReadonlyArray1<'_, u32>,
+        before: i64,
+    ) -> PyResult<()> {
+        let series = slice(&series, "series")?;
+        let store = self.store()?;
+        py.detach(|| store.drop_series_before(series, before))?;
+        Ok(())
+    }
+
     /// Limits bytes of chunk data (None: no limit); over it, the oldest data
     /// is dropped.
     #[pyo3(signature = (limit))]
@@ -999,6 +1013,7 @@ fn op_kind_name(kind: u8) -> String {
         op_kind::WRITE_TICK => "write_tick".to_owned(),
         op_kind::WRITE_POINTS => "write_points".to_owned(),
         op_kind::DROP_BEFORE => "drop_before".to_owned(),
+        op_kind::DROP_SERIES_BEFORE => "drop_series_before".to_owned(),
         op_kind::CREATE_SERIES_MANY => "create_series_many".to_owned(),
         other => format!("kind {other}"),
     }

@@ -517,14 +517,14 @@ class Api:
     # -- /api/free -----------------------------------------------------------
 
     def free(self, query: str, body: bytes) -> Reply:
-        """Checks the request as cc-metric-store does and frees nothing: this
-        store frees by retention and its memory limit, never per host (see
-        docs/serve.md)."""
+        """Drops the data before ``to`` (Unix seconds) of every series at or
+        below each selector (``[cluster, host, ...]``), as one logged op:
+        a restart does not bring it back. Answers how many series were cut."""
         raw = parse_qs(query).get("to", [""])[0]
         if not raw:
             return error_reply(400, "'to' is a required query parameter")
         try:
-            int(raw)
+            to = int(raw)
         except ValueError:
             return error_reply(400, f"'to' is {raw!r}, not an integer (Unix seconds)")
         try:
@@ -535,7 +535,22 @@ class Api:
             isinstance(s, list) and all(isinstance(n, str) for n in s) for s in selectors
         ):
             return text_reply(400, "free: the body must be a list of selectors (lists of strings)")
-        return Reply(200, _TEXT, b"buffers freed: 0\n")
+        if any(not s for s in selectors):
+            return text_reply(400, "free: a selector must name at least a cluster")
+        prefixes = {tuple(s) for s in selectors}
+        depths = {len(p) for p in prefixes}
+        handles = [
+            handle
+            for handle, _, path in self.store.list_series()
+            if any(path[:d] in prefixes for d in depths)
+        ]
+        if handles:
+            try:
+                before = np.datetime64(to, "s")
+            except OverflowError:
+                return error_reply(400, f"'to' is {raw}, out of range")
+            self.store.drop_series_before(handles, before)
+        return Reply(200, _TEXT, b"buffers freed: %d\n" % len(handles))
 
     # -- /api/healthcheck ------------------------------------------------------
 

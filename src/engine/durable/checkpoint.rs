@@ -17,6 +17,10 @@ use crate::engine::store::CheckpointInfo;
 use crate::engine::store::Store;
 use crate::engine::wal::list_segments;
 
+/// Series whose paths a checkpoint copies under one read lock of the
+/// catalog.
+const CATALOG_RANGE: usize = 16_384;
+
 impl Durable {
     /// Writes a snapshot of `store` and deletes what it makes unneeded,
     /// keeping the newest `keep` snapshots (see `remove_unneeded`).
@@ -28,7 +32,12 @@ impl Durable {
         let _one_at_a_time = self.checkpoint_lock.lock();
         self.check_writable()?;
         let started = Instant::now();
-        let (lsn, metrics, paths, data) = {
+        // Writers wait only for the cut: the LSN, a new log segment, the
+        // staged ticks written out, and how many series and metrics there
+        // are. The catalog only ever grows (series and metrics are
+        // appended, never changed or removed), so the first `series` of it
+        // are copied afterwards, a range at a time, while writers go on.
+        let (lsn, metrics, series) = {
             let _order = store.lock_sequencer();
             if self.is_closed() {
                 return Err(EngineError::Closed);
@@ -40,19 +49,20 @@ impl Durable {
             );
             // Ticks logged before `lsn` may still be staged.
             let catalog = store.settled_catalog();
-            let data: Vec<Arc<RwLock<SeriesData>>> = catalog
-                .entries()
-                .iter()
-                .map(|e| Arc::clone(&e.data))
-                .collect();
-            (
-                lsn,
-                catalog.metrics().to_vec(),
-                catalog.series_paths(),
-                data,
-            )
+            (lsn, catalog.metrics().to_vec(), catalog.series_count())
         };
         let writers_held_seconds = started.elapsed().as_secs_f64();
+        let mut paths = Vec::with_capacity(series);
+        let mut data: Vec<Arc<RwLock<SeriesData>>> = Vec::with_capacity(series);
+        for first in (0..series).step_by(CATALOG_RANGE) {
+            crash_point!(self.storage.as_ref(), CHECKPOINT_CATALOG);
+            // A short read lock per range: a writer creating series waits
+            // for one range at most.
+            let catalog = store.catalog.read();
+            let ids = first..(first + CATALOG_RANGE).min(series);
+            paths.extend(catalog.series_paths_in(ids.clone()));
+            data.extend(catalog.entries()[ids].iter().map(|e| Arc::clone(&e.data)));
+        }
         let storage = self.storage.as_ref();
         let dir = self.dir.as_path();
         let name = snapshot_name(lsn);

@@ -807,6 +807,46 @@ fn cuts_of_old_data_are_logged_and_replayed_exactly() {
 }
 
 #[test]
+fn a_cut_of_some_series_is_logged_and_replayed_exactly() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 10, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["c", "a"]).unwrap();
+    let b = store.series("m", &["c", "b"]).unwrap();
+    let c = store.series("m", &["c", "c"]).unwrap();
+    let values: Vec<f32> = (0..3000).map(|i| i as f32).collect();
+    for id in [a, b, c] {
+        store.write_block(id, 0, &values).unwrap();
+    }
+    // A whole chunk and part of the next go from a and c; b keeps all.
+    store.drop_series_before(&[a, c], 12_345).unwrap();
+    assert!(store.drop_series_before(&[a, 99], 10).is_err());
+    assert!(store.drop_series_before(&[a], i64::MIN).is_err());
+    let cut: Vec<u32> = (0..3000)
+        .map(|i| if i < 1235 { f32::NAN } else { i as f32 }.to_bits())
+        .collect();
+    let whole: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(bits(&store, a, 0, 30_000), cut);
+    assert_eq!(bits(&store, b, 0, 30_000), whole);
+    assert_eq!(bits(&store, c, 0, 30_000), cut);
+    store.close_with(false).unwrap();
+    drop(store);
+    // Replayed from the log (no snapshot), then from the snapshot the
+    // first reopen wrote.
+    for from_snapshot in [false, true] {
+        let (again, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+        assert_eq!(report.snapshot_lsn > 0, from_snapshot);
+        assert_eq!(bits(&again, a, 0, 30_000), cut);
+        assert_eq!(bits(&again, b, 0, 30_000), whole);
+        assert_eq!(bits(&again, c, 0, 30_000), cut);
+        if !from_snapshot {
+            again.checkpoint().unwrap();
+        }
+        again.close().unwrap();
+    }
+}
+
+#[test]
 fn a_reader_follows_its_writer_until_checkpoints_remove_the_log_it_needs() {
     let dir = TempDir::new();
     let (writer, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
@@ -839,4 +879,115 @@ fn a_reader_follows_its_writer_until_checkpoints_remove_the_log_it_needs() {
     writer.checkpoint().unwrap();
     assert_eq!(reader.follow(&FsStorage, dir.path(), 5).unwrap(), None);
     writer.close().unwrap();
+}
+
+/// The real file system, except that the first passage of one crash point
+/// reports itself and waits until the test lets it go on.
+struct PauseAt {
+    point: &'static str,
+    reached: parking_lot::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    go: parking_lot::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl crate::engine::storage::Storage for PauseAt {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        FsStorage.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        FsStorage.list(dir)
+    }
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn crate::engine::storage::StorageFile>> {
+        FsStorage.create(path)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        FsStorage.read(path)
+    }
+    fn size(&self, path: &Path) -> std::io::Result<u64> {
+        FsStorage.size(path)
+    }
+    fn sync_file(&self, path: &Path) -> std::io::Result<()> {
+        FsStorage.sync_file(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
+        FsStorage.truncate(path, len)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        FsStorage.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        FsStorage.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        FsStorage.sync_dir(dir)
+    }
+    fn crash_point(&self, name: &'static str) {
+        if name != self.point {
+            return;
+        }
+        if let Some(reached) = self.reached.lock().take() {
+            reached.send(()).unwrap();
+            self.go.lock().recv().unwrap();
+        }
+    }
+}
+
+#[test]
+fn writes_are_acknowledged_while_a_checkpoint_copies_the_catalog() {
+    use crate::engine::crash_points::CHECKPOINT_CATALOG;
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let dir = TempDir::new();
+    let (reached, at_point) = channel();
+    let (go, paused) = channel();
+    let storage = Arc::new(PauseAt {
+        point: CHECKPOINT_CATALOG,
+        reached: parking_lot::Mutex::new(Some(reached)),
+        go: parking_lot::Mutex::new(paused),
+    });
+    let (store, _) = Store::open_on(storage, dir.path(), &options(SyncMode::Always)).unwrap();
+    store.define_metric("m", 10, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["c", "a"]).unwrap();
+    store.write_block(a, 0, &[1.0, 2.0]).unwrap();
+    let store = Arc::new(store);
+    let checkpointing = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.checkpoint())
+    };
+    at_point.recv().unwrap();
+    // The checkpoint has fixed its LSN and waits at the point. A write to
+    // an existing series and a new series with its write must be
+    // acknowledged now; a checkpoint that held writers until it finished
+    // would keep them waiting until it is let go below, which happens only
+    // after the writes or the (generous) deadlock guard.
+    let (done, written) = channel();
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store.write_block(a, 20, &[3.0]).unwrap();
+            let b = store.series("m", &["c", "b"]).unwrap();
+            store.write_block(b, 0, &[4.0]).unwrap();
+            done.send(b).unwrap();
+        })
+    };
+    let outcome = written.recv_timeout(std::time::Duration::from_secs(300));
+    go.send(()).unwrap();
+    let b = match outcome {
+        Ok(b) => b,
+        Err(RecvTimeoutError::Timeout) => panic!("the writes waited for the checkpoint"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the writer failed"),
+    };
+    writer.join().unwrap();
+    let info = checkpointing.join().unwrap().unwrap();
+    // The snapshot is of the cut: the one series that existed then.
+    assert_eq!(info.series, 1);
+    assert!(info.writers_held_seconds <= info.seconds);
+    store.close_with(false).unwrap();
+    drop(store);
+    let (store, report) = Store::open(dir.path(), &options(SyncMode::Always)).unwrap();
+    assert_eq!(report.snapshot_lsn, info.lsn);
+    assert_eq!(
+        bits(&store, a, 0, 30),
+        [1.0f32, 2.0, 3.0].map(f32::to_bits).to_vec()
+    );
+    assert_eq!(bits(&store, b, 0, 10), vec![4.0f32.to_bits()]);
+    store.close().unwrap();
 }

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::engine::error::EngineError;
 use crate::engine::memory::catalog::SeriesId;
@@ -71,7 +71,7 @@ type KeyMap = HashMap<Box<[u8]>, Target, BuildKeyHasher>;
 /// one `Ingester` per store, beside it.
 #[derive(Default)]
 pub struct Ingester {
-    by_default_cluster: Mutex<HashMap<Option<String>, KeyMap>>,
+    by_default_cluster: RwLock<HashMap<Option<String>, KeyMap>>,
 }
 
 /// Splits `text` at the first `stop` byte not escaped by a backslash.
@@ -299,17 +299,14 @@ impl Ingester {
         let unit = store.unit();
         let mut report = IngestReport::default();
         let (mut series, mut timestamps, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        // Keys with no series yet: created together after the loop (one
-        // record, one sync), then the accepted lines that wait for them
-        // (their place in `series`, their key) get their handles.
-        let mut new_keys = SeriesKeys::new();
-        let mut new: HashMap<Box<[u8]>, (usize, i64), BuildKeyHasher> = HashMap::default();
-        let mut waiting: Vec<(usize, usize)> = Vec::new();
+        // Lines whose key the cache does not hold yet: their place in
+        // `series` (a placeholder until resolved), line number and key.
+        let mut unresolved: Vec<(usize, u64, &[u8])> = Vec::new();
         {
-            // Held for the call: concurrent ingests are serialised by the
-            // write anyway, and a steady collector finds every key here.
-            let mut cache = self.by_default_cluster.lock();
-            let known = cache.entry(default_cluster.map(str::to_owned)).or_default();
+            // A read lock: concurrent calls parse in parallel, and a steady
+            // collector finds every key here.
+            let cache = self.by_default_cluster.read();
+            let known = cache.get(&default_cluster.map(str::to_owned));
             let mut rest = text;
             let mut index = 0u64;
             while !rest.is_empty() {
@@ -332,94 +329,43 @@ impl Ingester {
                         continue;
                     }
                 };
-                // The new key this line waits for, if any.
-                let mut waits = None;
-                let (id, frequency) = match known.get(sample.key) {
-                    Some(&target) => target,
-                    None => match new.get(sample.key) {
-                        Some(&(key, frequency)) => {
-                            waits = Some(key);
-                            (SeriesId::MAX, frequency)
-                        }
-                        None => match ingest_series(store, sample.key, default_cluster)? {
-                            Ok(Resolved::Existing(target)) => {
-                                known.insert(sample.key.into(), target);
-                                target
-                            }
-                            Ok(Resolved::Unknown(_)) if skip_unknown => {
-                                report.skipped += 1;
-                                continue;
-                            }
-                            Ok(Resolved::Unknown(metric)) => {
-                                report
-                                    .rejected
-                                    .push((number, format!("unknown metric {metric:?}")));
-                                continue;
-                            }
-                            Ok(Resolved::New(line, frequency)) => {
-                                let key = new_keys.len();
-                                new_keys.push(&line.metric, &line.path);
-                                new.insert(sample.key.into(), (key, frequency));
-                                waits = Some(key);
-                                (SeriesId::MAX, frequency)
-                            }
-                            Err(reason) => {
-                                report.rejected.push((number, reason));
-                                continue;
-                            }
-                        },
-                    },
-                };
                 let ts = sample.timestamp.unwrap_or(now);
-                if let Err(e) = nearest_slot(ts, frequency, "timestamp") {
-                    report
-                        .rejected
-                        .push((number, format!("bad timestamp: {e}")));
-                    continue;
+                match known.and_then(|known| known.get(sample.key)) {
+                    Some(&(id, frequency)) => {
+                        if let Err(e) = nearest_slot(ts, frequency, "timestamp") {
+                            report
+                                .rejected
+                                .push((number, format!("bad timestamp: {e}")));
+                            continue;
+                        }
+                        series.push(id);
+                    }
+                    None => {
+                        unresolved.push((series.len(), number, sample.key));
+                        series.push(SeriesId::MAX);
+                    }
                 }
-                if let Some(key) = waits {
-                    waiting.push((series.len(), key));
-                }
-                series.push(id);
                 timestamps.push(ts);
                 values.push(sample.value);
             }
-            // Only keys some accepted line uses (a line rejected after its
-            // key was resolved, for its timestamp, creates nothing).
-            if !new_keys.is_empty() {
-                let used: Vec<usize> = {
-                    let mut used = vec![false; new_keys.len()];
-                    waiting.iter().for_each(|&(_, key)| used[key] = true);
-                    (0..new_keys.len()).filter(|&k| used[k]).collect()
-                };
-                let names = new_keys.names();
-                let all = new_keys.keys(&names);
-                let mut keys = SeriesKeys::new();
-                for &k in &used {
-                    keys.push(all[k].metric, all[k].path);
-                }
-                // Two spellings of one key (tags in another order) are one
-                // series: count the handles that are new.
-                let before = store.series_count() as SeriesId;
-                let ids = store.series_many(&keys)?;
-                let mut created: Vec<SeriesId> =
-                    ids.iter().copied().filter(|&id| id >= before).collect();
-                created.sort_unstable();
-                created.dedup();
-                report.series_created += created.len() as u64;
-                let mut id_of = vec![SeriesId::MAX; new_keys.len()];
-                for (&k, id) in used.iter().zip(ids) {
-                    id_of[k] = id;
-                }
-                for (at, key) in waiting {
-                    series[at] = id_of[key];
-                }
-                for (raw, (key, frequency)) in new {
-                    if id_of[key] != SeriesId::MAX {
-                        known.insert(raw, (id_of[key], frequency));
-                    }
-                }
+        }
+        if !unresolved.is_empty() {
+            let dropped = self.resolve(
+                store,
+                default_cluster,
+                skip_unknown,
+                &unresolved,
+                &mut series,
+                &timestamps,
+                &mut report,
+            )?;
+            if dropped.contains(&true) {
+                keep_undropped(&mut series, &dropped);
+                keep_undropped(&mut timestamps, &dropped);
+                keep_undropped(&mut values, &dropped);
             }
+            // Lines of both passes, reported in line order.
+            report.rejected.sort_by_key(|&(number, _)| number);
         }
         if !series.is_empty() {
             store.write_points(&series, &timestamps, &values)?;
@@ -427,6 +373,135 @@ impl Ingester {
         report.accepted = series.len() as u64;
         Ok(report)
     }
+}
+
+impl Ingester {
+    /// The handles of the lines in `unresolved` (see [`Ingester::ingest`]),
+    /// under the cache's write lock: keys another call resolved meanwhile
+    /// are found, the others looked up in the store or created together
+    /// (one record, one sync). Returns, per place in `series`, whether its
+    /// line was rejected or skipped after all.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &self,
+        store: &Store,
+        default_cluster: Option<&str>,
+        skip_unknown: bool,
+        unresolved: &[(usize, u64, &[u8])],
+        series: &mut [SeriesId],
+        timestamps: &[i64],
+        report: &mut IngestReport,
+    ) -> Result<Vec<bool>, EngineError> {
+        let mut dropped = vec![false; series.len()];
+        // Keys with no series yet: created together after the loop, then
+        // the accepted lines that wait for them (their place in `series`,
+        // their key) get their handles.
+        let mut new_keys = SeriesKeys::new();
+        let mut new: HashMap<Box<[u8]>, (usize, i64), BuildKeyHasher> = HashMap::default();
+        let mut waiting: Vec<(usize, usize)> = Vec::new();
+        let mut cache = self.by_default_cluster.write();
+        let known = cache.entry(default_cluster.map(str::to_owned)).or_default();
+        for &(at, number, key) in unresolved {
+            // The new key this line waits for, if any.
+            let mut waits = None;
+            let (id, frequency) = match known.get(key) {
+                Some(&target) => target,
+                None => match new.get(key) {
+                    Some(&(new_key, frequency)) => {
+                        waits = Some(new_key);
+                        (SeriesId::MAX, frequency)
+                    }
+                    None => match ingest_series(store, key, default_cluster)? {
+                        Ok(Resolved::Existing(target)) => {
+                            known.insert(key.into(), target);
+                            target
+                        }
+                        Ok(Resolved::Unknown(_)) if skip_unknown => {
+                            report.skipped += 1;
+                            dropped[at] = true;
+                            continue;
+                        }
+                        Ok(Resolved::Unknown(metric)) => {
+                            report
+                                .rejected
+                                .push((number, format!("unknown metric {metric:?}")));
+                            dropped[at] = true;
+                            continue;
+                        }
+                        Ok(Resolved::New(line, frequency)) => {
+                            let new_key = new_keys.len();
+                            new_keys.push(&line.metric, &line.path);
+                            new.insert(key.into(), (new_key, frequency));
+                            waits = Some(new_key);
+                            (SeriesId::MAX, frequency)
+                        }
+                        Err(reason) => {
+                            report.rejected.push((number, reason));
+                            dropped[at] = true;
+                            continue;
+                        }
+                    },
+                },
+            };
+            if let Err(e) = nearest_slot(timestamps[at], frequency, "timestamp") {
+                report
+                    .rejected
+                    .push((number, format!("bad timestamp: {e}")));
+                dropped[at] = true;
+                continue;
+            }
+            match waits {
+                Some(new_key) => waiting.push((at, new_key)),
+                None => series[at] = id,
+            }
+        }
+        // Only keys some accepted line uses (a line rejected after its key
+        // was resolved, for its timestamp, creates nothing).
+        if !new_keys.is_empty() {
+            let used: Vec<usize> = {
+                let mut used = vec![false; new_keys.len()];
+                waiting.iter().for_each(|&(_, key)| used[key] = true);
+                (0..new_keys.len()).filter(|&k| used[k]).collect()
+            };
+            let names = new_keys.names();
+            let all = new_keys.keys(&names);
+            let mut keys = SeriesKeys::new();
+            for &k in &used {
+                keys.push(all[k].metric, all[k].path);
+            }
+            // Two spellings of one key (tags in another order) are one
+            // series: count the handles that are new.
+            let before = store.series_count() as SeriesId;
+            let ids = store.series_many(&keys)?;
+            let mut created: Vec<SeriesId> =
+                ids.iter().copied().filter(|&id| id >= before).collect();
+            created.sort_unstable();
+            created.dedup();
+            report.series_created += created.len() as u64;
+            let mut id_of = vec![SeriesId::MAX; new_keys.len()];
+            for (&k, id) in used.iter().zip(ids) {
+                id_of[k] = id;
+            }
+            for (at, key) in waiting {
+                series[at] = id_of[key];
+            }
+            for (raw, (key, frequency)) in new {
+                if id_of[key] != SeriesId::MAX {
+                    known.insert(raw, (id_of[key], frequency));
+                }
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// Removes the elements whose place `dropped` marks.
+fn keep_undropped<T>(items: &mut Vec<T>, dropped: &[bool]) {
+    let mut at = 0;
+    items.retain(|_| {
+        at += 1;
+        !dropped[at - 1]
+    });
 }
 
 /// The series of a line's key, if it exists yet.
@@ -589,6 +664,47 @@ cpu_load,hostname=c,cluster=emmy value=5 1700000020
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lines_of_cached_and_new_keys_keep_their_order() {
+        // The first call caches the key "cpu_load,cluster=c,hostname=h";
+        // in the second, lines of that cached spelling are placed at once
+        // and lines of another spelling of the same series (tags swapped)
+        // only after a lookup under the write lock. The later line of a
+        // slot still wins, and bad lines of both kinds are reported in
+        // line order.
+        let store = store();
+        let ingester = Ingester::default();
+        let first = "cpu_load,cluster=c,hostname=h value=1 100\n";
+        assert_eq!(
+            ingester
+                .ingest(&store, first.as_bytes(), None, 0, false)
+                .unwrap()
+                .accepted,
+            1
+        );
+        let text = "\
+cpu_load,hostname=h,cluster=c value=2 110
+cpu_load,cluster=c,hostname=h value=3 110
+cpu_load,cluster=c,hostname=h value=4 120
+cpu_load,hostname=h,cluster=c value=5 120
+nope,cluster=c,hostname=h value=6 120
+cpu_load,cluster=c,hostname=h value=x 120
+cpu_load,hostname=h,cluster=c value=7 130
+";
+        let report = ingester
+            .ingest(&store, text.as_bytes(), None, 0, false)
+            .unwrap();
+        assert_eq!((report.lines, report.accepted), (7, 5));
+        let numbers: Vec<u64> = report.rejected.iter().map(|r| r.0).collect();
+        assert_eq!(numbers, [5, 6]);
+        assert_eq!(report.series_created, 0);
+        let got: Vec<f32> = [100, 110, 120, 130]
+            .iter()
+            .map(|&t| at(&store, "cpu_load", &["c", "h"], t))
+            .collect();
+        assert_eq!(got, [1.0, 3.0, 5.0, 7.0]);
     }
 
     #[test]

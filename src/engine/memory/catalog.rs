@@ -330,10 +330,10 @@ impl Catalog {
         Ok(found)
     }
 
-    /// Every series as (metric id, path) in handle order.
-    pub fn series_paths(&self) -> Vec<(MetricId, Vec<String>)> {
-        (0..self.series.len() as SeriesId)
-            .map(|id| (self.series[id as usize].metric, self.path_of(id)))
+    /// The series with handles in `ids` as (metric id, path), in handle
+    /// order.
+    pub fn series_paths_in(&self, ids: std::ops::Range<usize>) -> Vec<(MetricId, Vec<String>)> {
+        ids.map(|id| (self.series[id].metric, self.path_of(id as SeriesId)))
             .collect()
     }
 

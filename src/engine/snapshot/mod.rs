@@ -4,8 +4,10 @@
 //! A snapshot is fuzzy, and exact after replay. Under the sequencer (the
 //! only time writers wait) a checkpoint notes the last applied LSN `L`,
 //! finishes the log segment so older segments hold only records up to `L`,
-//! and copies the catalog. Then it copies each series under that series'
-//! own lock, while writers go on; a copy may include writes after `L`.
+//! and notes how many series and metrics exist. Then, while writers go on,
+//! it copies the catalog of those series (it only grows, so that part is
+//! as it was at `L`) and each series under that series' own lock; a copy
+//! may include writes after `L`.
 //! Every op only overwrites slots, so replaying the log from `L + 1` over
 //! such a copy gives exactly the live state.
 //!

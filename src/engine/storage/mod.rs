@@ -72,6 +72,10 @@ pub trait Storage: Send + Sync {
 /// The named crash points: moments between the steps of updates that must
 /// survive a crash at any step. Each is passed to [`Storage::crash_point`].
 pub mod crash_points {
+    /// A checkpoint fixed its LSN and let writers go on; it is copying the
+    /// catalog (once per range of series). Nothing of it is on disk but
+    /// the new log segment.
+    pub const CHECKPOINT_CATALOG: &str = "checkpoint-catalog";
     /// A snapshot block was appended to the temporary file (once per block).
     pub const SNAPSHOT_BLOCK: &str = "snapshot-block";
     /// The temporary snapshot is complete and synced; not yet renamed.
@@ -98,7 +102,8 @@ pub mod crash_points {
     pub const RECOVERY_SYNCED: &str = "recovery-synced";
 
     /// Every point, for tests and tools that iterate over them.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
+        CHECKPOINT_CATALOG,
         SNAPSHOT_BLOCK,
         SNAPSHOT_SYNCED,
         SNAPSHOT_RENAMED,

@@ -472,6 +472,7 @@ impl Store {
                             | Op::WriteTick { .. }
                             | Op::WritePoints { .. }
                             | Op::DropBefore { .. }
+                            | Op::DropSeriesBefore { .. }
                     ) =>
                 {
                     planned = plan;
@@ -505,6 +506,13 @@ impl Store {
     /// Drops every slot before `before` from every series (one logged op).
     pub fn drop_before(&self, before: i64) -> Result<(), EngineError> {
         self.apply(&Op::DropBefore { before }).map(|_| ())
+    }
+
+    /// Drops every slot before `before` from each of `series` only (one
+    /// logged op); the other series keep theirs.
+    pub fn drop_series_before(&self, series: &[SeriesId], before: i64) -> Result<(), EngineError> {
+        self.apply(&Op::DropSeriesBefore { series, before })
+            .map(|_| ())
     }
 
     /// Sets the limit on bytes of chunk data (None: no limit) and enforces it.
@@ -677,6 +685,18 @@ impl Store {
                 }
                 Plan::Drop
             }
+            Op::DropSeriesBefore { series, before } => {
+                if *before == i64::MIN {
+                    return Err(EngineError::argument(
+                        "before",
+                        "timestamp is i64::MIN, the NaT marker",
+                    ));
+                }
+                for (i, &id) in series.iter().enumerate() {
+                    self.entry_at(&catalog, id, i)?;
+                }
+                Plan::Drop
+            }
             Op::WritePoints {
                 series,
                 timestamps,
@@ -822,10 +842,20 @@ impl Store {
                 let catalog = self.catalog.read();
                 let mut freed = 0;
                 for entry in catalog.entries() {
-                    let first_kept = first_slot_at_or_after(*before, entry.frequency)
-                        .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
-                        as i64;
-                    freed += entry.data.write().drop_before(&self.pool, first_kept);
+                    freed += self.drop_entry_before(entry, *before);
+                }
+                self.counters.drops.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .dropped_chunks
+                    .fetch_add(freed as u64, Ordering::Relaxed);
+                None
+            }
+            (Op::DropSeriesBefore { series, before }, Plan::Drop) => {
+                self.settle();
+                let catalog = self.catalog.read();
+                let mut freed = 0;
+                for &id in *series {
+                    freed += self.drop_entry_before(&catalog.entries()[id as usize], *before);
                 }
                 self.counters.drops.fetch_add(1, Ordering::Relaxed);
                 self.counters
@@ -836,6 +866,18 @@ impl Store {
             (_, Plan::Nothing | Plan::Existing(_)) => None,
             (op, plan) => unreachable!("plan {plan:?} does not fit op {op:?}"),
         }
+    }
+
+    /// Drops the slots of one series before `before`; returns the chunks
+    /// freed.
+    fn drop_entry_before(
+        &self,
+        entry: &crate::engine::memory::catalog::SeriesEntry,
+        before: i64,
+    ) -> usize {
+        let first_kept = first_slot_at_or_after(before, entry.frequency)
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        entry.data.write().drop_before(&self.pool, first_kept)
     }
 
     /// Writes staged ticks into their series (`memory/stage.rs`). Whoever reads

@@ -38,6 +38,9 @@ pub enum Op<'a> {
     /// Drops every slot before `before` from every series (retention, the
     /// memory limit, or an explicit cut).
     DropBefore { before: i64 },
+    /// Drops every slot before `before` from each of `series` (a host's
+    /// buffers freed by the network API's `/api/free`).
+    DropSeriesBefore { series: &'a [SeriesId], before: i64 },
 }
 
 /// Record kinds in the log (one per op variant).
@@ -55,6 +58,8 @@ pub mod kind {
     /// A definition with its unit (log format 3 and later), written for
     /// every definition, with or without a unit.
     pub const DEFINE_METRIC_UNIT: u8 = 8;
+    /// A cut of some series only (log format 4 and later).
+    pub const DROP_SERIES_BEFORE: u8 = 9;
 }
 
 /// An op decoded from the log, owning its arrays.
@@ -88,6 +93,10 @@ pub enum OwnedOp {
         values: Vec<f32>,
     },
     DropBefore {
+        before: i64,
+    },
+    DropSeriesBefore {
+        series: Vec<SeriesId>,
         before: i64,
     },
 }
@@ -139,6 +148,10 @@ impl OwnedOp {
                 values,
             },
             OwnedOp::DropBefore { before } => Op::DropBefore { before: *before },
+            OwnedOp::DropSeriesBefore { series, before } => Op::DropSeriesBefore {
+                series,
+                before: *before,
+            },
         }
     }
 }
@@ -214,6 +227,12 @@ pub fn encode(op: &Op<'_>, created: Option<SeriesId>, out: &mut Vec<u8>) -> u8 {
         Op::DropBefore { before } => {
             out.extend_from_slice(&before.to_le_bytes());
             kind::DROP_BEFORE
+        }
+        Op::DropSeriesBefore { series, before } => {
+            out.extend_from_slice(&before.to_le_bytes());
+            out.extend_from_slice(&(series.len() as u64).to_le_bytes());
+            put_all(out, series);
+            kind::DROP_SERIES_BEFORE
         }
     }
 }
@@ -296,6 +315,14 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<OwnedOp, String> {
             }
         }
         kind::DROP_BEFORE => OwnedOp::DropBefore { before: r.i64()? },
+        kind::DROP_SERIES_BEFORE => {
+            let before = r.i64()?;
+            let n = r.count(4)?;
+            OwnedOp::DropSeriesBefore {
+                series: r.u32s(n)?,
+                before,
+            }
+        }
         other => return Err(format!("unknown record kind {other}")),
     };
     r.finish("the payload")?;
@@ -352,6 +379,20 @@ mod tests {
             None,
         );
         round_trip(Op::DropBefore { before: -7 }, None);
+        round_trip(
+            Op::DropSeriesBefore {
+                series: &[3, 0, 7],
+                before: 1_700_000_000,
+            },
+            None,
+        );
+        round_trip(
+            Op::DropSeriesBefore {
+                series: &[],
+                before: -1,
+            },
+            None,
+        );
         let mut keys = SeriesKeys::new();
         keys.push("cpu_load", &["emmy", "e0102"]);
         keys.push("mem", &["emmy"]);

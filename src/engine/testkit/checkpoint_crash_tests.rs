@@ -597,6 +597,14 @@ fn aging_workload(seed: u64, writes: usize) -> Vec<Call> {
                 before: cursor - rng.range(1000, 3000),
             }));
         }
+        if w % 12 == 6 {
+            // A cut of some series only (the network API's /api/free).
+            let series: Vec<u32> = (0..4).filter(|_| rng.chance(1, 2)).collect();
+            calls.push(Call::Op(Step::DropSeriesBefore {
+                series,
+                before: cursor - rng.range(200, 1500),
+            }));
+        }
         if w % 25 == 0 {
             calls.push(Call::Checkpoint);
         }
@@ -803,9 +811,9 @@ fn the_model_agrees_with_an_in_memory_store_across_a_drop() {
 // between the steps of a checkpoint, a segment rotation and a recovery.
 
 use crate::engine::crash_points::{
-    ALL, LOG_TRUNCATED, LOG_TRUNCATING, RECOVERY_LOADED, RECOVERY_REPLAYED, RECOVERY_SYNCED,
-    SEGMENT_CREATED, SEGMENT_HEADER_SYNCED, SNAPSHOT_BLOCK, SNAPSHOT_PUBLISHED, SNAPSHOT_RENAMED,
-    SNAPSHOT_SYNCED,
+    ALL, CHECKPOINT_CATALOG, LOG_TRUNCATED, LOG_TRUNCATING, RECOVERY_LOADED, RECOVERY_REPLAYED,
+    RECOVERY_SYNCED, SEGMENT_CREATED, SEGMENT_HEADER_SYNCED, SNAPSHOT_BLOCK, SNAPSHOT_PUBLISHED,
+    SNAPSHOT_RENAMED, SNAPSHOT_SYNCED,
 };
 
 const RECOVERY_POINTS: [&str; 3] = [RECOVERY_LOADED, RECOVERY_REPLAYED, RECOVERY_SYNCED];
@@ -888,9 +896,11 @@ fn a_crash_at_each_named_point_of_writing_recovers_the_exact_state() {
                 // checkpoint's (it covers every op acknowledged before it)
                 // once its rename is durable, else the one before.
                 let published = match point {
-                    SNAPSHOT_BLOCK | SNAPSHOT_SYNCED | SEGMENT_CREATED | SEGMENT_HEADER_SYNCED => {
-                        false
-                    }
+                    CHECKPOINT_CATALOG
+                    | SNAPSHOT_BLOCK
+                    | SNAPSHOT_SYNCED
+                    | SEGMENT_CREATED
+                    | SEGMENT_HEADER_SYNCED => false,
                     SNAPSHOT_RENAMED => policy == KeepPolicy::Everything,
                     SNAPSHOT_PUBLISHED | LOG_TRUNCATING | LOG_TRUNCATED => true,
                     other => unreachable!("{other}"),

@@ -353,7 +353,7 @@ fn parse_segment(bytes: &[u8]) -> Result<(u64, Vec<Rec>), (usize, String)> {
     let le32 = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
     let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
     if &bytes[0..8] != b"MSWALSEG"
-        || !(1..=3).contains(&le32(&bytes[8..12]))
+        || !(1..=4).contains(&le32(&bytes[8..12]))
         || le32(&bytes[20..24]) != crc32fast::hash(&bytes[0..20])
     {
         return Err((0, "bad header".to_owned()));
@@ -1257,7 +1257,7 @@ fn an_unknown_segment_format_version_is_a_format_error() {
         ] {
             let sim = Arc::new(base.fork());
             sim.modify(&dir().join(name), |b| {
-                b[8..12].copy_from_slice(&4u32.to_le_bytes());
+                b[8..12].copy_from_slice(&5u32.to_le_bytes());
                 let crc = crc32fast::hash(&b[0..20]);
                 b[20..24].copy_from_slice(&crc.to_le_bytes());
             });
@@ -1267,7 +1267,7 @@ fn an_unknown_segment_format_version_is_a_format_error() {
                 panic!("{context}: no format error");
             };
             assert_eq!(file, path_of(name), "{context}");
-            assert!(reason.contains("version 4"), "{context}: {reason}");
+            assert!(reason.contains("version 5"), "{context}: {reason}");
             assert_eq!(sim.image(), before, "{context}");
         }
     }

@@ -72,6 +72,10 @@ pub(crate) enum Step {
     DropBefore {
         before: i64,
     },
+    DropSeriesBefore {
+        series: Vec<u32>,
+        before: i64,
+    },
 }
 
 /// A random value: NaN, a special float, or any other bit pattern.
@@ -229,8 +233,16 @@ pub(crate) fn model_apply(state: &mut State, step: &Step, freqs: &[i64], w: Wind
                 state.values.push(vec![NAN_BITS; len]);
             }
         }
-        Step::DropBefore { before } => {
+        Step::DropBefore { .. } | Step::DropSeriesBefore { .. } => {
+            let (before, only) = match step {
+                Step::DropBefore { before } => (before, None),
+                Step::DropSeriesBefore { series, before } => (before, Some(series)),
+                _ => unreachable!(),
+            };
             for (s, row) in state.values.iter_mut().enumerate() {
+                if only.is_some_and(|only| !only.contains(&(s as u32))) {
+                    continue;
+                }
                 let f = freqs[s];
                 for (i, bits) in row.iter_mut().enumerate() {
                     // Slot k holds time k * f; it goes if that is before.
@@ -360,6 +372,7 @@ pub(crate) fn apply(store: &Store, step: &Step) -> Result<(), EngineError> {
             values,
         } => store.write_points(series, timestamps, values),
         Step::DropBefore { before } => store.drop_before(*before),
+        Step::DropSeriesBefore { series, before } => store.drop_series_before(series, *before),
     }
 }
 

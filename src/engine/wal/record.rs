@@ -12,9 +12,9 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"MSWALSEG";
 /// The segment format this code writes. Version 2 added record kind 7
 /// (the series one call creates, in one record); version 3 added kind 8 (a
 /// metric definition with its unit), which replaces kind 1 in what it
-/// writes. Older segments hold only the kinds of their version, and read as
-/// they always did.
-pub const FORMAT_VERSION: u32 = 3;
+/// writes; version 4 added kind 9 (a cut of some series). Older segments
+/// hold only the kinds of their version, and read as they always did.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest segment format this code reads.
 pub const OLDEST_VERSION: u32 = 1;
 pub const SEGMENT_HEADER: usize = 24;
@@ -264,7 +264,8 @@ mod tests {
         };
         assert_eq!(parse_segment_header(&with_version(1)), Ok(9));
         assert_eq!(parse_segment_header(&with_version(2)), Ok(9));
-        for version in [0, 4] {
+        assert_eq!(parse_segment_header(&with_version(3)), Ok(9));
+        for version in [0, 5] {
             assert_eq!(
                 parse_segment_header(&with_version(version)),
                 Err(HeaderProblem::Version(version))
