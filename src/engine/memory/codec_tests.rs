@@ -530,3 +530,46 @@ fn the_prefix_sum_wraps_and_matches_a_plain_loop_at_every_length() {
         }
     }
 }
+
+// -- the two builds ----------------------------------------------------------
+
+/// `encode`/`decode` run the AVX2-generation build where the CPU has it; the baseline build
+/// must write the same bytes and read every input (good or damaged) the same way.
+#[test]
+fn the_baseline_and_dispatched_builds_write_and_read_the_same() {
+    let mut rng = Rng::new(0xB0A7);
+    let mut chunks: Vec<Vec<f32>> = (0..3_000).map(|_| support::chunk(&mut rng).1).collect();
+    chunks.extend(random_walk_chunks(21, 4, 4_096));
+    for (i, values) in chunks.iter().enumerate() {
+        let (mut fast, mut plain) = (Vec::new(), Vec::new());
+        codec::encode(values, &mut fast);
+        codec::encode_baseline(values, &mut plain);
+        assert_eq!(
+            fast, plain,
+            "chunk {i}: the two builds wrote different bytes"
+        );
+        let mut damaged = fast.clone();
+        if !damaged.is_empty() {
+            let bit = rng.below(damaged.len() * 8);
+            damaged[bit / 8] ^= 1 << (bit % 8);
+        }
+        for bytes in [&fast, &damaged] {
+            let (mut a, mut b) = (vec![0f32; values.len()], vec![0f32; values.len()]);
+            let (ra, rb) = (
+                codec::decode(bytes, &mut a),
+                codec::decode_baseline(bytes, &mut b),
+            );
+            assert_eq!(
+                ra, rb,
+                "chunk {i}: the two builds judged the bytes differently"
+            );
+            if ra.is_ok() {
+                assert_eq!(
+                    bits(&a),
+                    bits(&b),
+                    "chunk {i}: the two builds decoded differently"
+                );
+            }
+        }
+    }
+}
