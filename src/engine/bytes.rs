@@ -150,7 +150,24 @@ impl<'a> ByteReader<'a> {
 
     /// A LEB128 varint ([`put_varint`]); fails on one longer than ten
     /// bytes or beyond 64 bits.
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, String> {
+        // Most varints of an index are one or two bytes: no loop for them.
+        match *self.bytes {
+            [b0, ..] if b0 < 0x80 => {
+                self.bytes = &self.bytes[1..];
+                Ok(u64::from(b0))
+            }
+            [b0, b1, ..] if b1 < 0x80 => {
+                self.bytes = &self.bytes[2..];
+                Ok(u64::from(b0 & 0x7F) | u64::from(b1) << 7)
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for i in 0..10 {
             let byte = self.u8()?;
