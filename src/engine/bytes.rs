@@ -152,35 +152,29 @@ impl<'a> ByteReader<'a> {
     /// bytes or beyond 64 bits.
     #[inline]
     pub fn varint(&mut self) -> Result<u64, String> {
-        // Most varints of an index are one or two bytes: no loop for them.
-        match *self.bytes {
-            [b0, ..] if b0 < 0x80 => {
-                self.bytes = &self.bytes[1..];
-                Ok(u64::from(b0))
+        self.varint_or_none().ok_or_else(|| {
+            let cut = self.bytes.len() < 10 && self.bytes.iter().all(|b| b & 0x80 != 0);
+            if cut {
+                "a varint runs past the end"
+            } else {
+                "varint beyond 64 bits"
             }
-            [b0, b1, ..] if b1 < 0x80 => {
-                self.bytes = &self.bytes[2..];
-                Ok(u64::from(b0 & 0x7F) | u64::from(b1) << 7)
-            }
-            _ => self.varint_long(),
-        }
+            .to_owned()
+        })
     }
 
-    #[inline(never)]
-    fn varint_long(&mut self) -> Result<u64, String> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let byte = self.u8()?;
-            let bits = u64::from(byte & 0x7F);
-            if i == 9 && bits > 1 {
-                return Err("varint beyond 64 bits".to_owned());
-            }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint beyond 64 bits".to_owned())
+    /// [`ByteReader::varint`], None where it fails (consuming nothing):
+    /// returned in registers, for loops over many varints.
+    #[inline]
+    pub fn varint_or_none(&mut self) -> Option<u64> {
+        // Most varints of an index are one or two bytes: no loop for them.
+        let (value, len) = match *self.bytes {
+            [b0, ..] if b0 < 0x80 => (u64::from(b0), 1),
+            [b0, b1, ..] if b1 < 0x80 => (u64::from(b0 & 0x7F) | u64::from(b1) << 7, 2),
+            _ => varint_long(self.bytes)?,
+        };
+        self.bytes = &self.bytes[len..];
+        Some(value)
     }
 
     /// Fails if bytes are left over.
@@ -191,6 +185,23 @@ impl<'a> ByteReader<'a> {
             Err(format!("{} bytes left over in {what}", self.bytes.len()))
         }
     }
+}
+
+/// A varint of three bytes or more at the start of `bytes`: (value, length).
+#[inline(never)]
+fn varint_long(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().take(10).enumerate() {
+        let bits = u64::from(byte & 0x7F);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        value |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -227,5 +238,15 @@ mod tests {
                 .is_err()
         );
         assert!(ByteReader::new(&[0x80]).varint().is_err());
+        // A failed read consumes nothing; the two failures say which they are.
+        let mut cut = ByteReader::new(&[0x80, 0x80]);
+        assert_eq!(cut.varint(), Err("a varint runs past the end".to_owned()));
+        assert_eq!(cut.varint_or_none(), None);
+        assert_eq!(cut.bytes.len(), 2);
+        let long = [0xFF; 10];
+        assert_eq!(
+            ByteReader::new(&long).varint(),
+            Err("varint beyond 64 bits".to_owned())
+        );
     }
 }

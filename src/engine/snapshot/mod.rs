@@ -758,41 +758,54 @@ fn read_index_series(
         return Err(past());
     }
     let bad = |what: &str| format!("index entry of series {id}: {what}");
+    // A chunk's entry is five varints and a u32, read here for every chunk
+    // of the file when it opens: the varints come back in registers.
+    const PAST: &str = "runs past the index";
     let mut previous: Option<(i64, u64)> = None;
     for _ in 0..count {
-        let (key, offset) = match previous {
-            None => {
-                let zigzag = r.varint()?;
-                ((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64), r.varint()?)
+        let entry = (|| {
+            let (key, offset) = match previous {
+                None => {
+                    let zigzag = r.varint_or_none().ok_or(PAST)?;
+                    let key = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+                    (key, r.varint_or_none().ok_or(PAST)?)
+                }
+                Some((key, end)) => {
+                    let step = r.varint_or_none().ok_or(PAST)?;
+                    let key = i64::try_from(step)
+                        .ok()
+                        .filter(|&step| step > 0)
+                        .and_then(|step| key.checked_add(step))
+                        .ok_or("chunk keys do not rise")?;
+                    let gap = r.varint_or_none().ok_or(PAST)?;
+                    (
+                        key,
+                        end.checked_add(gap).ok_or("chunk offset out of range")?,
+                    )
+                }
+            };
+            let len = r.varint_or_none().ok_or(PAST)?;
+            let crc = r.bytes.first_chunk::<4>().ok_or(PAST)?;
+            let crc = u32::from_le_bytes(*crc);
+            r.bytes = &r.bytes[4..];
+            let missing = r.varint_or_none().ok_or(PAST)?;
+            if missing > CHUNK_SLOTS as u64 || len > u64::from(u32::MAX) {
+                return Err("chunk length or sample count out of range");
             }
-            Some((key, end)) => {
-                let step = r.varint()?;
-                let key = i64::try_from(step)
-                    .ok()
-                    .filter(|&step| step > 0)
-                    .and_then(|step| key.checked_add(step))
-                    .ok_or_else(|| bad("chunk keys do not rise"))?;
-                let offset = end
-                    .checked_add(r.varint()?)
-                    .ok_or_else(|| bad("chunk offset out of range"))?;
-                (key, offset)
-            }
-        };
-        let len = r.varint()?;
-        let crc = r.u32()?;
-        let missing = r.varint()?;
-        if missing > CHUNK_SLOTS as u64 || len > u64::from(u32::MAX) {
-            return Err(bad("chunk length or sample count out of range"));
-        }
-        let entry = IndexEntry {
-            key,
-            offset: usize::try_from(offset).map_err(|_| bad("chunk offset out of range"))?,
-            len: len as usize,
-            crc,
-            valid: CHUNK_SLOTS as u64 - missing,
-        };
+            Ok(IndexEntry {
+                key,
+                offset: usize::try_from(offset).map_err(|_| "chunk offset out of range")?,
+                len: len as usize,
+                crc,
+                valid: CHUNK_SLOTS as u64 - missing,
+            })
+        })()
+        .map_err(|what| if what == PAST { past() } else { bad(what) })?;
+        previous = Some((
+            entry.key,
+            (entry.offset as u64).saturating_add(entry.len as u64),
+        ));
         each(entry)?;
-        previous = Some((key, offset.saturating_add(len)));
     }
     Ok(count)
 }
