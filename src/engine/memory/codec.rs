@@ -206,18 +206,7 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
 #[inline(always)]
 pub(crate) fn decode_baseline(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
     let mut r = Reader { bytes, pos: 0 };
-    let version = r.u8()?;
-    if version != FORMAT_VERSION {
-        return Err(CodecError::UnknownVersion(version));
-    }
-    let tag = r.u8()?;
-    let n = r.u16()? as usize;
-    if n != out.len() {
-        return Err(CodecError::LengthMismatch {
-            encoded: n,
-            buffer: out.len(),
-        });
-    }
+    let (tag, n) = read_header(&mut r, out.len())?;
     match tag {
         TAG_RAW => {
             let raw = r.take(4 * n)?;
@@ -231,6 +220,223 @@ pub(crate) fn decode_baseline(bytes: &[u8], out: &mut [f32]) -> Result<(), Codec
         other => return Err(CodecError::UnknownScheme(other)),
     }
     r.finish()
+}
+
+/// Reads a chunk's header, checking its version and that it holds `n` slots: (scheme, n).
+#[inline(always)]
+fn read_header(r: &mut Reader<'_>, n: usize) -> Result<(u8, usize), CodecError> {
+    let version = r.u8()?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let tag = r.u8()?;
+    let encoded = r.u16()? as usize;
+    if encoded != n {
+        return Err(CodecError::LengthMismatch { encoded, buffer: n });
+    }
+    Ok((tag, n))
+}
+
+/// Decodes slots `range` of a chunk of `n` slots into `out` (as long as `range`): what
+/// `decode` would write there, but only the blocks of packed values that hold them are
+/// decoded (and, in a delta-coded chunk, those before them, whose sum they need). A read of
+/// part of a chunk costs about that part.
+///
+/// Never panics; on error the content of `out` is unspecified. Damage outside what the
+/// range needs may go unnoticed (a checksum around the chunk notices it).
+pub fn decode_range(
+    bytes: &[u8],
+    n: usize,
+    range: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_generation() {
+        // SAFETY: the CPU has every feature `decode_range_avx2` is compiled for.
+        return unsafe { decode_range_avx2(bytes, n, range, out) };
+    }
+    decode_range_baseline(bytes, n, range, out)
+}
+
+/// `decode_range` compiled for the AVX2 generation.
+///
+/// # Safety
+/// Only on a CPU for which [`avx2_generation`] is true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn decode_range_avx2(
+    bytes: &[u8],
+    n: usize,
+    range: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    decode_range_baseline(bytes, n, range, out)
+}
+
+/// `decode_range` for any CPU (and, inlined, the body of `decode_range_avx2`).
+#[inline(always)]
+pub(crate) fn decode_range_baseline(
+    bytes: &[u8],
+    n: usize,
+    range: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    if range.start > range.end || range.end > n || out.len() != range.len() {
+        return Err(CodecError::LengthMismatch {
+            encoded: n,
+            buffer: out.len(),
+        });
+    }
+    let mut r = Reader { bytes, pos: 0 };
+    let (tag, n) = read_header(&mut r, n)?;
+    match tag {
+        TAG_RAW => {
+            let raw = r.take(4 * n)?;
+            let raw = &raw[4 * range.start..4 * range.end];
+            for (o, b) in out.iter_mut().zip(raw.chunks_exact(4)) {
+                *o = f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            }
+        }
+        TAG_ALL_NAN => out.fill(f32::from_bits(CANONICAL_NAN)),
+        TAG_CONSTANT => out.fill(f32::from_bits(r.u32()?)),
+        TAG_PACKED => decode_packed_range(&mut r, n, range, out)?,
+        other => return Err(CodecError::UnknownScheme(other)),
+    }
+    r.finish()
+}
+
+/// Slots a chunk's packed values are decoded into on the stack (larger chunks use the heap);
+/// eight more than the store's chunk, so that a gap byte's values are read eight at a time.
+const STACK_SLOTS: usize = 1024 + 8;
+
+/// `decode_packed` for slots `range` only, into `out`.
+#[inline(always)]
+fn decode_packed_range(
+    r: &mut Reader<'_>,
+    n: usize,
+    range: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    let layout = r.u8()?;
+    if layout & !LAYOUT_KNOWN_BITS != 0 {
+        return Err(CodecError::Corrupt("unknown layout flags"));
+    }
+    let mut stack = [0f32; STACK_SLOTS];
+    let mut heap = Vec::new();
+    let dense: &mut [f32] = if n + 8 <= STACK_SLOTS {
+        &mut stack[..n + 8]
+    } else {
+        heap.resize(n + 8, 0f32);
+        &mut heap
+    };
+    if layout & FLAG_GAPS == 0 {
+        if layout & (FLAG_GAP_BITMAP | FLAG_GAP_CANONICAL) != 0 {
+            return Err(CodecError::Corrupt("gap flags without gaps"));
+        }
+        decode_dense(r, layout, &mut dense[..n], range.clone())?;
+        out.copy_from_slice(&dense[range]);
+        return Ok(());
+    }
+    let gap = f32::from_bits(if layout & FLAG_GAP_CANONICAL != 0 {
+        CANONICAL_NAN
+    } else {
+        r.u32()?
+    });
+    if layout & FLAG_GAP_BITMAP != 0 {
+        let bitmap = r.take(n.div_ceil(8))?;
+        let gaps: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
+        if gaps > n || (n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0) {
+            return Err(CodecError::Corrupt("gap bitmap marks slots past the chunk"));
+        }
+        let m = n - gaps;
+        let gaps_before = |slot: usize| -> usize {
+            let whole: usize = bitmap[..slot / 8]
+                .iter()
+                .map(|b| b.count_ones() as usize)
+                .sum();
+            let part = if slot % 8 == 0 {
+                0
+            } else {
+                (bitmap[slot / 8] & ((1u8 << (slot % 8)) - 1)).count_ones() as usize
+            };
+            whole + part
+        };
+        let first = range.start - gaps_before(range.start);
+        let end = range.end - gaps_before(range.end);
+        decode_dense(r, layout, &mut dense[..m], first..end)?;
+        spread_range(bitmap, range, &dense[first..], gap, out);
+    } else {
+        let runs = decode_runs(r, n)?;
+        let gaps_before = |slot: usize| -> usize {
+            runs.iter()
+                .map(|&(s, e)| e.min(slot).saturating_sub(s))
+                .sum()
+        };
+        let m = n - gaps_before(n);
+        let (first, end) = (
+            range.start - gaps_before(range.start),
+            range.end - gaps_before(range.end),
+        );
+        decode_dense(r, layout, &mut dense[..m], first..end)?;
+        // Values from slot `at` (dense position `j`) up to each run, then the run's gaps.
+        let (mut at, mut j) = (0, 0);
+        for &(s, e) in runs.iter().chain(std::iter::once(&(n, n))) {
+            let (a, b) = (at.max(range.start), s.min(range.end));
+            if a < b {
+                out[a - range.start..b - range.start]
+                    .copy_from_slice(&dense[j + a - at..j + b - at]);
+            }
+            j += s - at;
+            let (a, b) = (s.max(range.start), e.min(range.end));
+            if a < b {
+                out[a - range.start..b - range.start].fill(gap);
+            }
+            at = e;
+        }
+    }
+    Ok(())
+}
+
+/// Slots `range` of a chunk with gap `bitmap`: `gap` where the bitmap marks one, else the
+/// next of `dense` (which starts at the range's first value and holds at least 8 values
+/// more than the range takes). Whole bitmap bytes go through the `SPREAD` table.
+#[inline(always)]
+fn spread_range(
+    bitmap: &[u8],
+    range: std::ops::Range<usize>,
+    dense: &[f32],
+    gap: f32,
+    out: &mut [f32],
+) {
+    let (mut i, mut j) = (range.start, 0);
+    let one = |i: usize, j: &mut usize, out: &mut [f32]| {
+        let is_gap = (bitmap[i / 8] >> (i % 8)) & 1 == 1;
+        out[i - range.start] = if is_gap { gap } else { dense[*j] };
+        *j += usize::from(!is_gap);
+    };
+    while i < range.end && i % 8 != 0 {
+        one(i, &mut j, out);
+        i += 1;
+    }
+    while i + 8 <= range.end {
+        let b = bitmap[i / 8];
+        let mut source = [0f32; 8];
+        source.copy_from_slice(&dense[j..j + 8]);
+        let index = &SPREAD[b as usize];
+        for (t, slot) in out[i - range.start..i - range.start + 8]
+            .iter_mut()
+            .enumerate()
+        {
+            let value = source[index[t] as usize];
+            *slot = if (b >> t) & 1 == 1 { gap } else { value };
+        }
+        j += 8 - b.count_ones() as usize;
+        i += 8;
+    }
+    while i < range.end {
+        one(i, &mut j, out);
+        i += 1;
+    }
 }
 
 /// Reads the slot count from an encoded chunk's header without decoding it.
@@ -322,7 +528,8 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
         if layout & (FLAG_GAP_BITMAP | FLAG_GAP_CANONICAL) != 0 {
             return Err(CodecError::Corrupt("gap flags without gaps"));
         }
-        return decode_dense(r, layout, out);
+        let m = out.len();
+        return decode_dense(r, layout, out, 0..m);
     }
     let gap = f32::from_bits(if layout & FLAG_GAP_CANONICAL != 0 {
         CANONICAL_NAN
@@ -336,13 +543,13 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
             return Err(CodecError::Corrupt("gap bitmap marks slots past the chunk"));
         }
         let m = n - gaps;
-        decode_dense(r, layout, &mut out[..m])?;
+        decode_dense(r, layout, &mut out[..m], 0..m)?;
         spread(bitmap, m, gap, out);
     } else {
         let runs = decode_runs(r, n)?;
         let gaps: usize = runs.iter().map(|(s, e)| e - s).sum();
         let m = n - gaps;
-        decode_dense(r, layout, &mut out[..m])?;
+        decode_dense(r, layout, &mut out[..m], 0..m)?;
         // Back to front: the dense values after run k move right by the gaps up to run k.
         let mut tail_end = n;
         let mut shift = gaps;
@@ -638,7 +845,15 @@ fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
 }
 
 #[inline(always)]
-fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), CodecError> {
+/// Decodes the `out.len()` dense values into `out`, or, where `want` is narrower, at least
+/// `out[want]`: blocks after `want` are skipped, and blocks before it too in a frame-of-
+/// reference chunk (a delta chunk needs their sum). Other values are left as they were.
+fn decode_dense(
+    r: &mut Reader<'_>,
+    layout: u8,
+    out: &mut [f32],
+    want: std::ops::Range<usize>,
+) -> Result<(), CodecError> {
     let dec = match layout & CODER_MASK {
         CODER_DECIMAL | CODER_RECIPROCAL => {
             let k = r.u8()? as i8;
@@ -690,6 +905,9 @@ fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), C
         None
     };
     let delta = layout & FLAG_DELTA != 0;
+    // The values decoded: whole blocks, from the first (delta) or the first wanted.
+    let lo = if delta { 0 } else { want.start / BLOCK * BLOCK };
+    let hi = want.end.div_ceil(BLOCK).saturating_mul(BLOCK).min(m);
     let mut block_start = 0;
     for block in out.chunks_mut(BLOCK) {
         let width = r.u8()?;
@@ -700,10 +918,27 @@ fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), C
         // of the fast path may then run past the block's end (into bits they mask off).
         let rest = r.rest();
         r.take((block.len() * width as usize).div_ceil(8))?;
+        let end = block_start + block.len();
+        if block_start < lo || block_start >= hi {
+            // Not wanted: its offset is skipped, and its patches (after the wanted blocks,
+            // none is read again).
+            if !delta {
+                r.varint()?;
+            }
+            while let Some((p, _)) = patch.filter(|&(p, _)| p < end && block_start < hi) {
+                patches_left -= 1;
+                patch = if patches_left > 0 {
+                    Some(read_patch(&mut patches, p)?)
+                } else {
+                    None
+                };
+            }
+            block_start = end;
+            continue;
+        }
         // As the bits are unpacked, a frame-of-reference block's offset (which follows its
         // bits) is added: patches add their high bits after, which gives the same sum. A
         // delta block's zigzag is undone then too, unless patches must first complete it.
-        let end = block_start + block.len();
         let patched = patch.is_some_and(|(p, _)| p < end);
         if !delta {
             let offset = base.wrapping_add(r.varint()?);
@@ -733,11 +968,12 @@ fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), C
         }
         block_start = end;
     }
-    if patch.is_some() {
+    if patch.is_some_and(|(p, _)| p >= m || hi == m) {
         return Err(CodecError::Corrupt("patch position past the values"));
     }
     let exception_pos = r.take(2 * exception_count)?;
     let exception_bits = r.take(4 * exception_count)?;
+    let out = &mut out[lo..hi];
     // The running sum of a delta chunk; for float words it also maps them back to float bits.
     let ordered = dec.is_none();
     if delta {
@@ -773,10 +1009,12 @@ fn decode_dense(r: &mut Reader<'_>, layout: u8, out: &mut [f32]) -> Result<(), C
         .zip(exception_bits.chunks_exact(4))
     {
         let p = u16::from_le_bytes([p[0], p[1]]) as usize;
-        let slot = out
-            .get_mut(p)
-            .ok_or(CodecError::Corrupt("exception position past the values"))?;
-        *slot = f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if p >= m {
+            return Err(CodecError::Corrupt("exception position past the values"));
+        }
+        if let Some(slot) = out.get_mut(p.wrapping_sub(lo)) {
+            *slot = f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        }
     }
     Ok(())
 }

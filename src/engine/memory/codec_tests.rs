@@ -573,3 +573,96 @@ fn the_baseline_and_dispatched_builds_write_and_read_the_same() {
         }
     }
 }
+
+// -- decoding part of a chunk ------------------------------------------------
+
+/// Ranges of a chunk of `n` slots worth checking: empty, one slot, block and byte edges,
+/// and random ones.
+fn ranges(rng: &mut Rng, n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut edges = vec![0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 500, 1000, 1023, n];
+    edges.retain(|&e| e <= n);
+    edges.extend([n.saturating_sub(1), n / 2]);
+    let mut out: Vec<_> = edges
+        .iter()
+        .flat_map(|&a| edges.iter().map(move |&b| a..b))
+        .collect();
+    out.retain(|r| r.start <= r.end);
+    for _ in 0..20 {
+        let a = rng.below(n + 1);
+        out.push(a..a + rng.below(n - a + 1));
+    }
+    out
+}
+
+#[test]
+fn every_range_decodes_to_the_slice_of_the_whole_chunk() {
+    let mut rng = Rng::new(0x5A1CE);
+    let mut chunks: Vec<Vec<f32>> = (0..1_500).map(|_| support::chunk(&mut rng).1).collect();
+    chunks.extend(random_walk_chunks(22, 2, 2_048));
+    for (i, values) in chunks.iter().enumerate() {
+        let mut enc = Vec::new();
+        codec::encode(values, &mut enc);
+        let whole = bits(values);
+        for range in ranges(&mut rng, values.len()) {
+            for baseline in [false, true] {
+                let mut out = vec![0f32; range.len()];
+                let decoded = if baseline {
+                    codec::decode_range_baseline(&enc, values.len(), range.clone(), &mut out)
+                } else {
+                    codec::decode_range(&enc, values.len(), range.clone(), &mut out)
+                };
+                decoded.unwrap_or_else(|e| panic!("chunk {i}, slots {range:?}: {e}"));
+                assert_eq!(
+                    bits(&out),
+                    whole[range.clone()],
+                    "chunk {i} ({} values), slots {range:?}, baseline {baseline}",
+                    values.len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_range_outside_the_chunk_or_of_the_wrong_length_is_refused() {
+    let values: Vec<f32> = (0..100).map(|i| i as f32 * 0.5).collect();
+    let mut enc = Vec::new();
+    codec::encode(&values, &mut enc);
+    let mut out = vec![0f32; 10];
+    for (n, range) in [(100, 95..105), (100, 0..9), (99, 0..10)] {
+        let got = codec::decode_range(&enc, n, range.clone(), &mut out);
+        assert!(
+            matches!(got, Err(CodecError::LengthMismatch { .. })),
+            "n {n}, {range:?}: {got:?}"
+        );
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = 5..4;
+    assert!(codec::decode_range(&enc, 100, backwards, &mut []).is_err());
+}
+
+#[test]
+fn ranges_of_damaged_chunks_never_panic() {
+    let mut rng = Rng::new(14);
+    for (values, enc) in samples(&mut rng) {
+        let n = values.len();
+        for _ in 0..40 {
+            let mut bad = enc.clone();
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(bad.len());
+                bad[i] ^= 1 << rng.below(8);
+            }
+            let a = rng.below(n + 1);
+            let range = a..a + rng.below(n - a + 1);
+            let mut out = vec![0f32; range.len()];
+            let _ = codec::decode_range(&bad, n, range.clone(), &mut out);
+            let cut = rng.below(enc.len());
+            let r = codec::decode_range(&enc[..cut], n, range.clone(), &mut out);
+            assert!(
+                r.is_err(),
+                "a prefix of {cut}/{} bytes decoded {range:?}",
+                enc.len()
+            );
+        }
+    }
+}

@@ -194,35 +194,50 @@ impl Sealed {
 
     /// Writes the chunk's `CHUNK_SLOTS` slots into `out`.
     pub fn decode_into(&self, out: &mut [f32]) -> Result<(), Damage> {
-        match &self.bytes {
-            Bytes::Owned(bytes) => {
-                codec::decode(bytes, out).expect("chunks in memory are checked when made");
-                Ok(())
-            }
-            Bytes::Mapped {
-                file,
-                offset,
-                crc,
-                state,
-                ..
-            } => {
-                let bytes = self.bytes();
-                let damage = |reason: String| Damage {
-                    file: file.name.clone(),
-                    offset: *offset as u64,
-                    reason,
-                };
-                match state.load(Ordering::Acquire) {
-                    GOOD => {}
-                    BAD => return Err(damage("chunk checksum mismatch".to_owned())),
-                    _ if crc32fast::hash(bytes) != *crc => {
-                        state.store(BAD, Ordering::Release);
-                        return Err(damage("chunk checksum mismatch".to_owned()));
-                    }
-                    _ => state.store(GOOD, Ordering::Release),
+        let bytes = self.checked_bytes()?;
+        codec::decode(bytes, out).map_err(|e| self.damage(format!("chunk: {e}")))
+    }
+
+    /// Writes slots `range` of the chunk into `out` (as long as `range`),
+    /// decoding only what they need.
+    pub fn decode_range_into(
+        &self,
+        range: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), Damage> {
+        let bytes = self.checked_bytes()?;
+        codec::decode_range(bytes, CHUNK_SLOTS, range, out)
+            .map_err(|e| self.damage(format!("chunk: {e}")))
+    }
+
+    /// The encoded bytes, their checksum checked on the first read of a
+    /// mapped chunk (chunks made in memory are checked when made).
+    fn checked_bytes(&self) -> Result<&[u8], Damage> {
+        let bytes = self.bytes();
+        if let Bytes::Mapped { crc, state, .. } = &self.bytes {
+            match state.load(Ordering::Acquire) {
+                GOOD => {}
+                BAD => return Err(self.damage("chunk checksum mismatch".to_owned())),
+                _ if crc32fast::hash(bytes) != *crc => {
+                    state.store(BAD, Ordering::Release);
+                    return Err(self.damage("chunk checksum mismatch".to_owned()));
                 }
-                codec::decode(bytes, out).map_err(|e| damage(format!("chunk: {e}")))
+                _ => state.store(GOOD, Ordering::Release),
             }
+        }
+        Ok(bytes)
+    }
+
+    /// Damage to this chunk, for `reason`. A chunk made in memory is never
+    /// damaged: its bytes were decoded when it was made.
+    fn damage(&self, reason: String) -> Damage {
+        match &self.bytes {
+            Bytes::Mapped { file, offset, .. } => Damage {
+                file: file.name.clone(),
+                offset: *offset as u64,
+                reason,
+            },
+            Bytes::Owned(_) => panic!("a chunk checked when made failed to decode: {reason}"),
         }
     }
 

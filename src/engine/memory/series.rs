@@ -345,11 +345,7 @@ impl SeriesData {
             match stored {
                 Stored::Raw(chunk) => target.copy_from_slice(&chunk.as_slice()[a..b]),
                 Stored::Sealed(sealed) if b - a == CHUNK_SLOTS => sealed.decode_into(target)?,
-                Stored::Sealed(sealed) => {
-                    let mut buffer = [0f32; CHUNK_SLOTS];
-                    sealed.decode_into(&mut buffer)?;
-                    target.copy_from_slice(&buffer[a..b]);
-                }
+                Stored::Sealed(sealed) => sealed.decode_range_into(a..b, target)?,
             }
             written = hi;
         }
