@@ -89,16 +89,47 @@ impl ChunkMap {
     }
 
     fn position(&self, key: i64) -> Result<usize, usize> {
-        self.0.binary_search_by_key(&key, |(k, _)| *k)
+        let at = self.first_at_or_after(key);
+        match self.0.get(at) {
+            Some(&(k, _)) if k == key => Ok(at),
+            _ => Err(at),
+        }
     }
 
     fn range(
         &self,
         keys: std::ops::RangeInclusive<i64>,
     ) -> impl DoubleEndedIterator<Item = (&i64, &Stored)> {
-        let from = self.0.partition_point(|(k, _)| k < keys.start());
-        let to = self.0.partition_point(|(k, _)| k <= keys.end()).max(from);
+        let from = self.first_at_or_after(*keys.start());
+        let to = keys
+            .end()
+            .checked_add(1)
+            .map_or(self.0.len(), |end| self.first_at_or_after(end))
+            .max(from);
         self.0[from..to].iter().map(|(k, s)| (k, s))
+    }
+
+    /// Where the first chunk with a key of at least `key` is. Most series
+    /// hold a run of consecutive keys, where chunk `key - first key` is the
+    /// one: looked at first, as a binary search over a long series' map
+    /// waits on a cache miss at each of its steps.
+    fn first_at_or_after(&self, key: i64) -> usize {
+        let chunks = &self.0;
+        let (Some(&(first, _)), Some(&(last, _))) = (chunks.first(), chunks.last()) else {
+            return 0;
+        };
+        if key <= first {
+            return 0;
+        }
+        if key > last {
+            return chunks.len();
+        }
+        if let Some(guess) = key.checked_sub(first).and_then(|d| usize::try_from(d).ok())
+            && chunks.get(guess).is_some_and(|&(k, _)| k == key)
+        {
+            return guess;
+        }
+        chunks.partition_point(|(k, _)| *k < key)
     }
 
     fn iter(&self) -> impl DoubleEndedIterator<Item = (&i64, &Stored)> {
@@ -581,6 +612,39 @@ mod tests {
     use super::*;
     use crate::engine::memory::chunks::CHUNK_BYTES;
     use crate::engine::memory::sealed::{MappedFile, MappedIndex};
+
+    #[test]
+    fn chunk_lookups_agree_with_a_scan_for_runs_gaps_and_extreme_keys() {
+        let pool = pool();
+        let chunk = |key: i64| (key, Stored::Raw(pool.chunk_with(0, &[1.0]).0));
+        let layouts: [&[i64]; 5] = [
+            &[],
+            &[7],
+            &[3, 4, 5, 6, 7, 8],
+            &[-9, -8, -2, 0, 1, 2, 40, 41, 1_000],
+            &[i64::MIN, -1, 0, i64::MAX],
+        ];
+        for keys in layouts {
+            let map = ChunkMap::from_chunks(keys.iter().map(|&k| chunk(k)).collect());
+            let mut probes = vec![i64::MIN, i64::MIN + 1, -10, -3, -1, 0, 2, 9, 39, 42, 999];
+            probes.extend([1_000, 1_001, i64::MAX - 1, i64::MAX]);
+            for &key in &probes {
+                let scan = keys.iter().position(|&k| k >= key).unwrap_or(keys.len());
+                assert_eq!(map.first_at_or_after(key), scan, "keys {keys:?}, key {key}");
+                let found = keys.binary_search(&key);
+                assert_eq!(map.position(key), found, "keys {keys:?}, key {key}");
+                for &end in &probes {
+                    let got: Vec<i64> = map.range(key..=end).map(|(k, _)| *k).collect();
+                    let want: Vec<i64> = keys
+                        .iter()
+                        .copied()
+                        .filter(|k| (key..=end).contains(k))
+                        .collect();
+                    assert_eq!(got, want, "keys {keys:?}, range {key}..={end}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_first_and_last_samples_are_found_past_empty_chunks_and_nan_ends() {
