@@ -21,7 +21,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use crate::engine::memory::chunks::{CHUNK_SLOTS, ChunkPool};
+use crate::engine::memory::chunks::{self, CHUNK_SLOTS, ChunkPool};
 use crate::engine::memory::codec;
 
 /// A snapshot file mapped into memory, shared by the chunks it holds.
@@ -238,6 +238,16 @@ impl Sealed {
                 reason,
             },
             Bytes::Owned(_) => panic!("a chunk checked when made failed to decode: {reason}"),
+        }
+    }
+
+    /// Asks the CPU to start loading the encoded bytes into its caches
+    /// (a hint: bytes of a mapped page not yet faulted in are not loaded).
+    pub fn prefetch(&self) {
+        let bytes = self.bytes();
+        let start = bytes.as_ptr() as usize;
+        for line in (start & !63..start + bytes.len()).step_by(64) {
+            chunks::prefetch(line);
         }
     }
 

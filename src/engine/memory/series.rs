@@ -364,6 +364,15 @@ impl SeriesData {
         if last_key - first_key >= READ_AHEAD_CHUNKS as i64 - 1 {
             self.read_ahead(first_key..=last_key);
         }
+        // A read of a few chunks at random places waits on memory: each
+        // chunk's bytes, asked for all at once, arrive while the first decodes.
+        if last_key - first_key < READ_AHEAD_CHUNKS as i64 - 1 {
+            for (_, stored) in self.map().range(first_key..=last_key) {
+                if let Stored::Sealed(sealed) = stored {
+                    sealed.prefetch();
+                }
+            }
+        }
         let mut written = 0; // out[..written] is done
         for (&key, stored) in self.map().range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
