@@ -317,10 +317,7 @@ fn decode_packed_range(
     range: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<(), CodecError> {
-    let layout = r.u8()?;
-    if layout & !LAYOUT_KNOWN_BITS != 0 {
-        return Err(CodecError::Corrupt("unknown layout flags"));
-    }
+    let (layout, gap, gaps) = read_gaps(r, n)?;
     let mut stack = [0f32; STACK_SLOTS];
     let mut heap = Vec::new();
     let dense: &mut [f32] = if n + 8 <= STACK_SLOTS {
@@ -329,69 +326,55 @@ fn decode_packed_range(
         heap.resize(n + 8, 0f32);
         &mut heap
     };
-    if layout & FLAG_GAPS == 0 {
-        if layout & (FLAG_GAP_BITMAP | FLAG_GAP_CANONICAL) != 0 {
-            return Err(CodecError::Corrupt("gap flags without gaps"));
+    match gaps {
+        Gaps::None => {
+            decode_dense(r, layout, &mut dense[..n], range.clone())?;
+            out.copy_from_slice(&dense[range]);
         }
-        decode_dense(r, layout, &mut dense[..n], range.clone())?;
-        out.copy_from_slice(&dense[range]);
-        return Ok(());
-    }
-    let gap = f32::from_bits(if layout & FLAG_GAP_CANONICAL != 0 {
-        CANONICAL_NAN
-    } else {
-        r.u32()?
-    });
-    if layout & FLAG_GAP_BITMAP != 0 {
-        let bitmap = r.take(n.div_ceil(8))?;
-        let gaps: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
-        if gaps > n || (n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0) {
-            return Err(CodecError::Corrupt("gap bitmap marks slots past the chunk"));
-        }
-        let m = n - gaps;
-        let gaps_before = |slot: usize| -> usize {
-            let whole: usize = bitmap[..slot / 8]
-                .iter()
-                .map(|b| b.count_ones() as usize)
-                .sum();
-            let part = if slot % 8 == 0 {
-                0
-            } else {
-                (bitmap[slot / 8] & ((1u8 << (slot % 8)) - 1)).count_ones() as usize
+        Gaps::Bitmap { bitmap, m } => {
+            let gaps_before = |slot: usize| -> usize {
+                let whole: usize = bitmap[..slot / 8]
+                    .iter()
+                    .map(|b| b.count_ones() as usize)
+                    .sum();
+                let part = if slot % 8 == 0 {
+                    0
+                } else {
+                    (bitmap[slot / 8] & ((1u8 << (slot % 8)) - 1)).count_ones() as usize
+                };
+                whole + part
             };
-            whole + part
-        };
-        let first = range.start - gaps_before(range.start);
-        let end = range.end - gaps_before(range.end);
-        decode_dense(r, layout, &mut dense[..m], first..end)?;
-        spread_range(bitmap, range, &dense[first..], gap, out);
-    } else {
-        let runs = decode_runs(r, n)?;
-        let gaps_before = |slot: usize| -> usize {
-            runs.iter()
-                .map(|&(s, e)| e.min(slot).saturating_sub(s))
-                .sum()
-        };
-        let m = n - gaps_before(n);
-        let (first, end) = (
-            range.start - gaps_before(range.start),
-            range.end - gaps_before(range.end),
-        );
-        decode_dense(r, layout, &mut dense[..m], first..end)?;
-        // Values from slot `at` (dense position `j`) up to each run, then the run's gaps.
-        let (mut at, mut j) = (0, 0);
-        for &(s, e) in runs.iter().chain(std::iter::once(&(n, n))) {
-            let (a, b) = (at.max(range.start), s.min(range.end));
-            if a < b {
-                out[a - range.start..b - range.start]
-                    .copy_from_slice(&dense[j + a - at..j + b - at]);
+            let first = range.start - gaps_before(range.start);
+            let end = range.end - gaps_before(range.end);
+            decode_dense(r, layout, &mut dense[..m], first..end)?;
+            spread_range(bitmap, range, &dense[first..], gap, out);
+        }
+        Gaps::Runs { runs, m } => {
+            let gaps_before = |slot: usize| -> usize {
+                runs.iter()
+                    .map(|&(s, e)| e.min(slot).saturating_sub(s))
+                    .sum()
+            };
+            let (first, end) = (
+                range.start - gaps_before(range.start),
+                range.end - gaps_before(range.end),
+            );
+            decode_dense(r, layout, &mut dense[..m], first..end)?;
+            // Values from slot `at` (dense position `j`) up to each run, then the run's gaps.
+            let (mut at, mut j) = (0, 0);
+            for &(s, e) in runs.iter().chain(std::iter::once(&(n, n))) {
+                let (a, b) = (at.max(range.start), s.min(range.end));
+                if a < b {
+                    out[a - range.start..b - range.start]
+                        .copy_from_slice(&dense[j + a - at..j + b - at]);
+                }
+                j += s - at;
+                let (a, b) = (s.max(range.start), e.min(range.end));
+                if a < b {
+                    out[a - range.start..b - range.start].fill(gap);
+                }
+                at = e;
             }
-            j += s - at;
-            let (a, b) = (s.max(range.start), e.min(range.end));
-            if a < b {
-                out[a - range.start..b - range.start].fill(gap);
-            }
-            at = e;
         }
     }
     Ok(())
@@ -520,6 +503,42 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
 #[inline(always)]
 fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> {
     let n = out.len();
+    let (layout, gap, gaps) = read_gaps(r, n)?;
+    match gaps {
+        Gaps::None => decode_dense(r, layout, out, 0..n),
+        Gaps::Bitmap { bitmap, m } => {
+            decode_dense(r, layout, &mut out[..m], 0..m)?;
+            spread(bitmap, m, gap, out);
+            Ok(())
+        }
+        Gaps::Runs { runs, m } => {
+            decode_dense(r, layout, &mut out[..m], 0..m)?;
+            let gaps = n - m;
+            // Back to front: the dense values after run k move right by the gaps up to run k.
+            let mut tail_end = n;
+            let mut shift = gaps;
+            for &(s, e) in runs.iter().rev() {
+                move_right(out, e - shift..tail_end - shift, shift);
+                shift -= e - s;
+                out[s..e].fill(gap);
+                tail_end = s;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A packed chunk's gap map: none, or a bitmap or runs, with `m` the slots holding values.
+enum Gaps<'a> {
+    None,
+    Bitmap { bitmap: &'a [u8], m: usize },
+    Runs { runs: Vec<(usize, usize)>, m: usize },
+}
+
+/// Reads a packed chunk's layout byte, gap NaN and gap map (checking them) for a chunk of `n`
+/// slots: (layout, gap NaN, gaps). The dense values follow.
+#[inline(always)]
+fn read_gaps<'a>(r: &mut Reader<'a>, n: usize) -> Result<(u8, f32, Gaps<'a>), CodecError> {
     let layout = r.u8()?;
     if layout & !LAYOUT_KNOWN_BITS != 0 {
         return Err(CodecError::Corrupt("unknown layout flags"));
@@ -528,39 +547,29 @@ fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> 
         if layout & (FLAG_GAP_BITMAP | FLAG_GAP_CANONICAL) != 0 {
             return Err(CodecError::Corrupt("gap flags without gaps"));
         }
-        let m = out.len();
-        return decode_dense(r, layout, out, 0..m);
+        return Ok((layout, f32::NAN, Gaps::None));
     }
     let gap = f32::from_bits(if layout & FLAG_GAP_CANONICAL != 0 {
         CANONICAL_NAN
     } else {
         r.u32()?
     });
-    if layout & FLAG_GAP_BITMAP != 0 {
+    let gaps = if layout & FLAG_GAP_BITMAP != 0 {
         let bitmap = r.take(n.div_ceil(8))?;
         let gaps: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
         if gaps > n || (n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0) {
             return Err(CodecError::Corrupt("gap bitmap marks slots past the chunk"));
         }
-        let m = n - gaps;
-        decode_dense(r, layout, &mut out[..m], 0..m)?;
-        spread(bitmap, m, gap, out);
+        Gaps::Bitmap {
+            bitmap,
+            m: n - gaps,
+        }
     } else {
         let runs = decode_runs(r, n)?;
         let gaps: usize = runs.iter().map(|(s, e)| e - s).sum();
-        let m = n - gaps;
-        decode_dense(r, layout, &mut out[..m], 0..m)?;
-        // Back to front: the dense values after run k move right by the gaps up to run k.
-        let mut tail_end = n;
-        let mut shift = gaps;
-        for &(s, e) in runs.iter().rev() {
-            move_right(out, e - shift..tail_end - shift, shift);
-            shift -= e - s;
-            out[s..e].fill(gap);
-            tail_end = s;
-        }
-    }
-    Ok(())
+        Gaps::Runs { runs, m: n - gaps }
+    };
+    Ok((layout, gap, gaps))
 }
 
 /// Where the dense values of one bitmap byte go: entry `t` of `SPREAD[b]` is how many of the
