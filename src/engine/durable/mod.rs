@@ -592,8 +592,6 @@ impl Journal for Durable {
         let thread = std::thread::Builder::new()
             .name("metricstore-checkpoint".to_owned())
             .spawn(move || {
-                // Background work: writers and readers come first.
-                crate::engine::parallel::lower_priority();
                 let mut last = Instant::now();
                 loop {
                     {

@@ -299,12 +299,8 @@ impl Store {
         // on all cores a wave at a time while the previous wave is written,
         // and the kernel is asked to start writing each wave back at once so
         // the final sync has little left to do. The index follows them.
-        // The encoding runs at background priority, so writers going on
-        // meanwhile keep the cores they need (a checkpoint of 464,000
-        // series at normal priority put the p99 of 1,000-line HTTP writes
-        // at 25 to 44 ms, at nice 10 at 10 to 15 ms: benchmarks/serve.py).
         let groups = group_series(data);
-        let pool = crate::engine::parallel::background_pool();
+        let pool = crate::engine::parallel::pool();
         let wave = 2 * pool.current_num_threads().max(1);
         let encode = |wave: &[Range<usize>]| -> Vec<ChunksBlock> {
             wave.par_iter()
