@@ -139,7 +139,7 @@ def test_header_blocks_are_read_strictly_and_any_case_of_a_name_works() -> None:
             reply = raw_exchange(server.address, request + line)
             assert status in reply.split(b"\r\n")[0], (headers[:60], reply[:200])
         assert store.stats()["samples"] == 0
-        # Header names in any case, and HTTP/1.0 (read by http.server's own code).
+        # Header names in any case, and HTTP/1.0 (whose connection closes after the reply).
         reply = raw_exchange(
             server.address,
             b"POST /api/write?cluster=c HTTP/1.0\r\nCONTENT-LENGTH: %d\r\n\r\n" % len(line) + line,

@@ -7,8 +7,9 @@ them here and where this store answers differently (on purpose).
 - ``config``: cc-metric-store's ``config.json``;
 - ``api``: the endpoints on a store, request and reply bytes only;
 - ``auth``: Ed25519 JSON Web Tokens;
-- ``http``: the threaded HTTP/1.1 transport;
-- ``nats``: line-protocol batches from NATS subjects.
+- ``http``: the HTTP/1.1 transport (one asyncio event loop);
+- ``nats``: line-protocol batches from NATS subjects;
+- ``nkeys``: NATS creds files and NKEY signatures.
 """
 
 from __future__ import annotations
