@@ -28,7 +28,8 @@ def test_the_current_layout(tmp_path: Path) -> None:
                          "checkpoints": {"file-format": "wal", "directory": "./var/cp"},
                          "nats-subscriptions": [{"subscribe-to": "hpc", "cluster-tag": "fritz"},
                                                 {"subscribe-to": "any"}]},
-        "nats": {"address": "nats://127.0.0.1:4222", "username": "u", "password": "p"},
+        "nats": {"address": "nats://127.0.0.1:4222", "username": "u", "password": "p",
+                 "creds-file-path": "nats/user.creds"},
     }))  # fmt: skip
     assert config.addr == "0.0.0.0:8082"
     assert config.jwt_public_key == "a2V5"
@@ -46,6 +47,7 @@ def test_the_current_layout(tmp_path: Path) -> None:
     )
     assert (config.nats_address, config.nats_username, config.nats_password) == (
         "nats://127.0.0.1:4222", "u", "p")  # fmt: skip
+    assert config.nats_creds_file == tmp_path / "nats" / "user.creds"
 
 
 def test_the_older_layout(tmp_path: Path) -> None:

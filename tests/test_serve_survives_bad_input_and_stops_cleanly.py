@@ -120,6 +120,34 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_serving() -> None:
         assert server.store.read(("cpu_load", "c/h"), 6000, 6060).values.tolist() == [2.0]
 
 
+def test_header_blocks_are_read_strictly_and_any_case_of_a_name_works() -> None:
+    store = new_store()
+    with metricstore.serve(store, "127.0.0.1:0") as server:
+        line = b"cpu_load,hostname=h value=3 6000\n"
+        bad = (
+            # Two Content-Lengths that disagree: which body is meant is unknowable.
+            (b"Content-Length: %d\r\ncontent-length: 5\r\n" % len(line), b" 400 "),
+            # A folded header line (obsolete; RFC 9112 lets a server refuse it).
+            (b"X-Note: a\r\n  b\r\nContent-Length: %d\r\n" % len(line), b" 400 "),
+            (b"No colon here\r\nContent-Length: %d\r\n" % len(line), b" 400 "),
+            (b"Content-Length : %d\r\n" % len(line), b" 400 "),
+            (b"X-Long: " + b"a" * 70000 + b"\r\n", b" 431 "),
+            (b"".join(b"X-%d: a\r\n" % i for i in range(101)), b" 431 "),
+        )
+        for headers, status in bad:
+            request = b"POST /api/write?cluster=c HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+            reply = raw_exchange(server.address, request + line)
+            assert status in reply.split(b"\r\n")[0], (headers[:60], reply[:200])
+        assert store.stats()["samples"] == 0
+        # Header names in any case, and HTTP/1.0 (whose connection closes after the reply).
+        reply = raw_exchange(
+            server.address,
+            b"POST /api/write?cluster=c HTTP/1.0\r\nCONTENT-LENGTH: %d\r\n\r\n" % len(line) + line,
+        )
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert store.read(("cpu_load", "c/h"), 6000, 6060).values.tolist() == [3.0]
+
+
 def test_idle_and_slow_clients_time_out() -> None:
     with metricstore.serve(
         new_store(), "127.0.0.1:0", idle_timeout=0.5, request_timeout=0.5

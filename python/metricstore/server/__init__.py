@@ -7,8 +7,9 @@ them here and where this store answers differently (on purpose).
 - ``config``: cc-metric-store's ``config.json``;
 - ``api``: the endpoints on a store, request and reply bytes only;
 - ``auth``: Ed25519 JSON Web Tokens;
-- ``http``: the threaded HTTP/1.1 transport;
-- ``nats``: line-protocol batches from NATS subjects.
+- ``http``: the HTTP/1.1 transport (one asyncio event loop);
+- ``nats``: line-protocol batches from NATS subjects;
+- ``nkeys``: NATS creds files and NKEY signatures.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .auth import TokenVerifier
 from .config import DEFAULT_ADDR, NatsSubscription, ServeConfig, parse_addr, read_config
 from .http import HttpServer
 from .nats import NatsSubscriber
+from .nkeys import read_creds
 
 __all__ = ["NatsSubscription", "ServeConfig", "Server", "read_config", "serve"]
 
@@ -149,7 +151,9 @@ def serve(
     arrive within ``request_timeout`` s. ``own_store``: close the store
     when the server closes (else it is flushed). ``nats``: a configuration
     whose ``nats_address`` and ``nats_subscriptions`` say which subjects to
-    take line protocol from (see :mod:`metricstore.server.nats`).
+    take line protocol from (see :mod:`metricstore.server.nats`), with
+    ``nats_username``/``nats_password`` or ``nats_creds_file`` (a creds
+    file: a user JWT and its NKEY seed, or a seed alone for NKEY auth).
     """
     if not isinstance(store, Store):
         raise TypeError(f"store: expected a metricstore.Store, got {type(store).__name__}")
@@ -185,6 +189,7 @@ def serve(
     )
     subscriber = None
     if nats is not None and nats.nats_address and nats.nats_subscriptions:
+        creds = nats.nats_creds_file
 
         def ingest(payload: bytes, cluster: str | None) -> tuple[int, int, int]:
             report = store.ingest(payload, default_cluster=cluster, unknown="skip")
@@ -197,6 +202,7 @@ def serve(
                 ingest,
                 username=nats.nats_username,
                 password=nats.nats_password,
+                credentials=None if creds is None else read_creds(creds),
             )
         except BaseException:
             http.server_close()

@@ -20,6 +20,7 @@ differs, it is on purpose and documented in docs/serve.md:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -98,6 +99,13 @@ def go_string(text: str) -> str:
 def stat_text(value: float) -> str:
     """A ``schema.Float``: 2 decimals, ``null`` for NaN (and infinities)."""
     return f"{value:.2f}" if math.isfinite(value) else "null"
+
+
+@functools.lru_cache(maxsize=1024)
+def _cluster(query: str) -> str | None:
+    """A write's ``?cluster=`` (None if absent or empty); collectors send
+    the same few query strings again and again."""
+    return parse_qs(query).get("cluster", [""])[0] or None
 
 
 class BadRequest(ValueError):
@@ -306,7 +314,7 @@ class Api:
 
     def write(self, query: str, body: bytes) -> Reply:
         """Line protocol in ``body``; ``?cluster=`` for lines without one."""
-        cluster = parse_qs(query).get("cluster", [""])[0] or None
+        cluster = _cluster(query)
         try:
             report = self.store.ingest(body, default_cluster=cluster, unknown="skip")
         except (ValueError, TypeError) as error:

@@ -52,6 +52,7 @@ class ServeConfig:
     nats_address: str | None = None
     nats_username: str | None = None
     nats_password: str | None = None
+    nats_creds_file: Path | None = None
     nats_subscriptions: tuple[NatsSubscription, ...] = ()
 
 
@@ -157,7 +158,7 @@ def read_config(path: str | Path) -> ServeConfig:
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int | float) or cap < 0):
         raise ValueError(f'{where}: "metric-store.memory-cap" is {cap!r}, not a number of GB')
 
-    nats_address = nats_user = nats_password = None
+    nats_address = nats_user = nats_password = nats_creds = None
     subscriptions = _subscriptions(
         store.get("nats-subscriptions"), f'{where}: "metric-store.nats-subscriptions"'
     )
@@ -170,6 +171,7 @@ def read_config(path: str | Path) -> ServeConfig:
         nats_address = _text(nats.get("address"), f'{where}: "nats.address"')
         nats_user = _text(nats.get("username"), f'{where}: "nats.username"')
         nats_password = _text(nats.get("password"), f'{where}: "nats.password"')
+        nats_creds = _text(nats.get("creds-file-path"), f'{where}: "nats.creds-file-path"')
     elif nats is not None:
         raise ValueError(f'{where}: "nats" is {nats!r}, not an object')
 
@@ -193,6 +195,7 @@ def read_config(path: str | Path) -> ServeConfig:
         nats_address=nats_address,
         nats_username=nats_user,
         nats_password=nats_password,
+        nats_creds_file=resolve(nats_creds, "nats.creds-file-path"),
         nats_subscriptions=tuple(subscriptions),
     )
 

@@ -2,12 +2,16 @@
 batch, written with that subscription's default cluster.
 
 A small client of NATS' text protocol (``INFO``, ``CONNECT``, ``SUB``,
-``MSG``, ``PING``/``PONG``), user and password auth only, one connection and
-one reader thread per server. Core NATS delivers at most once: what is
-published while the connection is down is lost, and the server cannot
-know how much. So every disconnect is logged with how long it lasted, and
-counted (``Server.stats()``), never hidden; the client reconnects until
-stopped.
+``MSG``, ``PING``/``PONG``), one connection and one reader thread per
+server. Auth by user and password, or by a creds file (see ``nkeys``): the
+user JWT, or the NKEY alone, and the signature of the server's nonce.
+
+Core NATS delivers at most once: what is published while the connection
+is down is lost, and the server cannot know how much. So every
+disconnect is logged with how long it lasted, and counted
+(``Server.stats()``), never hidden; the client reconnects until stopped.
+A refused sign-in is logged as an error naming the credentials sent, at
+every attempt, and kept in ``last_error``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .config import NatsSubscription
+from .nkeys import Credentials
 
 __all__ = ["NatsCounters", "NatsSubscriber"]
 
@@ -49,6 +54,10 @@ class _Closed(Exception):
     """The connection ended."""
 
 
+class _Refused(Exception):
+    """The server refused the connection (auth) before it was up."""
+
+
 class NatsSubscriber:
     """Subscribes to ``subscriptions`` on the NATS server at ``address``
     (``nats://host:port``) and hands each message to ``ingest(payload,
@@ -62,6 +71,7 @@ class NatsSubscriber:
         *,
         username: str | None = None,
         password: str | None = None,
+        credentials: Credentials | None = None,
         retry_seconds: float = 1.0,
     ) -> None:
         parts = urlsplit(address if "://" in address else f"nats://{address}")
@@ -74,6 +84,9 @@ class NatsSubscriber:
         self._ingest = ingest
         self._user = username
         self._password = password
+        self._credentials = credentials
+        #: Why the last connection attempt or session failed (None while all is well).
+        self.last_error: str | None = None
         self._retry = retry_seconds
         self.counters = NatsCounters()
         self._stop = threading.Event()
@@ -102,6 +115,7 @@ class NatsSubscriber:
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=10)
             except OSError as error:
+                self.last_error = f"unreachable: {error}"
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("NATS %s:%d unreachable: %s", self.host, self.port, error)
@@ -112,7 +126,15 @@ class NatsSubscriber:
             try:
                 self._session(sock, down_since)
                 down_since = None
+            except _Refused as error:
+                # Retried (the server's accounts may be fixed meanwhile), but
+                # said at every attempt: nothing arrives until then.
+                self.last_error = str(error)
+                if down_since is None:
+                    down_since = time.monotonic()
+                log.error("NATS %s:%d: %s", self.host, self.port, error)
             except (_Closed, OSError, ValueError) as error:
+                self.last_error = f"connection lost: {error}"
                 if not self._stop.is_set():
                     down_since = time.monotonic()
                     self.counters.disconnects += 1
@@ -141,6 +163,18 @@ class NatsSubscriber:
         if self._user is not None:
             connect["user"] = self._user
             connect["pass"] = self._password or ""
+        creds = self._credentials
+        if creds is not None:
+            try:
+                nonce = json.loads(info[5:]).get("nonce")
+            except (ValueError, AttributeError):
+                raise ValueError(f"the NATS server's INFO is not JSON: {info[:80]!r}") from None
+            if creds.jwt is not None:
+                connect["jwt"] = creds.jwt
+            else:
+                connect["nkey"] = creds.public_key()
+            if nonce:
+                connect["sig"] = creds.sign(nonce)
         out = [b"CONNECT " + json.dumps(connect).encode() + b"\r\n"]
         for sid, sub in enumerate(self.subscriptions, start=1):
             out.append(f"SUB {sub.subject} {sid}\r\n".encode())
@@ -165,9 +199,25 @@ class NatsSubscriber:
                             "NATS %s:%d: back after %.1f s disconnected",
                             self.host, self.port, gone,
                         )  # fmt: skip
+                    self.last_error = None
                     self._connected.set()
             elif line.startswith(b"-ERR"):
-                raise _Closed(line.decode(errors="replace").strip())
+                error = line.decode(errors="replace").strip()
+                if not self._connected.is_set() and b"authoriz" in line.lower():
+                    raise _Refused(self._refusal(error))
+                raise _Closed(error)
+
+    def _refusal(self, error: str) -> str:
+        """What a refused CONNECT means, naming the credentials sent."""
+        creds = self._credentials
+        if creds is not None:
+            what = "user JWT" if creds.jwt is not None else "NKEY"
+            sent = f"the {what} of {creds.source} (user {creds.public_key()})"
+        elif self._user is not None:
+            sent = f"user {self._user!r} and its password"
+        else:
+            sent = "no credentials (set nats.username/password or nats.creds-file-path)"
+        return f"the server refused {sent}: {error}"
 
     def _message(self, line: bytes, reader: object) -> None:
         fields = line.split()
