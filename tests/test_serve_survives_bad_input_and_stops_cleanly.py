@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,44 @@ def test_random_requests_never_break_the_server() -> None:
         )  # fmt: skip
     assert status == 200
     assert json.loads(body)["results"][0][0]["data"] == [8.0]
+
+
+@pytest.mark.parametrize("sync", ["always", "interval", "none"])
+def test_every_acknowledged_write_of_many_connections_reopens_exactly(
+    tmp_path: Path, sync: str
+) -> None:
+    # With sync="always" a write waits for the disk: writes then run in the
+    # server's pool (where concurrent ones share a sync), not on its loop.
+    store = metricstore.open(tmp_path / "s", sync=sync)
+    store.define_metric("cpu_load", 60, "avg")
+    assert store.stats()["sync"] == sync
+    threads, per_thread = 6, 15
+    with metricstore.serve(store, "127.0.0.1:0") as server:
+        assert server._http.inline_writes is (sync != "always")
+
+        def post(t: int) -> list[int]:
+            client = Client(server.url)
+            try:
+                return [
+                    client.write(f"cpu_load,hostname=h{t} value={i}.25 {60 * i}\n", "c")[0]
+                    for i in range(per_thread)
+                ]
+            finally:
+                client.close()
+
+        with ThreadPoolExecutor(threads) as pool:
+            statuses = [s for batch in pool.map(post, range(threads)) for s in batch]
+    assert statuses == [200] * (threads * per_thread)
+    store.close()
+    with metricstore.open(tmp_path / "s", readonly=True) as reopened:
+        for t in range(threads):
+            got = reopened.read(("cpu_load", f"c/h{t}"), 0, 60 * per_thread).values
+            assert got.tolist() == [i + 0.25 for i in range(per_thread)]
+
+
+def test_stats_name_the_sync_mode_and_none_without_a_log(tmp_path: Path) -> None:
+    assert metricstore.Store().stats()["sync"] is None
+    with metricstore.open(tmp_path / "s", sync="interval") as store:
+        assert store.stats()["sync"] == "interval"
+    with metricstore.open(tmp_path / "s", readonly=True) as reader:
+        assert reader.stats()["sync"] is None

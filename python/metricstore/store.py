@@ -661,7 +661,9 @@ class Store:
         ``sealed_bytes``, and ``mapped_chunks`` (read-only stores) stay
         compressed in the snapshot file, ``mapped_bytes`` of it, read when a
         read needs them; ``data_bytes`` is all tiers together (what
-        ``memory_limit`` counts)."""
+        ``memory_limit`` counts). ``sync`` is the log's sync mode ("always",
+        "interval" or "none"; None for a store without a log, in memory or
+        read-only)."""
         return self._core.stats()
 
     def __repr__(self) -> str:

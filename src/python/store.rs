@@ -958,6 +958,7 @@ impl PyStore {
         dict.set_item("evictions", s.evictions)?;
         dict.set_item("failed_checkpoints", s.failed_checkpoints)?;
         dict.set_item("last_checkpoint_error", s.last_checkpoint_error)?;
+        dict.set_item("sync", s.sync)?;
         Ok(dict)
     }
 }

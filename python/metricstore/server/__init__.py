@@ -186,6 +186,7 @@ def serve(
         max_body_bytes=int(max_body_bytes),
         idle_timeout=float(idle_timeout),
         request_timeout=float(request_timeout),
+        inline_writes=store.stats()["sync"] != "always",
     )
     subscriber = None
     if nats is not None and nats.nats_address and nats.nats_subscriptions:

@@ -9,7 +9,9 @@ kernel handing the GIL from thread to thread (``perf record -g`` on the
 server during benchmarks/serve.py). Writes of at most ``INLINE_BYTES``
 are written on the loop itself; larger writes and every other endpoint run
 in a pool of threads, so big bodies parse in parallel and a long query
-holds up no other connection. A connection takes its next request only
+holds up no other connection. With ``inline_writes`` off (a store that
+syncs every write: each would hold the loop for a disk flush) every write
+goes to the pool, where concurrent writes share one sync. A connection takes its next request only
 once the last is answered and its reply handed to the kernel or buffered.
 
 Guards: a body larger than ``max_body_bytes`` is refused with 413 before
@@ -378,7 +380,7 @@ class _Connection(asyncio.Protocol):
         then sends its reply."""
         server = self.server
         work = server._work(request, body)
-        if request.endpoint == "write" and len(body) <= INLINE_BYTES:
+        if request.endpoint == "write" and server.inline_writes and len(body) <= INLINE_BYTES:
             self._finish(request, _run(work, request))
             return
         self.busy = True
@@ -473,8 +475,10 @@ class HttpServer:
         max_body_bytes: int,
         idle_timeout: float,
         request_timeout: float,
+        inline_writes: bool = True,
     ) -> None:
         self.api = api
+        self.inline_writes = inline_writes
         self.verifier = verifier
         self.tls = tls
         self.max_body_bytes = max_body_bytes

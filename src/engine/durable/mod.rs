@@ -635,6 +635,14 @@ impl Journal for Durable {
             self.last_checkpoint_error.lock().clone(),
         )
     }
+
+    fn sync_name(&self) -> &'static str {
+        match self.sync {
+            SyncMode::Always => "always",
+            SyncMode::Interval(_) => "interval",
+            SyncMode::None => "none",
+        }
+    }
 }
 
 impl Drop for Durable {

@@ -86,6 +86,9 @@ pub struct StoreStats {
     /// Background checkpoints that failed, and the last one's error.
     pub failed_checkpoints: u64,
     pub last_checkpoint_error: Option<String>,
+    /// The log's sync mode ("always", "interval", "none"); None without
+    /// a log.
+    pub sync: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -174,6 +177,10 @@ pub(crate) trait Journal: Send + Sync {
 
     /// Background checkpoints that failed, and the last one's error.
     fn checkpoint_failures(&self) -> (u64, Option<String>);
+
+    /// When an acknowledged write reaches the disk: "always" (each write
+    /// waits for a sync), "interval" or "none".
+    fn sync_name(&self) -> &'static str;
 }
 
 pub struct Store {
@@ -1220,6 +1227,7 @@ impl Store {
         stats.chunks = stats.raw_chunks + stats.sealed_chunks + stats.mapped_chunks;
         if let Some(journal) = &self.journal {
             (stats.failed_checkpoints, stats.last_checkpoint_error) = journal.checkpoint_failures();
+            stats.sync = Some(journal.sync_name());
         }
         let usage = self.pool.usage();
         stats.data_bytes = usage.data_bytes();
