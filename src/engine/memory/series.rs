@@ -66,11 +66,11 @@ pub struct Tiers {
     pub mapped_bytes: usize,
 }
 
-/// A series' chunks by key: a vector sorted by key, 64 bytes a chunk. A
+/// A series' chunks by key: a vector sorted by key, 56 bytes a chunk. A
 /// B-tree node keeps room for 11 chunks where most series hold a few (a
 /// job's series two or three): a read-only open of 18,432 such series held
 /// about 120 bytes a chunk. Appends (ticks, bulk loads) land at the end;
-/// a chunk made before others moves the entries after it (a memmove of 64
+/// a chunk made before others moves the entries after it (a memmove of 56
 /// bytes each), which only out-of-order writes before a series' newest
 /// chunk pay for.
 #[derive(Default)]
