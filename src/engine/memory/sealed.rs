@@ -199,15 +199,19 @@ impl Sealed {
     }
 
     /// Writes slots `range` of the chunk into `out` (as long as `range`),
-    /// decoding only what they need.
+    /// decoding only what they need (the whole chunk: a plain decode).
     pub fn decode_range_into(
         &self,
         range: std::ops::Range<usize>,
         out: &mut [f32],
     ) -> Result<(), Damage> {
         let bytes = self.checked_bytes()?;
-        codec::decode_range(bytes, CHUNK_SLOTS, range, out)
-            .map_err(|e| self.damage(format!("chunk: {e}")))
+        let decoded = if range == (0..CHUNK_SLOTS) {
+            codec::decode(bytes, out)
+        } else {
+            codec::decode_range(bytes, CHUNK_SLOTS, range, out)
+        };
+        decoded.map_err(|e| self.damage(format!("chunk: {e}")))
     }
 
     /// The encoded bytes, their checksum checked on the first read of a

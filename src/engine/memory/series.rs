@@ -29,8 +29,8 @@ enum Stored {
 }
 
 impl Stored {
-    /// Calls `visit` with slots `from..to` of the chunk (decoding a sealed
-    /// one into `buffer`).
+    /// Calls `visit` with slots `from..to` of the chunk (decoding those of a
+    /// sealed one into `buffer`).
     fn visit<R>(
         &self,
         from: usize,
@@ -41,7 +41,7 @@ impl Stored {
         match self {
             Stored::Raw(chunk) => Ok(visit(&chunk.as_slice()[from..to])),
             Stored::Sealed(sealed) => {
-                sealed.decode_into(buffer)?;
+                sealed.decode_range_into(from..to, &mut buffer[from..to])?;
                 Ok(visit(&buffer[from..to]))
             }
         }
@@ -384,7 +384,6 @@ impl SeriesData {
             let (a, b) = ((from - chunk_start) as usize, (to - chunk_start) as usize);
             match stored {
                 Stored::Raw(chunk) => target.copy_from_slice(&chunk.as_slice()[a..b]),
-                Stored::Sealed(sealed) if b - a == CHUNK_SLOTS => sealed.decode_into(target)?,
                 Stored::Sealed(sealed) => sealed.decode_range_into(a..b, target)?,
             }
             written = hi;
