@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,3 +89,20 @@ def token(key: Any, *, expires_in: float | None = 3600.0, alg: str = "EdDSA") ->
     payload = _b64url(json.dumps(claims).encode())
     signature = _b64url(key.sign(f"{header}.{payload}".encode()))
     return f"{header}.{payload}.{signature}"
+
+
+def start_cli(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """Starts `python -m metricstore serve --config config *extra` and
+    waits for its "listening on URL" line: (process, URL)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metricstore", "serve", "--config", str(config), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise AssertionError(f"no listening line: {line!r} {process.stderr.read()!r}")  # type: ignore[union-attr]
+    return process, line.split()[-1]

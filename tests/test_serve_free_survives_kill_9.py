@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from serve_client import Client
+from serve_client import Client, start_cli
 
 import metricstore
 
@@ -39,16 +37,9 @@ def test_a_free_acknowledged_before_kill_9_stays_done(tmp_path: Path) -> None:
             }
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metricstore", "serve", "--config", str(config), "--sync",
-         "interval"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process, url = start_cli(config, "--sync", "interval")
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("listening on "), line
-        client = Client(line.split()[-1], timeout=60)
+        client = Client(url, timeout=60)
         lines = [
             f"flops_any,hostname=h{host},type=hwthread,type-id={hw} "
             f"value={value(host, hw, step)!r} {60 * step}\n"

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from serve_client import Client
+from serve_client import Client, start_cli
 
 import metricstore
 
@@ -48,15 +46,7 @@ def test_every_acknowledged_line_survives_kill_9(tmp_path: Path) -> None:
             }
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metricstore", "serve", "--config", str(config), "--sync",
-         "interval"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line.startswith("listening on "), line
-    url = line.split()[-1]
+    process, url = start_cli(config, "--sync", "interval")
     acknowledged: list[tuple[int, int]] = []
     lock = threading.Lock()
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from serve_client import Client
+from serve_client import Client, start_cli
 
 import metricstore
 
@@ -195,21 +195,6 @@ def config_file(tmp_path: Path, **main: object) -> Path:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return path
-
-
-def start_cli(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metricstore", "serve", "--config", str(config), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("listening on "):
-        process.kill()
-        raise AssertionError(f"no listening line: {line!r} {process.stderr.read()!r}")  # type: ignore[union-attr]
-    return process, line.split()[-1]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
