@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use crate::engine::durable::Durable;
 use crate::engine::error::EngineError;
 use crate::engine::memory::series::SeriesData;
-use crate::engine::snapshot::{list_snapshots, snapshot_name};
+use crate::engine::parallel::Urgency;
+use crate::engine::snapshot::{SnapshotCut, list_snapshots, snapshot_name};
 use crate::engine::storage::{Storage, crash_point};
 use crate::engine::store::CheckpointInfo;
 use crate::engine::store::Store;
@@ -23,11 +24,13 @@ const CATALOG_RANGE: usize = 16_384;
 
 impl Durable {
     /// Writes a snapshot of `store` and deletes what it makes unneeded,
-    /// keeping the newest `keep` snapshots (see `remove_unneeded`).
+    /// keeping the newest `keep` snapshots (see `remove_unneeded`), with
+    /// the threads and pace `urgency` gives.
     pub(crate) fn checkpoint_store(
         &self,
         store: &Store,
         keep: usize,
+        urgency: Urgency,
     ) -> Result<CheckpointInfo, EngineError> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         self.check_writable()?;
@@ -54,7 +57,9 @@ impl Durable {
         let writers_held_seconds = started.elapsed().as_secs_f64();
         let mut paths = Vec::with_capacity(series);
         let mut data: Vec<Arc<RwLock<SeriesData>>> = Vec::with_capacity(series);
+        let mut pacer = urgency.pacer();
         for first in (0..series).step_by(CATALOG_RANGE) {
+            pacer.pace();
             crash_point!(self.storage.as_ref(), CHECKPOINT_CATALOG);
             // A short read lock per range: a writer creating series waits
             // for one range at most.
@@ -69,7 +74,13 @@ impl Durable {
         let path = dir.join(&name);
         let temp = dir.join(format!("{name}.tmp"));
         let _ = storage.remove(&temp);
-        let written = store.write_snapshot(storage, &temp, lsn, &metrics, &paths, &data);
+        let cut = SnapshotCut {
+            lsn,
+            metrics: &metrics,
+            paths: &paths,
+            data: &data,
+        };
+        let written = store.write_snapshot(storage, &temp, &cut, urgency);
         let bytes = match written.and_then(|bytes| {
             crash_point!(storage, SNAPSHOT_SYNCED);
             storage

@@ -41,6 +41,7 @@ use super::wal::writer::WalWriter;
 use super::wal::{list_segments, segment_name};
 use crate::engine::durable::inspect::{Inspection, inspect};
 use crate::engine::model::time::TimeUnit;
+use crate::engine::parallel::Urgency;
 use crate::engine::snapshot::{LoadError, list_snapshots, mapped_bytes};
 use crate::engine::storage::progress::{OpenPhase, OpenProgress, Tracker};
 use crate::engine::storage::{FsStorage, Storage, crash_point};
@@ -436,6 +437,18 @@ pub(crate) struct Durable {
 }
 
 impl Durable {
+    /// A checkpoint keeping two snapshots, then a seal pass (what the
+    /// snapshot holds need not stay raw in memory), both at `urgency`.
+    fn checkpoint_then_seal(
+        &self,
+        store: &Store,
+        urgency: Urgency,
+    ) -> Result<CheckpointInfo, EngineError> {
+        let info = self.checkpoint_store(store, 2, urgency)?;
+        store.seal_at(urgency);
+        Ok(info)
+    }
+
     /// Stops the background checkpoint thread and waits for it, unless
     /// called on that thread (which then simply ends after this call).
     fn stop_checkpointer(&self) {
@@ -508,10 +521,7 @@ impl Journal for Durable {
     }
 
     fn checkpoint(&self, store: &Store) -> Result<CheckpointInfo, EngineError> {
-        let info = self.checkpoint_store(store, 2)?;
-        // What the snapshot holds need not stay raw in memory.
-        store.seal();
-        Ok(info)
+        self.checkpoint_then_seal(store, Urgency::Now)
     }
 
     fn close(&self, store: &Store, checkpoint: bool) -> Result<(), EngineError> {
@@ -528,7 +538,7 @@ impl Journal for Durable {
         {
             self.last_snapshot_lsn().and_then(|snapshot| {
                 if self.wal.written_lsn() > snapshot {
-                    self.checkpoint_store(store, 1).map(|_| ())
+                    self.checkpoint_store(store, 1, Urgency::Now).map(|_| ())
                 } else {
                     let _one_at_a_time = self.checkpoint_lock.lock();
                     // The newest snapshot may be one whose directory sync
@@ -615,7 +625,7 @@ impl Journal for Durable {
                         continue;
                     }
                     last = Instant::now();
-                    match durable.checkpoint(&store) {
+                    match durable.checkpoint_then_seal(&store, Urgency::Background) {
                         Ok(_) => {}
                         Err(EngineError::Closed) => return,
                         Err(error) => {

@@ -36,6 +36,7 @@ use crate::engine::memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS};
 use crate::engine::memory::sealed::{MappedFile, MappedIndex, MappedSeries, Sealed};
 use crate::engine::memory::series::{EncodedChunk, SeriesData};
 use crate::engine::model::metric::{Aggregation, MetricDef, put_unit, read_unit};
+use crate::engine::parallel::Urgency;
 use crate::engine::storage::progress::{Cancelled, Tracker};
 use crate::engine::storage::{ImmutableBytes, Storage, crash_point};
 use crate::engine::store::Store;
@@ -180,14 +181,16 @@ struct ChunksBlock {
 }
 
 /// One whole chunks block holding the chunks of `series`, each series
-/// copied under its own read lock.
-fn encode_chunks_block(series: &[Arc<RwLock<SeriesData>>]) -> ChunksBlock {
+/// copied under its own read lock, paced as `urgency` says.
+fn encode_chunks_block(series: &[Arc<RwLock<SeriesData>>], urgency: Urgency) -> ChunksBlock {
     let mut block = vec![0; BLOCK_HEADER];
     let mut chunks = Vec::with_capacity(series.len());
+    let mut pacer = urgency.pacer();
     for data in series {
         let mut index = Vec::new();
         data.read().encode_chunks(0, &mut block, &mut index);
         chunks.push(index);
+        pacer.pace();
     }
     let head = block_header(BLOCK_CHUNKS, &block[BLOCK_HEADER..]);
     block[..BLOCK_HEADER].copy_from_slice(&head);
@@ -244,18 +247,31 @@ impl BlockWriter<'_> {
     }
 }
 
+/// What a snapshot holds: the store as of log record `lsn`, the catalog's
+/// `metrics` and series `paths`, and the series' `data` in id order.
+pub(crate) struct SnapshotCut<'a> {
+    pub lsn: u64,
+    pub metrics: &'a [MetricDef],
+    pub paths: &'a [(u32, Vec<String>)],
+    pub data: &'a [Arc<RwLock<SeriesData>>],
+}
+
 impl Store {
-    /// Writes a snapshot of `lsn` (the catalog's `metrics` and `paths`,
-    /// the series `data`) to `temp` and syncs it; returns its size.
+    /// Writes a snapshot of `cut` to `temp`, its chunks encoded with the
+    /// threads and pace `urgency` gives, and syncs it; returns its size.
     pub(crate) fn write_snapshot(
         &self,
         storage: &dyn Storage,
         temp: &Path,
-        lsn: u64,
-        metrics: &[MetricDef],
-        paths: &[(u32, Vec<String>)],
-        data: &[Arc<RwLock<SeriesData>>],
+        cut: &SnapshotCut<'_>,
+        urgency: Urgency,
     ) -> Result<u64, EngineError> {
+        let &SnapshotCut {
+            lsn,
+            metrics,
+            paths,
+            data,
+        } = cut;
         let file = storage
             .create(temp)
             .map_err(|e| EngineError::io("creating snapshot", temp, &e))?;
@@ -296,15 +312,15 @@ impl Store {
 
         // Chunks blocks: each series' chunks encoded (sealed ones copied as
         // they are), series by series in id order. The blocks are encoded
-        // on all cores a wave at a time while the previous wave is written,
+        // on the pool's threads a wave at a time while the previous wave is written,
         // and the kernel is asked to start writing each wave back at once so
         // the final sync has little left to do. The index follows them.
         let groups = group_series(data);
-        let pool = crate::engine::parallel::pool();
+        let pool = urgency.pool();
         let wave = 2 * pool.current_num_threads().max(1);
         let encode = |wave: &[Range<usize>]| -> Vec<ChunksBlock> {
             wave.par_iter()
-                .map(|ids| encode_chunks_block(&data[ids.clone()]))
+                .map(|ids| encode_chunks_block(&data[ids.clone()], urgency))
                 .collect()
         };
         let mut index = Vec::with_capacity(data.len() * 4);

@@ -44,6 +44,7 @@ pub use crate::engine::model::keys::{SeriesKeys, SeriesName};
 use crate::engine::model::metric::{Aggregation, MetricDef, validate_unit};
 use crate::engine::model::names::{validate_metric_name, validate_path};
 use crate::engine::model::time::{TimeUnit, check_slot_run, first_slot_at_or_after, nearest_slot};
+use crate::engine::parallel::Urgency;
 use crate::engine::store::applier::Applier;
 use crate::engine::store::ops::{Op, OwnedOp, decode};
 
@@ -349,10 +350,15 @@ impl Store {
     /// sealed. Reads and writes go on meanwhile, each series waiting only
     /// while its own chunks are sealed.
     pub fn seal(&self) -> usize {
+        self.seal_at(Urgency::Now)
+    }
+
+    /// `seal`, paced as `urgency` says.
+    pub(crate) fn seal_at(&self, urgency: Urgency) -> usize {
         // Staged ticks first, or writing them out would unseal chunks.
         self.settle();
         let series = self.series_data();
-        let sealed = seal_all(&series, &self.pool);
+        let sealed = seal_all(&series, &self.pool, urgency);
         self.sealing
             .raw_after
             .store(self.pool.usage().in_use, Ordering::Relaxed);
@@ -399,8 +405,8 @@ impl Store {
         let series = self.series_data();
         let pool = Arc::clone(&self.pool);
         let sealing = Arc::clone(sealing);
-        crate::engine::parallel::pool().spawn(move || {
-            seal_all(&series, &pool);
+        Urgency::Background.pool().spawn(move || {
+            seal_all(&series, &pool, Urgency::Background);
             sealing
                 .raw_after
                 .store(pool.usage().in_use, Ordering::Relaxed);
@@ -1259,18 +1265,21 @@ impl Default for Sealing {
     }
 }
 
-/// Seals every series' chunks that are no longer being written; the raw
-/// chunks they leave are released in batches, outside the series' locks.
-fn seal_all(series: &[Arc<RwLock<SeriesData>>], pool: &Arc<ChunkPool>) -> usize {
+/// Seals every series' chunks that are no longer being written, paced as
+/// `urgency` says; the raw chunks they leave are released in batches,
+/// outside the series' locks.
+fn seal_all(series: &[Arc<RwLock<SeriesData>>], pool: &Arc<ChunkPool>, urgency: Urgency) -> usize {
     /// Raw chunks (4 KiB each) held for one release.
     const RELEASE_BATCH: usize = 256;
     let mut freed = Vec::with_capacity(RELEASE_BATCH);
     let mut sealed = 0;
+    let mut pacer = urgency.pacer();
     for data in series {
         sealed += data.write().seal(pool, &mut freed);
         if freed.len() >= RELEASE_BATCH {
             release_all(&mut freed);
         }
+        pacer.pace();
     }
     release_all(&mut freed);
     sealed
