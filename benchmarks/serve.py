@@ -382,11 +382,13 @@ def paced(address: tuple[str, int], pid: int, seconds: float, where: str, store:
     before = set(store.glob("snapshot-*.snap"))
     r = ingest(address, pid, 64, 1_000, seconds, 300, rate=1e6)
     checkpoints = len(set(store.glob("snapshot-*.snap")) - before)
+    # A checkpoint writes its snapshot under a temporary name until done.
+    under_way = "one" if any(store.glob("snapshot-*.snap.tmp")) else "none"
     print(
         f"ingest 1,000-line bodies, 64 connections, offered 1 M lines/s, on {where}: "
         f"{r['lines_s'] / 1e6:.2f} M lines/s, p50 {r['p50_ms']:.1f} ms, "
         f"p99 {r['p99_ms']:.1f} ms, server {r['server_cores']:.2f} cores, "
-        f"{checkpoints} checkpoint(s) finished during it "
+        f"{checkpoints} checkpoint(s) finished during it, {under_way} under way at its end "
         f"(p99 < 25 ms: {verdict(r['p99_ms'] < 25)})"
     )
 
