@@ -79,14 +79,20 @@ def new_key() -> tuple[Any, str]:
     return key, base64.b64encode(raw).decode()
 
 
-def token(key: Any, *, expires_in: float | None = 3600.0, alg: str = "EdDSA") -> str:
+def token(
+    key: Any,
+    *,
+    expires_in: float | None = 3600.0,
+    alg: str = "EdDSA",
+    claims: dict[str, Any] | None = None,
+) -> str:
     """A JWT signed by ``key``; ``expires_in`` seconds from now (negative:
-    already expired; None: no ``exp``)."""
+    already expired; None: no ``exp``); ``claims`` added to the payload."""
     header = _b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
-    claims: dict[str, Any] = {"sub": "collector", "roles": ["api"]}
+    payload_claims: dict[str, Any] = {"sub": "collector", "roles": ["api"], **(claims or {})}
     if expires_in is not None:
-        claims["exp"] = int(time.time() + expires_in)
-    payload = _b64url(json.dumps(claims).encode())
+        payload_claims["exp"] = int(time.time() + expires_in)
+    payload = _b64url(json.dumps(payload_claims).encode())
     signature = _b64url(key.sign(f"{header}.{payload}".encode()))
     return f"{header}.{payload}.{signature}"
 

@@ -38,6 +38,14 @@ def test_only_tokens_signed_by_the_key_and_in_time_get_in() -> None:
         for bad, message in (
             (None, b"Use JWT Authentication\n"),
             (token(key, expires_in=-60), b"token: token is expired\n"),
+            (
+                token(key, claims={"nbf": int(time.time()) + 600}),
+                b"token: token is not valid yet\n",
+            ),
+            (
+                token(key, claims={"iat": int(time.time()) + 600}),
+                b"token: token used before issued\n",
+            ),
             (token(other), b"token: signature is invalid\n"),
             (token(key, alg="HS256"), b"token: signing method 'HS256' refused; only EdDSA"),
             ("not.a.token!", b"token: the header or payload is not JSON\n"),
@@ -51,8 +59,11 @@ def test_only_tokens_signed_by_the_key_and_in_time_get_in() -> None:
                 assert headers["content-type"] == "text/plain; charset=utf-8"
         # A token without exp is valid (as cc-metric-store's README token).
         assert Client(server.url, token(key, expires_in=None)).write(LINE, cluster="c")[0] == 200
+        past = int(time.time()) - 60
+        in_time = token(key, claims={"nbf": past, "iat": past})
+        assert Client(server.url, in_time).write(LINE, cluster="c")[0] == 200
     assert store.read(("cpu_load", "c/h"), 6000, 6060).values.tolist() == [1.0]
-    assert store.stats()["write_calls"] == 3
+    assert store.stats()["write_calls"] == 4
 
 
 def test_a_cached_token_is_refused_once_it_expires() -> None:
