@@ -217,6 +217,34 @@ def test_a_signal_stops_the_cli_and_closes_the_store(tmp_path: Path, sig: int) -
         assert [m.name for m in store.metrics] == ["cpu_load", "mem_used"]
 
 
+def test_the_cli_hides_what_start_up_made_from_the_collector(tmp_path: Path) -> None:
+    # The server's full collections scanned every module and object made at
+    # start-up (15-17 ms each in benchmarks/serve.py); the CLI freezes them
+    # once it listens. A thread in the CLI's process waits for the freeze,
+    # reports how many objects it covers, and stops the server.
+    watcher = (
+        "import gc, os, signal, sys, threading, time\n"
+        "from metricstore.__main__ import main\n"
+        "def watch():\n"
+        "    while gc.get_freeze_count() == 0:\n"
+        "        time.sleep(0.02)\n"
+        "    print('frozen', gc.get_freeze_count(), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Thread(target=watch, daemon=True).start()\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", watcher, "serve", "--config", str(config_file(tmp_path))],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("listening on ") or lines[1].startswith("listening on ")
+    frozen = next(int(line.split()[1]) for line in lines if line.startswith("frozen "))
+    assert frozen > 10_000  # the modules imported: numpy, asyncio, metricstore...
+    assert lines[-1] == "stopped; 0 lines written"
+
+
 def test_the_cli_reports_a_bad_config(tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
     bad.write_text('{"metrics": {"x": {"frequency": "1m"}}}')
