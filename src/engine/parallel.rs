@@ -42,10 +42,10 @@ impl Urgency {
     pub fn pool(self) -> Arc<rayon::ThreadPool> {
         match self {
             Urgency::Now => pool(),
-            Urgency::Background => {
+            Urgency::Background => in_process(&BACKGROUND, "metricstore-bg", || {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                in_process(&BACKGROUND, "metricstore-bg", (cores / 2).max(1))
-            }
+                (cores / 2).max(1)
+            }),
         }
     }
 
@@ -85,12 +85,16 @@ impl Pacer {
 
 /// The pool of this process with a thread per core, built on first use.
 pub fn pool() -> Arc<rayon::ThreadPool> {
-    in_process(&POOL, "metricstore", 0)
+    in_process(&POOL, "metricstore", || 0)
 }
 
 /// The pool in `slot` if this process built it, else a new one of
-/// `threads` threads (0: one per core) named `prefix-N`.
-fn in_process(slot: &Slot, prefix: &'static str, threads: usize) -> Arc<rayon::ThreadPool> {
+/// `threads()` threads (0: one per core) named `prefix-N`.
+fn in_process(
+    slot: &Slot,
+    prefix: &'static str,
+    threads: impl FnOnce() -> usize,
+) -> Arc<rayon::ThreadPool> {
     let pid = std::process::id();
     let mut slot = slot.lock();
     if let Some((owner, pool)) = slot.as_ref()
@@ -100,7 +104,7 @@ fn in_process(slot: &Slot, prefix: &'static str, threads: usize) -> Arc<rayon::T
     }
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(threads())
             .thread_name(move |i| format!("{prefix}-{i}"))
             .build()
             .expect("building the thread pool"),
