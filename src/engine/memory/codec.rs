@@ -26,9 +26,13 @@
 //!   2013, AMD since 2015). `encode` and `decode` pick the second once the CPU is seen to have
 //!   those features. Every function below them is `#[inline(always)]` so that it is compiled
 //!   into both; a function left out of line would run at baseline in both. The gain is in
-//!   LZCNT (bit lengths, where BSR is slow on some CPUs) and in 256-bit unpacking: see
-//!   docs/benchmarks.md. No integer or float result differs between the two (no FMA, no
-//!   reassociation), and the tests check that both give the same bytes and values.
+//!   LZCNT (bit lengths, where BSR is slow on some CPUs) and in decoding, whose two inner
+//!   loops have hand-written AVX2 kernels that only the second build calls (a `SIMD` const
+//!   parameter says which build a function is in): bit unpacking by byte shuffles
+//!   (`unpack_avx2`) and the running sum of delta chunks eight lanes wide
+//!   (`prefix_sum_avx2`); see docs/benchmarks.md. No integer or float result differs between
+//!   the two (no FMA, no reassociation), and the tests check that both give the same bytes
+//!   and values, and each kernel against its portable loop at every width and length.
 
 use std::fmt;
 
@@ -143,7 +147,7 @@ unsafe fn encode_avx2(values: &[f32], out: &mut Vec<u8>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
 unsafe fn decode_avx2(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
-    decode_baseline(bytes, out)
+    decode_with::<true>(bytes, out)
 }
 
 /// Whether this CPU has the features `encode_avx2` and `decode_avx2` are compiled for (the
@@ -202,9 +206,15 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
     decode_baseline(bytes, out)
 }
 
-/// `decode` for any CPU (and, inlined, the body of `decode_avx2`).
-#[inline(always)]
+/// `decode` for any CPU.
 pub(crate) fn decode_baseline(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
+    decode_with::<false>(bytes, out)
+}
+
+/// The body of `decode_baseline` and, with `SIMD`, of `decode_avx2`: `SIMD` says the caller
+/// runs on an AVX2-generation CPU, which lets bit unpacking use 256-bit shuffles.
+#[inline(always)]
+fn decode_with<const SIMD: bool>(bytes: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
     let mut r = Reader { bytes, pos: 0 };
     let (tag, n) = read_header(&mut r, out.len())?;
     match tag {
@@ -216,7 +226,7 @@ pub(crate) fn decode_baseline(bytes: &[u8], out: &mut [f32]) -> Result<(), Codec
         }
         TAG_ALL_NAN => out.fill(f32::from_bits(CANONICAL_NAN)),
         TAG_CONSTANT => out.fill(f32::from_bits(r.u32()?)),
-        TAG_PACKED => decode_packed(&mut r, out)?,
+        TAG_PACKED => decode_packed::<SIMD>(&mut r, out)?,
         other => return Err(CodecError::UnknownScheme(other)),
     }
     r.finish()
@@ -270,12 +280,23 @@ unsafe fn decode_range_avx2(
     range: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<(), CodecError> {
-    decode_range_baseline(bytes, n, range, out)
+    decode_range_with::<true>(bytes, n, range, out)
 }
 
-/// `decode_range` for any CPU (and, inlined, the body of `decode_range_avx2`).
-#[inline(always)]
+/// `decode_range` for any CPU.
 pub(crate) fn decode_range_baseline(
+    bytes: &[u8],
+    n: usize,
+    range: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    decode_range_with::<false>(bytes, n, range, out)
+}
+
+/// The body of `decode_range_baseline` and, with `SIMD` (as in `decode_with`), of
+/// `decode_range_avx2`.
+#[inline(always)]
+fn decode_range_with<const SIMD: bool>(
     bytes: &[u8],
     n: usize,
     range: std::ops::Range<usize>,
@@ -299,7 +320,7 @@ pub(crate) fn decode_range_baseline(
         }
         TAG_ALL_NAN => out.fill(f32::from_bits(CANONICAL_NAN)),
         TAG_CONSTANT => out.fill(f32::from_bits(r.u32()?)),
-        TAG_PACKED => decode_packed_range(&mut r, n, range, out)?,
+        TAG_PACKED => decode_packed_range::<SIMD>(&mut r, n, range, out)?,
         other => return Err(CodecError::UnknownScheme(other)),
     }
     r.finish()
@@ -311,7 +332,7 @@ const STACK_SLOTS: usize = 1024 + 8;
 
 /// `decode_packed` for slots `range` only, into `out`.
 #[inline(always)]
-fn decode_packed_range(
+fn decode_packed_range<const SIMD: bool>(
     r: &mut Reader<'_>,
     n: usize,
     range: std::ops::Range<usize>,
@@ -328,7 +349,7 @@ fn decode_packed_range(
     };
     match gaps {
         Gaps::None => {
-            decode_dense(r, layout, &mut dense[..n], range.clone())?;
+            decode_dense::<SIMD>(r, layout, &mut dense[..n], range.clone())?;
             out.copy_from_slice(&dense[range]);
         }
         Gaps::Bitmap { bitmap, m } => {
@@ -346,7 +367,7 @@ fn decode_packed_range(
             };
             let first = range.start - gaps_before(range.start);
             let end = range.end - gaps_before(range.end);
-            decode_dense(r, layout, &mut dense[..m], first..end)?;
+            decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
             spread_range(bitmap, range, &dense[first..], gap, out);
         }
         Gaps::Runs { runs, m } => {
@@ -359,7 +380,7 @@ fn decode_packed_range(
                 range.start - gaps_before(range.start),
                 range.end - gaps_before(range.end),
             );
-            decode_dense(r, layout, &mut dense[..m], first..end)?;
+            decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
             // Values from slot `at` (dense position `j`) up to each run, then the run's gaps.
             let (mut at, mut j) = (0, 0);
             for &(s, e) in runs.iter().chain(std::iter::once(&(n, n))) {
@@ -501,18 +522,18 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
 }
 
 #[inline(always)]
-fn decode_packed(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> {
+fn decode_packed<const SIMD: bool>(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> {
     let n = out.len();
     let (layout, gap, gaps) = read_gaps(r, n)?;
     match gaps {
-        Gaps::None => decode_dense(r, layout, out, 0..n),
+        Gaps::None => decode_dense::<SIMD>(r, layout, out, 0..n),
         Gaps::Bitmap { bitmap, m } => {
-            decode_dense(r, layout, &mut out[..m], 0..m)?;
+            decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
             spread(bitmap, m, gap, out);
             Ok(())
         }
         Gaps::Runs { runs, m } => {
-            decode_dense(r, layout, &mut out[..m], 0..m)?;
+            decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
             let gaps = n - m;
             // Back to front: the dense values after run k move right by the gaps up to run k.
             let mut tail_end = n;
@@ -857,7 +878,7 @@ fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
 /// Decodes the `out.len()` dense values into `out`, or, where `want` is narrower, at least
 /// `out[want]`: blocks after `want` are skipped, and blocks before it too in a frame-of-
 /// reference chunk (a delta chunk needs their sum). Other values are left as they were.
-fn decode_dense(
+fn decode_dense<const SIMD: bool>(
     r: &mut Reader<'_>,
     layout: u8,
     out: &mut [f32],
@@ -904,10 +925,11 @@ fn decode_dense(
         r.varint()?;
     }
     let mut patches_left = patch_count;
-    let read_patch = |patches: &mut Reader<'_>, at: usize| -> Result<(usize, u32), CodecError> {
+    #[inline(always)]
+    fn read_patch(patches: &mut Reader<'_>, at: usize) -> Result<(usize, u32), CodecError> {
         let p = at + patches.varint()? as usize;
         Ok((p, patches.varint()?))
-    };
+    }
     let mut patch = if patch_count > 0 {
         Some(read_patch(&mut patches, 0)?)
     } else {
@@ -951,11 +973,11 @@ fn decode_dense(
         let patched = patch.is_some_and(|(p, _)| p < end);
         if !delta {
             let offset = base.wrapping_add(r.varint()?);
-            unpack(rest, width, |v| v.wrapping_add(offset), block);
+            unpack::<SIMD>(rest, width, Map::Offset(offset), block);
         } else if patched {
-            unpack(rest, width, |v| v, block);
+            unpack::<SIMD>(rest, width, Map::Same, block);
         } else {
-            unpack(rest, width, unzigzag, block);
+            unpack::<SIMD>(rest, width, Map::Unzigzag, block);
         }
         while let Some((p, high)) = patch.filter(|&(p, _)| p < block_start + block.len()) {
             let high = high
@@ -986,7 +1008,7 @@ fn decode_dense(
     // The running sum of a delta chunk; for float words it also maps them back to float bits.
     let ordered = dec.is_none();
     if delta {
-        prefix_sum(base, ordered, out);
+        prefix_sum::<SIMD>(base, ordered, out);
     } else if ordered {
         for o in out.iter_mut() {
             *o = f32::from_bits(from_ordered(o.to_bits()));
@@ -1302,20 +1324,35 @@ fn write_residuals(plan: &Plan, exceptions: Option<&[(u16, u32)]>, out: &mut Vec
 
 /// Replaces each word (as u32 bits) by `first` plus the wrapping sum of the words up to it,
 /// mapped back from order-preserving float bits when `ordered` (the sum carries on from the
-/// unmapped words). The sum is the serial part of decoding a delta-coded chunk; on x86_64 it
-/// runs four words at a time in SSE2 registers (every x86_64 CPU has SSE2): 0.5 cycles a word
-/// against 1.
+/// unmapped words). The sum is the serial part of decoding a delta-coded chunk: with `SIMD`
+/// (an AVX2-generation CPU) it runs eight words at a time, else four in SSE2 registers on
+/// x86_64 (every x86_64 CPU has SSE2).
 #[inline(always)]
-fn prefix_sum(first: u32, ordered: bool, out: &mut [f32]) {
+fn prefix_sum<const SIMD: bool>(first: u32, ordered: bool, out: &mut [f32]) {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let (mut acc, mut done) = (first, 0);
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        // SAFETY: `SIMD` is true only below `decode_avx2` and `decode_range_avx2`, which run
+        // only on CPUs with AVX2.
+        (acc, done) = unsafe {
+            if ordered {
+                prefix_sum_avx2::<true>(acc, out)
+            } else {
+                prefix_sum_avx2::<false>(acc, out)
+            }
+        };
+    }
     if ordered {
-        prefix_sum_mapped::<true>(first, out);
+        prefix_sum_sse2::<true>(acc, &mut out[done..]);
     } else {
-        prefix_sum_mapped::<false>(first, out);
+        prefix_sum_sse2::<false>(acc, &mut out[done..]);
     }
 }
 
+/// `prefix_sum` four words at a time in SSE2 registers (a plain loop off x86_64).
 #[inline(always)]
-fn prefix_sum_mapped<const ORDERED: bool>(first: u32, out: &mut [f32]) {
+fn prefix_sum_sse2<const ORDERED: bool>(first: u32, out: &mut [f32]) {
     let mut acc = first;
     #[cfg(target_arch = "x86_64")]
     let out = {
@@ -1355,6 +1392,56 @@ fn prefix_sum_mapped<const ORDERED: bool>(first: u32, out: &mut [f32]) {
     }
 }
 
+/// `prefix_sum` of the leading multiple of eight words of `out`: (the sum so far, words
+/// done). Within a register the sum takes two shifted adds per 128-bit half and one more to
+/// carry the low half's total into the high half; the register's total is broadcast from
+/// its last lane before the carry is added, so from one register to the next only one add
+/// waits on another (a broadcast across halves has a latency of several cycles).
+///
+/// # Safety
+/// Only on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn prefix_sum_avx2<const ORDERED: bool>(first: u32, out: &mut [f32]) -> (u32, usize) {
+    use std::arch::x86_64::{
+        __m256i, _mm_cvtsi128_si32, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_loadu_si256,
+        _mm256_or_si256, _mm256_permute2x128_si256, _mm256_permutevar8x32_epi32, _mm256_set1_epi32,
+        _mm256_shuffle_epi32, _mm256_slli_si256, _mm256_srai_epi32, _mm256_storeu_si256,
+        _mm256_xor_si256,
+    };
+    let groups = out.len() / 8;
+    // SAFETY: register g loads and stores out[8g..8g + 8], inside `out` for g < groups;
+    // unaligned access is allowed.
+    unsafe {
+        let p = out.as_mut_ptr().cast::<__m256i>();
+        let mut carry = _mm256_set1_epi32(first as i32);
+        let last = _mm256_set1_epi32(7);
+        let ones = _mm256_set1_epi32(-1);
+        let sign = _mm256_set1_epi32(i32::MIN);
+        for g in 0..groups {
+            let mut x = _mm256_loadu_si256(p.add(g));
+            x = _mm256_add_epi32(x, _mm256_slli_si256::<4>(x));
+            x = _mm256_add_epi32(x, _mm256_slli_si256::<8>(x));
+            // The low half's total (its lane 3) into every lane of the high half.
+            let low_total = _mm256_shuffle_epi32::<0xFF>(x);
+            x = _mm256_add_epi32(x, _mm256_permute2x128_si256::<0x08>(low_total, low_total));
+            let total = _mm256_permutevar8x32_epi32(x, last);
+            x = _mm256_add_epi32(x, carry);
+            carry = _mm256_add_epi32(carry, total);
+            if ORDERED {
+                let flip =
+                    _mm256_or_si256(_mm256_xor_si256(_mm256_srai_epi32::<31>(x), ones), sign);
+                x = _mm256_xor_si256(x, flip);
+            }
+            _mm256_storeu_si256(p.add(g), x);
+        }
+        (
+            _mm_cvtsi128_si32(_mm256_castsi256_si128(carry)) as u32,
+            groups * 8,
+        )
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bit packing: value i occupies bits [i*w, (i+1)*w) of a little-endian bit stream.
 
@@ -1389,25 +1476,71 @@ fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
     out.truncate(start + len);
 }
 
-/// Unpacks `out.len()` values of `width` bits (as float bits) from the start of `packed`,
-/// which the caller has checked to hold at least `ceil(out.len() * width / 8)` bytes.
+/// What unpacking does to each value as it lands: nothing, undo the zigzag of a delta, or add
+/// a frame-of-reference block's offset.
+#[derive(Clone, Copy)]
+enum Map {
+    Same,
+    Unzigzag,
+    Offset(u32),
+}
+
+impl Map {
+    #[inline(always)]
+    fn apply(self, v: u32) -> u32 {
+        match self {
+            Self::Same => v,
+            Self::Unzigzag => unzigzag(v),
+            Self::Offset(offset) => v.wrapping_add(offset),
+        }
+    }
+}
+
+/// Unpacks `out.len()` values of `width` bits (as float bits, through `map`) from the start of
+/// `packed`, which the caller has checked to hold at least `ceil(out.len() * width / 8)`
+/// bytes. `SIMD`: the caller runs on an AVX2-generation CPU.
 #[inline(always)]
-fn unpack(packed: &[u8], width: u8, map: impl Fn(u32) -> u32 + Copy, out: &mut [f32]) {
+fn unpack<const SIMD: bool>(packed: &[u8], width: u8, map: Map, out: &mut [f32]) {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match width {
-                $($w => unpack_width::<$w>(packed, map, out),)*
-                _ => out.fill(f32::from_bits(map(0))),
+                $($w => unpack_width::<SIMD, $w>(packed, map, out),)*
+                _ => out.fill(f32::from_bits(map.apply(0))),
             }
         };
     }
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
 }
 
+#[inline(always)]
+fn unpack_width<const SIMD: bool, const W: usize>(packed: &[u8], map: Map, out: &mut [f32]) {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        // SAFETY: `SIMD` is true only below `decode_avx2` and `decode_range_avx2`, which run
+        // only on CPUs with AVX2.
+        done = unsafe {
+            match map {
+                Map::Same => unpack_avx2::<W, MAP_SAME>(packed, 0, out),
+                Map::Unzigzag => unpack_avx2::<W, MAP_UNZIGZAG>(packed, 0, out),
+                Map::Offset(offset) => unpack_avx2::<W, MAP_OFFSET>(packed, offset, out),
+            }
+        };
+    }
+    // Whole groups of eight values were done: W bytes each.
+    let (packed, out) = (&packed[done / 8 * W..], &mut out[done..]);
+    match map {
+        Map::Same => unpack_scalar::<W>(packed, |v| v, out),
+        Map::Unzigzag => unpack_scalar::<W>(packed, unzigzag, out),
+        Map::Offset(offset) => unpack_scalar::<W>(packed, |v| v.wrapping_add(offset), out),
+    }
+}
+
 /// Eight values of W bits are W bytes; each is read with one unaligned u64 load whose offset
 /// and shift are constants once the loop over the group is unrolled.
 #[inline(always)]
-fn unpack_width<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy, out: &mut [f32]) {
+fn unpack_scalar<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy, out: &mut [f32]) {
     let mask = if W == 32 {
         u32::MAX as u64
     } else {
@@ -1435,6 +1568,142 @@ fn unpack_width<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy, 
         *d = f32::from_bits(map(((u64::from_le_bytes(buf) >> (bit % 8)) & mask) as u32));
         bit += W;
     }
+}
+
+const MAP_SAME: u8 = 0;
+const MAP_UNZIGZAG: u8 = 1;
+const MAP_OFFSET: u8 = 2;
+
+/// Where the eight values of a group of W-bit values sit, for one 256-bit register whose low
+/// half holds 16 bytes from the group's start and whose high half 16 bytes from the byte of
+/// value 4 (every value of every width ends inside its half: the tests check it).
+/// `SHUFFLE` gathers the four bytes from each value's first into its lane and `SHIFTS` then
+/// drops the bits of earlier values below it. A value wider than 25 bits can reach a fifth
+/// byte: `NEXT` gathers the four bytes after the first, which `NEXT_SHIFTS` moves up to join
+/// the rest (the bits the two share are equal, so they are or-ed).
+#[cfg(target_arch = "x86_64")]
+struct Lanes<const W: usize>;
+
+#[cfg(target_arch = "x86_64")]
+impl<const W: usize> Lanes<W> {
+    /// Byte offset of value 4 from the group's start.
+    const HIGH: usize = 4 * W / 8;
+    const SHUFFLE: [u8; 32] = {
+        let mut s = [0u8; 32];
+        let mut j = 0;
+        while j < 8 {
+            let first = j * W / 8 - if j >= 4 { Self::HIGH } else { 0 };
+            let mut k = 0;
+            while k < 4 {
+                s[4 * j + k] = (first + k) as u8;
+                k += 1;
+            }
+            j += 1;
+        }
+        s
+    };
+    const NEXT: [u8; 32] = {
+        let mut s = [0u8; 32];
+        let mut j = 0;
+        while j < 32 {
+            // A fifth byte past the half is never needed (the value ends before it), and
+            // what a clamped index brings in is masked off.
+            s[j] = if Self::SHUFFLE[j] < 15 {
+                Self::SHUFFLE[j] + 1
+            } else {
+                15
+            };
+            j += 1;
+        }
+        s
+    };
+    const SHIFTS: [u32; 8] = {
+        let mut s = [0u32; 8];
+        let mut j = 0;
+        while j < 8 {
+            s[j] = (j * W % 8) as u32;
+            j += 1;
+        }
+        s
+    };
+    const NEXT_SHIFTS: [u32; 8] = {
+        let mut s = [0u32; 8];
+        let mut j = 0;
+        while j < 8 {
+            s[j] = 8 - Self::SHIFTS[j];
+            j += 1;
+        }
+        s
+    };
+    /// The last byte of the group's half that value `j` needs, counted from the half's start.
+    #[cfg(test)]
+    const fn last_byte(j: usize) -> usize {
+        let first = j * W / 8 - if j >= 4 { Self::HIGH } else { 0 };
+        first + (j * W % 8 + W).div_ceil(8) - 1
+    }
+}
+
+/// Unpacks the leading groups of eight values of `out` whose loads stay inside `packed`
+/// (16 bytes from a group's start and from its value 4), eight values an iteration: two
+/// loads, a byte shuffle, a variable shift (two of each above 25 bits), a mask, the map.
+/// Returns the values written, a multiple of eight.
+///
+/// # Safety
+/// Only on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack_avx2<const W: usize, const MAP: u8>(
+    packed: &[u8],
+    offset: u32,
+    out: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_and_si256,
+        _mm256_castsi128_si256, _mm256_inserti128_si256, _mm256_loadu_si256, _mm256_or_si256,
+        _mm256_set1_epi32, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_sllv_epi32,
+        _mm256_srli_epi32, _mm256_srlv_epi32, _mm256_storeu_si256, _mm256_sub_epi32,
+        _mm256_xor_si256,
+    };
+    debug_assert!((1..=32).contains(&W));
+    let reach = Lanes::<W>::HIGH + 16;
+    let groups = if packed.len() < reach {
+        0
+    } else {
+        ((packed.len() - reach) / W + 1).min(out.len() / 8)
+    };
+    // SAFETY: group g reads bytes [g*W, g*W + HIGH + 16) of `packed`, inside it for every
+    // g < groups, and writes out[8g..8g + 8], inside `out`; unaligned access is allowed.
+    unsafe {
+        let shuffle = _mm256_loadu_si256(Lanes::<W>::SHUFFLE.as_ptr().cast::<__m256i>());
+        let shifts = _mm256_loadu_si256(Lanes::<W>::SHIFTS.as_ptr().cast::<__m256i>());
+        let next = _mm256_loadu_si256(Lanes::<W>::NEXT.as_ptr().cast::<__m256i>());
+        let next_shifts = _mm256_loadu_si256(Lanes::<W>::NEXT_SHIFTS.as_ptr().cast::<__m256i>());
+        let mask = _mm256_set1_epi32(((1u64 << W) - 1) as i32);
+        let one = _mm256_set1_epi32(1);
+        let offset = _mm256_set1_epi32(offset as i32);
+        let src = packed.as_ptr();
+        let dst = out.as_mut_ptr().cast::<__m256i>();
+        for g in 0..groups {
+            let at = src.add(g * W);
+            let low = _mm_loadu_si128(at.cast::<__m128i>());
+            let high = _mm_loadu_si128(at.add(Lanes::<W>::HIGH).cast::<__m128i>());
+            let bytes = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(low), high);
+            let mut words = _mm256_srlv_epi32(_mm256_shuffle_epi8(bytes, shuffle), shifts);
+            if W > 25 {
+                let more = _mm256_sllv_epi32(_mm256_shuffle_epi8(bytes, next), next_shifts);
+                words = _mm256_or_si256(words, more);
+            }
+            let mut v = _mm256_and_si256(words, mask);
+            if MAP == MAP_UNZIGZAG {
+                let sign = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, one));
+                v = _mm256_xor_si256(_mm256_srli_epi32::<1>(v), sign);
+            } else if MAP == MAP_OFFSET {
+                v = _mm256_add_epi32(v, offset);
+            }
+            _mm256_storeu_si256(dst.add(g), v);
+        }
+    }
+    groups * 8
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -512,7 +512,7 @@ fn the_prefix_sum_wraps_and_matches_a_plain_loop_at_every_length() {
                 .map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0xF000_0001)
                 .collect();
             let mut got: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
-            super::prefix_sum(0xFFFF_FFF0, ordered, &mut got);
+            super::prefix_sum::<false>(0xFFFF_FFF0, ordered, &mut got);
             let mut acc = 0xFFFF_FFF0u32;
             let expected: Vec<u32> = words
                 .iter()
@@ -663,6 +663,113 @@ fn ranges_of_damaged_chunks_never_panic() {
                 "a prefix of {cut}/{} bytes decoded {range:?}",
                 enc.len()
             );
+        }
+    }
+}
+
+// -- the AVX2 kernels against the portable ones --------------------------------
+
+/// Every width's eight values end inside the 16 bytes their half of the register loads.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_width_fits_the_bytes_its_lanes_load() {
+    use codec::Lanes;
+    fn check<const W: usize>() {
+        for j in 0..8 {
+            let last = Lanes::<W>::last_byte(j);
+            assert!(last <= 15, "width {W}, value {j}: needs byte {last} of 16");
+        }
+    }
+    macro_rules! each {
+        ($($w:literal)*) => { $(check::<$w>();)* };
+    }
+    each!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+}
+
+/// Unpacking with the AVX2 kernel gives what the portable loop gives, for every width and
+/// map, at lengths around the group and block edges, from buffers cut right after the last
+/// value's byte (so the kernel must stop early and hand over) and from longer ones.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_unpacking_equals_the_portable_one() {
+    if !codec::avx2_generation() {
+        eprintln!("skipped: this CPU has no AVX2");
+        return;
+    }
+    let mut rng = Rng::new(0xA5C2);
+    let mut lens = vec![0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 127, 128];
+    lens.extend((0..6).map(|_| rng.below(129)));
+    for width in 0..=32u8 {
+        for &len in &lens {
+            for slack in [0, 1, 5, 16, 40] {
+                let bytes = (len * width as usize).div_ceil(8) + slack;
+                let packed: Vec<u8> = (0..bytes).map(|_| rng.next_u64() as u8).collect();
+                for map in [
+                    codec::Map::Same,
+                    codec::Map::Unzigzag,
+                    codec::Map::Offset(rng.next_u64() as u32),
+                ] {
+                    let (mut plain, mut wide) = (vec![0f32; len], vec![0f32; len]);
+                    codec::unpack::<false>(&packed, width, map, &mut plain);
+                    codec::unpack::<true>(&packed, width, map, &mut wide);
+                    assert_eq!(
+                        bits(&plain),
+                        bits(&wide),
+                        "width {width}, {len} values, {slack} bytes of slack"
+                    );
+                    // And both equal the definition: value i is bits [i*w, (i+1)*w).
+                    for (i, v) in plain.iter().enumerate() {
+                        let mut word = 0u64;
+                        for k in 0..5 {
+                            let b = packed.get((i * width as usize) / 8 + k).copied();
+                            word |= u64::from(b.unwrap_or(0)) << (8 * k);
+                        }
+                        let raw = (word >> ((i * width as usize) % 8)) as u32
+                            & (u64::MAX >> (64 - width.max(1))) as u32;
+                        let raw = if width == 0 { 0 } else { raw };
+                        let want = match map {
+                            codec::Map::Same => raw,
+                            codec::Map::Unzigzag => (raw >> 1) ^ (raw & 1).wrapping_neg(),
+                            codec::Map::Offset(o) => raw.wrapping_add(o),
+                        };
+                        assert_eq!(v.to_bits(), want, "width {width}, value {i}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The eight-lane running sum gives what the four-lane one gives, with and without the map
+/// back from ordered float bits, at every length up to a few registers past a block.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_running_sum_equals_the_portable_one() {
+    if !codec::avx2_generation() {
+        eprintln!("skipped: this CPU has no AVX2");
+        return;
+    }
+    let mut rng = Rng::new(0x5C4);
+    for len in 0..=150 {
+        for ordered in [false, true] {
+            let first = rng.next_u64() as u32;
+            let words: Vec<f32> = (0..len)
+                .map(|_| f32::from_bits(rng.next_u64() as u32))
+                .collect();
+            let (mut plain, mut wide) = (words.clone(), words.clone());
+            codec::prefix_sum::<false>(first, ordered, &mut plain);
+            codec::prefix_sum::<true>(first, ordered, &mut wide);
+            assert_eq!(bits(&plain), bits(&wide), "{len} words, ordered {ordered}");
+            let mut acc = first;
+            for (i, (w, got)) in words.iter().zip(&plain).enumerate() {
+                acc = acc.wrapping_add(w.to_bits());
+                let want = if ordered {
+                    codec::from_ordered(acc)
+                } else {
+                    acc
+                };
+                assert_eq!(got.to_bits(), want, "{len} words, word {i}");
+            }
         }
     }
 }
