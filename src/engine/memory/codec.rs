@@ -1274,10 +1274,16 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
     };
     let mut patches = Vec::new();
     for (b, rs) in residuals.chunks(BLOCK).enumerate() {
-        let limit = 1u64 << blocks[b].0;
-        for (j, &r) in rs.iter().enumerate() {
-            if r as u64 >= limit {
-                patches.push(((b * BLOCK + j) as u16, r >> blocks[b].0));
+        let width = u32::from(blocks[b].0);
+        // Patches are rare: groups of 16 with none are passed over with one or-reduction.
+        for (g, group) in rs.chunks(16).enumerate() {
+            if group.iter().fold(0u64, |a, &r| a | (r as u64 >> width)) == 0 {
+                continue;
+            }
+            for (j, &r) in group.iter().enumerate() {
+                if r as u64 >> width != 0 {
+                    patches.push(((b * BLOCK + g * 16 + j) as u16, r >> width));
+                }
             }
         }
     }
@@ -1447,33 +1453,58 @@ unsafe fn prefix_sum_avx2<const ORDERED: bool>(first: u32, out: &mut [f32]) -> (
 
 #[inline(always)]
 fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
-    if width == 0 {
-        return;
+    macro_rules! dispatch {
+        ($($w:literal)*) => {
+            match width {
+                $($w => pack_width::<$w>(values, out),)*
+                _ => {}
+            }
+        };
     }
-    let w = width as u32;
-    let mask = if w == 32 { u32::MAX } else { (1u32 << w) - 1 } as u64;
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+}
+
+/// Packs eight values of W bits at a time into W bytes through four u64 words: with W a
+/// constant, every value's word and shift are constants once the group's loop is unrolled.
+/// Bits above W are dropped (patches carry them).
+#[inline(always)]
+fn pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>) {
+    let mask = if W == 32 {
+        u32::MAX as u64
+    } else {
+        (1u64 << W) - 1
+    };
     let start = out.len();
-    let len = (values.len() * w as usize).div_ceil(8);
-    // Whole u32 words are stored at `at`; the buffer has room for the last partial one.
-    out.resize(start + len.div_ceil(4) * 4, 0);
+    out.resize(start + (values.len() * W).div_ceil(8), 0);
     let buf = &mut out[start..];
-    let mut at = 0;
-    let mut acc = 0u64;
-    let mut filled = 0u32;
-    for &v in values {
-        acc |= (v as u64 & mask) << filled;
-        filled += w;
-        if filled >= 32 {
-            buf[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
-            at += 4;
-            acc >>= 32;
-            filled -= 32;
+    let groups = values.chunks_exact(8);
+    let rest = groups.remainder();
+    for (group, dst) in groups.zip(buf.chunks_exact_mut(W)) {
+        let mut words = [0u64; 4];
+        for (j, &v) in group.iter().enumerate() {
+            let (bit, v) = (j * W, v as u64 & mask);
+            words[bit / 64] |= v << (bit % 64);
+            if bit % 64 + W > 64 {
+                words[bit / 64 + 1] |= v >> (64 - bit % 64);
+            }
+        }
+        let mut bytes = [0u8; 32];
+        for (k, word) in words.iter().enumerate() {
+            bytes[8 * k..8 * k + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        dst.copy_from_slice(&bytes[..W]);
+    }
+    // The last, partial group: at most 7 values, one bit at a time is fine.
+    let tail = &mut buf[values.len() / 8 * W..];
+    for (j, &v) in rest.iter().enumerate() {
+        let v = v as u64 & mask;
+        for k in 0..W {
+            if v >> k & 1 == 1 {
+                let bit = j * W + k;
+                tail[bit / 8] |= 1 << (bit % 8);
+            }
         }
     }
-    if filled > 0 {
-        buf[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
-    }
-    out.truncate(start + len);
 }
 
 /// What unpacking does to each value as it lands: nothing, undo the zigzag of a delta, or add

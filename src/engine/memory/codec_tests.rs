@@ -773,3 +773,44 @@ fn the_avx2_running_sum_equals_the_portable_one() {
         }
     }
 }
+
+/// Packing puts value i's low w bits at bits [i*w, (i+1)*w) and nothing else, at every
+/// width and at lengths that end inside a group of eight, after what `out` already held.
+#[test]
+fn packing_places_each_value_at_its_bits() {
+    let mut rng = Rng::new(0x9AC);
+    for width in 0..=32u8 {
+        for len in (0..=20).chain([127, 128]) {
+            let values: Vec<u32> = (0..len).map(|_| rng.next_u64() as u32).collect();
+            let mut out = vec![0xAB];
+            codec::pack(&values, width, &mut out);
+            let w = width as usize;
+            assert_eq!(
+                out.len(),
+                1 + (len * w).div_ceil(8),
+                "width {width}, {len} values"
+            );
+            assert_eq!(
+                out[0], 0xAB,
+                "width {width}: the byte before was overwritten"
+            );
+            let bit = |i: usize| out[1 + i / 8] >> (i % 8) & 1;
+            for (i, v) in values.iter().enumerate() {
+                for k in 0..w {
+                    assert_eq!(
+                        u32::from(bit(i * w + k)),
+                        v >> k & 1,
+                        "width {width}, value {i}"
+                    );
+                }
+            }
+            for i in len * w..(out.len() - 1) * 8 {
+                assert_eq!(
+                    bit(i),
+                    0,
+                    "width {width}, {len} values: padding bit {i} set"
+                );
+            }
+        }
+    }
+}
