@@ -921,9 +921,7 @@ fn decode_dense<const SIMD: bool>(
         bytes: r.rest(),
         pos: 0,
     };
-    for _ in 0..2 * patch_count {
-        r.varint()?;
-    }
+    r.skip_varints(2 * patch_count)?;
     let mut patches_left = patch_count;
     #[inline(always)]
     fn read_patch(patches: &mut Reader<'_>, at: usize) -> Result<(usize, u32), CodecError> {
@@ -1797,6 +1795,40 @@ impl<'a> Reader<'a> {
             }
         }
         Err(CodecError::Corrupt("varint overflows u32"))
+    }
+
+    /// Moves past `count` varints without reading them (their lengths are not checked:
+    /// whoever reads them later does that), eight bytes a step: a varint ends at each byte
+    /// whose high bit is clear.
+    #[inline(always)]
+    fn skip_varints(&mut self, mut count: usize) -> Result<(), CodecError> {
+        const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+        let mut at = self.pos;
+        while count > 0 {
+            if let Some(eight) = self.bytes.get(at..at + 8) {
+                let mut ends = !u64::from_le_bytes(eight.try_into().unwrap_or([0; 8])) & HIGH_BITS;
+                let found = ends.count_ones() as usize;
+                if found < count {
+                    count -= found;
+                    at += 8;
+                    continue;
+                }
+                for _ in 1..count {
+                    ends &= ends - 1;
+                }
+                at += ends.trailing_zeros() as usize / 8 + 1;
+                count = 0;
+            } else {
+                let byte = *self.bytes.get(at).ok_or(CodecError::Truncated {
+                    needed: at + 1,
+                    available: self.bytes.len(),
+                })?;
+                at += 1;
+                count -= usize::from(byte & 0x80 == 0);
+            }
+        }
+        self.pos = at;
+        Ok(())
     }
 
     #[inline(always)]

@@ -814,3 +814,54 @@ fn packing_places_each_value_at_its_bits() {
         }
     }
 }
+
+/// Skipping varints lands where reading them one by one does, from every start and for
+/// every count, and runs out of bytes exactly when reading would.
+#[test]
+fn skipping_varints_lands_where_reading_them_does() {
+    let mut rng = Rng::new(0x5417);
+    let mut bytes = Vec::new();
+    for _ in 0..60 {
+        let bits = rng.below(33);
+        let v = if bits == 0 {
+            0
+        } else {
+            rng.next_u64() as u32 >> (32 - bits)
+        };
+        crate::engine::bytes::put_varint(&mut bytes, u64::from(v));
+    }
+    let total = {
+        let mut r = codec::Reader {
+            bytes: &bytes,
+            pos: 0,
+        };
+        let mut n = 0;
+        while r.pos < bytes.len() {
+            r.varint().expect("the varints just written");
+            n += 1;
+        }
+        n
+    };
+    for start in 0..bytes.len() {
+        // Only starts at a varint's first byte: where the byte before ends one.
+        if start > 0 && bytes[start - 1] & 0x80 != 0 {
+            continue;
+        }
+        for count in 0..=total + 1 {
+            let mut skip = codec::Reader {
+                bytes: &bytes,
+                pos: start,
+            };
+            let skipped = skip.skip_varints(count);
+            let mut one_by_one = codec::Reader {
+                bytes: &bytes,
+                pos: start,
+            };
+            let ok = (0..count).all(|_| one_by_one.varint().is_ok());
+            assert_eq!(skipped.is_ok(), ok, "start {start}, count {count}");
+            if ok {
+                assert_eq!(skip.pos, one_by_one.pos, "start {start}, count {count}");
+            }
+        }
+    }
+}
