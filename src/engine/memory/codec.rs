@@ -1599,8 +1599,12 @@ fn unpack_scalar<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy,
     }
 }
 
+// `Map`s as the AVX2 kernel's const parameter.
+#[cfg(target_arch = "x86_64")]
 const MAP_SAME: u8 = 0;
+#[cfg(target_arch = "x86_64")]
 const MAP_UNZIGZAG: u8 = 1;
+#[cfg(target_arch = "x86_64")]
 const MAP_OFFSET: u8 = 2;
 
 /// Where the eight values of a group of W-bit values sit, for one 256-bit register whose low
