@@ -1621,11 +1621,15 @@ struct Lanes<const W: usize>;
 impl<const W: usize> Lanes<W> {
     /// Byte offset of value 4 from the group's start.
     const HIGH: usize = 4 * W / 8;
+    /// The first byte of value `j`, counted from the start of its half.
+    const fn first_byte(j: usize) -> usize {
+        j * W / 8 - if j >= 4 { Self::HIGH } else { 0 }
+    }
     const SHUFFLE: [u8; 32] = {
         let mut s = [0u8; 32];
         let mut j = 0;
         while j < 8 {
-            let first = j * W / 8 - if j >= 4 { Self::HIGH } else { 0 };
+            let first = Self::first_byte(j);
             let mut k = 0;
             while k < 4 {
                 s[4 * j + k] = (first + k) as u8;
@@ -1671,8 +1675,7 @@ impl<const W: usize> Lanes<W> {
     /// The last byte of the group's half that value `j` needs, counted from the half's start.
     #[cfg(test)]
     const fn last_byte(j: usize) -> usize {
-        let first = j * W / 8 - if j >= 4 { Self::HIGH } else { 0 };
-        first + (j * W % 8 + W).div_ceil(8) - 1
+        Self::first_byte(j) + (j * W % 8 + W).div_ceil(8) - 1
     }
 }
 

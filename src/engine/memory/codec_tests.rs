@@ -669,6 +669,16 @@ fn ranges_of_damaged_chunks_never_panic() {
 
 // -- the AVX2 kernels against the portable ones --------------------------------
 
+/// Whether the AVX2 kernels can run here; says so on stderr when they cannot.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    let has = codec::avx2_generation();
+    if !has {
+        eprintln!("skipped: this CPU has no AVX2");
+    }
+    has
+}
+
 /// Every width's eight values end inside the 16 bytes their half of the register loads.
 #[cfg(target_arch = "x86_64")]
 #[test]
@@ -692,8 +702,7 @@ fn every_width_fits_the_bytes_its_lanes_load() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn the_avx2_unpacking_equals_the_portable_one() {
-    if !codec::avx2_generation() {
-        eprintln!("skipped: this CPU has no AVX2");
+    if !has_avx2() {
         return;
     }
     let mut rng = Rng::new(0xA5C2);
@@ -745,8 +754,7 @@ fn the_avx2_unpacking_equals_the_portable_one() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn the_avx2_running_sum_equals_the_portable_one() {
-    if !codec::avx2_generation() {
-        eprintln!("skipped: this CPU has no AVX2");
+    if !has_avx2() {
         return;
     }
     let mut rng = Rng::new(0x5C4);
