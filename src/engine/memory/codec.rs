@@ -34,6 +34,7 @@
 //!   the two (no FMA, no reassociation), and the tests check that both give the same bytes
 //!   and values, and each kernel against its portable loop at every width and length.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use crate::engine::bytes::put_varint;
@@ -326,9 +327,13 @@ fn decode_range_with<const SIMD: bool>(
     r.finish()
 }
 
-/// Slots a chunk's packed values are decoded into on the stack (larger chunks use the heap);
-/// eight more than the store's chunk, so that a gap byte's values are read eight at a time.
-const STACK_SLOTS: usize = 1024 + 8;
+thread_local! {
+    /// A packed chunk's values before `decode_range` picks the slots asked for, eight more
+    /// than the chunk's slots so that a gap byte's values are read eight at a time. Kept per
+    /// thread (it grows to the largest chunk read: 4 KB for the store's) so that a read of a
+    /// few slots does not first zero a whole chunk's worth, a tenth of a one-slot read.
+    static DENSE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// `decode_packed` for slots `range` only, into `out`.
 #[inline(always)]
@@ -338,15 +343,26 @@ fn decode_packed_range<const SIMD: bool>(
     range: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<(), CodecError> {
-    let (layout, gap, gaps) = read_gaps(r, n)?;
-    let mut stack = [0f32; STACK_SLOTS];
-    let mut heap = Vec::new();
-    let dense: &mut [f32] = if n + 8 <= STACK_SLOTS {
-        &mut stack[..n + 8]
-    } else {
-        heap.resize(n + 8, 0f32);
-        &mut heap
-    };
+    let (layout, gap, gaps) = read_gaps::<SIMD>(r, n)?;
+    DENSE.with_borrow_mut(|dense| {
+        if dense.len() < n + 8 {
+            dense.resize(n + 8, 0f32);
+        }
+        spread_dense::<SIMD>(r, (layout, gap, gaps), range, &mut dense[..n + 8], out)
+    })
+}
+
+/// The body of `decode_packed_range`: the dense values wanted, decoded into `dense` (at least
+/// `n + 8` values), spread to their slots in `out`.
+#[inline(always)]
+fn spread_dense<const SIMD: bool>(
+    r: &mut Reader<'_>,
+    (layout, gap, gaps): (u8, f32, Gaps<'_>),
+    range: std::ops::Range<usize>,
+    dense: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    let n = dense.len() - 8;
     match gaps {
         Gaps::None => {
             decode_dense::<SIMD>(r, layout, &mut dense[..n], range.clone())?;
@@ -371,30 +387,39 @@ fn decode_packed_range<const SIMD: bool>(
             spread_range(bitmap, range, &dense[first..], gap, out);
         }
         Gaps::Runs { runs, m } => {
-            let gaps_before = |slot: usize| -> usize {
-                runs.iter()
-                    .map(|&(s, e)| e.min(slot).saturating_sub(s))
-                    .sum()
-            };
-            let (first, end) = (
-                range.start - gaps_before(range.start),
-                range.end - gaps_before(range.end),
-            );
+            // One pass over the runs before the range's end: the gaps before its two ends,
+            // and the first run that reaches into it.
+            let (mut before_start, mut before_end, mut first_run) = (0, 0, runs.len());
+            for (k, &(s, e)) in runs.iter().enumerate() {
+                if s >= range.end {
+                    break;
+                }
+                before_end += e.min(range.end) - s;
+                if s < range.start {
+                    before_start += e.min(range.start) - s;
+                }
+                if e > range.start {
+                    first_run = first_run.min(k);
+                }
+            }
+            let (first, end) = (range.start - before_start, range.end - before_end);
             decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
-            // Values from slot `at` (dense position `j`) up to each run, then the run's gaps.
-            let (mut at, mut j) = (0, 0);
-            for &(s, e) in runs.iter().chain(std::iter::once(&(n, n))) {
-                let (a, b) = (at.max(range.start), s.min(range.end));
-                if a < b {
-                    out[a - range.start..b - range.start]
-                        .copy_from_slice(&dense[j + a - at..j + b - at]);
+            // From slot `at` (its value, if it has one, at `dense[j]`): the values up to the
+            // next run, then the run's gaps.
+            let (mut at, mut j) = (range.start, first);
+            for &(s, e) in runs[first_run..].iter().chain(std::iter::once(&(n, n))) {
+                let values = s.min(range.end).saturating_sub(at);
+                copy_short(
+                    &mut out[at - range.start..][..values],
+                    &dense[j..j + values],
+                );
+                (at, j) = (at + values, j + values);
+                let gaps = e.min(range.end).saturating_sub(at);
+                out[at - range.start..][..gaps].fill(gap);
+                at += gaps;
+                if at == range.end {
+                    break;
                 }
-                j += s - at;
-                let (a, b) = (s.max(range.start), e.min(range.end));
-                if a < b {
-                    out[a - range.start..b - range.start].fill(gap);
-                }
-                at = e;
             }
         }
     }
@@ -524,7 +549,7 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
 #[inline(always)]
 fn decode_packed<const SIMD: bool>(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> {
     let n = out.len();
-    let (layout, gap, gaps) = read_gaps(r, n)?;
+    let (layout, gap, gaps) = read_gaps::<SIMD>(r, n)?;
     match gaps {
         Gaps::None => decode_dense::<SIMD>(r, layout, out, 0..n),
         Gaps::Bitmap { bitmap, m } => {
@@ -559,7 +584,10 @@ enum Gaps<'a> {
 /// Reads a packed chunk's layout byte, gap NaN and gap map (checking them) for a chunk of `n`
 /// slots: (layout, gap NaN, gaps). The dense values follow.
 #[inline(always)]
-fn read_gaps<'a>(r: &mut Reader<'a>, n: usize) -> Result<(u8, f32, Gaps<'a>), CodecError> {
+fn read_gaps<'a, const SIMD: bool>(
+    r: &mut Reader<'a>,
+    n: usize,
+) -> Result<(u8, f32, Gaps<'a>), CodecError> {
     let layout = r.u8()?;
     if layout & !LAYOUT_KNOWN_BITS != 0 {
         return Err(CodecError::Corrupt("unknown layout flags"));
@@ -586,7 +614,7 @@ fn read_gaps<'a>(r: &mut Reader<'a>, n: usize) -> Result<(u8, f32, Gaps<'a>), Co
             m: n - gaps,
         }
     } else {
-        let runs = decode_runs(r, n)?;
+        let runs = decode_runs::<SIMD>(r, n)?;
         let gaps: usize = runs.iter().map(|(s, e)| e - s).sum();
         Gaps::Runs { runs, m: n - gaps }
     };
@@ -644,6 +672,19 @@ fn spread(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
     }
 }
 
+/// `dst.copy_from_slice(src)`, as a plain loop when short: most stretches of values between
+/// gaps are a few slots, for which a memcpy call costs more than the copy.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    if dst.len() > 32 {
+        dst.copy_from_slice(src);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    }
+}
+
 /// Moves `out[range]` right by `by` slots; short moves (most, between isolated gaps) are
 /// plain loops rather than a memmove call.
 #[inline(always)]
@@ -685,41 +726,55 @@ fn encode_runs(runs: &[(u32, u32)], n: usize) -> Vec<u8> {
     out
 }
 
-/// Reads and validates the runs written by `encode_runs` as (start, end) slot ranges.
+/// Gap runs unpacked at a time by `decode_runs`: their skips and lengths sit on the stack.
+const RUN_GROUP: usize = 64;
+
+/// Reads and validates the runs written by `encode_runs` as (start, end) slot ranges. The
+/// skips and lengths are unpacked as a block's residuals are (a chunk of the emmy job holds
+/// 57 runs on average, and a read of one slot had spent most of its time here, bit by bit).
 #[inline(always)]
-fn decode_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<(usize, usize)>, CodecError> {
+fn decode_runs<const SIMD: bool>(
+    r: &mut Reader<'_>,
+    n: usize,
+) -> Result<Vec<(usize, usize)>, CodecError> {
     let tail_start = r.u16()? as usize;
     let count = r.varint()? as usize;
     let (skip_width, len_width) = (r.u8()?, r.u8()?);
     if tail_start > n || count > n.div_ceil(2) || skip_width > 16 || len_width > 16 {
         return Err(CodecError::Corrupt("gap runs outside the chunk"));
     }
-    let skips = r.take((count * skip_width as usize).div_ceil(8))?;
-    let lens = r.take((count * len_width as usize).div_ceil(8))?;
+    // From each field's start to the chunk's end: unpacking may load past the field.
+    let skips = r.rest();
+    r.take((count * skip_width as usize).div_ceil(8))?;
+    let lens = r.rest();
+    r.take((count * len_width as usize).div_ceil(8))?;
     let mut runs = Vec::with_capacity(count + 1);
+    let (mut skip, mut len) = ([0f32; RUN_GROUP], [0f32; RUN_GROUP]);
     let mut end = 0usize;
-    for i in 0..count {
-        let start = end + read_bits(skips, i * skip_width as usize, skip_width) as usize;
-        end = start + 1 + read_bits(lens, i * len_width as usize, len_width) as usize;
-        if end > tail_start {
-            return Err(CodecError::Corrupt("gap runs outside the chunk"));
+    for first in (0..count).step_by(RUN_GROUP) {
+        let k = RUN_GROUP.min(count - first);
+        // `first` is a multiple of eight, so each group starts on a byte.
+        let at = |width: u8| first * width as usize / 8;
+        unpack::<SIMD>(
+            &skips[at(skip_width)..],
+            skip_width,
+            Map::Same,
+            &mut skip[..k],
+        );
+        unpack::<SIMD>(&lens[at(len_width)..], len_width, Map::Same, &mut len[..k]);
+        for (s, l) in skip[..k].iter().zip(&len[..k]) {
+            let start = end + s.to_bits() as usize;
+            end = start + 1 + l.to_bits() as usize;
+            if end > tail_start {
+                return Err(CodecError::Corrupt("gap runs outside the chunk"));
+            }
+            runs.push((start, end));
         }
-        runs.push((start, end));
     }
     if tail_start < n {
         runs.push((tail_start, n));
     }
     Ok(runs)
-}
-
-/// The `width`-bit value at bit `bit` of a packed stream (bits past the end read as zero).
-#[inline(always)]
-fn read_bits(packed: &[u8], bit: usize, width: u8) -> u32 {
-    let mut word = 0u64;
-    for (k, &b) in packed.iter().skip(bit / 8).take(5).enumerate() {
-        word |= (b as u64) << (8 * k);
-    }
-    ((word >> (bit % 8)) & ((1u64 << width) - 1)) as u32
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -876,8 +931,9 @@ fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
 
 #[inline(always)]
 /// Decodes the `out.len()` dense values into `out`, or, where `want` is narrower, at least
-/// `out[want]`: blocks after `want` are skipped, and blocks before it too in a frame-of-
-/// reference chunk (a delta chunk needs their sum). Other values are left as they were.
+/// `out[want]`: blocks after `want` are skipped, and so are blocks before it, whose residuals
+/// a delta chunk only adds up (unpacked into a block on the stack, not into `out`). Other
+/// values are left as they were.
 fn decode_dense<const SIMD: bool>(
     r: &mut Reader<'_>,
     layout: u8,
@@ -934,9 +990,12 @@ fn decode_dense<const SIMD: bool>(
         None
     };
     let delta = layout & FLAG_DELTA != 0;
-    // The values decoded: whole blocks, from the first (delta) or the first wanted.
-    let lo = if delta { 0 } else { want.start / BLOCK * BLOCK };
+    // The values decoded: the whole blocks `want` touches.
+    let lo = want.start / BLOCK * BLOCK;
     let hi = want.end.div_ceil(BLOCK).saturating_mul(BLOCK).min(m);
+    // A delta chunk's residuals before `lo`, summed (wrapping, as the running sum adds them).
+    let mut skipped_sum = 0u32;
+    let mut scratch = [0f32; BLOCK];
     let mut block_start = 0;
     for block in out.chunks_mut(BLOCK) {
         let width = r.u8()?;
@@ -948,7 +1007,8 @@ fn decode_dense<const SIMD: bool>(
         let rest = r.rest();
         r.take((block.len() * width as usize).div_ceil(8))?;
         let end = block_start + block.len();
-        if block_start < lo || block_start >= hi {
+        let summed = delta && block_start < lo;
+        if (block_start < lo && !summed) || block_start >= hi {
             // Not wanted: its offset is skipped, and its patches (after the wanted blocks,
             // none is read again).
             if !delta {
@@ -965,6 +1025,12 @@ fn decode_dense<const SIMD: bool>(
             block_start = end;
             continue;
         }
+        // A delta block before the wanted ones goes to the stack, to be added up.
+        let block = if summed {
+            &mut scratch[..block.len()]
+        } else {
+            block
+        };
         // As the bits are unpacked, a frame-of-reference block's offset (which follows its
         // bits) is added: patches add their high bits after, which gives the same sum. A
         // delta block's zigzag is undone then too, unless patches must first complete it.
@@ -995,6 +1061,11 @@ fn decode_dense<const SIMD: bool>(
                 *o = f32::from_bits(unzigzag(o.to_bits()));
             }
         }
+        if summed {
+            skipped_sum = block
+                .iter()
+                .fold(skipped_sum, |sum, o| sum.wrapping_add(o.to_bits()));
+        }
         block_start = end;
     }
     if patch.is_some_and(|(p, _)| p >= m || hi == m) {
@@ -1006,7 +1077,7 @@ fn decode_dense<const SIMD: bool>(
     // The running sum of a delta chunk; for float words it also maps them back to float bits.
     let ordered = dec.is_none();
     if delta {
-        prefix_sum::<SIMD>(base, ordered, out);
+        prefix_sum::<SIMD>(base.wrapping_add(skipped_sum), ordered, out);
     } else if ordered {
         for o in out.iter_mut() {
             *o = f32::from_bits(from_ordered(o.to_bits()));

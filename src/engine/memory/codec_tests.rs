@@ -208,7 +208,7 @@ mod support {
     }
 }
 
-use support::{Rng, bits, random_walk_chunks};
+use support::{CANONICAL_NAN, Rng, bits, random_walk_chunks};
 
 // -- round trips ------------------------------------------------------------
 
@@ -618,6 +618,68 @@ fn every_range_decodes_to_the_slice_of_the_whole_chunk() {
                     "chunk {i} ({} values), slots {range:?}, baseline {baseline}",
                     values.len()
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
+    // The emmy job's chunks hold 57 gap runs on average, up to hundreds: their skips and
+    // lengths are unpacked 64 at a time, so counts around that edge are checked, with
+    // delta (a walk) and frame-of-reference (decimals in a band) values between them.
+    let mut rng = Rng::new(0x6A95);
+    for runs in [1, 63, 64, 65, 128, 129, 200] {
+        for walk in [false, true] {
+            let n = 1024;
+            let mut x = 50.0f64;
+            let mut values: Vec<f32> = (0..n)
+                .map(|_| {
+                    x += rng.normal();
+                    if walk {
+                        x as f32
+                    } else {
+                        (rng.below(2000) as f32) / 100.0
+                    }
+                })
+                .collect();
+            // Runs of 1-3 gaps at spread-out places, none touching the next (single gaps
+            // when there are many, or a bitmap would be the smaller coding).
+            let stride = n / runs;
+            let longest = if runs > 100 { 1 } else { 3 };
+            for k in 0..runs {
+                let s = k * stride + rng.below(stride / 2);
+                let e = (s + 1 + rng.below(longest))
+                    .min(k * stride + stride - 1)
+                    .max(s + 1);
+                values[s..e].fill(f32::from_bits(CANONICAL_NAN));
+            }
+            let mut enc = Vec::new();
+            codec::encode(&values, &mut enc);
+            // Layout byte: gaps present, coded as runs rather than as a bitmap.
+            assert_eq!(
+                enc[4] & 0b0001_1000,
+                0b0000_1000,
+                "{runs} runs, walk {walk}"
+            );
+            let whole = bits(&values);
+            let mut out = vec![0f32; n];
+            codec::decode(&enc, &mut out).unwrap();
+            assert_eq!(bits(&out), whole, "{runs} runs, walk {walk}");
+            for range in ranges(&mut rng, n) {
+                for baseline in [false, true] {
+                    let mut out = vec![0f32; range.len()];
+                    if baseline {
+                        codec::decode_range_baseline(&enc, n, range.clone(), &mut out).unwrap();
+                    } else {
+                        codec::decode_range(&enc, n, range.clone(), &mut out).unwrap();
+                    }
+                    assert_eq!(
+                        bits(&out),
+                        whole[range.clone()],
+                        "{runs} runs, walk {walk}, slots {range:?}"
+                    );
+                }
             }
         }
     }
