@@ -672,11 +672,15 @@ fn spread(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
     }
 }
 
+/// Most slots `copy_short` and `move_right` move with a plain loop: below it a memcpy or
+/// memmove call costs more than the copy.
+const SHORT_MOVE: usize = 32;
+
 /// `dst.copy_from_slice(src)`, as a plain loop when short: most stretches of values between
-/// gaps are a few slots, for which a memcpy call costs more than the copy.
+/// gaps are a few slots.
 #[inline(always)]
 fn copy_short(dst: &mut [f32], src: &[f32]) {
-    if dst.len() > 32 {
+    if dst.len() > SHORT_MOVE {
         dst.copy_from_slice(src);
     } else {
         for (d, s) in dst.iter_mut().zip(src) {
@@ -689,7 +693,7 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
 /// plain loops rather than a memmove call.
 #[inline(always)]
 fn move_right(out: &mut [f32], range: std::ops::Range<usize>, by: usize) {
-    if range.len() > 32 {
+    if range.len() > SHORT_MOVE {
         out.copy_within(range.clone(), range.start + by);
     } else {
         for i in range.rev() {

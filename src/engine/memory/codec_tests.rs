@@ -594,6 +594,29 @@ fn ranges(rng: &mut Rng, n: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// Checks every range of `ranges` decoded from `enc` (the encoding of `values`), in both
+/// builds, against the slice of `values`; `what` names the chunk in a failure.
+fn assert_ranges_match(rng: &mut Rng, enc: &[u8], values: &[f32], what: &str) {
+    let whole = bits(values);
+    for range in ranges(rng, values.len()) {
+        for baseline in [false, true] {
+            let mut out = vec![0f32; range.len()];
+            let decoded = if baseline {
+                codec::decode_range_baseline(enc, values.len(), range.clone(), &mut out)
+            } else {
+                codec::decode_range(enc, values.len(), range.clone(), &mut out)
+            };
+            decoded.unwrap_or_else(|e| panic!("{what}, slots {range:?}: {e}"));
+            assert_eq!(
+                bits(&out),
+                whole[range.clone()],
+                "{what} ({} values), slots {range:?}, baseline {baseline}",
+                values.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn every_range_decodes_to_the_slice_of_the_whole_chunk() {
     let mut rng = Rng::new(0x5A1CE);
@@ -602,24 +625,7 @@ fn every_range_decodes_to_the_slice_of_the_whole_chunk() {
     for (i, values) in chunks.iter().enumerate() {
         let mut enc = Vec::new();
         codec::encode(values, &mut enc);
-        let whole = bits(values);
-        for range in ranges(&mut rng, values.len()) {
-            for baseline in [false, true] {
-                let mut out = vec![0f32; range.len()];
-                let decoded = if baseline {
-                    codec::decode_range_baseline(&enc, values.len(), range.clone(), &mut out)
-                } else {
-                    codec::decode_range(&enc, values.len(), range.clone(), &mut out)
-                };
-                decoded.unwrap_or_else(|e| panic!("chunk {i}, slots {range:?}: {e}"));
-                assert_eq!(
-                    bits(&out),
-                    whole[range.clone()],
-                    "chunk {i} ({} values), slots {range:?}, baseline {baseline}",
-                    values.len()
-                );
-            }
-        }
+        assert_ranges_match(&mut rng, &enc, values, &format!("chunk {i}"));
     }
 }
 
@@ -663,25 +669,15 @@ fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
                 if walk { 0b0000_1100 } else { 0b0000_1000 },
                 "{runs} runs, walk {walk}"
             );
-            let whole = bits(&values);
             let mut out = vec![0f32; n];
             codec::decode(&enc, &mut out).unwrap();
-            assert_eq!(bits(&out), whole, "{runs} runs, walk {walk}");
-            for range in ranges(&mut rng, n) {
-                for baseline in [false, true] {
-                    let mut out = vec![0f32; range.len()];
-                    if baseline {
-                        codec::decode_range_baseline(&enc, n, range.clone(), &mut out).unwrap();
-                    } else {
-                        codec::decode_range(&enc, n, range.clone(), &mut out).unwrap();
-                    }
-                    assert_eq!(
-                        bits(&out),
-                        whole[range.clone()],
-                        "{runs} runs, walk {walk}, slots {range:?}"
-                    );
-                }
-            }
+            assert_eq!(bits(&out), bits(&values), "{runs} runs, walk {walk}");
+            assert_ranges_match(
+                &mut rng,
+                &enc,
+                &values,
+                &format!("{runs} runs, walk {walk}"),
+            );
         }
     }
 }
