@@ -499,26 +499,12 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
     let mut layout = 0u8;
 
     // The chunk's gap NaN is the first NaN it holds; other NaN patterns are values.
-    let gap = values.iter().find(|v| v.is_nan()).map(|v| v.to_bits());
+    let gap = first_nan(values);
     let mut dense: Vec<u32> = Vec::with_capacity(n);
     if let Some(gap) = gap {
         layout |= FLAG_GAPS;
-        let mut runs: Vec<(u32, u32)> = Vec::new();
-        let mut run_start = None;
-        for (i, v) in values.iter().enumerate() {
-            let bits = v.to_bits();
-            if bits == gap {
-                run_start.get_or_insert(i);
-            } else {
-                if let Some(s) = run_start.take() {
-                    runs.push((s as u32, i as u32));
-                }
-                dense.push(bits);
-            }
-        }
-        if let Some(s) = run_start {
-            runs.push((s as u32, n as u32));
-        }
+        let mut runs: Vec<(u32, u32)> = Vec::with_capacity(64);
+        split_gaps(values, gap, &mut dense, &mut runs);
         if gap == CANONICAL_NAN {
             layout |= FLAG_GAP_CANONICAL;
         } else {
@@ -700,6 +686,50 @@ fn move_right(out: &mut [f32], range: std::ops::Range<usize>, by: usize) {
             out[i + by] = out[i];
         }
     }
+}
+
+/// Splits `values` into `dense`, the bits of every slot that is not `gap`, in order, and
+/// `runs`, the (start, end) slot ranges of `gap`. Slots are compared 64 at a time into a mask
+/// (one vector loop); runs start and end where the mask changes, found by counting zeros,
+/// and the dense values are stored without a branch per slot.
+#[inline(always)]
+fn split_gaps(values: &[f32], gap: u32, dense: &mut Vec<u32>, runs: &mut Vec<(u32, u32)>) {
+    let n = values.len();
+    dense.clear();
+    dense.resize(n, 0);
+    // A slice, so its pointer stays in a register across the stores below.
+    let slots = dense.as_mut_slice();
+    let (mut kept, mut in_gap, mut start) = (0, false, 0);
+    for (g, group) in values.chunks(64).enumerate() {
+        let mut mask = 0u64;
+        for (j, v) in group.iter().enumerate() {
+            mask |= u64::from(v.to_bits() == gap) << j;
+        }
+        for v in group {
+            let bits = v.to_bits();
+            slots[kept] = bits;
+            kept += usize::from(bits != gap);
+        }
+        // Bit j: slot j is a gap and the slot before is not, or the other way round.
+        let mut changes = mask ^ (mask << 1 | u64::from(in_gap));
+        if group.len() < 64 {
+            changes &= (1 << group.len()) - 1;
+        }
+        while changes != 0 {
+            let at = (g * 64) as u32 + changes.trailing_zeros();
+            if in_gap {
+                runs.push((start, at));
+            } else {
+                start = at;
+            }
+            in_gap = !in_gap;
+            changes &= changes - 1;
+        }
+    }
+    if in_gap {
+        runs.push((start, n as u32));
+    }
+    dense.truncate(kept);
 }
 
 /// Gap runs as packed bits: the trailing run (a short series' NaN padding) as a start slot,
@@ -1243,20 +1273,31 @@ fn varint_len(v: u32) -> usize {
     (bit_len(v) as usize).div_ceil(7).max(1)
 }
 
+/// The bits of the first NaN in `values`: groups of 16 without one are passed over with one
+/// vector compare each (a chunk without gaps is searched to its end).
+#[inline(always)]
+fn first_nan(values: &[f32]) -> Option<u32> {
+    values
+        .chunks(16)
+        .find(|group| group.iter().fold(false, |any, v| any | v.is_nan()))
+        .and_then(|group| group.iter().find(|v| v.is_nan()))
+        .map(|v| v.to_bits())
+}
+
 /// Width that minimises packed bytes plus patches. A patch costs a one-byte position delta
 /// (usually) and a varint of the bits above the width, counted here as if every patch had the
 /// widest value's length (cheap, slightly pessimistic). The search is exact either way it
 /// runs: for narrow blocks, one counting pass per candidate width, from the widest down
 /// (these passes vectorise) until the patches alone of every narrower width would cost more
-/// than the best found; for wide blocks, whose search rarely stops early, from a histogram
-/// of bit lengths.
+/// than the best found; for wide blocks, whose search rarely stops early, over every
+/// candidate from the bit lengths taken once.
 #[inline(always)]
 fn best_width(rs: &[u32]) -> (u8, usize) {
     let len = rs.len();
     let top = bit_len(rs.iter().fold(0, |acc, &r| acc | r)) as usize;
     let mut best = (top as u8, (len * top).div_ceil(8));
     if top > PASSES_UP_TO {
-        return best_width_histogram(rs, top, best);
+        return best_width_wide(rs, top, best);
     }
     // Narrower by more than 16 bits would patch most values; not worth the search.
     for w in (top.saturating_sub(16)..top).rev() {
@@ -1273,28 +1314,25 @@ fn best_width(rs: &[u32]) -> (u8, usize) {
     best
 }
 
-/// Widest block (in bits) whose width is searched by counting passes rather than a histogram.
+/// Widest block (in bits) whose width search may stop early; wider blocks take `best_width_wide`.
 const PASSES_UP_TO: usize = 8;
 
-/// `best_width` from a histogram of bit lengths. Four histograms, for positions modulo four,
-/// so that consecutive increments of one bin do not wait on each other through memory.
+/// `best_width` for wide blocks, whose search rarely stops early: the bit lengths are taken
+/// once into bytes (a vector loop), then each candidate width counts the lengths above it
+/// with byte compares, 32 to a register.
 #[inline(always)]
-fn best_width_histogram(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize) {
+fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize) {
     let len = rs.len();
-    let mut hist = [[0u16; 33]; 4];
-    let quads = rs.chunks_exact(4);
-    let rest = quads.remainder();
-    for quad in quads {
-        for (h, &r) in hist.iter_mut().zip(quad) {
-            h[bit_len(r) as usize] += 1;
-        }
+    let mut lens = [0u8; BLOCK];
+    for (l, &r) in lens.iter_mut().zip(rs) {
+        *l = bit_len(r) as u8;
     }
-    for &r in rest {
-        hist[0][bit_len(r) as usize] += 1;
-    }
-    let mut above = 0usize;
+    let lens = &lens[..len];
     for w in (top.saturating_sub(16)..top).rev() {
-        above += (hist[0][w + 1] + hist[1][w + 1] + hist[2][w + 1] + hist[3][w + 1]) as usize;
+        // At most 128 lengths: a byte count cannot overflow.
+        let above = lens
+            .iter()
+            .fold(0u8, |n, &l| n.wrapping_add(u8::from(l > w as u8))) as usize;
         let bytes = (len * w).div_ceil(8) + above * (1 + (top - w).div_ceil(7));
         if bytes < best.1 {
             best = (w as u8, bytes);

@@ -882,6 +882,83 @@ fn packing_places_each_value_at_its_bits() {
     }
 }
 
+/// The width search returns the cheapest width a block can be packed at, the widest of equal
+/// ones, as trying every candidate would: narrow and wide blocks, with and without outliers,
+/// at lengths that end inside a register of byte compares.
+#[test]
+fn the_width_search_finds_the_cheapest_width() {
+    let mut rng = Rng::new(0x3D7);
+    for case in 0..4000 {
+        let len = 1 + rng.below(codec::BLOCK);
+        let bits = rng.below(33) as u32;
+        let mask = (u64::from(u32::MAX) >> (32 - bits)) as u32;
+        let mut rs: Vec<u32> = (0..len)
+            .map(|_| (rng.normal().abs() * f64::from(bits).exp2() / 4.0) as u32 & mask)
+            .collect();
+        for _ in 0..rng.below(4) {
+            let at = rng.below(len);
+            rs[at] = rng.next_u64() as u32;
+        }
+        let top = (32 - rs.iter().fold(0u32, |a, &r| a | r).leading_zeros()) as usize;
+        let cost = |w: usize| {
+            let above = rs.iter().filter(|&&r| u64::from(r) >> w != 0).count();
+            (len * w).div_ceil(8) + above * (1 + (top - w).div_ceil(7))
+        };
+        let mut expected = (top as u8, cost(top));
+        for w in (top.saturating_sub(16)..top).rev() {
+            if cost(w) < expected.1 {
+                expected = (w as u8, cost(w));
+            }
+        }
+        assert_eq!(
+            codec::best_width(&rs),
+            expected,
+            "case {case}: {len} values, top {top}"
+        );
+    }
+}
+
+/// Splitting a chunk at its gap gives the values that are not the gap, in order, and the
+/// runs of it, as a plain walk over the slots does: runs at either end, across and at the
+/// edges of 64-slot groups, single slots, and chunks of every length up to past three groups.
+#[test]
+fn gaps_split_into_the_dense_values_and_their_runs() {
+    let mut rng = Rng::new(0x6A9);
+    let gap = support::CANONICAL_NAN;
+    for case in 0..3000 {
+        let n = if case % 10 == 0 {
+            1024
+        } else {
+            1 + rng.below(200)
+        };
+        let p = [0.02, 0.3, 0.5, 0.9][case % 4];
+        let mut bits = Vec::with_capacity(n);
+        while bits.len() < n {
+            let longest = if rng.chance(0.5) { 3 } else { 80 };
+            let run = 1 + rng.below(longest);
+            let is_gap = rng.chance(p);
+            for _ in 0..run.min(n - bits.len()) {
+                // Other NaN patterns are values, not gaps.
+                let value = [0x7FC0_0001, 1, 0x3F80_0000][rng.below(3)];
+                bits.push(if is_gap { gap } else { value });
+            }
+        }
+        let values: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        let (mut dense, mut runs) = (vec![7u32; 3], Vec::new());
+        codec::split_gaps(&values, gap, &mut dense, &mut runs);
+        let mut expected_runs: Vec<(u32, u32)> = Vec::new();
+        for (i, _) in bits.iter().enumerate().filter(|(_, b)| **b == gap) {
+            match expected_runs.last_mut() {
+                Some((_, end)) if *end == i as u32 => *end += 1,
+                _ => expected_runs.push((i as u32, i as u32 + 1)),
+            }
+        }
+        let expected_dense: Vec<u32> = bits.iter().copied().filter(|&b| b != gap).collect();
+        assert_eq!(dense, expected_dense, "case {case}: {n} slots");
+        assert_eq!(runs, expected_runs, "case {case}: {n} slots");
+    }
+}
+
 /// Skipping varints lands where reading them one by one does, from every start and for
 /// every count, and runs out of bytes exactly when reading would.
 #[test]
