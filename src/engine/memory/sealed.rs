@@ -168,7 +168,9 @@ impl Sealed {
     /// Compresses one chunk's slots.
     pub fn seal(pool: &Arc<ChunkPool>, slots: &[f32], valid: u64) -> Sealed {
         debug_assert_eq!(slots.len(), CHUNK_SLOTS);
-        let mut bytes = Vec::with_capacity(256);
+        // Room for the largest result (raw plus the header): growing a buffer from 256 bytes
+        // copied what was written at each step. The slack is cut off in place below.
+        let mut bytes = Vec::with_capacity(codec::HEADER_LEN + 4 * slots.len());
         codec::encode(slots, &mut bytes);
         Sealed::counted(pool, Bytes::Owned(bytes.into_boxed_slice()), valid)
     }
