@@ -1322,14 +1322,21 @@ const PASSES_UP_TO: usize = 8;
 /// with byte compares, 32 to a register.
 #[inline(always)]
 fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize) {
+    const {
+        assert!(
+            BLOCK <= u8::MAX as usize,
+            "a block's counts must fit a byte"
+        )
+    };
     let len = rs.len();
+    debug_assert!(len <= BLOCK, "best_width_wide takes one block");
     let mut lens = [0u8; BLOCK];
     for (l, &r) in lens.iter_mut().zip(rs) {
         *l = bit_len(r) as u8;
     }
     let lens = &lens[..len];
     for w in (top.saturating_sub(16)..top).rev() {
-        // At most 128 lengths: a byte count cannot overflow.
+        // At most BLOCK lengths: a byte count cannot overflow.
         let above = lens
             .iter()
             .fold(0u8, |n, &l| n.wrapping_add(u8::from(l > w as u8))) as usize;
