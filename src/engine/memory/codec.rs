@@ -500,7 +500,7 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
 
     // The chunk's gap NaN is the first NaN it holds; other NaN patterns are values.
     let gap = first_nan(values);
-    let mut dense: Vec<u32> = Vec::with_capacity(n);
+    let mut dense = Words::empty();
     if let Some(gap) = gap {
         layout |= FLAG_GAPS;
         let mut runs: Vec<(u32, u32)> = Vec::with_capacity(64);
@@ -934,7 +934,7 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
 fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
     let m = dense.len();
     if let Some(dec) = choose_decimal(dense) {
-        let mut ints = vec![0u32; m];
+        let mut ints = Words::zeroed(m);
         let exceptions = encode_decimal(dense, dec, &mut ints);
         let plan = plan_residuals(&ints, true);
         let decimal_bytes = plan.bytes + exceptions.len() * EXCEPTION_BYTES;
@@ -1223,8 +1223,10 @@ fn from_ordered(o: u32) -> u32 {
 }
 
 #[inline(always)]
-fn float_words(dense: &[u32]) -> Vec<u32> {
-    dense.iter().map(|&b| to_ordered(b)).collect()
+fn float_words(dense: &[u32]) -> Words {
+    let mut words = Words::empty();
+    words.extend(dense.iter().map(|&b| to_ordered(b)));
+    words
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1235,12 +1237,72 @@ fn float_words(dense: &[u32]) -> Vec<u32> {
 /// minimum), so a burst or a level shift widens one block, not the chunk.
 const BLOCK: usize = 128;
 
+thread_local! {
+    /// Word buffers the encoder reuses on this thread (dense values, words, residuals): a
+    /// chunk takes four to eight of a chunk's length each, and allocating them (4 KB, past
+    /// the allocator's per-thread cache) cost about a tenth of encoding.
+    static WORDS: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A word buffer from `WORDS`, given back when dropped.
+struct Words(Vec<u32>);
+
+impl Words {
+    /// Buffers kept per thread, and the largest kept (the store's chunks are 1,024 slots).
+    const KEPT: usize = 16;
+    const KEPT_CAPACITY: usize = 4096;
+
+    fn empty() -> Words {
+        let mut words = WORDS
+            .try_with(|pool| pool.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        words.clear();
+        Words(words)
+    }
+
+    fn zeroed(len: usize) -> Words {
+        let mut words = Words::empty();
+        words.resize(len, 0);
+        words
+    }
+}
+
+impl std::ops::Deref for Words {
+    type Target = Vec<u32>;
+    fn deref(&self) -> &Vec<u32> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Words {
+    fn deref_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.0
+    }
+}
+
+impl Drop for Words {
+    fn drop(&mut self) {
+        let words = std::mem::take(&mut self.0);
+        if words.capacity() > 0 && words.capacity() <= Self::KEPT_CAPACITY {
+            // After the thread's pool is gone (thread exit), the buffer is simply freed.
+            let _ = WORDS.try_with(|pool| {
+                let mut pool = pool.borrow_mut();
+                if pool.len() < Self::KEPT {
+                    pool.push(words);
+                }
+            });
+        }
+    }
+}
+
 struct Plan {
     delta: bool,
     base: u32,
     /// Per block: bit width and (frame of reference) minimum minus `base`.
     blocks: Vec<(u8, u32)>,
-    residuals: Vec<u32>,
+    residuals: Words,
     /// (position, residual >> block width) of residuals too wide for their block.
     patches: Vec<(u16, u32)>,
     /// Bytes of the block headers, packed residuals and patches.
@@ -1359,7 +1421,7 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
     let base = min(words);
     let first = words.first().copied().unwrap_or(0);
     let m = words.len();
-    let (mut for_res, mut delta_res) = (vec![0u32; m], vec![0u32; m]);
+    let (mut for_res, mut delta_res) = (Words::zeroed(m), Words::zeroed(m));
     let blocks = m.div_ceil(BLOCK);
     let (mut for_blocks, mut delta_blocks) =
         (Vec::with_capacity(blocks), Vec::with_capacity(blocks));

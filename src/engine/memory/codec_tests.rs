@@ -255,6 +255,28 @@ fn generated_chunks_of_every_family_round_trip_bit_exactly() {
     }
 }
 
+/// The encoder reuses its word buffers on a thread: a chunk encodes to the same bytes first
+/// and after chunks of other lengths and families have been through the buffers (a buffer
+/// given back with values in it would show here).
+#[test]
+fn a_chunk_encodes_the_same_after_other_chunks_used_the_buffers() {
+    let mut rng = Rng::new(0xB0F);
+    let chunks: Vec<Vec<f32>> = (0..300).map(|_| support::chunk(&mut rng).1).collect();
+    let firsts: Vec<Vec<u8>> = chunks
+        .iter()
+        .map(|c| {
+            let mut out = Vec::new();
+            codec::encode(c, &mut out);
+            out
+        })
+        .collect();
+    for (i, (c, first)) in chunks.iter().zip(&firsts).enumerate().rev() {
+        let mut again = Vec::new();
+        codec::encode(c, &mut again);
+        assert_eq!(&again, first, "chunk {i} ({} values)", c.len());
+    }
+}
+
 #[test]
 fn bit_patterns_across_the_whole_u32_range_round_trip() {
     // A prime stride visits every exponent and sign with varied mantissas: 65,537 patterns.
