@@ -1239,7 +1239,7 @@ const BLOCK: usize = 128;
 
 thread_local! {
     /// Word buffers the encoder reuses on this thread (dense values, words, residuals): a
-    /// chunk takes four to eight of a chunk's length each, and allocating them (4 KB, past
+    /// chunk takes four to eight, each as long as the chunk, and allocating them (4 KB, past
     /// the allocator's per-thread cache) cost about a tenth of encoding.
     static WORDS: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
 }
@@ -1248,7 +1248,8 @@ thread_local! {
 struct Words(Vec<u32>);
 
 impl Words {
-    /// Buffers kept per thread, and the largest kept (the store's chunks are 1,024 slots).
+    /// Buffers kept per thread, and the largest capacity kept, in words (the store's chunks
+    /// are 1,024 slots; longer ones, which only tests encode, are freed).
     const KEPT: usize = 16;
     const KEPT_CAPACITY: usize = 4096;
 
