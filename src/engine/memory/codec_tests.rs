@@ -946,7 +946,7 @@ fn the_width_search_finds_the_cheapest_width() {
 #[test]
 fn gaps_split_into_the_dense_values_and_their_runs() {
     let mut rng = Rng::new(0x6A9);
-    let gap = support::CANONICAL_NAN;
+    let gap = CANONICAL_NAN;
     for case in 0..3000 {
         let n = if case % 10 == 0 {
             1024
