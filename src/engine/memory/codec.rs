@@ -1067,13 +1067,11 @@ fn decode_dense<const SIMD: bool>(
         };
         // As the bits are unpacked, a frame-of-reference block's offset (which follows its
         // bits) is added: patches add their high bits after, which gives the same sum. A
-        // delta block's zigzag is undone then too, unless patches must first complete it.
-        let patched = patch.is_some_and(|(p, _)| p < end);
+        // delta block's zigzag is undone then too; a patched slot is zigzagged back (the
+        // map is one to one), completed and undone again.
         if !delta {
             let offset = base.wrapping_add(r.varint()?);
             unpack::<SIMD>(rest, width, Map::Offset(offset), block);
-        } else if patched {
-            unpack::<SIMD>(rest, width, Map::Same, block);
         } else {
             unpack::<SIMD>(rest, width, Map::Unzigzag, block);
         }
@@ -1082,18 +1080,17 @@ fn decode_dense<const SIMD: bool>(
                 .checked_shl(width as u32)
                 .ok_or(CodecError::Corrupt("patch in a 32-bit block"))?;
             let slot = &mut block[p - block_start];
-            *slot = f32::from_bits(slot.to_bits().wrapping_add(high));
+            *slot = f32::from_bits(if delta {
+                unzigzag(zigzag(slot.to_bits()).wrapping_add(high))
+            } else {
+                slot.to_bits().wrapping_add(high)
+            });
             patches_left -= 1;
             patch = if patches_left > 0 {
                 Some(read_patch(&mut patches, p)?)
             } else {
                 None
             };
-        }
-        if delta && patched {
-            for o in block.iter_mut() {
-                *o = f32::from_bits(unzigzag(o.to_bits()));
-            }
         }
         if summed {
             skipped_sum = block

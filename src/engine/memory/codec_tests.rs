@@ -652,6 +652,60 @@ fn every_range_decodes_to_the_slice_of_the_whole_chunk() {
 }
 
 #[test]
+fn delta_blocks_with_patches_either_way_decode_whole_and_by_range() {
+    // A walk of whole numbers in small steps with jumps both ways: deltas coded with
+    // patches (the jumps' high bits), some of them negative (odd after the zigzag), at
+    // block edges and at the chunk's ends as well as at random places.
+    let mut rng = Rng::new(0xDE17A);
+    for case in 0..40 {
+        let mut x = 1_000_000i64;
+        let fixed = [1, 127, 128, 129, 255, 256, 1023];
+        let values: Vec<f32> = (0..1024)
+            .map(|i| {
+                let jump = fixed.contains(&i) || rng.chance(0.02);
+                let size = if jump {
+                    5_000 + rng.below(200_000)
+                } else {
+                    rng.below(7)
+                };
+                x += if rng.chance(0.5) {
+                    -(size as i64)
+                } else {
+                    size as i64
+                };
+                x as f32
+            })
+            .collect();
+        let mut enc = Vec::new();
+        codec::encode(&values, &mut enc);
+        // Header, layout (scaled decimal, delta, no gaps), k, base, exception count 0,
+        // then the patch count.
+        assert_eq!(
+            enc[4] & 0b1111,
+            0b0100,
+            "case {case}: layout {:#04x}",
+            enc[4]
+        );
+        assert_eq!(enc[10], 0, "case {case}: exceptions");
+        assert!(enc[11] > 0, "case {case}: no patches");
+        for baseline in [false, true] {
+            let mut out = vec![0f32; values.len()];
+            if baseline {
+                codec::decode_baseline(&enc, &mut out).unwrap();
+            } else {
+                codec::decode(&enc, &mut out).unwrap();
+            }
+            assert_eq!(
+                bits(&out),
+                bits(&values),
+                "case {case}, baseline {baseline}"
+            );
+        }
+        assert_ranges_match(&mut rng, &enc, &values, &format!("case {case}"));
+    }
+}
+
+#[test]
 fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
     // The emmy job's chunks hold 57 gap runs on average, up to hundreds: their skips and
     // lengths are unpacked 64 at a time, so counts around that edge are checked, with
