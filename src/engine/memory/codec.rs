@@ -344,12 +344,15 @@ fn decode_packed_range<const SIMD: bool>(
     out: &mut [f32],
 ) -> Result<(), CodecError> {
     let (layout, gap, gaps) = read_gaps::<SIMD>(r, n)?;
-    DENSE.with_borrow_mut(|dense| {
-        if dense.len() < n + 8 {
-            dense.resize(n + 8, 0f32);
-        }
-        spread_dense::<SIMD>(r, (layout, gap, gaps), range, &mut dense[..n + 8], out)
-    })
+    // Taken out of the thread's slot and put back, rather than lent to a closure: a closure
+    // is compiled on its own, without the AVX2 generation's instructions.
+    let mut dense = DENSE.take();
+    if dense.len() < n + 8 {
+        dense.resize(n + 8, 0f32);
+    }
+    let done = spread_dense::<SIMD>(r, (layout, gap, gaps), range, &mut dense[..n + 8], out);
+    DENSE.set(dense);
+    done
 }
 
 /// The body of `decode_packed_range`: the dense values wanted, decoded into `dense` (at least
