@@ -1349,11 +1349,11 @@ fn first_nan(values: &[f32]) -> Option<u32> {
 
 /// Width that minimises packed bytes plus patches. A patch costs a one-byte position delta
 /// (usually) and a varint of the bits above the width, counted here as if every patch had the
-/// widest value's length (cheap, slightly pessimistic). The search is exact either way it
-/// runs: for narrow blocks, one counting pass per candidate width, from the widest down
-/// (these passes vectorise) until the patches alone of every narrower width would cost more
-/// than the best found; for wide blocks, whose search rarely stops early, over every
-/// candidate from the bit lengths taken once.
+/// widest value's length (cheap, slightly pessimistic). The search is exact: candidates are
+/// tried from the widest down and it stops once no narrower width can be cheaper (those patch
+/// at least the values this one does, each at least as dearly, and pack at least the lowest
+/// candidate's bits). Narrow blocks count with one pass over the values per candidate (these
+/// passes vectorise); wide ones take the bit lengths once (`best_width_wide`).
 #[inline(always)]
 fn best_width(rs: &[u32]) -> (u8, usize) {
     let len = rs.len();
@@ -1363,26 +1363,29 @@ fn best_width(rs: &[u32]) -> (u8, usize) {
         return best_width_wide(rs, top, best);
     }
     // Narrower by more than 16 bits would patch most values; not worth the search.
-    for w in (top.saturating_sub(16)..top).rev() {
+    let lowest = top.saturating_sub(16);
+    for w in (lowest..top).rev() {
         let above = rs.iter().map(|&r| u32::from(r >> w != 0)).sum::<u32>() as usize;
-        let patch = 1 + (top - w).div_ceil(7);
-        if above * patch >= best.1 {
-            break;
-        }
-        let bytes = (len * w).div_ceil(8) + above * patch;
+        let patches = above * (1 + (top - w).div_ceil(7));
+        let bytes = (len * w).div_ceil(8) + patches;
         if bytes < best.1 {
             best = (w as u8, bytes);
+        }
+        // As in `best_width_wide`: no narrower width can be cheaper.
+        if (len * lowest).div_ceil(8) + patches >= best.1 {
+            break;
         }
     }
     best
 }
 
-/// Widest block (in bits) whose width search may stop early; wider blocks take `best_width_wide`.
+/// Widest block (in bits) searched with one pass over its values per candidate width (its
+/// search stops after a few); wider blocks take `best_width_wide`.
 const PASSES_UP_TO: usize = 8;
 
-/// `best_width` for wide blocks, whose search rarely stops early: the bit lengths are taken
-/// once into bytes (a vector loop), then each candidate width counts the lengths above it
-/// with byte compares, 32 to a register.
+/// `best_width` for wide blocks: the bit lengths are taken once into bytes (a vector loop),
+/// then each candidate width counts the lengths above it with byte compares, 32 to a
+/// register.
 #[inline(always)]
 fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize) {
     const {
@@ -1398,14 +1401,22 @@ fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize)
         *l = bit_len(r) as u8;
     }
     let lens = &lens[..len];
-    for w in (top.saturating_sub(16)..top).rev() {
+    let lowest = top.saturating_sub(16);
+    for w in (lowest..top).rev() {
         // At most BLOCK lengths: a byte count cannot overflow.
         let above = lens
             .iter()
             .fold(0u8, |n, &l| n.wrapping_add(u8::from(l > w as u8))) as usize;
-        let bytes = (len * w).div_ceil(8) + above * (1 + (top - w).div_ceil(7));
+        let patches = above * (1 + (top - w).div_ceil(7));
+        let bytes = (len * w).div_ceil(8) + patches;
         if bytes < best.1 {
             best = (w as u8, bytes);
+        }
+        // A narrower width patches at least these values, each at least as dearly, and
+        // packs at least `lowest` bits a value: once that costs as much as the best, no
+        // narrower width can be cheaper.
+        if (len * lowest).div_ceil(8) + patches >= best.1 {
+            break;
         }
     }
     best

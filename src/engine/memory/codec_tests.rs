@@ -959,8 +959,9 @@ fn packing_places_each_value_at_its_bits() {
 }
 
 /// The width search returns the cheapest width a block can be packed at, the widest of equal
-/// ones, as trying every candidate would: narrow and wide blocks, with and without outliers,
-/// at lengths that end inside a register of byte compares.
+/// ones, as trying every candidate would (the search stops early where no narrower width can
+/// win): narrow and wide blocks, lengths bunched or spread, with and without outliers, at
+/// lengths that end inside a register of byte compares.
 #[test]
 fn the_width_search_finds_the_cheapest_width() {
     let mut rng = Rng::new(0x3D7);
@@ -968,8 +969,19 @@ fn the_width_search_finds_the_cheapest_width() {
         let len = 1 + rng.below(codec::BLOCK);
         let bits = rng.below(33) as u32;
         let mask = (u64::from(u32::MAX) >> (32 - bits)) as u32;
+        // Half-normal magnitudes (lengths bunched below the top), or lengths spread evenly
+        // up to it (where the search may stop at any candidate).
+        let spread = rng.chance(0.3);
         let mut rs: Vec<u32> = (0..len)
-            .map(|_| (rng.normal().abs() * f64::from(bits).exp2() / 4.0) as u32 & mask)
+            .map(|_| {
+                if spread {
+                    (rng.next_u64() as u32 & mask)
+                        .checked_shr(rng.below(bits as usize + 1) as u32)
+                        .unwrap_or(0)
+                } else {
+                    (rng.normal().abs() * f64::from(bits).exp2() / 4.0) as u32 & mask
+                }
+            })
             .collect();
         for _ in 0..rng.below(4) {
             let at = rng.below(len);
