@@ -1467,15 +1467,20 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
     let mut patches = Vec::new();
     for (b, rs) in residuals.chunks(BLOCK).enumerate() {
         let width = u32::from(blocks[b].0);
-        // Patches are rare: groups of 16 with none are passed over with one or-reduction.
+        // Patches are rare: groups of 16 with none are passed over with one or-reduction
+        // (a value is patched when it has a bit at `width` or above; none at 32).
         for (g, group) in rs.chunks(16).enumerate() {
-            if group.iter().fold(0u64, |a, &r| a | (r as u64 >> width)) == 0 {
+            if u64::from(group.iter().fold(0, |a, &r| a | r)) >> width == 0 {
                 continue;
             }
-            for (j, &r) in group.iter().enumerate() {
-                if r as u64 >> width != 0 {
-                    patches.push(((b * BLOCK + g * 16 + j) as u16, r >> width));
-                }
+            // Here `width` < 32. The patched values as a mask, then taken lowest first.
+            let mut mask = group.iter().enumerate().fold(0u32, |m, (j, &r)| {
+                m | u32::from(r >> (width & 31) != 0) << j
+            });
+            while mask != 0 {
+                let j = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                patches.push(((b * BLOCK + g * 16 + j) as u16, group[j] >> (width & 31)));
             }
         }
     }
