@@ -1321,6 +1321,21 @@ fn bit_len(x: u32) -> u32 {
     32 - x.leading_zeros()
 }
 
+/// `bit_len` in a form the compiler turns into vector code (AVX2 has no vector count of
+/// leading zeros): the exponent of the value as a float. Only the top bit and no two
+/// adjacent ones are kept first, so that the conversion cannot round up to the next power
+/// of two; values with the top bit set are 32 long.
+#[inline(always)]
+fn bit_len_by_float(x: u32) -> u8 {
+    let kept = x & !(x >> 1);
+    let exponent = ((kept as i32 as f32).to_bits() >> 23) as i32 & 0xFF;
+    if (x as i32) < 0 {
+        32
+    } else {
+        (exponent - 126).max(0) as u8
+    }
+}
+
 #[inline(always)]
 fn zigzag(x: u32) -> u32 {
     (x << 1) ^ ((x as i32 >> 31) as u32)
@@ -1383,9 +1398,9 @@ fn best_width(rs: &[u32]) -> (u8, usize) {
 /// search stops after a few); wider blocks take `best_width_wide`.
 const PASSES_UP_TO: usize = 8;
 
-/// `best_width` for wide blocks: the bit lengths are taken once into bytes (a vector loop),
-/// then each candidate width counts the lengths above it with byte compares, 32 to a
-/// register.
+/// `best_width` for wide blocks: the bit lengths are taken once into bytes (a vector loop,
+/// through `bit_len_by_float`), then each candidate width counts the lengths above it with
+/// byte compares, 32 to a register.
 #[inline(always)]
 fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize) {
     const {
@@ -1398,7 +1413,7 @@ fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize)
     debug_assert!(len <= BLOCK, "best_width_wide takes one block");
     let mut lens = [0u8; BLOCK];
     for (l, &r) in lens.iter_mut().zip(rs) {
-        *l = bit_len(r) as u8;
+        *l = bit_len_by_float(r);
     }
     let lens = &lens[..len];
     let lowest = top.saturating_sub(16);

@@ -1006,6 +1006,27 @@ fn the_width_search_finds_the_cheapest_width() {
     }
 }
 
+/// The bit length taken from a float's exponent is the count of significant bits: at and
+/// around every power of two (where a rounding conversion would go up a length), with the top
+/// bit set, and on random values of every length.
+#[test]
+fn bit_lengths_from_the_float_exponent_are_exact() {
+    let mut values: Vec<u32> = vec![0, u32::MAX, 0x7FFF_FFFF, 0x5555_5555, 0xAAAA_AAAA];
+    for k in 0..32 {
+        let p = 1u32 << k;
+        values.extend([p, p - 1, p.wrapping_add(1), p | (p - 1), p | (p >> 1)]);
+    }
+    let mut rng = Rng::new(0xB17);
+    values.extend((0..100_000).map(|_| (rng.next_u64() as u32) >> rng.below(32)));
+    for x in values {
+        assert_eq!(
+            u32::from(codec::bit_len_by_float(x)),
+            32 - x.leading_zeros(),
+            "{x:#010x}"
+        );
+    }
+}
+
 /// Splitting a chunk at its gap gives the values that are not the gap, in order, and the
 /// runs of it, as a plain walk over the slots does: runs at either end, across and at the
 /// edges of 64-slot groups, single slots, and chunks of every length up to past three groups.
