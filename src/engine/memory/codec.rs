@@ -1381,17 +1381,30 @@ fn best_width(rs: &[u32]) -> (u8, usize) {
     let lowest = top.saturating_sub(16);
     for w in (lowest..top).rev() {
         let above = rs.iter().map(|&r| u32::from(r >> w != 0)).sum::<u32>() as usize;
-        let patches = above * (1 + (top - w).div_ceil(7));
-        let bytes = (len * w).div_ceil(8) + patches;
-        if bytes < best.1 {
-            best = (w as u8, bytes);
-        }
-        // As in `best_width_wide`: no narrower width can be cheaper.
-        if (len * lowest).div_ceil(8) + patches >= best.1 {
+        if try_width((len, top, lowest), w, above, &mut best) {
             break;
         }
     }
     best
+}
+
+/// One candidate of the width search over `len` values of at most `top` bits, from the widest
+/// down to `lowest`: width `w`, with `above` values longer than it (patched), replaces `best`
+/// if cheaper. True when no narrower width can be cheaper than the best: it patches at least
+/// these values, each at least as dearly, and packs at least `lowest` bits a value.
+#[inline(always)]
+fn try_width(
+    (len, top, lowest): (usize, usize, usize),
+    w: usize,
+    above: usize,
+    best: &mut (u8, usize),
+) -> bool {
+    let patches = above * (1 + (top - w).div_ceil(7));
+    let bytes = (len * w).div_ceil(8) + patches;
+    if bytes < best.1 {
+        *best = (w as u8, bytes);
+    }
+    (len * lowest).div_ceil(8) + patches >= best.1
 }
 
 /// Widest block (in bits) searched with one pass over its values per candidate width (its
@@ -1422,15 +1435,7 @@ fn best_width_wide(rs: &[u32], top: usize, mut best: (u8, usize)) -> (u8, usize)
         let above = lens
             .iter()
             .fold(0u8, |n, &l| n.wrapping_add(u8::from(l > w as u8))) as usize;
-        let patches = above * (1 + (top - w).div_ceil(7));
-        let bytes = (len * w).div_ceil(8) + patches;
-        if bytes < best.1 {
-            best = (w as u8, bytes);
-        }
-        // A narrower width patches at least these values, each at least as dearly, and
-        // packs at least `lowest` bits a value: once that costs as much as the best, no
-        // narrower width can be cheaper.
-        if (len * lowest).div_ceil(8) + patches >= best.1 {
+        if try_width((len, top, lowest), w, above, &mut best) {
             break;
         }
     }
