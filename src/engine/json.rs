@@ -355,21 +355,51 @@ mod tests {
     fn the_fast_path_agrees_with_core_fmt() {
         // A spread of bit patterns: every exponent, many mantissas.
         let mut bits: u32 = 0x9E37_79B9;
+        let mut values = Vec::new();
         for _ in 0..200_000 {
             bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let v = f32::from_bits(bits);
-            if !v.is_finite() {
-                continue;
-            }
-            for decimals in [0, 2, 3, 6] {
-                let mut fast = Vec::new();
-                float_array(&mut fast, &[v], decimals);
-                let mut slow = b"[".to_vec();
-                push_slow(&mut slow, f64::from(v), decimals);
-                slow.push(b']');
-                assert_eq!(fast, slow, "{v:e} with {decimals} decimals");
+            if v.is_finite() {
+                values.push(v);
             }
         }
+        for decimals in [0, 2, 3, 6] {
+            assert_agrees_with_core_fmt(&values, decimals);
+        }
+    }
+
+    /// `values` as one array through the fast path and through `core::fmt`
+    /// agree; on a difference, names the first value that differs alone.
+    fn assert_agrees_with_core_fmt(values: &[f32], decimals: usize) {
+        let slow_array = |values: &[f32]| {
+            let mut slow = b"[".to_vec();
+            for (i, &v) in values.iter().enumerate() {
+                if i > 0 {
+                    slow.push(b',');
+                }
+                push_slow(&mut slow, f64::from(v), decimals);
+            }
+            slow.push(b']');
+            String::from_utf8(slow).unwrap()
+        };
+        let fast_array = |values: &[f32]| {
+            let mut fast = Vec::new();
+            float_array(&mut fast, values, decimals);
+            String::from_utf8(fast).unwrap()
+        };
+        if fast_array(values) == slow_array(values) {
+            return;
+        }
+        for pair in values.windows(2) {
+            assert_eq!(
+                fast_array(pair),
+                slow_array(pair),
+                "{:e}, {:e} with {decimals} decimals",
+                pair[0],
+                pair[1]
+            );
+        }
+        panic!("the arrays differ with {decimals} decimals, though no two values alone do");
     }
 
     #[test]
@@ -413,23 +443,14 @@ mod tests {
                 values.push(if bits & 1 == 0 { v } else { -v });
             }
         }
-        for &v in &values {
-            for next in [v.next_up(), v.next_down()] {
-                for decimals in 0..=MAX_DECIMALS {
-                    let mut fast = Vec::new();
-                    float_array(&mut fast, &[v, next], decimals);
-                    let mut slow = b"[".to_vec();
-                    push_slow(&mut slow, f64::from(v), decimals);
-                    slow.push(b',');
-                    push_slow(&mut slow, f64::from(next), decimals);
-                    slow.push(b']');
-                    assert_eq!(
-                        String::from_utf8(fast).unwrap(),
-                        String::from_utf8(slow).unwrap(),
-                        "{v:e} with {decimals} decimals"
-                    );
-                }
-            }
+        // Each value beside its neighbours: the carry of one must not leak
+        // into the next.
+        let values: Vec<f32> = values
+            .iter()
+            .flat_map(|&v| [v, v.next_up(), v, v.next_down()])
+            .collect();
+        for decimals in 0..=MAX_DECIMALS {
+            assert_agrees_with_core_fmt(&values, decimals);
         }
     }
 
