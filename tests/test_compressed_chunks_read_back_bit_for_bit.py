@@ -159,11 +159,11 @@ def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_o
         snapshot = Path(store.checkpoint().file)
         store.close(checkpoint=False)
     data = bytearray(snapshot.read_bytes())
-    # The index (format 3, docs/format.md): the end block's last 8 bytes
-    # give its offset; after its 12-byte block header, series a's chunk
-    # count, then per chunk varints (key, offset or gap, len), the CRC and a
-    # varint. Damage a's second chunk.
-    at = int.from_bytes(data[-8:], "little") + 12
+    # The index (format 5, docs/format.md): the end block's last 16 bytes
+    # give its offset and the directory's; after its 12-byte block header,
+    # series a's chunk count, then per chunk varints (key, offset or gap,
+    # len), the CRC and a varint. Damage a's second chunk.
+    at = int.from_bytes(data[-16:-8], "little") + 12
 
     def varint() -> int:
         nonlocal at

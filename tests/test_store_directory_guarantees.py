@@ -282,8 +282,9 @@ def test_a_damaged_snapshot_falls_back_and_says_why(tmp_path: Path) -> None:
     newest = Path(second.file)
     full = newest.read_bytes()
     newest.write_bytes(full[:-7])  # an incomplete file
-    # The end block: its header, then the block count and the index's offset.
-    end_block = len(full) - (12 + 16)
+    # The end block: its header, then the block count and the offsets of
+    # the index and the series directory.
+    end_block = len(full) - (12 + 24)
     with metricstore.open(tmp_path) as store:
         report = store.recovery
         assert report is not None

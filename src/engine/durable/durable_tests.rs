@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::engine::snapshot::{index_entries, mapped_bytes};
+use crate::engine::snapshot::{self, index_entries, mapped_bytes};
 use crate::engine::{Aggregation, CHUNK_BYTES, Target};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
@@ -678,6 +678,99 @@ fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
     assert_eq!(report.snapshot, None);
     assert_eq!(report.skipped_snapshots[0].0, info.file);
     assert_eq!(everything(&writer, &[a, b], 6000), live);
+}
+
+#[test]
+fn damaged_index_entries_fail_the_reads_of_their_series_only() {
+    let dir = TempDir::new();
+    let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    store.define_metric("m", 1, Aggregation::Sum).unwrap();
+    let a = store.series("m", &["a"]).unwrap();
+    let empty = store.series("m", &["empty"]).unwrap();
+    let b = store.series("m", &["b"]).unwrap();
+    let walk: Vec<f32> = (0..5000).map(|i| ((i * 37) % 101) as f32 / 4.0).collect();
+    store.write_block(a, 0, &walk).unwrap();
+    store.write_block(b, 100, &walk[..2000]).unwrap();
+    let info = store.checkpoint().unwrap();
+    // The log tail writes into series a after the snapshot.
+    store.write_block(a, 10, &[8.0; 5]).unwrap();
+    let live = everything(&store, &[a, empty, b], 6000);
+    store.close_with(false).unwrap();
+    drop(store);
+    let read_only = OpenOptions {
+        readonly: true,
+        ..options(SyncMode::None)
+    };
+    let bytes = std::fs::read(&info.file).unwrap();
+    // A read-only open reads the header, catalog, directory and end block:
+    // the index entries (about 9 bytes a chunk) are not among them.
+    let parts = snapshot::index_parts(&bytes);
+    let catalog_and_directory = mapped_bytes(&bytes).unwrap();
+    let index: usize = parts.iter().map(|p| p.1).sum();
+    assert!(catalog_and_directory < (bytes.len() - index - 12) as u64 / 10);
+
+    // One flipped bit in series a's index entries.
+    let (at, len) = parts[a as usize];
+    let mut damaged = bytes.clone();
+    damaged[at + len / 2] ^= 0x10;
+    std::fs::write(&info.file, &damaged).unwrap();
+    let (reader, report) = Store::open(dir.path(), &read_only).unwrap();
+    assert_eq!(report.snapshot.as_deref(), Some(info.file.as_str()));
+    assert_eq!(report.records, 1);
+    // Stats count the directory's 7,000 samples and the tail's five writes
+    // (which found no chunk of a to land in); a's reads name the damage.
+    assert_eq!(reader.stats().samples, 7005);
+    let expected = EngineError::Corruption {
+        file: info.file.clone(),
+        offset: at as u64,
+        lsn: None,
+        reason: format!("index entries of series {a}: checksum mismatch"),
+    };
+    assert_eq!(reader.read(Target::Series(a), 0, 10).unwrap_err(), expected);
+    assert_eq!(
+        reader.extent(Some(Target::Series(a))).unwrap_err(),
+        expected
+    );
+    assert_eq!(bits(&reader, b, -5000, 6000), live[2]);
+    assert_eq!(bits(&reader, empty, -5000, 6000), live[1]);
+    drop(reader);
+    // A writable open reads the whole index, whose block checksum fails:
+    // it skips this snapshot and replays the whole log, which it kept.
+    let index_at = u64::from_le_bytes(bytes[bytes.len() - 16..][..8].try_into().unwrap());
+    let (_, inspection) = Store::inspect(dir.path()).unwrap();
+    assert_eq!(
+        inspection.snapshots[0].problem.as_deref(),
+        Some(format!("block checksum mismatch at offset {index_at}").as_str())
+    );
+    let (writer, report) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
+    assert_eq!(report.snapshot, None);
+    assert_eq!(report.skipped_snapshots[0].0, info.file);
+    assert_eq!(everything(&writer, &[a, empty, b], 6000), live);
+    writer.close_with(false).unwrap();
+    drop(writer);
+
+    // A damaged directory: the read-only open cannot use the snapshot.
+    let directory_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap());
+    let mut damaged = bytes.clone();
+    damaged[directory_at as usize + 14] ^= 0x01;
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    for snapshot in snapshots {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    std::fs::write(&info.file, &damaged).unwrap();
+    let (reader, report) = Store::open(dir.path(), &read_only).unwrap();
+    assert_eq!(report.snapshot, None);
+    assert_eq!(report.skipped_snapshots[0].0, info.file);
+    assert!(
+        report.skipped_snapshots[0].1.contains("checksum"),
+        "{:?}",
+        report.skipped_snapshots
+    );
+    assert_eq!(everything(&reader, &[a, empty, b], 6000), live);
 }
 
 #[test]

@@ -878,8 +878,9 @@ impl Store {
     }
 
     /// About how many bytes opening the store in `dir` reads: the newest
-    /// snapshot (a `readonly` open maps a format 2 or 3 snapshot and reads only
-    /// its catalog and index) and the log after it (0 if `dir` cannot be
+    /// snapshot (a `readonly` open maps a snapshot of format 2 or later and
+    /// reads only its catalog and index, from format 5 its catalog and
+    /// series directory) and the log after it (0 if `dir` cannot be
     /// read; `open` then says why). Cheap: it lists the directory and
     /// measures files.
     pub fn recovery_bytes(dir: &Path, readonly: bool) -> u64 {

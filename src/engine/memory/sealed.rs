@@ -7,9 +7,11 @@
 //! for it, so a checkpoint copies them as they are.
 //!
 //! The bytes are held in memory, or stay in a snapshot file mapped by a
-//! read-only store (opening then reads only the snapshot's index). A mapped
-//! chunk is checked against its CRC on its first read; one that fails reads
-//! as [`Damage`], which names the file and offset.
+//! read-only store (opening then reads only the snapshot's index, or from
+//! format 5 its series directory, each series' index entries read when the
+//! series is first used). A mapped chunk is checked against its CRC on its
+//! first read; one that fails reads as [`Damage`], which names the file and
+//! offset, as do all reads of a series whose index entries fail theirs.
 //!
 //! Invariants: the bytes of a chunk in memory decode to exactly
 //! `CHUNK_SLOTS` slots (checked when it is sealed or loaded, so decoding
@@ -18,8 +20,8 @@
 //! mapped apart.
 
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::engine::memory::chunks::{self, CHUNK_SLOTS, ChunkPool};
 use crate::engine::memory::codec;
@@ -48,9 +50,10 @@ pub struct EncodedChunk {
 
 /// The index of a mapped snapshot, which lists each series' chunks.
 pub trait MappedIndex: Send + Sync {
-    /// The `count` chunks listed at `at` (a place the snapshot gave when
-    /// it was opened, and checked then).
-    fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk>;
+    /// The `count` chunks, of `bytes` in all, listed at `at` (a place the
+    /// snapshot gave when it was opened). An index whose entries are read
+    /// and checked only now (format 5) fails here if they are damaged.
+    fn chunks(&self, at: usize, count: usize, bytes: usize) -> Result<Vec<EncodedChunk>, Damage>;
     /// The file the chunks lie in.
     fn file(&self) -> &Arc<MappedFile>;
 }
@@ -68,6 +71,9 @@ pub struct MappedSeries {
     pool: Arc<ChunkPool>,
     /// Set once `chunks` made them: they count themselves from then on.
     made: AtomicBool,
+    /// Why the chunks could not be made, if their index entries are
+    /// damaged: every read of the series reports it.
+    damage: OnceLock<Damage>,
 }
 
 impl MappedSeries {
@@ -88,16 +94,26 @@ impl MappedSeries {
             bytes,
             pool: Arc::clone(pool),
             made: AtomicBool::new(false),
+            damage: OnceLock::new(),
         }
     }
 
     /// Makes the chunks, keyed, in key order; each is checked on its first
-    /// read. Called once.
+    /// read. Called once. If the index entries are damaged there are none,
+    /// and [`MappedSeries::damage`] says why from then on.
     pub fn chunks(&self) -> Vec<(i64, Sealed)> {
         let file = self.index.file();
-        let made = self
-            .index
-            .chunks(self.at, self.count)
+        let entries = match self.index.chunks(self.at, self.count, self.bytes) {
+            Ok(entries) => entries,
+            Err(damage) => {
+                let _ = self.damage.set(damage);
+                self.pool
+                    .count_sealed_many(true, -(self.count as isize), -(self.bytes as isize));
+                self.made.store(true, Ordering::Release);
+                return Vec::new();
+            }
+        };
+        let made = entries
             .into_iter()
             .map(|c| {
                 let bytes = Bytes::Mapped {
@@ -122,6 +138,12 @@ impl MappedSeries {
     /// (chunks, bytes) listed.
     pub fn size(&self) -> (usize, usize) {
         (self.count, self.bytes)
+    }
+
+    /// Why the chunks could not be made, once [`MappedSeries::chunks`]
+    /// found their index entries damaged.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.damage.get()
     }
 }
 

@@ -259,9 +259,24 @@ impl SeriesData {
         })
     }
 
+    /// The chunks, or why they could not be made: a series of a format 5
+    /// snapshot whose index entries fail their check on first use has no
+    /// chunks, and every read of it reports that.
+    fn checked_map(&self) -> Result<&ChunkMap, Damage> {
+        let map = self.map();
+        match self.mapped.as_deref().and_then(MappedSeries::damage) {
+            Some(damage) => Err(damage.clone()),
+            None => Ok(map),
+        }
+    }
+
     fn map_mut(&mut self) -> &mut ChunkMap {
         self.map();
-        self.mapped = None;
+        // Kept while it holds damage: writes (a read-only store replaying
+        // its log tail) must not make the series read as if whole.
+        if self.mapped.as_ref().is_some_and(|m| m.damage().is_none()) {
+            self.mapped = None;
+        }
         self.chunks.get_mut().expect("made just now")
     }
 
@@ -361,20 +376,21 @@ impl SeriesData {
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
+        let map = self.checked_map()?;
         if last_key - first_key >= READ_AHEAD_CHUNKS as i64 - 1 {
             self.read_ahead(first_key..=last_key);
         }
         // A read of a few chunks at random places waits on memory: each
         // chunk's bytes, asked for all at once, arrive while the first decodes.
         if last_key - first_key < READ_AHEAD_CHUNKS as i64 - 1 {
-            for (_, stored) in self.map().range(first_key..=last_key) {
+            for (_, stored) in map.range(first_key..=last_key) {
                 if let Stored::Sealed(sealed) = stored {
                     sealed.prefetch();
                 }
             }
         }
         let mut written = 0; // out[..written] is done
-        for (&key, stored) in self.map().range(first_key..=last_key) {
+        for (&key, stored) in map.range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
@@ -430,9 +446,10 @@ impl SeriesData {
         let end = first + len as i64; // exclusive; read_slots bounds len
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
+        let map = self.checked_map()?;
         self.read_ahead(first_key..=last_key);
         let mut buffer = [0f32; CHUNK_SLOTS];
-        for (&key, stored) in self.map().range(first_key..=last_key) {
+        for (&key, stored) in map.range(first_key..=last_key) {
             let chunk_start = key * CHUNK_SLOTS as i64;
             let from = first.max(chunk_start);
             let to = end.min(chunk_start + CHUNK_SLOTS as i64);
@@ -602,14 +619,14 @@ impl SeriesData {
 
     /// The first slot holding a sample, if any.
     pub fn first_sample_slot(&self) -> Result<Option<i64>, Damage> {
-        edge_sample(self.map().iter(), |slots| {
+        edge_sample(self.checked_map()?.iter(), |slots| {
             slots.iter().position(|v| !v.is_nan())
         })
     }
 
     /// The last slot holding a sample, if any.
     pub fn last_sample_slot(&self) -> Result<Option<i64>, Damage> {
-        edge_sample(self.map().iter().rev(), |slots| {
+        edge_sample(self.checked_map()?.iter().rev(), |slots| {
             slots.iter().rposition(|v| !v.is_nan())
         })
     }
@@ -702,9 +719,22 @@ mod tests {
     }
 
     impl MappedIndex for TestIndex {
-        fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk> {
+        fn chunks(
+            &self,
+            at: usize,
+            count: usize,
+            bytes: usize,
+        ) -> Result<Vec<EncodedChunk>, Damage> {
             self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.chunks[at..at + count].to_vec()
+            let chunks = &self.chunks[at..at + count];
+            if chunks.iter().map(|c| c.len).sum::<usize>() != bytes {
+                return Err(Damage {
+                    file: "test".to_owned(),
+                    offset: at as u64,
+                    reason: "index entries disagree with the directory".to_owned(),
+                });
+            }
+            Ok(chunks.to_vec())
         }
 
         fn file(&self) -> &Arc<MappedFile> {
@@ -789,6 +819,38 @@ mod tests {
             (pool.usage().mapped_chunks, pool.usage().mapped_bytes),
             (0, 0)
         );
+        assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_series_whose_index_entries_fail_reads_as_damaged_even_after_writes() {
+        let pool = pool();
+        let ramp: Vec<f32> = (0..CHUNK_SLOTS).map(|i| i as f32).collect();
+        let index = test_index(&[(0, ramp.clone()), (1, ramp)]);
+        let bytes: usize = index.chunks.iter().map(|c| c.len).sum();
+        let shared: Arc<dyn MappedIndex> = index.clone();
+        let mut series = SeriesData::default();
+        // One byte more than the entries list: the index refuses them.
+        series.load_mapped(MappedSeries::new(&pool, &shared, 0, 2, bytes + 1), 2048);
+        assert_eq!(pool.usage().mapped_chunks, 2);
+        let mut out = vec![0f32; 10];
+        let damage = series.read_into(5, &mut out).unwrap_err();
+        assert_eq!(damage.reason, "index entries disagree with the directory");
+        assert_eq!(series.first_sample_slot(), Err(damage.clone()));
+        assert_eq!(series.last_sample_slot(), Err(damage.clone()));
+        assert_eq!(series.for_each_piece(0, 10, |_, _| {}), Err(damage.clone()));
+        // No chunk was made; the pool no longer counts the listed ones.
+        assert_eq!(
+            (pool.usage().mapped_chunks, pool.usage().mapped_bytes),
+            (0, 0)
+        );
+        assert_eq!(series.tiers(), Tiers::default());
+        // A write (a log tail replayed over the snapshot) lands, but the
+        // series still reads as damaged rather than as that write alone.
+        series.write_one(&pool, 3, 7.0);
+        assert_eq!(series.read_into(0, &mut out), Err(damage));
+        drop(series);
+        assert_eq!(pool.usage().mapped_chunks, 0);
         assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use super::bytes::{ByteReader, put_str, put_varint};
 use super::error::EngineError;
 use crate::engine::memory::chunks::{CHUNK_BYTES, CHUNK_SLOTS};
-use crate::engine::memory::sealed::{MappedFile, MappedIndex, MappedSeries, Sealed};
+use crate::engine::memory::sealed::{Damage, MappedFile, MappedIndex, MappedSeries, Sealed};
 use crate::engine::memory::series::{EncodedChunk, SeriesData};
 use crate::engine::model::metric::{Aggregation, MetricDef, put_unit, read_unit};
 use crate::engine::parallel::Urgency;
@@ -43,10 +43,14 @@ use crate::engine::store::Store;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MSSNAPSH";
 /// The version this build writes. Versions 1 (raw chunks), 2 (a
-/// fixed-size index) and 3 (metrics without units) are still read.
-pub const SNAPSHOT_VERSION: u32 = 4;
+/// fixed-size index), 3 (metrics without units) and 4 (no series
+/// directory) are still read.
+pub const SNAPSHOT_VERSION: u32 = 5;
 /// The first version whose catalog gives each metric's unit.
 const FIRST_WITH_UNITS: u32 = 4;
+/// The first version with a series directory after the index, so that a
+/// read-only open reads each series' index entries on its first use.
+const FIRST_WITH_DIRECTORY: u32 = 5;
 const HEADER: usize = 32;
 const BLOCK_HEADER: usize = 12;
 /// Series are packed into blocks of about this size, each with its CRC.
@@ -60,6 +64,9 @@ const BLOCK_CHUNKS: u8 = 4;
 /// Per series, its chunk count and where each chunk is; version 2 in fixed
 /// 28-byte entries, version 3 in varints (see `put_index_series`).
 const BLOCK_INDEX: u8 = 5;
+/// Version 5: per series, where its index entries are, their CRC, and what
+/// they add up to (see `put_directory_entry`).
+const BLOCK_DIRECTORY: u8 = 6;
 /// A version 2 index entry: key i64, offset u64, len u32, crc u32, valid u32.
 const INDEX_ENTRY: usize = 28;
 /// The fewest bytes a version 3 index entry takes: four one-byte varints
@@ -67,6 +74,9 @@ const INDEX_ENTRY: usize = 28;
 const INDEX_ENTRY_MIN: usize = 8;
 /// What a mapped open reads first: the header and the catalog if it fits.
 const HEAD_READ: usize = 64 << 10;
+/// What a mapped open of a format 5 snapshot reads before the end block:
+/// the series directory if it fits (about 13 bytes a series).
+const TAIL_READ: usize = 64 << 10;
 
 pub fn snapshot_name(lsn: u64) -> String {
     format!("snapshot-{lsn:020}.snap")
@@ -222,14 +232,16 @@ impl BlockWriter<'_> {
     fn chunks_blocks(
         &mut self,
         blocks: &[ChunksBlock],
-        index: &mut Vec<u8>,
+        index: &mut Index,
     ) -> Result<(), EngineError> {
         for ChunksBlock { block, chunks } in blocks {
             let at = self.bytes;
             self.raw(block)?;
             self.blocks += 1;
             for series in chunks {
-                put_index_series(index, at, series);
+                let start = index.entries.len();
+                put_index_series(&mut index.entries, at, series);
+                put_directory_entry(&mut index.directory, &index.entries[start..], series);
             }
             crash_point!(self.storage, SNAPSHOT_BLOCK);
         }
@@ -245,6 +257,13 @@ impl BlockWriter<'_> {
         self.bytes += bytes.len() as u64;
         Ok(())
     }
+}
+
+/// The index and series directory blocks' payloads, series by series as
+/// the chunks blocks are written.
+struct Index {
+    entries: Vec<u8>,
+    directory: Vec<u8>,
 }
 
 /// What a snapshot holds: the store as of log record `lsn`, the catalog's
@@ -323,7 +342,10 @@ impl Store {
                 .map(|ids| encode_chunks_block(&data[ids.clone()], urgency))
                 .collect()
         };
-        let mut index = Vec::with_capacity(data.len() * 4);
+        let mut index = Index {
+            entries: Vec::with_capacity(data.len() * 4),
+            directory: Vec::with_capacity(data.len() * 8),
+        };
         pool.install(|| {
             let mut waves = groups.chunks(wave);
             let mut pending = waves.next().map(encode).unwrap_or_default();
@@ -336,9 +358,12 @@ impl Store {
             out.chunks_blocks(&pending, &mut index)
         })?;
         let index_at = out.bytes;
-        out.block(BLOCK_INDEX, &index)?;
+        out.block(BLOCK_INDEX, &index.entries)?;
+        let directory_at = out.bytes;
+        out.block(BLOCK_DIRECTORY, &index.directory)?;
         let mut end = (out.blocks + 1).to_le_bytes().to_vec();
         end.extend_from_slice(&index_at.to_le_bytes());
+        end.extend_from_slice(&directory_at.to_le_bytes());
         out.block(BLOCK_END, &end)?;
         out.file
             .sync_data()
@@ -350,9 +375,10 @@ impl Store {
     /// returns the LSN it covers. The error says why the snapshot cannot be
     /// used, or that `progress` was cancelled.
     ///
-    /// With `mapped` (read-only stores), a format 2 or 3 snapshot is mapped:
-    /// only its header, catalog, index and end block are read and checked
-    /// now; each chunk stays in the file and is checked on its first read.
+    /// With `mapped` (read-only stores), a snapshot of format 2 or later is
+    /// mapped: only its header, catalog, index (from format 5 its series
+    /// directory instead) and end block are read and checked now; each
+    /// chunk stays in the file and is checked on its first read.
     /// Otherwise every block and chunk is read and checked, and the chunks
     /// are copied into memory (still compressed). Every byte of the file
     /// counts as done in `progress` once loaded.
@@ -399,12 +425,21 @@ impl Store {
                     .try_for_each(|block| load_block(block, &|payload| this.load_series(payload)))
             })?;
         } else {
-            let chunk_blocks = &blocks[1..blocks.len() - 2];
-            let &(_, index_at, index_start, index_end) = &blocks[blocks.len() - 2];
+            let after = index_blocks(version);
+            let chunk_blocks = &blocks[1..blocks.len() - 1 - after];
+            let &(_, index_at, index_start, index_end) = &blocks[blocks.len() - 1 - after];
             check_block(bytes, index_at)?;
-            let entries = read_index(&bytes[index_start..index_end], series_count, version)?;
+            let index_payload = &bytes[index_start..index_end];
+            let entries = read_index(index_payload, series_count, version)?;
+            let mut read_to = index_end;
+            if version >= FIRST_WITH_DIRECTORY {
+                let (_, directory_at, start, end) = blocks[blocks.len() - 2];
+                check_block(bytes, directory_at)?;
+                check_directory(index_payload, &bytes[start..end], series_count)?;
+                read_to = end;
+            }
             let index = split_by_block(entries, chunk_blocks)?;
-            progress.advance((index_end - index_at) as u64)?;
+            progress.advance((read_to - index_at) as u64)?;
             crate::engine::parallel::pool().install(|| {
                 chunk_blocks
                     .par_iter()
@@ -423,9 +458,12 @@ impl Store {
         Ok(lsn)
     }
 
-    /// Loads a format 2 or 3 snapshot without reading its chunks: checks the
-    /// header, the end block, the index and the catalog, then adds every
-    /// chunk as a mapped one (`sealed.rs`); returns the LSN.
+    /// Loads a format 2 to 5 snapshot without reading its chunks: checks
+    /// the header, the end block and the catalog, then hands every series
+    /// its chunks as mapped ones (`sealed.rs`); returns the LSN. Up to
+    /// format 4 the whole index is read and checked now; from format 5
+    /// only the series directory, and each series' index entries are read
+    /// and checked on its first use.
     fn map_snapshot(
         &mut self,
         file: &Arc<dyn ImmutableBytes>,
@@ -446,26 +484,31 @@ impl Store {
         let catalog_end = first_block_end(&head)
             .filter(|&end| end <= len)
             .ok_or("the first block runs past the end of the file")?;
+        let lazy = version >= FIRST_WITH_DIRECTORY;
         let end_at = len
-            .checked_sub(BLOCK_HEADER + 16)
+            .checked_sub(BLOCK_HEADER + if lazy { 24 } else { 16 })
+            .filter(|&at| at >= catalog_end)
             .ok_or("the snapshot ends before its end block (incomplete file)")?;
-        let end_block = read(end_at, BLOCK_HEADER + 16)?;
-        let (kind, _, _) = block_bounds(&end_block, 0)?;
+        // From format 5 one read for the directory (most often) and the end
+        // block, which follow each other at the end of the file.
+        let tail_at = if lazy {
+            end_at.saturating_sub(TAIL_READ).max(catalog_end)
+        } else {
+            end_at
+        };
+        let tail = read(tail_at, len - tail_at)?;
+        let end_block = &tail[end_at - tail_at..];
+        let (kind, _, _) = block_bounds(end_block, 0)?;
         if kind != BLOCK_END {
             return Err("the snapshot ends before its end block (incomplete file)".to_owned());
         }
-        check_block(&end_block, 0)?;
-        let index_at = u64::from_le_bytes(end_block[20..28].try_into().expect("8 bytes"));
-        let index_at = usize::try_from(index_at)
+        check_block(end_block, 0)?;
+        let end_u64 =
+            |at: usize| u64::from_le_bytes(end_block[at..at + 8].try_into().expect("8 bytes"));
+        let index_at = usize::try_from(end_u64(20))
             .ok()
             .filter(|&at| at >= catalog_end && at < end_at)
             .ok_or("the end block does not point at the index")?;
-        let index = read(index_at, end_at - index_at)?;
-        let (kind, index_start, index_end) = block_bounds(&index, 0)?;
-        if kind != BLOCK_INDEX || index_end != index.len() {
-            return Err("the end block does not point at the index".to_owned());
-        }
-        check_block(&index, 0)?;
         let catalog = match head.get(HEADER..catalog_end) {
             Some(catalog) => catalog.to_vec(),
             None => read(HEADER, catalog_end - HEADER)?,
@@ -480,14 +523,44 @@ impl Store {
             return Err("series count differs from the header".to_owned());
         }
         let ahead = Arc::clone(file);
+        let mapped_file = Arc::new(MappedFile {
+            bytes: Box::new(Shared(Arc::clone(file))),
+            name: name.to_owned(),
+            will_need: Box::new(move |range| ahead.will_need(range)),
+        });
+        if lazy {
+            let directory_at = usize::try_from(end_u64(28))
+                .ok()
+                .filter(|&at| at >= index_at + BLOCK_HEADER && at < end_at)
+                .ok_or("the end block does not point at the directory")?;
+            let directory = match directory_at.checked_sub(tail_at) {
+                Some(at) => tail[at..end_at - tail_at].to_vec(),
+                None => read(directory_at, end_at - directory_at)?,
+            };
+            let lazy = LazyIndex {
+                parts: Vec::new(),
+                chunks: catalog_end..index_at,
+                file: mapped_file,
+                source: Arc::clone(file),
+            };
+            self.map_series_lazily(
+                &directory,
+                series_count,
+                index_at + BLOCK_HEADER..directory_at,
+                lazy,
+            )?;
+            return Ok(lsn);
+        }
+        let index = read(index_at, end_at - index_at)?;
+        let (kind, index_start, index_end) = block_bounds(&index, 0)?;
+        if kind != BLOCK_INDEX || index_end != index.len() {
+            return Err("the end block does not point at the index".to_owned());
+        }
+        check_block(&index, 0)?;
         let index = Arc::new(SnapshotIndex {
             bytes: index,
             version,
-            file: Arc::new(MappedFile {
-                bytes: Box::new(Shared(Arc::clone(file))),
-                name: name.to_owned(),
-                will_need: Box::new(move |range| ahead.will_need(range)),
-            }),
+            file: mapped_file,
         });
         // One pass over the index checks every entry and hands each series
         // where its entries are; its chunks are made on its first use.
@@ -520,6 +593,52 @@ impl Store {
         }
         r.finish("the index block")?;
         Ok(lsn)
+    }
+
+    /// Hands each series of a format 5 snapshot its chunks from the series
+    /// `directory` block (checked here): its index entries lie in `entries`
+    /// of the file, one series after another, and `index` reads and checks
+    /// them on the series' first use.
+    fn map_series_lazily(
+        &mut self,
+        directory: &[u8],
+        series_count: u32,
+        entries: Range<usize>,
+        mut index: LazyIndex,
+    ) -> Result<(), String> {
+        let (kind, start, end) = block_bounds(directory, 0)?;
+        if kind != BLOCK_DIRECTORY || end != directory.len() {
+            return Err("the end block does not point at the directory".to_owned());
+        }
+        check_block(directory, 0)?;
+        let mut r = ByteReader::new(&directory[start..end]);
+        let mut listed = Vec::with_capacity(series_count as usize);
+        let mut at = entries.start;
+        for id in 0..series_count {
+            let entry = read_directory_entry(&mut r, id)?;
+            listed.push((at, entry));
+            at = at
+                .checked_add(entry.len)
+                .filter(|&end| end <= entries.end)
+                .ok_or_else(|| format!("the index entries of series {id} run past the index"))?;
+        }
+        r.finish("the directory block")?;
+        if at != entries.end {
+            return Err("the directory does not account for the whole index".to_owned());
+        }
+        index.parts = listed.iter().map(|&(at, e)| (at, e.len, e.crc)).collect();
+        let shared: Arc<dyn MappedIndex> = Arc::new(index);
+        let catalog = self.catalog.get_mut();
+        for (id, &(_, entry)) in listed.iter().enumerate() {
+            if entry.count > 0 {
+                let series = catalog
+                    .entry(id as u32)
+                    .ok_or_else(|| format!("no series {id}"))?;
+                let mapped = MappedSeries::new(&self.pool, &shared, id, entry.count, entry.bytes);
+                series.data.write().load_mapped(mapped, entry.valid);
+            }
+        }
+        Ok(())
     }
 
     /// Checks a snapshot's header: (LSN, series count).
@@ -573,7 +692,11 @@ impl Store {
         };
         check_block(bytes, end_at)?;
         let end = &bytes[end_start..end_end];
-        let end_len = if version == 1 { 8 } else { 16 };
+        let end_len = match version {
+            1 => 8,
+            2..FIRST_WITH_DIRECTORY => 16,
+            _ => 24,
+        };
         if end.len() != end_len {
             return Err("end block of the wrong size".to_owned());
         }
@@ -592,9 +715,11 @@ impl Store {
             _ => return Err("the first block is not the catalog".to_owned()),
         }
         let middle = &blocks[1..blocks.len() - 1];
+        let index_pos = middle.len().checked_sub(index_blocks(version));
         let expected = |i: usize| match version {
             1 => BLOCK_SERIES,
-            _ if i + 1 == middle.len() => BLOCK_INDEX,
+            _ if Some(i) == index_pos => BLOCK_INDEX,
+            _ if index_pos.is_some_and(|at| i > at) => BLOCK_DIRECTORY,
             _ => BLOCK_CHUNKS,
         };
         if let Some((_, &(kind, at, _, _))) =
@@ -604,9 +729,16 @@ impl Store {
         }
         if version >= 2 {
             let index_at = u64::from_le_bytes(end[8..16].try_into().expect("8 bytes"));
-            match middle.last() {
-                Some(&(BLOCK_INDEX, at, _, _)) if at as u64 == index_at => {}
+            match index_pos.map(|at| middle[at]) {
+                Some((BLOCK_INDEX, at, _, _)) if at as u64 == index_at => {}
                 _ => return Err("the end block does not point at the index".to_owned()),
+            }
+        }
+        if version >= FIRST_WITH_DIRECTORY {
+            let directory_at = u64::from_le_bytes(end[16..24].try_into().expect("8 bytes"));
+            match middle.last() {
+                Some(&(BLOCK_DIRECTORY, at, _, _)) if at as u64 == directory_at => {}
+                _ => return Err("the end block does not point at the directory".to_owned()),
             }
         }
         Ok((version, lsn, series_count, blocks))
@@ -710,7 +842,7 @@ impl Store {
     }
 }
 
-/// Where one chunk of a version 2 or 3 snapshot is.
+/// Where one chunk of a snapshot of version 2 or later is.
 type IndexEntry = EncodedChunk;
 
 /// Appends one series' index entries (version 3): its chunk count, then
@@ -742,7 +874,48 @@ fn put_index_series(index: &mut Vec<u8>, base: u64, chunks: &[EncodedChunk]) {
     }
 }
 
-/// Reads one series' index entries of a version 2 or 3 index (series
+/// Appends one series' directory entry (version 5): its chunk count, the
+/// length of its index entries (`entries`, chunk count included) and their
+/// CRC-32 (u32), its non-NaN slots and its chunks' bytes. All but the CRC
+/// are varints.
+fn put_directory_entry(directory: &mut Vec<u8>, entries: &[u8], chunks: &[EncodedChunk]) {
+    put_varint(directory, chunks.len() as u64);
+    put_varint(directory, entries.len() as u64);
+    directory.extend_from_slice(&crc32fast::hash(entries).to_le_bytes());
+    put_varint(directory, chunks.iter().map(|c| c.valid).sum());
+    put_varint(directory, chunks.iter().map(|c| c.len as u64).sum());
+}
+
+/// One series' directory entry: where its index entries are and what they
+/// must add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirectoryEntry {
+    count: usize,
+    len: usize,
+    crc: u32,
+    valid: u64,
+    bytes: usize,
+}
+
+fn read_directory_entry(r: &mut ByteReader<'_>, id: u32) -> Result<DirectoryEntry, String> {
+    let mut fields = || -> Result<_, String> {
+        Ok((r.varint()?, r.varint()?, r.u32()?, r.varint()?, r.varint()?))
+    };
+    let (count, len, crc, valid, bytes) =
+        fields().map_err(|e| format!("directory entry of series {id}: {e}"))?;
+    let size = |v: u64| {
+        usize::try_from(v).map_err(|_| format!("directory entry of series {id}: out of range"))
+    };
+    Ok(DirectoryEntry {
+        count: size(count)?,
+        len: size(len)?,
+        crc,
+        valid,
+        bytes: size(bytes)?,
+    })
+}
+
+/// Reads one series' index entries of an index of version 2 or later (series
 /// `id`, for errors), calling `each` on every entry in order; returns
 /// their count. Keys must rise; lengths and counts must fit a chunk.
 fn read_index_series(
@@ -826,7 +999,51 @@ fn read_index_series(
     Ok(count)
 }
 
-/// The chunks a version 2 or 3 snapshot's index lists, as (series id,
+/// Blocks between the last chunks block and the end block: the index, and
+/// from version 5 the series directory.
+fn index_blocks(version: u32) -> usize {
+    if version >= FIRST_WITH_DIRECTORY {
+        2
+    } else {
+        1
+    }
+}
+
+/// Checks a version 5 series directory against the index it describes:
+/// every series' entry names the length, CRC, chunk count, samples and
+/// chunk bytes of its index entries, in order, and nothing is left over.
+fn check_directory(index: &[u8], directory: &[u8], series_count: u32) -> Result<(), String> {
+    let mut r = ByteReader::new(index);
+    let mut d = ByteReader::new(directory);
+    for id in 0..series_count {
+        let at = index.len() - r.bytes.len();
+        let (mut valid, mut bytes) = (0, 0);
+        let count = read_index_series(&mut r, FIRST_WITH_DIRECTORY, id, |entry| {
+            valid += entry.valid;
+            bytes += entry.len;
+            Ok(())
+        })?;
+        let entries = &index[at..index.len() - r.bytes.len()];
+        let found = DirectoryEntry {
+            count,
+            len: entries.len(),
+            crc: crc32fast::hash(entries),
+            valid,
+            bytes,
+        };
+        let listed = read_directory_entry(&mut d, id)?;
+        if listed != found {
+            return Err(format!(
+                "the directory entry of series {id} ({listed:?}) differs from its index entries \
+                 ({found:?})"
+            ));
+        }
+    }
+    r.finish("the index block")?;
+    d.finish("the directory block")
+}
+
+/// The chunks a snapshot of version 2 or later's index lists, as (series id,
 /// entry), in the index's order (series by series).
 fn read_index(
     payload: &[u8],
@@ -845,15 +1062,45 @@ fn read_index(
     Ok(entries)
 }
 
-/// Every chunk a version 2 or 3 snapshot file lists, as (series id,
+/// Every chunk a snapshot of version 2 or later file lists, as (series id,
 /// entry): for tests that damage chunks where the index says they are.
 #[cfg(test)]
 pub(crate) fn index_entries(bytes: &[u8]) -> Vec<(u32, EncodedChunk)> {
     let version = snapshot_version(bytes).expect("an intact header");
     let series_count = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
-    let index_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
+    let at = bytes.len()
+        - if version >= FIRST_WITH_DIRECTORY {
+            16
+        } else {
+            8
+        };
+    let index_at = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
     let (_, start, end) = block_bounds(bytes, index_at).unwrap();
     read_index(&bytes[start..end], series_count, version).unwrap()
+}
+
+/// Where each series' index entries lie in a snapshot file, as (offset,
+/// length), in series order: for tests that damage them.
+#[cfg(test)]
+pub(crate) fn index_parts(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let version = snapshot_version(bytes).expect("an intact header");
+    let series_count = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
+    let at = bytes.len()
+        - if version >= FIRST_WITH_DIRECTORY {
+            16
+        } else {
+            8
+        };
+    let index_at = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let (_, start, end) = block_bounds(bytes, index_at).unwrap();
+    let mut r = ByteReader::new(&bytes[start..end]);
+    let mut parts = Vec::new();
+    for id in 0..series_count {
+        let from = end - r.bytes.len();
+        read_index_series(&mut r, version, id, |_| Ok(())).unwrap();
+        parts.push((from, end - r.bytes.len() - from));
+    }
+    parts
 }
 
 /// A mapped snapshot's index block, kept for the series whose chunks are
@@ -865,7 +1112,7 @@ struct SnapshotIndex {
 }
 
 impl MappedIndex for SnapshotIndex {
-    fn chunks(&self, at: usize, count: usize) -> Vec<EncodedChunk> {
+    fn chunks(&self, at: usize, count: usize, _: usize) -> Result<Vec<EncodedChunk>, Damage> {
         let mut chunks = Vec::with_capacity(count);
         let mut r = ByteReader::new(&self.bytes[at..]);
         read_index_series(&mut r, self.version, 0, |entry| {
@@ -873,7 +1120,71 @@ impl MappedIndex for SnapshotIndex {
             Ok(())
         })
         .expect("checked when the snapshot was opened");
-        chunks
+        Ok(chunks)
+    }
+
+    fn file(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
+}
+
+/// A mapped format 5 snapshot's index, read series by series: each
+/// series' index entries are read and checked (their CRC from the
+/// directory, then each entry) when the series is first used.
+struct LazyIndex {
+    /// Per series: where its index entries are in the file, their length
+    /// and CRC-32.
+    parts: Vec<(usize, usize, u32)>,
+    /// Where chunks may lie: between the catalog and the index.
+    chunks: Range<usize>,
+    file: Arc<MappedFile>,
+    /// The same file, for reading entries with a plain read: a fault on the
+    /// mapping reads the device's whole readahead window around the page
+    /// (8 MB on some virtual disks), a cold read of several milliseconds.
+    source: Arc<dyn ImmutableBytes>,
+}
+
+impl MappedIndex for LazyIndex {
+    fn chunks(&self, id: usize, count: usize, bytes: usize) -> Result<Vec<EncodedChunk>, Damage> {
+        let (at, len, crc) = self.parts[id];
+        let damage = |reason: String| Damage {
+            file: self.file.name.clone(),
+            offset: at as u64,
+            reason,
+        };
+        let listed = self
+            .source
+            .copy(at..at + len)
+            .map_err(|e| damage(format!("reading the index entries of series {id}: {e}")))?;
+        if crc32fast::hash(&listed) != crc {
+            return Err(damage(format!(
+                "index entries of series {id}: checksum mismatch"
+            )));
+        }
+        let mut chunks = Vec::with_capacity(count);
+        let mut next = self.chunks.start;
+        let mut r = ByteReader::new(&listed);
+        let found = read_index_series(&mut r, FIRST_WITH_DIRECTORY, id as u32, |entry| {
+            if entry.offset < next || entry.offset.saturating_add(entry.len) > self.chunks.end {
+                return Err(format!(
+                    "index entry of series {id} points outside the chunks (offset {})",
+                    entry.offset
+                ));
+            }
+            next = entry.offset + entry.len;
+            chunks.push(entry);
+            Ok(())
+        })
+        .and_then(|found| r.finish("the series' index entries").map(|()| found))
+        .map_err(damage)?;
+        let total: usize = chunks.iter().map(|c| c.len).sum();
+        if (found, total) != (count, bytes) {
+            return Err(damage(format!(
+                "index entries of series {id} list {found} chunks of {total} bytes, \
+                 the directory {count} of {bytes}"
+            )));
+        }
+        Ok(chunks)
     }
 
     fn file(&self) -> &Arc<MappedFile> {
@@ -914,20 +1225,24 @@ fn split_by_block(
     Ok(by_block)
 }
 
-/// The bytes a mapped open of `bytes` reads (header, catalog, index, end
-/// block), if it is a format 2 or 3 snapshot that can be mapped; reads only
-/// the header, the catalog's block header and the end block.
+/// The bytes a mapped open of `file` reads (header, catalog, and the index
+/// and end block, or from format 5 the series directory and end block), if
+/// it is a format 2 to 5 snapshot that can be mapped; reads only the
+/// header, the catalog's block header and the end block.
 pub fn mapped_bytes(file: &dyn ImmutableBytes) -> Option<u64> {
     let len = file.len();
     let head = file.copy(0..(HEADER + BLOCK_HEADER).min(len)).ok()?;
-    if !(2..=SNAPSHOT_VERSION).contains(&snapshot_version(&head)?) {
+    let version = snapshot_version(&head)?;
+    if !(2..=SNAPSHOT_VERSION).contains(&version) {
         return None;
     }
     let catalog_end = first_block_end(&head)?;
+    // The end block's payload ends with the offset of the index, or from
+    // format 5 of the directory: the open reads from there to the end.
     let end = file.copy(len.checked_sub(8)?..len).ok()?;
-    let index_at = u64::from_le_bytes(end.try_into().ok()?);
-    let index = (len as u64).checked_sub(index_at)?;
-    Some(catalog_end as u64 + index)
+    let read_from = u64::from_le_bytes(end.try_into().ok()?);
+    let tail = (len as u64).checked_sub(read_from)?;
+    Some(catalog_end as u64 + tail)
 }
 
 /// Where the first block (the catalog) ends, from the header and that
@@ -1041,6 +1356,41 @@ mod tests {
         let mut index = Vec::new();
         put_index_series(&mut index, 64, &steady);
         assert!(index.len() <= 9 * 1000 + 8, "{}", index.len());
+    }
+
+    #[test]
+    fn a_directory_must_describe_its_index_exactly() {
+        let series = [
+            vec![chunk(-3, 0, 4, 0), chunk(7, 4, 4100, 1024)],
+            vec![],
+            vec![chunk(1 << 40, 9000, 8, 1)],
+        ];
+        let (mut index, mut directory) = (Vec::new(), Vec::new());
+        for chunks in &series {
+            let start = index.len();
+            put_index_series(&mut index, 64, chunks);
+            put_directory_entry(&mut directory, &index[start..], chunks);
+        }
+        check_directory(&index, &directory, 3).unwrap();
+        let mut r = ByteReader::new(&directory);
+        let first = read_directory_entry(&mut r, 0).unwrap();
+        let len = directory.len() - r.bytes.len();
+        assert_eq!((first.count, first.valid, first.bytes), (2, 1024, 4104));
+        // The second series' entry: no chunks, its count's one byte.
+        let second = read_directory_entry(&mut r, 1).unwrap();
+        assert_eq!((second.count, second.len, second.bytes), (0, 1, 0));
+        // Samples other than the entries hold: refused, naming the series.
+        let mut more = directory.clone();
+        more[len - 3] += 1; // valid 1024 -> 1152 (two bytes; then bytes, two)
+        let err = check_directory(&index, &more, 3).unwrap_err();
+        assert!(err.starts_with("the directory entry of series 0 "), "{err}");
+        // A series left out, or one too many.
+        let err = check_directory(&index, &directory[..len], 3).unwrap_err();
+        assert!(err.contains("series 1"), "{err}");
+        let mut extra = directory.clone();
+        extra.extend_from_slice(&directory[len..]);
+        let err = check_directory(&index, &extra, 3).unwrap_err();
+        assert!(err.contains("directory block"), "{err}");
     }
 
     #[test]
