@@ -34,6 +34,11 @@ pub struct MappedFile {
     /// Asks for a byte range to be read in ahead of a read that will need
     /// all of it (the mapping is read window by window otherwise).
     pub will_need: Box<dyn Fn(std::ops::Range<usize>) + Send + Sync>,
+    /// Reads a small byte range into the page cache now, with a plain
+    /// read: a fault on a page of the mapping that is not in memory reads
+    /// the device's whole readahead window around it (8 MB on some virtual
+    /// disks: milliseconds before a one-chunk read of a cold file returns).
+    pub read_in: Box<dyn Fn(std::ops::Range<usize>) + Send + Sync>,
 }
 
 /// A chunk as a snapshot stores it: its key, its encoded bytes' place (in
@@ -297,6 +302,11 @@ impl Sealed {
             } => Some((file, *offset..*offset + *len)),
             Bytes::Owned(_) => None,
         }
+    }
+
+    /// Whether the bytes stay in a mapped snapshot and were never read.
+    pub fn is_unread(&self) -> bool {
+        matches!(&self.bytes, Bytes::Mapped { state, .. } if state.load(Ordering::Relaxed) == UNCHECKED)
     }
 
     /// Whether the bytes stay in a mapped snapshot.

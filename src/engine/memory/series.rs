@@ -17,7 +17,8 @@ pub use crate::engine::memory::sealed::EncodedChunk;
 use crate::engine::memory::sealed::{Damage, MappedSeries, Sealed};
 
 /// Mapped chunks a read must span before their bytes are asked for in one
-/// go (`read_ahead`); a read of fewer reads them as decoding touches them.
+/// go, to arrive while the first ones decode (`read_ahead`); the bytes of
+/// a read of fewer are read in first, if never read before.
 const READ_AHEAD_CHUNKS: usize = 16;
 
 /// One chunk of a series.
@@ -237,6 +238,12 @@ fn edge_sample<'a>(
         if stored.valid() == 0 {
             continue;
         }
+        if let Stored::Sealed(sealed) = stored
+            && sealed.is_unread()
+            && let Some((file, range)) = sealed.mapped_range()
+        {
+            (file.read_in)(range);
+        }
         if let Some(slot) = stored.visit(0, CHUNK_SLOTS, &mut buffer, &find)? {
             return Ok(Some(key * CHUNK_SLOTS as i64 + slot as i64));
         }
@@ -377,9 +384,7 @@ impl SeriesData {
         let (first_key, _) = split(first);
         let (last_key, _) = split(end - 1);
         let map = self.checked_map()?;
-        if last_key - first_key >= READ_AHEAD_CHUNKS as i64 - 1 {
-            self.read_ahead(first_key..=last_key);
-        }
+        self.read_ahead(first_key..=last_key);
         // A read of a few chunks at random places waits on memory: each
         // chunk's bytes, asked for all at once, arrive while the first decodes.
         if last_key - first_key < READ_AHEAD_CHUNKS as i64 - 1 {
@@ -408,27 +413,31 @@ impl SeriesData {
         Ok(())
     }
 
-    /// Before a read of many mapped chunks, asks for their bytes (one run of
-    /// the snapshot: a series' chunks lie together) to be read in at once,
-    /// rather than window by window as the decoding touches them.
+    /// Before a read of mapped chunks: asks for the bytes of many (one run
+    /// of the snapshot: a series' chunks lie together) to be read in at
+    /// once, rather than window by window as the decoding touches them;
+    /// reads those of a few in now if any was never read.
     fn read_ahead(&self, keys: std::ops::RangeInclusive<i64>) {
         let mut mapped = self
             .map()
             .range(keys)
             .filter_map(|(_, stored)| match stored {
-                Stored::Sealed(sealed) => sealed.mapped_range(),
+                Stored::Sealed(sealed) => sealed.mapped_range().map(|m| (m, sealed.is_unread())),
                 Stored::Raw(_) => None,
             });
-        let Some((file, first)) = mapped.next() else {
+        let Some(((file, first), unread)) = mapped.next() else {
             return;
         };
-        let (mut end, mut count) = (first.end, 1);
-        for (_, range) in mapped {
+        let (mut end, mut count, mut any_unread) = (first.end, 1, unread);
+        for ((_, range), unread) in mapped {
             end = end.max(range.end);
             count += 1;
+            any_unread |= unread;
         }
         if count >= READ_AHEAD_CHUNKS {
             (file.will_need)(first.start..end);
+        } else if any_unread {
+            (file.read_in)(first.start..end);
         }
     }
 
@@ -716,7 +725,11 @@ mod tests {
         file: Arc<MappedFile>,
         chunks: Vec<EncodedChunk>,
         made: std::sync::atomic::AtomicUsize,
+        /// The file's `will_need` and `read_in` calls, in order.
+        asked: Asked,
     }
+
+    type Asked = Arc<std::sync::Mutex<Vec<(&'static str, std::ops::Range<usize>)>>>;
 
     impl MappedIndex for TestIndex {
         fn chunks(
@@ -755,13 +768,21 @@ mod tests {
                 valid: count_valid(slots),
             });
         }
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (need, read_in) = (Arc::clone(&asked), Arc::clone(&asked));
         let file = Arc::new(MappedFile {
             bytes: Box::new(bytes),
             name: "test".to_owned(),
-            will_need: Box::new(|_| {}),
+            will_need: Box::new(move |range| need.lock().unwrap().push(("will_need", range))),
+            read_in: Box::new(move |range| read_in.lock().unwrap().push(("read_in", range))),
         });
         let made = std::sync::atomic::AtomicUsize::new(0);
-        Arc::new(TestIndex { file, chunks, made })
+        Arc::new(TestIndex {
+            file,
+            chunks,
+            made,
+            asked,
+        })
     }
 
     #[test]
@@ -820,6 +841,55 @@ mod tests {
             (0, 0)
         );
         assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn unread_mapped_chunks_are_read_in_before_a_small_read_and_asked_for_before_a_long_one() {
+        let pool = pool();
+        let contents: Vec<(i64, Vec<f32>)> = (0..20)
+            .map(|k| {
+                (
+                    k,
+                    (0..CHUNK_SLOTS)
+                        .map(|i| (k * 7 + i as i64) as f32)
+                        .collect(),
+                )
+            })
+            .collect();
+        let index = test_index(&contents);
+        let bytes: usize = index.chunks.iter().map(|c| c.len).sum();
+        let shared: Arc<dyn MappedIndex> = index.clone();
+        let mut series = SeriesData::default();
+        series.load_mapped(MappedSeries::new(&pool, &shared, 0, 20, bytes), 20 * 1024);
+        let span = |from: usize, to: usize| {
+            index.chunks[from].offset..index.chunks[to].offset + index.chunks[to].len
+        };
+        let asked = || std::mem::take(&mut *index.asked.lock().unwrap());
+
+        // A read across chunks 3 and 4, never read: both read in at once.
+        let got = read(&series, 3 * 1024 + 1000, 100);
+        assert_eq!(bits(&got[..24]), bits(&contents[3].1[1000..]));
+        assert_eq!(asked(), vec![("read_in", span(3, 4))]);
+        // Read once, they are in memory: nothing asked again.
+        read(&series, 3 * 1024 + 10, 1100);
+        assert_eq!(asked(), vec![]);
+        // Chunks 4 and 5: 5 was never read.
+        read(&series, 4 * 1024, 2048);
+        assert_eq!(asked(), vec![("read_in", span(4, 5))]);
+        // Where the samples start and end: the edge chunks, one at a time.
+        assert_eq!(series.first_sample_slot(), Ok(Some(0)));
+        assert_eq!(series.last_sample_slot(), Ok(Some(20 * 1024 - 1)));
+        assert_eq!(
+            asked(),
+            vec![("read_in", span(0, 0)), ("read_in", span(19, 19))]
+        );
+        // A read of 16 chunks or more asks for all of them to be read ahead,
+        // read before or not.
+        let all = read(&series, 0, 20 * 1024);
+        assert_eq!(bits(&all[..1024]), bits(&contents[0].1));
+        assert_eq!(asked(), vec![("will_need", span(0, 19))]);
+        read(&series, 2 * 1024, 3 * 1024);
+        assert_eq!(asked(), vec![]);
     }
 
     #[test]

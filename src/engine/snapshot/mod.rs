@@ -522,11 +522,16 @@ impl Store {
         if self.catalog.read().series_count() != series_count as usize {
             return Err("series count differs from the header".to_owned());
         }
-        let ahead = Arc::clone(file);
+        let (ahead, source) = (Arc::clone(file), Arc::clone(file));
         let mapped_file = Arc::new(MappedFile {
             bytes: Box::new(Shared(Arc::clone(file))),
             name: name.to_owned(),
             will_need: Box::new(move |range| ahead.will_need(range)),
+            read_in: Box::new(move |range| {
+                // Only the page cache is wanted: the read that follows
+                // meets any error again.
+                let _ = source.copy(range);
+            }),
         });
         if lazy {
             let directory_at = usize::try_from(end_u64(28))
