@@ -5,6 +5,7 @@ snapshots, reopening), and written over."""
 from __future__ import annotations
 
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,28 @@ def test_closing_leaves_the_data_once(tmp_path: Path) -> None:
         assert (got[:2000] == 0).all() and (got[4000:6000] == 2).all() and (got[6000:] == 1).all()
 
 
+class Cursor:
+    """Reads a snapshot's little-endian fields from ``at`` on."""
+
+    def __init__(self, data: bytearray, at: int) -> None:
+        self.data, self.at = data, at
+
+    def varint(self) -> int:
+        """A LEB128 varint (7 bits a byte, low bits first)."""
+        value = shift = 0
+        while True:
+            byte = self.data[self.at]
+            self.at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    def u32(self) -> int:
+        self.at += 4
+        return int.from_bytes(self.data[self.at - 4 : self.at], "little")
+
+
 def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_offset(
     tmp_path: Path,
 ) -> None:
@@ -163,25 +186,13 @@ def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_o
     # give its offset and the directory's; after its 12-byte block header,
     # series a's chunk count, then per chunk varints (key, offset or gap,
     # len), the CRC and a varint. Damage a's second chunk.
-    at = int.from_bytes(data[-16:-8], "little") + 12
-
-    def varint() -> int:
-        nonlocal at
-        value = shift = 0
-        while True:
-            byte = data[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
-    assert varint() == 3  # chunks of series a
-    _key, first, length = varint(), varint(), varint()
-    at += 4  # its CRC
-    varint()  # its NaN slots
-    assert varint() == 1  # the next key
-    offset = first + length + varint()
+    index = Cursor(data, int.from_bytes(data[-16:-8], "little") + 12)
+    assert index.varint() == 3  # chunks of series a
+    _key, first, length = index.varint(), index.varint(), index.varint()
+    index.u32()  # its CRC
+    index.varint()  # its NaN slots
+    assert index.varint() == 1  # the next key
+    offset = first + length + index.varint()
     data[offset + 6] ^= 0x10
     snapshot.write_bytes(bytes(data))
     with metricstore.open(tmp_path, readonly=True) as reader:
@@ -191,6 +202,46 @@ def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_o
         # The first chunk of a, and all of b, still read exactly.
         assert bits(reader.read(("m", "c/a"), 0, 1024 * FREQ).values) == bits(walk[:1024])
         assert bits(reader.read(("m", "c/b"), 0, 3000 * FREQ).values) == bits(walk)
+
+
+def test_damaged_index_entries_of_a_series_raise_on_its_reads_only(tmp_path: Path) -> None:
+    walk = np.cumsum(np.random.default_rng(11).standard_normal(3000)).astype(np.float32)
+    with metricstore.open(tmp_path, sync="none") as store:
+        store.define_metric("m", FREQ, "avg")
+        store.write(("m", "c/a"), 0, walk)
+        store.write(("m", "c/b"), 0, walk[::-1].copy())
+        snapshot = Path(store.checkpoint().file)
+        store.close(checkpoint=False)
+    data = bytearray(snapshot.read_bytes())
+    # Format 5 (docs/format.md): the end block ends with the offsets of the
+    # index and of the series directory; the directory gives per series
+    # (chunk count, len, crc32, samples, chunk bytes), and the series'
+    # index entries follow each other from the start of the index payload.
+    index_at = int.from_bytes(data[-16:-8], "little")
+    directory = Cursor(data, int.from_bytes(data[-8:], "little") + 12)
+    count, length, crc = directory.varint(), directory.varint(), directory.u32()
+    samples, chunk_bytes = directory.varint(), directory.varint()
+    assert (count, samples) == (3, 3000) and 0 < chunk_bytes < 3000 * 4
+    entries = index_at + 12
+    assert zlib.crc32(data[entries : entries + length]) == crc
+    data[entries + length // 2] ^= 0x04
+    snapshot.write_bytes(bytes(data))
+    with metricstore.open(tmp_path, readonly=True) as reader:
+        assert reader.stats()["samples"] == 6000
+        with pytest.raises(metricstore.CorruptionError) as raised:
+            reader.read(("m", "c/a"), 0, 100 * FREQ)
+        assert str(snapshot) in str(raised.value) and str(entries) in str(raised.value)
+        with pytest.raises(metricstore.CorruptionError):
+            reader.extent(("m", "c/a"))
+        assert bits(reader.read(("m", "c/b"), 0, 3000 * FREQ).values) == bits(walk[::-1])
+    # A writable open checks the whole index: it sets the snapshot aside
+    # and replays the log, which holds every write.
+    with metricstore.open(tmp_path) as store:
+        report = store.recovery
+        assert report is not None
+        assert [file for file, _ in report.skipped_snapshots] == [str(snapshot)]
+        assert bits(store.read(("m", "c/a"), 0, 3000 * FREQ).values) == bits(walk)
+        assert bits(store.read(("m", "c/b"), 0, 3000 * FREQ).values) == bits(walk[::-1])
 
 
 def test_the_real_emmy_job_seals_to_under_1_3_bytes_a_sample_and_reads_back_exactly() -> None:
