@@ -512,6 +512,11 @@ impl SeriesData {
             for (key, sealed) in mapped.chunks() {
                 self.load_sealed(key, sealed);
             }
+            if mapped.damage().is_some() {
+                // Its chunks are unknown: reads report it (`checked_map`).
+                self.map();
+                self.mapped = Some(Box::new(mapped));
+            }
             return;
         }
         self.hot = None;
@@ -918,10 +923,18 @@ mod tests {
         // A write (a log tail replayed over the snapshot) lands, but the
         // series still reads as damaged rather than as that write alone.
         series.write_one(&pool, 3, 7.0);
-        assert_eq!(series.read_into(0, &mut out), Err(damage));
+        assert_eq!(series.read_into(0, &mut out), Err(damage.clone()));
         drop(series);
         assert_eq!(pool.usage().mapped_chunks, 0);
         assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        // Damaged entries handed to a series that holds chunks already
+        // (taken at once): its reads report them too.
+        let mut holding = SeriesData::default();
+        holding.write_one(&pool, 3, 7.0);
+        holding.load_mapped(MappedSeries::new(&pool, &shared, 0, 2, bytes + 1), 2048);
+        assert_eq!(holding.read_into(0, &mut out), Err(damage));
+        assert_eq!(index.made.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     fn pool() -> Arc<ChunkPool> {
