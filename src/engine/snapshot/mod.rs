@@ -579,13 +579,7 @@ impl Store {
             let at = index_start + (bytes.len() - r.bytes.len());
             let (mut chunk_bytes, mut valid) = (0, 0);
             let count = read_index_series(&mut r, version, id, |entry| {
-                if entry.offset < next || entry.offset.saturating_add(entry.len) > index_at {
-                    return Err(format!(
-                        "index entry of series {id} points outside the chunks (offset {})",
-                        entry.offset
-                    ));
-                }
-                next = entry.offset + entry.len;
+                next = next_in_chunks(&entry, next, index_at, id)?;
                 chunk_bytes += entry.len;
                 valid += entry.valid;
                 Ok(())
@@ -1004,6 +998,19 @@ fn read_index_series(
     Ok(count)
 }
 
+/// Where the next chunk of a mapped snapshot may start after `entry` (of
+/// series `id`), which must start at `next` or later and end by `end` (the
+/// index): chunks lie in file order, none overlapping.
+fn next_in_chunks(entry: &IndexEntry, next: usize, end: usize, id: u32) -> Result<usize, String> {
+    if entry.offset < next || entry.offset.saturating_add(entry.len) > end {
+        return Err(format!(
+            "index entry of series {id} points outside the chunks (offset {})",
+            entry.offset
+        ));
+    }
+    Ok(entry.offset + entry.len)
+}
+
 /// Blocks between the last chunks block and the end block: the index, and
 /// from version 5 the series directory.
 fn index_blocks(version: u32) -> usize {
@@ -1071,34 +1078,31 @@ fn read_index(
 /// entry): for tests that damage chunks where the index says they are.
 #[cfg(test)]
 pub(crate) fn index_entries(bytes: &[u8]) -> Vec<(u32, EncodedChunk)> {
+    let (version, series_count, payload) = index_payload(bytes);
+    read_index(&bytes[payload], series_count, version).unwrap()
+}
+
+/// A snapshot file's version, series count and where its index block's
+/// payload is (from the offset the end block gives).
+#[cfg(test)]
+fn index_payload(bytes: &[u8]) -> (u32, u32, Range<usize>) {
     let version = snapshot_version(bytes).expect("an intact header");
     let series_count = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
-    let at = bytes.len()
-        - if version >= FIRST_WITH_DIRECTORY {
-            16
-        } else {
-            8
-        };
+    // The end block ends with a u64 offset for each block after the chunks
+    // blocks (the index, then from format 5 the directory).
+    let at = bytes.len() - 8 * index_blocks(version);
     let index_at = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
     let (_, start, end) = block_bounds(bytes, index_at).unwrap();
-    read_index(&bytes[start..end], series_count, version).unwrap()
+    (version, series_count, start..end)
 }
 
 /// Where each series' index entries lie in a snapshot file, as (offset,
 /// length), in series order: for tests that damage them.
 #[cfg(test)]
 pub(crate) fn index_parts(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let version = snapshot_version(bytes).expect("an intact header");
-    let series_count = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
-    let at = bytes.len()
-        - if version >= FIRST_WITH_DIRECTORY {
-            16
-        } else {
-            8
-        };
-    let index_at = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-    let (_, start, end) = block_bounds(bytes, index_at).unwrap();
-    let mut r = ByteReader::new(&bytes[start..end]);
+    let (version, series_count, payload) = index_payload(bytes);
+    let end = payload.end;
+    let mut r = ByteReader::new(&bytes[payload]);
     let mut parts = Vec::new();
     for id in 0..series_count {
         let from = end - r.bytes.len();
@@ -1170,13 +1174,7 @@ impl MappedIndex for LazyIndex {
         let mut next = self.chunks.start;
         let mut r = ByteReader::new(&listed);
         let found = read_index_series(&mut r, FIRST_WITH_DIRECTORY, id as u32, |entry| {
-            if entry.offset < next || entry.offset.saturating_add(entry.len) > self.chunks.end {
-                return Err(format!(
-                    "index entry of series {id} points outside the chunks (offset {})",
-                    entry.offset
-                ));
-            }
-            next = entry.offset + entry.len;
+            next = next_in_chunks(&entry, next, self.chunks.end, id as u32)?;
             chunks.push(entry);
             Ok(())
         })
