@@ -941,9 +941,13 @@ fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
         let exceptions = encode_decimal(dense, dec, &mut ints);
         let plan = plan_residuals(&ints, true);
         let decimal_bytes = plan.bytes + exceptions.len() * EXCEPTION_BYTES;
-        // Many exceptions: the float-bit coder may do better; keep whichever is smaller.
-        let float_plan =
-            (exceptions.len() > m / 16).then(|| plan_residuals(&float_words(dense), false));
+        // Values the decimal coder cannot give back may be no decimals at all: with many
+        // of them, or with some and integers a byte a value wide or more (noisy floats, such
+        // as a float32 random walk), the float-bit coder may do better; keep the smaller.
+        // Decimal metrics with a stray -0.0 or NaN payload are spared the second plan.
+        let float_plan = (exceptions.len() > m / 16
+            || (!exceptions.is_empty() && decimal_bytes >= m))
+            .then(|| plan_residuals(&float_words(dense), false));
         match float_plan {
             Some(fp) if fp.bytes <= decimal_bytes => {
                 write_residuals(&fp, None, out);
