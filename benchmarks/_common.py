@@ -5,6 +5,7 @@ that the store is compared against."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +31,20 @@ def rss_split() -> tuple[int, int]:
             if key in ("RssAnon", "RssFile", "RssShmem"):
                 fields[key] = int(value.split()[0]) * 1024
     return fields["RssAnon"], fields["RssFile"] + fields["RssShmem"]
+
+
+def rss_of_files_under(directory: Path) -> int:
+    """Resident bytes of the mappings of files under `directory` (the pages
+    of a store's snapshot a reader has mapped), from /proc/self/smaps."""
+    prefix, total, inside = str(directory.resolve()) + "/", 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line
+                fields = line.split(maxsplit=5)
+                inside = len(fields) == 6 and fields[5].rstrip("\n").startswith(prefix)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1]) * 1024
+    return total
 
 
 def drop_from_page_cache(path: Path) -> None:
