@@ -328,7 +328,7 @@ def print_report(r: dict, targets: dict) -> None:
         f"{r['memory_anon']:6.2f} / {r['memory_file']:.2f}"
     )
     print(
-        f"{'  of the mapped: the store, code and rest':40} "
+        f"{'  of the mapped: snapshot / code and rest':40} "
         f"{r['memory_store_files']:6.2f} / {r['memory_file'] - r['memory_store_files']:.2f}"
     )
     fs, fn = r["first"]
