@@ -503,10 +503,11 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
 
     // The chunk's gap NaN is the first NaN it holds; other NaN patterns are values.
     let gap = first_nan(values);
-    let mut dense = Words::empty();
+    let mut dense;
     if let Some(gap) = gap {
         layout |= FLAG_GAPS;
         let mut runs: Vec<(u32, u32)> = Vec::with_capacity(64);
+        dense = Words::overwritten(n);
         split_gaps(values, gap, &mut dense, &mut runs);
         if gap == CANONICAL_NAN {
             layout |= FLAG_GAP_CANONICAL;
@@ -528,6 +529,7 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
             out.extend_from_slice(&bitmap);
         }
     } else {
+        dense = Words::empty();
         dense.extend(values.iter().map(|v| v.to_bits()));
     }
 
@@ -698,8 +700,8 @@ fn move_right(out: &mut [f32], range: std::ops::Range<usize>, by: usize) {
 #[inline(always)]
 fn split_gaps(values: &[f32], gap: u32, dense: &mut Vec<u32>, runs: &mut Vec<(u32, u32)>) {
     let n = values.len();
-    dense.clear();
-    dense.resize(n, 0);
+    // Every slot below the final count is written before the count passes it.
+    set_len_unzeroed(dense, n);
     // A slice, so its pointer stays in a register across the stores below.
     let slots = dense.as_mut_slice();
     let (mut kept, mut in_gap, mut start) = (0, false, 0);
@@ -937,7 +939,8 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
 fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
     let m = dense.len();
     if let Some(dec) = choose_decimal(dense) {
-        let mut ints = Words::zeroed(m);
+        // encode_decimal writes every integer.
+        let mut ints = Words::overwritten(m);
         let exceptions = encode_decimal(dense, dec, &mut ints);
         let plan = plan_residuals(&ints, true);
         let decimal_bytes = plan.bytes + exceptions.len() * EXCEPTION_BYTES;
@@ -1248,6 +1251,17 @@ thread_local! {
     static WORDS: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Makes `words` `len` long, keeping what it holds (zeros past that) rather than zeroing it:
+/// for callers that write every word they later read.
+#[inline(always)]
+fn set_len_unzeroed(words: &mut Vec<u32>, len: usize) {
+    if words.len() >= len {
+        words.truncate(len);
+    } else {
+        words.resize(len, 0);
+    }
+}
+
 /// A word buffer from `WORDS`, given back when dropped.
 struct Words(Vec<u32>);
 
@@ -1257,20 +1271,28 @@ impl Words {
     const KEPT: usize = 16;
     const KEPT_CAPACITY: usize = 4096;
 
-    fn empty() -> Words {
-        let mut words = WORDS
+    /// A buffer from the thread's pool, as it was given back (or a new one).
+    fn pooled() -> Vec<u32> {
+        WORDS
             .try_with(|pool| pool.borrow_mut().pop())
             .ok()
             .flatten()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn empty() -> Words {
+        let mut words = Words::pooled();
         words.clear();
         Words(words)
     }
 
-    fn zeroed(len: usize) -> Words {
-        let mut words = Words::empty();
-        words.resize(len, 0);
-        words
+    /// A buffer of `len` words whose values are whatever it last held (zeros past that):
+    /// for a caller that writes every word before it reads any, which then pays for no
+    /// zeroing pass (four 4 KB passes a chunk were about 3% of sealing emmy's chunks).
+    fn overwritten(len: usize) -> Words {
+        let mut words = Words::pooled();
+        set_len_unzeroed(&mut words, len);
+        Words(words)
     }
 }
 
@@ -1457,7 +1479,8 @@ fn plan_residuals(words: &[u32], signed: bool) -> Plan {
     let base = min(words);
     let first = words.first().copied().unwrap_or(0);
     let m = words.len();
-    let (mut for_res, mut delta_res) = (Words::zeroed(m), Words::zeroed(m));
+    // Both are written whole, block by block, below.
+    let (mut for_res, mut delta_res) = (Words::overwritten(m), Words::overwritten(m));
     let blocks = m.div_ceil(BLOCK);
     let (mut for_blocks, mut delta_blocks) =
         (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
