@@ -26,19 +26,25 @@ BLOCK_VALUES = 128
 
 
 class Cursor:
-    def __init__(self, data: bytes, at: int = 0) -> None:
+    """Reads a snapshot's little-endian fields from ``at`` on."""
+
+    def __init__(self, data: bytes | bytearray, at: int = 0) -> None:
         self.data, self.at = data, at
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes | bytearray:
         if self.at + n > len(self.data):
-            raise ValueError(f"chunk ends early at byte {self.at}")
+            raise ValueError(f"ends early at byte {self.at}")
         self.at += n
         return self.data[self.at - n : self.at]
 
     def u8(self) -> int:
         return self.take(1)[0]
 
+    def u32(self) -> int:
+        return int.from_bytes(self.take(4), "little")
+
     def varint(self) -> int:
+        """A LEB128 varint (7 bits a byte, low bits first)."""
         value = shift = 0
         while True:
             byte = self.u8()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from format_reader import Cursor
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -147,28 +148,6 @@ def test_closing_leaves_the_data_once(tmp_path: Path) -> None:
     with metricstore.open(tmp_path) as again:
         got = again.read(("m", "c/h"), 0, 6010 * FREQ).values
         assert (got[:2000] == 0).all() and (got[4000:6000] == 2).all() and (got[6000:] == 1).all()
-
-
-class Cursor:
-    """Reads a snapshot's little-endian fields from ``at`` on."""
-
-    def __init__(self, data: bytearray, at: int) -> None:
-        self.data, self.at = data, at
-
-    def varint(self) -> int:
-        """A LEB128 varint (7 bits a byte, low bits first)."""
-        value = shift = 0
-        while True:
-            byte = self.data[self.at]
-            self.at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
-    def u32(self) -> int:
-        self.at += 4
-        return int.from_bytes(self.data[self.at - 4 : self.at], "little")
 
 
 def test_a_damaged_chunk_of_a_mapped_snapshot_raises_when_read_naming_file_and_offset(

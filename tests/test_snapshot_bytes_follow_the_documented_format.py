@@ -4,26 +4,14 @@ chunk, to its last byte, over data that takes every scheme, coder and gap map.""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
+from format_reader import SCHEMES, snapshot_parts
 
 import metricstore
 
-ROOT = Path(__file__).resolve().parent.parent
 FREQ = 10
-
-
-def documented_reader() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "chunk_parts", ROOT / "benchmarks" / "chunk_parts.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def series_of_every_kind() -> dict[str, np.ndarray]:
@@ -60,12 +48,12 @@ def test_a_reader_written_from_the_format_document_walks_every_chunk(tmp_path: P
             store.write(("m", ("c", name)), 0, values)
     snapshot = max((tmp_path / "s").glob("snapshot-*.snap"))
 
-    parts, kinds, slots = documented_reader().snapshot_parts(snapshot)
+    parts, kinds, slots = snapshot_parts(snapshot)
 
     # Every byte of the file is accounted for by some documented part (the
     # reader raises otherwise), and the chunks hold the slots written.
     assert sum(parts.values()) == snapshot.stat().st_size
-    chunks = sum(kinds[f"scheme: {s}"] for s in ("raw", "all-NaN", "constant", "packed"))
+    chunks = sum(kinds[f"scheme: {s}"] for s in SCHEMES)
     assert slots == chunks * 1024
     assert chunks == sum(len(v) // 1024 for v in data.values())
     # (A chunk with no sample is not stored: all-NaN chunks are the codec's alone.)
