@@ -40,6 +40,13 @@ fn options(sync: SyncMode) -> OpenOptions {
     }
 }
 
+fn read_only() -> OpenOptions {
+    OpenOptions {
+        readonly: true,
+        ..options(SyncMode::None)
+    }
+}
+
 fn bits(store: &Store, id: u32, start: i64, stop: i64) -> Vec<u32> {
     let values = store.read(Target::Series(id), start, stop).unwrap().values;
     values.iter().map(|v| v.to_bits()).collect()
@@ -122,10 +129,7 @@ fn checkpoint_of_a_read_only_store_is_refused_as_read_only() {
     store.define_metric("m", 1, Aggregation::Sum).unwrap();
     store.close().unwrap();
     drop(store);
-    let read_only = OpenOptions {
-        readonly: true,
-        ..options(SyncMode::None)
-    };
+    let read_only = read_only();
     let (reader, _) = Store::open(dir.path(), &read_only).unwrap();
     assert_eq!(reader.checkpoint().unwrap_err(), EngineError::ReadOnly);
 }
@@ -621,10 +625,7 @@ fn a_read_only_open_maps_the_snapshot_and_reads_each_chunk_when_asked() {
     let info = store.checkpoint().unwrap();
     store.close_with(false).unwrap();
     drop(store);
-    let read_only = OpenOptions {
-        readonly: true,
-        ..options(SyncMode::None)
-    };
+    let read_only = read_only();
     // A read-only open reads the catalog and index, not the chunks.
     let whole = Store::recovery_bytes(dir.path(), false);
     let mapped = Store::recovery_bytes(dir.path(), true);
@@ -697,10 +698,7 @@ fn damaged_index_entries_fail_the_reads_of_their_series_only() {
     let live = everything(&store, &[a, empty, b], 6000);
     store.close_with(false).unwrap();
     drop(store);
-    let read_only = OpenOptions {
-        readonly: true,
-        ..options(SyncMode::None)
-    };
+    let read_only = read_only();
     let bytes = std::fs::read(&info.file).unwrap();
     // A read-only open reads the header, catalog, directory and end block:
     // the index entries (about 9 bytes a chunk) are not among them.
@@ -791,10 +789,7 @@ fn a_log_tail_that_writes_into_a_damaged_mapped_chunk_leaves_it_reported() {
         bytes[chunk.offset + 5] ^= 0x40;
     }
     std::fs::write(&info.file, &bytes).unwrap();
-    let read_only = OpenOptions {
-        readonly: true,
-        ..options(SyncMode::None)
-    };
+    let read_only = read_only();
     // Replaying the tail meets both damaged chunks: no panic, and reads of
     // them name the damage; the third chunk reads exactly.
     let (reader, report) = Store::open(dir.path(), &read_only).unwrap();
