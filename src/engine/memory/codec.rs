@@ -372,22 +372,12 @@ fn spread_dense<const SIMD: bool>(
             out.copy_from_slice(&dense[range]);
         }
         Gaps::Bitmap { bitmap, m } => {
-            let gaps_before = |slot: usize| -> usize {
-                let whole: usize = bitmap[..slot / 8]
-                    .iter()
-                    .map(|b| b.count_ones() as usize)
-                    .sum();
-                let part = if slot % 8 == 0 {
-                    0
-                } else {
-                    (bitmap[slot / 8] & ((1u8 << (slot % 8)) - 1)).count_ones() as usize
-                };
-                whole + part
-            };
-            let first = range.start - gaps_before(range.start);
-            let end = range.end - gaps_before(range.end);
-            decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
-            spread_range(bitmap, range, &dense[first..], gap, out);
+            spread_dense_bitmap::<SIMD>(r, (layout, gap, bitmap, m), range, dense, out)?;
+        }
+        Gaps::Runs { runs, m } if runs.len() >= RUNS_AS_BITMAP => {
+            let (mut small, mut large) = ([0u8; SMALL_BITMAP], Vec::new());
+            let bitmap = bitmap_of_runs(&runs, n, &mut small, &mut large);
+            spread_dense_bitmap::<SIMD>(r, (layout, gap, bitmap, m), range, dense, out)?;
         }
         Gaps::Runs { runs, m } => {
             // One pass over the runs before the range's end: the gaps before its two ends,
@@ -429,11 +419,86 @@ fn spread_dense<const SIMD: bool>(
     Ok(())
 }
 
+/// The `spread_dense` of a chunk whose gaps are `bitmap` (stored so, or made from its runs).
+#[inline(always)]
+fn spread_dense_bitmap<const SIMD: bool>(
+    r: &mut Reader<'_>,
+    (layout, gap, bitmap, m): (u8, f32, &[u8], usize),
+    range: std::ops::Range<usize>,
+    dense: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    let first = range.start - ones_before(bitmap, range.start);
+    let end = range.end - ones_before(bitmap, range.end);
+    decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
+    spread_range::<SIMD>(bitmap, range, &dense[first..], gap, out);
+    Ok(())
+}
+
+/// How many of `bitmap`'s bits before bit `slot` are set (gaps before a slot).
+#[inline(always)]
+fn ones_before(bitmap: &[u8], slot: usize) -> usize {
+    let whole = &bitmap[..slot / 8];
+    let mut words = whole.chunks_exact(8);
+    let mut ones: usize = words
+        .by_ref()
+        .map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")).count_ones() as usize)
+        .sum();
+    ones += words
+        .remainder()
+        .iter()
+        .map(|b| b.count_ones() as usize)
+        .sum::<usize>();
+    if slot % 8 != 0 {
+        ones += (bitmap[slot / 8] & ((1u8 << (slot % 8)) - 1)).count_ones() as usize;
+    }
+    ones
+}
+
+/// Chunks with at least this many gap runs are spread through a bitmap made from them: eight
+/// slots a step whatever the runs, where the runs' own path pays for each run (emmy's metrics
+/// miss single samples, 57 runs in a chunk on average).
+const RUNS_AS_BITMAP: usize = 16;
+
+/// A bitmap of up to this many bytes (the store's 1,024-slot chunks) is made on the stack.
+const SMALL_BITMAP: usize = 128;
+
+/// `runs` (of a chunk of `n` slots) as a gap bitmap, in `small` if it fits, else in `large`.
+fn bitmap_of_runs<'b>(
+    runs: &[(usize, usize)],
+    n: usize,
+    small: &'b mut [u8; SMALL_BITMAP],
+    large: &'b mut Vec<u8>,
+) -> &'b [u8] {
+    let bits: &mut [u8] = if n.div_ceil(8) <= SMALL_BITMAP {
+        &mut small[..n.div_ceil(8)]
+    } else {
+        large.resize(n.div_ceil(8), 0);
+        large
+    };
+    for &(s, e) in runs {
+        let mut i = s;
+        while i < e && i % 8 != 0 {
+            bits[i / 8] |= 1 << (i % 8);
+            i += 1;
+        }
+        if e / 8 > i / 8 {
+            bits[i / 8..e / 8].fill(0xFF);
+            i = e / 8 * 8;
+        }
+        while i < e {
+            bits[i / 8] |= 1 << (i % 8);
+            i += 1;
+        }
+    }
+    bits
+}
+
 /// Slots `range` of a chunk with gap `bitmap`: `gap` where the bitmap marks one, else the
 /// next of `dense` (which starts at the range's first value and holds at least 8 values
 /// more than the range takes). Whole bitmap bytes go through the `SPREAD` table.
 #[inline(always)]
-fn spread_range(
+fn spread_range<const SIMD: bool>(
     bitmap: &[u8],
     range: std::ops::Range<usize>,
     dense: &[f32],
@@ -450,18 +515,31 @@ fn spread_range(
         one(i, &mut j, out);
         i += 1;
     }
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        let whole = (range.end - i) / 8;
+        // SAFETY: `SIMD` is true only below `decode_avx2` and `decode_range_avx2`, which run
+        // only on CPUs with AVX2.
+        j += unsafe {
+            spread_bytes_forward_avx2(
+                &bitmap[i / 8..i / 8 + whole],
+                &dense[j..],
+                gap,
+                &mut out[i - range.start..i - range.start + 8 * whole],
+            )
+        };
+        i += 8 * whole;
+    }
     while i + 8 <= range.end {
         let b = bitmap[i / 8];
         let mut source = [0f32; 8];
         source.copy_from_slice(&dense[j..j + 8]);
-        let index = &SPREAD[b as usize];
-        for (t, slot) in out[i - range.start..i - range.start + 8]
-            .iter_mut()
-            .enumerate()
-        {
-            let value = source[index[t] as usize];
-            *slot = if (b >> t) & 1 == 1 { gap } else { value };
-        }
+        spread_byte(
+            b,
+            &source,
+            gap,
+            &mut out[i - range.start..i - range.start + 8],
+        );
         j += 8 - b.count_ones() as usize;
         i += 8;
     }
@@ -545,7 +623,14 @@ fn decode_packed<const SIMD: bool>(r: &mut Reader<'_>, out: &mut [f32]) -> Resul
         Gaps::None => decode_dense::<SIMD>(r, layout, out, 0..n),
         Gaps::Bitmap { bitmap, m } => {
             decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
-            spread(bitmap, m, gap, out);
+            spread::<SIMD>(bitmap, m, gap, out);
+            Ok(())
+        }
+        Gaps::Runs { runs, m } if runs.len() >= RUNS_AS_BITMAP => {
+            let (mut small, mut large) = ([0u8; SMALL_BITMAP], Vec::new());
+            let bitmap = bitmap_of_runs(&runs, n, &mut small, &mut large);
+            decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
+            spread::<SIMD>(bitmap, m, gap, out);
             Ok(())
         }
         Gaps::Runs { runs, m } => {
@@ -634,7 +719,7 @@ static SPREAD: [[u8; 8]; 256] = {
 /// the byte's values are read before any of its slots is written, and each slot then takes
 /// its value through a table, with no dependency from one slot to the next.
 #[inline(always)]
-fn spread(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
+fn spread<const SIMD: bool>(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
     let n = out.len();
     let whole = n / 8;
     let mut j = m;
@@ -645,6 +730,13 @@ fn spread(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
         out[i] = if is_gap { gap } else { moved };
         j -= usize::from(!is_gap);
     }
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        // SAFETY: `SIMD` is true only below `decode_avx2` and `decode_range_avx2`, which run
+        // only on CPUs with AVX2.
+        unsafe { spread_bytes_backward_avx2(&bitmap[..whole], j, gap, &mut out[..whole * 8]) };
+        return;
+    }
     for byte in (0..whole).rev() {
         let b = bitmap[byte];
         let values = 8 - b.count_ones() as usize;
@@ -654,13 +746,103 @@ fn spread(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) {
         let at = byte * 8;
         let mut source = [0f32; 8];
         source.copy_from_slice(&out[first..first + 8]);
-        let index = &SPREAD[b as usize];
-        for (t, slot) in out[at..at + 8].iter_mut().enumerate() {
-            let value = source[index[t] as usize];
-            *slot = if (b >> t) & 1 == 1 { gap } else { value };
-        }
+        spread_byte(b, &source, gap, &mut out[at..at + 8]);
         j = first;
     }
+}
+
+/// The eight slots of gap-bitmap byte `b`: slot `t` takes `gap` if bit `t` is set, else the
+/// next of `source` (the byte's values, in order, first).
+#[inline(always)]
+fn spread_byte(b: u8, source: &[f32; 8], gap: f32, out: &mut [f32]) {
+    let index = &SPREAD[b as usize];
+    for (t, slot) in out[..8].iter_mut().enumerate() {
+        let value = source[index[t] as usize];
+        *slot = if (b >> t) & 1 == 1 { gap } else { value };
+    }
+}
+
+/// `spread_byte` in one AVX2 register: the byte's values gathered into their slots by a lane
+/// permutation (indices from `SPREAD`), then the gap blended into the lanes its bits mark.
+/// Bits are moved, never computed on, so every NaN payload survives.
+///
+/// # Safety
+/// Only on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn spread_byte_avx2(
+    b: u8,
+    source: std::arch::x86_64::__m256,
+    gap: std::arch::x86_64::__m256,
+) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::{
+        _mm_cvtsi64_si128, _mm256_and_si256, _mm256_blendv_ps, _mm256_castsi256_ps,
+        _mm256_cmpeq_epi32, _mm256_cvtepu8_epi32, _mm256_permutevar8x32_ps, _mm256_set1_epi32,
+        _mm256_setr_epi32,
+    };
+    let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let index = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(SPREAD[b as usize])));
+    let is_gap = _mm256_cmpeq_epi32(
+        _mm256_and_si256(_mm256_set1_epi32(i32::from(b)), lane_bits),
+        lane_bits,
+    );
+    _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(source, index),
+        gap,
+        _mm256_castsi256_ps(is_gap),
+    )
+}
+
+/// `spread`'s whole bytes (`bitmap`, for the slots of `out`) back to front, with `j` dense
+/// values at the start of `out` before them.
+///
+/// # Safety
+/// Only on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn spread_bytes_backward_avx2(bitmap: &[u8], mut j: usize, gap: f32, out: &mut [f32]) {
+    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+    let gap = _mm256_set1_ps(gap);
+    for (byte, &b) in bitmap.iter().enumerate().rev() {
+        // As in `spread`: the byte's values start at or before its first slot.
+        let first = j - (8 - b.count_ones() as usize);
+        let source = &out[first..first + 8];
+        // SAFETY: `source` holds eight floats; unaligned loads are allowed.
+        let values = unsafe { _mm256_loadu_ps(source.as_ptr()) };
+        let slots = &mut out[byte * 8..byte * 8 + 8];
+        // SAFETY: `slots` holds eight floats; unaligned stores are allowed.
+        unsafe { _mm256_storeu_ps(slots.as_mut_ptr(), spread_byte_avx2(b, values, gap)) };
+        j = first;
+    }
+}
+
+/// `spread_range`'s whole bytes: the slots of `out` (eight a byte of `bitmap`) from the
+/// values of `dense` in order (at least eight more than they take); returns how many they took.
+///
+/// # Safety
+/// Only on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn spread_bytes_forward_avx2(
+    bitmap: &[u8],
+    dense: &[f32],
+    gap: f32,
+    out: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+    let gap = _mm256_set1_ps(gap);
+    let mut j = 0;
+    for (slots, &b) in out.chunks_exact_mut(8).zip(bitmap) {
+        let source = &dense[j..j + 8];
+        // SAFETY: `source` and `slots` hold eight floats; unaligned access is allowed.
+        unsafe {
+            let values = _mm256_loadu_ps(source.as_ptr());
+            _mm256_storeu_ps(slots.as_mut_ptr(), spread_byte_avx2(b, values, gap));
+        }
+        j += 8 - b.count_ones() as usize;
+    }
+    j
 }
 
 /// Most slots `copy_short` and `move_right` move with a plain loop: below it a memcpy or

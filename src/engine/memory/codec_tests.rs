@@ -755,12 +755,22 @@ fn delta_blocks_with_patches_either_way_decode_whole_and_by_range() {
 #[test]
 fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
     // The emmy job's chunks hold 57 gap runs on average, up to hundreds: their skips and
-    // lengths are unpacked 64 at a time, so counts around that edge are checked, with
-    // delta (a walk) and frame-of-reference (decimals in a band) values between them.
+    // lengths are unpacked 64 at a time, and from 16 runs on they are spread through a
+    // bitmap made from them (on the stack up to 1,024 slots, on the heap above), so counts
+    // around those edges are checked, in chunks of both sizes, with delta (a walk) and
+    // frame-of-reference (decimals in a band) values between them, a first run long enough
+    // to fill whole bitmap bytes, and a gap NaN that is not the canonical one.
     let mut rng = Rng::new(0x6A95);
-    for runs in [1, 63, 64, 65, 128, 129, 200] {
+    let cases = [1, 15, 16, 17, 63, 64, 65, 128, 129, 200]
+        .into_iter()
+        .flat_map(|runs| [(runs, 1024), (runs, 1_500)]);
+    for (runs, n) in cases {
+        let gap = if runs % 2 == 1 {
+            CANONICAL_NAN
+        } else {
+            0x7FC0_0001
+        };
         for walk in [false, true] {
-            let n = 1024;
             let mut x = 50.0f64;
             let mut values: Vec<f32> = (0..n)
                 .map(|_| {
@@ -778,10 +788,13 @@ fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
             let longest = if runs > 100 { 1 } else { 3 };
             for k in 0..runs {
                 let s = k * stride + rng.below(stride / 2);
-                let e = (s + 1 + rng.below(longest))
-                    .min(k * stride + stride - 1)
-                    .max(s + 1);
-                values[s..e].fill(f32::from_bits(CANONICAL_NAN));
+                let length = if k == 0 && runs < 100 {
+                    20 + rng.below(20)
+                } else {
+                    1 + rng.below(longest)
+                };
+                let e = (s + length).min(k * stride + stride - 1).max(s + 1);
+                values[s..e].fill(f32::from_bits(gap));
             }
             let mut enc = Vec::new();
             codec::encode(&values, &mut enc);
@@ -790,17 +803,15 @@ fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
             assert_eq!(
                 enc[4] & 0b0001_1100,
                 if walk { 0b0000_1100 } else { 0b0000_1000 },
-                "{runs} runs, walk {walk}"
+                "{runs} runs of {n} slots, walk {walk}"
             );
-            let mut out = vec![0f32; n];
+            let (mut out, mut plain) = (vec![0f32; n], vec![0f32; n]);
             codec::decode(&enc, &mut out).unwrap();
-            assert_eq!(bits(&out), bits(&values), "{runs} runs, walk {walk}");
-            assert_ranges_match(
-                &mut rng,
-                &enc,
-                &values,
-                &format!("{runs} runs, walk {walk}"),
-            );
+            codec::decode_baseline(&enc, &mut plain).unwrap();
+            let what = format!("{runs} runs of {n} slots, walk {walk}");
+            assert_eq!(bits(&out), bits(&values), "{what}");
+            assert_eq!(bits(&plain), bits(&values), "{what}, baseline");
+            assert_ranges_match(&mut rng, &enc, &values, &what);
         }
     }
 }
