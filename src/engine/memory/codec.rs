@@ -1207,6 +1207,15 @@ fn decode_dense<const SIMD: bool>(
     let mut patches_left = patch_count;
     #[inline(always)]
     fn read_patch(patches: &mut Reader<'_>, at: usize) -> Result<(usize, u32), CodecError> {
+        // Most patches are two one-byte varints (a step below 128 slots, high bits below
+        // 128): one check for both, where reading them byte by byte was about a third of
+        // decoding the patches of a walk's window.
+        if let Some(&[delta, high]) = patches.bytes.get(patches.pos..patches.pos + 2) {
+            if (delta | high) & 0x80 == 0 {
+                patches.pos += 2;
+                return Ok((at + delta as usize, u32::from(high)));
+            }
+        }
         let p = at + patches.varint()? as usize;
         Ok((p, patches.varint()?))
     }
