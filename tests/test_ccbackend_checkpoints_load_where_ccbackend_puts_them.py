@@ -11,7 +11,6 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 from typing import Any, ClassVar
@@ -465,7 +464,10 @@ def test_ctrl_c_stops_the_load_and_propagates(
         calls += 1
         if calls == 1:
             _thread.interrupt_main()
-            time.sleep(0.3)
+            # On only once the main thread has taken the interrupt and cancelled
+            # the load, however long a busy machine makes that take (a fixed
+            # sleep here let a slow main thread miss it).
+            assert self.cancelled.wait(60), "the main thread never took the interrupt"
         return original(self, plan)
 
     monkeypatch.setattr(ccbackend._Loader, "load_host", interrupted)
