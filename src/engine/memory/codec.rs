@@ -762,36 +762,37 @@ fn spread_byte(b: u8, source: &[f32; 8], gap: f32, out: &mut [f32]) {
     }
 }
 
-/// `spread_byte` in one AVX2 register: the byte's values gathered into their slots by a lane
-/// permutation (indices from `SPREAD`), then the gap blended into the lanes its bits mark.
-/// Bits are moved, never computed on, so every NaN payload survives.
+/// `spread_byte` in one AVX2 register: the eight floats at `source` (the byte's values,
+/// then any) gathered into their slots by a lane permutation (indices from `SPREAD`), the gap
+/// blended into the lanes its bits mark, and stored at `out`. Bits are moved, never computed
+/// on, so every NaN payload survives.
 ///
 /// # Safety
-/// Only on a CPU with AVX2.
+/// Only on a CPU with AVX2; `source` must be valid for reading and `out` for writing eight
+/// floats (unaligned is fine).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn spread_byte_avx2(
-    b: u8,
-    source: std::arch::x86_64::__m256,
-    gap: std::arch::x86_64::__m256,
-) -> std::arch::x86_64::__m256 {
+unsafe fn spread_byte_avx2(b: u8, source: *const f32, gap: f32, out: *mut f32) {
     use std::arch::x86_64::{
         _mm_cvtsi64_si128, _mm256_and_si256, _mm256_blendv_ps, _mm256_castsi256_ps,
-        _mm256_cmpeq_epi32, _mm256_cvtepu8_epi32, _mm256_permutevar8x32_ps, _mm256_set1_epi32,
-        _mm256_setr_epi32,
+        _mm256_cmpeq_epi32, _mm256_cvtepu8_epi32, _mm256_loadu_ps, _mm256_permutevar8x32_ps,
+        _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_storeu_ps,
     };
-    let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    let index = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(SPREAD[b as usize])));
-    let is_gap = _mm256_cmpeq_epi32(
-        _mm256_and_si256(_mm256_set1_epi32(i32::from(b)), lane_bits),
-        lane_bits,
-    );
-    _mm256_blendv_ps(
-        _mm256_permutevar8x32_ps(source, index),
-        gap,
-        _mm256_castsi256_ps(is_gap),
-    )
+    // SAFETY: the caller vouches for the eight floats at `source` and at `out`.
+    unsafe {
+        let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let index = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(i64::from_le_bytes(SPREAD[b as usize])));
+        let is_gap = _mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_set1_epi32(i32::from(b)), lane_bits),
+            lane_bits,
+        );
+        let values = _mm256_permutevar8x32_ps(_mm256_loadu_ps(source), index);
+        _mm256_storeu_ps(
+            out,
+            _mm256_blendv_ps(values, _mm256_set1_ps(gap), _mm256_castsi256_ps(is_gap)),
+        );
+    }
 }
 
 /// `spread`'s whole bytes (`bitmap`, for the slots of `out`) back to front, with `j` dense
@@ -802,17 +803,14 @@ fn spread_byte_avx2(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn spread_bytes_backward_avx2(bitmap: &[u8], mut j: usize, gap: f32, out: &mut [f32]) {
-    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
-    let gap = _mm256_set1_ps(gap);
     for (byte, &b) in bitmap.iter().enumerate().rev() {
-        // As in `spread`: the byte's values start at or before its first slot.
+        // As in `spread`: the byte's values start at or before its first slot, so the
+        // source ends inside `out` too (it may overlap the slots: it is loaded first).
         let first = j - (8 - b.count_ones() as usize);
-        let source = &out[first..first + 8];
-        // SAFETY: `source` holds eight floats; unaligned loads are allowed.
-        let values = unsafe { _mm256_loadu_ps(source.as_ptr()) };
-        let slots = &mut out[byte * 8..byte * 8 + 8];
-        // SAFETY: `slots` holds eight floats; unaligned stores are allowed.
-        unsafe { _mm256_storeu_ps(slots.as_mut_ptr(), spread_byte_avx2(b, values, gap)) };
+        let source = out[first..first + 8].as_ptr();
+        let slots = out[byte * 8..byte * 8 + 8].as_mut_ptr();
+        // SAFETY: AVX2 as this function's caller vouches; both point at eight floats of `out`.
+        unsafe { spread_byte_avx2(b, source, gap, slots) };
         j = first;
     }
 }
@@ -830,16 +828,12 @@ unsafe fn spread_bytes_forward_avx2(
     gap: f32,
     out: &mut [f32],
 ) -> usize {
-    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
-    let gap = _mm256_set1_ps(gap);
     let mut j = 0;
     for (slots, &b) in out.chunks_exact_mut(8).zip(bitmap) {
         let source = &dense[j..j + 8];
-        // SAFETY: `source` and `slots` hold eight floats; unaligned access is allowed.
-        unsafe {
-            let values = _mm256_loadu_ps(source.as_ptr());
-            _mm256_storeu_ps(slots.as_mut_ptr(), spread_byte_avx2(b, values, gap));
-        }
+        // SAFETY: AVX2 as this function's caller vouches; `source` and `slots` hold eight
+        // floats each.
+        unsafe { spread_byte_avx2(b, source.as_ptr(), gap, slots.as_mut_ptr()) };
         j += 8 - b.count_ones() as usize;
     }
     j
