@@ -803,14 +803,16 @@ unsafe fn spread_byte_avx2(b: u8, source: *const f32, gap: f32, out: *mut f32) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn spread_bytes_backward_avx2(bitmap: &[u8], mut j: usize, gap: f32, out: &mut [f32]) {
+    // The source and the slots may overlap (the source is loaded first), so both are taken
+    // from one pointer rather than from a shared and a mutable borrow of `out`.
+    let (len, base) = (out.len(), out.as_mut_ptr());
     for (byte, &b) in bitmap.iter().enumerate().rev() {
-        // As in `spread`: the byte's values start at or before its first slot, so the
-        // source ends inside `out` too (it may overlap the slots: it is loaded first).
+        // As in `spread`: the byte's values start at or before its first slot.
         let first = j - (8 - b.count_ones() as usize);
-        let source = out[first..first + 8].as_ptr();
-        let slots = out[byte * 8..byte * 8 + 8].as_mut_ptr();
-        // SAFETY: AVX2 as this function's caller vouches; both point at eight floats of `out`.
-        unsafe { spread_byte_avx2(b, source, gap, slots) };
+        assert!(first <= byte * 8 && byte * 8 + 8 <= len);
+        // SAFETY: AVX2 as this function's caller vouches; both ranges of eight floats lie
+        // inside `out`, as just checked.
+        unsafe { spread_byte_avx2(b, base.add(first), gap, base.add(byte * 8)) };
         j = first;
     }
 }
