@@ -477,21 +477,28 @@ fn bitmap_of_runs<'b>(
         large
     };
     for &(s, e) in runs {
-        let mut i = s;
-        while i < e && i % 8 != 0 {
-            bits[i / 8] |= 1 << (i % 8);
-            i += 1;
-        }
-        if e / 8 > i / 8 {
-            bits[i / 8..e / 8].fill(0xFF);
-            i = e / 8 * 8;
-        }
-        while i < e {
-            bits[i / 8] |= 1 << (i % 8);
-            i += 1;
-        }
+        mark_run(bits, s..e);
     }
     bits
+}
+
+/// Sets the bits of `run` in a gap bitmap (bit `i % 8` of byte `i / 8` for slot `i`): the
+/// whole bytes inside the run at once, the edges bit by bit.
+#[inline(always)]
+fn mark_run(bits: &mut [u8], run: std::ops::Range<usize>) {
+    let (mut i, e) = (run.start, run.end);
+    while i < e && i % 8 != 0 {
+        bits[i / 8] |= 1 << (i % 8);
+        i += 1;
+    }
+    if e / 8 > i / 8 {
+        bits[i / 8..e / 8].fill(0xFF);
+        i = e / 8 * 8;
+    }
+    while i < e {
+        bits[i / 8] |= 1 << (i % 8);
+        i += 1;
+    }
 }
 
 /// Slots `range` of a chunk with gap `bitmap`: `gap` where the bitmap marks one, else the
@@ -600,9 +607,7 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
             layout |= FLAG_GAP_BITMAP;
             let mut bitmap = vec![0u8; bitmap_len];
             for &(s, e) in &runs {
-                for i in s as usize..e as usize {
-                    bitmap[i / 8] |= 1 << (i % 8);
-                }
+                mark_run(&mut bitmap, s as usize..e as usize);
             }
             out.extend_from_slice(&bitmap);
         }
