@@ -25,7 +25,11 @@
 //!   the baseline (SSE2) and for the AVX2 generation (AVX2, BMI1/2, LZCNT, POPCNT: Intel since
 //!   2013, AMD since 2015). `encode` and `decode` pick the second once the CPU is seen to have
 //!   those features. Every function below them is `#[inline(always)]` so that it is compiled
-//!   into both; a function left out of line would run at baseline in both. The gain is in
+//!   into both (a function left out of line would run at baseline in both). The two biggest,
+//!   `decode_dense` and `decode_runs`, are the exception: each build has its own out-of-line
+//!   copy (two of `decode_dense`: whole chunks and ranges), entered through the same `SIMD`
+//!   switch, as inlined into every caller they had been most of the crate's build time.
+//!   The gain is in
 //!   LZCNT (bit lengths, where BSR is slow on some CPUs) and in decoding, whose two inner
 //!   loops have hand-written AVX2 kernels that only the second build calls (a `SIMD` const
 //!   parameter says which build a function is in): bit unpacking by byte shuffles
