@@ -378,10 +378,8 @@ fn spread_dense<const SIMD: bool>(
         Gaps::Bitmap { bitmap, m } => {
             spread_dense_bitmap::<SIMD>(r, (layout, gap, bitmap, m), range, dense, out)?;
         }
-        Gaps::Runs { runs, m } if runs.len() >= RUNS_AS_BITMAP => {
-            let (mut small, mut large) = ([0u8; SMALL_BITMAP], Vec::new());
-            let bitmap = bitmap_of_runs(&runs, n, &mut small, &mut large);
-            spread_dense_bitmap::<SIMD>(r, (layout, gap, bitmap, m), range, dense, out)?;
+        Gaps::RunBitmap { bits, m } => {
+            spread_dense_bitmap::<SIMD>(r, (layout, gap, bits.bits(), m), range, dense, out)?;
         }
         Gaps::Runs { runs, m } => {
             // One pass over the runs before the range's end: the gaps before its two ends,
@@ -466,25 +464,6 @@ const RUNS_AS_BITMAP: usize = 16;
 
 /// A bitmap of up to this many bytes (the store's 1,024-slot chunks) is made on the stack.
 const SMALL_BITMAP: usize = 128;
-
-/// `runs` (of a chunk of `n` slots) as a gap bitmap, in `small` if it fits, else in `large`.
-fn bitmap_of_runs<'b>(
-    runs: &[(usize, usize)],
-    n: usize,
-    small: &'b mut [u8; SMALL_BITMAP],
-    large: &'b mut Vec<u8>,
-) -> &'b [u8] {
-    let bits: &mut [u8] = if n.div_ceil(8) <= SMALL_BITMAP {
-        &mut small[..n.div_ceil(8)]
-    } else {
-        large.resize(n.div_ceil(8), 0);
-        large
-    };
-    for &(s, e) in runs {
-        mark_run(bits, s..e);
-    }
-    bits
-}
 
 /// Sets the bits of `run` in a gap bitmap (bit `i % 8` of byte `i / 8` for slot `i`): the
 /// whole bytes inside the run at once, the edges bit by bit.
@@ -635,11 +614,9 @@ fn decode_packed<const SIMD: bool>(r: &mut Reader<'_>, out: &mut [f32]) -> Resul
             spread::<SIMD>(bitmap, m, gap, out);
             Ok(())
         }
-        Gaps::Runs { runs, m } if runs.len() >= RUNS_AS_BITMAP => {
-            let (mut small, mut large) = ([0u8; SMALL_BITMAP], Vec::new());
-            let bitmap = bitmap_of_runs(&runs, n, &mut small, &mut large);
+        Gaps::RunBitmap { bits, m } => {
             decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
-            spread::<SIMD>(bitmap, m, gap, out);
+            spread::<SIMD>(bits.bits(), m, gap, out);
             Ok(())
         }
         Gaps::Runs { runs, m } => {
@@ -659,11 +636,13 @@ fn decode_packed<const SIMD: bool>(r: &mut Reader<'_>, out: &mut [f32]) -> Resul
     }
 }
 
-/// A packed chunk's gap map: none, or a bitmap or runs, with `m` the slots holding values.
+/// A packed chunk's gap map: none, a stored bitmap, runs, or runs made into a bitmap, with
+/// `m` the slots holding values.
 enum Gaps<'a> {
     None,
     Bitmap { bitmap: &'a [u8], m: usize },
     Runs { runs: Vec<(usize, usize)>, m: usize },
+    RunBitmap { bits: RunBitmap, m: usize },
 }
 
 /// Reads a packed chunk's layout byte, gap NaN and gap map (checking them) for a chunk of `n`
@@ -699,9 +678,10 @@ fn read_gaps<'a, const SIMD: bool>(
             m: n - gaps,
         }
     } else {
-        let runs = decode_runs::<SIMD>(r, n)?;
-        let gaps: usize = runs.iter().map(|(s, e)| e - s).sum();
-        Gaps::Runs { runs, m: n - gaps }
+        match decode_runs::<SIMD>(r, n)? {
+            (RunList::List(runs), gaps) => Gaps::Runs { runs, m: n - gaps },
+            (RunList::Bitmap(bits), gaps) => Gaps::RunBitmap { bits, m: n - gaps },
+        }
     };
     Ok((layout, gap, gaps))
 }
@@ -960,10 +940,7 @@ const RUN_GROUP: usize = 64;
 /// 57 runs on average, and a read of one slot had spent most of its time here, bit by bit).
 /// Out of line, once per build, as `decode_dense` is.
 #[inline(always)]
-fn decode_runs<const SIMD: bool>(
-    r: &mut Reader<'_>,
-    n: usize,
-) -> Result<Vec<(usize, usize)>, CodecError> {
+fn decode_runs<const SIMD: bool>(r: &mut Reader<'_>, n: usize) -> Result<Runs, CodecError> {
     #[cfg(target_arch = "x86_64")]
     if SIMD {
         // SAFETY: as in `decode_dense`.
@@ -979,24 +956,18 @@ fn decode_runs<const SIMD: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
 #[inline(never)]
-unsafe fn decode_runs_avx2(
-    r: &mut Reader<'_>,
-    n: usize,
-) -> Result<Vec<(usize, usize)>, CodecError> {
+unsafe fn decode_runs_avx2(r: &mut Reader<'_>, n: usize) -> Result<Runs, CodecError> {
     decode_runs_with::<true>(r, n)
 }
 
 /// `decode_runs` for any CPU.
 #[inline(never)]
-fn decode_runs_baseline(r: &mut Reader<'_>, n: usize) -> Result<Vec<(usize, usize)>, CodecError> {
+fn decode_runs_baseline(r: &mut Reader<'_>, n: usize) -> Result<Runs, CodecError> {
     decode_runs_with::<false>(r, n)
 }
 
 #[inline(always)]
-fn decode_runs_with<const SIMD: bool>(
-    r: &mut Reader<'_>,
-    n: usize,
-) -> Result<Vec<(usize, usize)>, CodecError> {
+fn decode_runs_with<const SIMD: bool>(r: &mut Reader<'_>, n: usize) -> Result<Runs, CodecError> {
     let tail_start = r.u16()? as usize;
     let count = r.varint()? as usize;
     let (skip_width, len_width) = (r.u8()?, r.u8()?);
@@ -1008,7 +979,13 @@ fn decode_runs_with<const SIMD: bool>(
     r.take((count * skip_width as usize).div_ceil(8))?;
     let lens = r.rest();
     r.take((count * len_width as usize).div_ceil(8))?;
-    let mut runs = Vec::with_capacity(count + 1);
+    let tail = usize::from(tail_start < n);
+    let mut runs = if count + tail >= RUNS_AS_BITMAP {
+        RunList::Bitmap(RunBitmap::new(n))
+    } else {
+        RunList::List(Vec::with_capacity(count + tail))
+    };
+    let mut gaps = 0;
     let (mut skip, mut len) = ([0f32; RUN_GROUP], [0f32; RUN_GROUP]);
     let mut end = 0usize;
     for first in (0..count).step_by(RUN_GROUP) {
@@ -1028,13 +1005,76 @@ fn decode_runs_with<const SIMD: bool>(
             if end > tail_start {
                 return Err(CodecError::Corrupt("gap runs outside the chunk"));
             }
-            runs.push((start, end));
+            runs.push(start..end);
+            gaps += end - start;
         }
     }
     if tail_start < n {
-        runs.push((tail_start, n));
+        runs.push(tail_start..n);
+        gaps += n - tail_start;
     }
-    Ok(runs)
+    Ok((runs, gaps))
+}
+
+/// A chunk's gap runs as `decode_runs` gives them, with the slots they cover: listed, or, from
+/// `RUNS_AS_BITMAP` runs on, marked straight into a gap bitmap.
+type Runs = (RunList, usize);
+
+enum RunList {
+    List(Vec<(usize, usize)>),
+    Bitmap(RunBitmap),
+}
+
+impl RunList {
+    #[inline(always)]
+    fn push(&mut self, run: std::ops::Range<usize>) {
+        match self {
+            Self::List(runs) => runs.push((run.start, run.end)),
+            Self::Bitmap(bits) => mark_run(bits.bits_mut(), run),
+        }
+    }
+}
+
+/// A gap bitmap made from runs: on the stack for chunks of up to `SMALL_BITMAP * 8` slots
+/// (the store's 1,024), on the heap for longer ones.
+struct RunBitmap {
+    small: [u8; SMALL_BITMAP],
+    large: Vec<u8>,
+    len: usize,
+}
+
+impl RunBitmap {
+    fn new(n: usize) -> RunBitmap {
+        let len = n.div_ceil(8);
+        let large = if len > SMALL_BITMAP {
+            vec![0; len]
+        } else {
+            Vec::new()
+        };
+        RunBitmap {
+            small: [0; SMALL_BITMAP],
+            large,
+            len,
+        }
+    }
+
+    #[inline(always)]
+    fn bits(&self) -> &[u8] {
+        if self.len > SMALL_BITMAP {
+            &self.large
+        } else {
+            &self.small[..self.len]
+        }
+    }
+
+    #[inline(always)]
+    fn bits_mut(&mut self) -> &mut [u8] {
+        if self.len > SMALL_BITMAP {
+            &mut self.large
+        } else {
+            &mut self.small[..self.len]
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
