@@ -28,12 +28,11 @@
 //!   into both (a function left out of line would run at baseline in both). The two biggest,
 //!   `decode_dense` and `decode_runs`, are the exception: each build has its own out-of-line
 //!   copy (two of `decode_dense`: whole chunks and ranges), entered through the same `SIMD`
-//!   switch, as inlined into every caller they had been most of the crate's build time.
-//!   The gain is in
-//!   LZCNT (bit lengths, where BSR is slow on some CPUs) and in decoding, whose two inner
-//!   loops have hand-written AVX2 kernels that only the second build calls (a `SIMD` const
-//!   parameter says which build a function is in): bit unpacking by byte shuffles
-//!   (`unpack_avx2`) and the running sum of delta chunks eight lanes wide
+//!   switch (inlined into every caller, they had been most of the crate's build time).
+//!   The gain is in LZCNT (bit lengths, where BSR is slow on some CPUs) and in decoding,
+//!   whose two inner loops have hand-written AVX2 kernels that only the second build calls (a
+//!   `SIMD` const parameter says which build a function is in): bit unpacking by byte
+//!   shuffles (`unpack_avx2`) and the running sum of delta chunks eight lanes wide
 //!   (`prefix_sum_avx2`); see docs/benchmarks.md. No integer or float result differs between
 //!   the two (no FMA, no reassociation), and the tests check that both give the same bytes
 //!   and values, and each kernel against its portable loop at every width and length.
@@ -935,9 +934,10 @@ fn encode_runs(runs: &[(u32, u32)], n: usize) -> Vec<u8> {
 /// Gap runs unpacked at a time by `decode_runs`: their skips and lengths sit on the stack.
 const RUN_GROUP: usize = 64;
 
-/// Reads and validates the runs written by `encode_runs` as (start, end) slot ranges. The
-/// skips and lengths are unpacked as a block's residuals are (a chunk of the emmy job holds
-/// 57 runs on average, and a read of one slot had spent most of its time here, bit by bit).
+/// Reads and validates the runs written by `encode_runs`, as (start, end) slot ranges or,
+/// from `RUNS_AS_BITMAP` runs on, marked in a gap bitmap (see `Runs`). The skips and lengths
+/// are unpacked as a block's residuals are (a chunk of the emmy job holds 57 runs on average,
+/// and a read of one slot had spent most of its time here, bit by bit).
 /// Out of line, once per build, as `decode_dense` is.
 #[inline(always)]
 fn decode_runs<const SIMD: bool>(r: &mut Reader<'_>, n: usize) -> Result<Runs, CodecError> {
