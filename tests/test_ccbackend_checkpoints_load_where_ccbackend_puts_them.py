@@ -9,7 +9,6 @@ the reader."""
 from __future__ import annotations
 
 import _thread
-import signal
 import sys
 import threading
 import types
@@ -451,6 +450,7 @@ def test_progress_is_off_when_told_or_when_stderr_is_not_a_terminal(
     assert fake_tqdm.made == []
 
 
+@pytest.mark.usefixtures("ctrl_c_handled")
 def test_ctrl_c_stops_the_load_and_propagates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -473,15 +473,8 @@ def test_ctrl_c_stops_the_load_and_propagates(
 
     monkeypatch.setattr(ccbackend._Loader, "load_host", interrupted)
     store = new_store()
-    # A process started in the background of a shell without job control
-    # ignores SIGINT, and Python then takes no Ctrl-C at all (nor the simulated
-    # one): the test runs with Python's own handler, as an interactive one has.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            load_checkpoints(tmp_path, store, workers=1, progress=False)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(KeyboardInterrupt):
+        load_checkpoints(tmp_path, store, workers=1, progress=False)
     assert calls < 20 and len(store) < 20
     assert not [t for t in threading.enumerate() if t.name.startswith("metricstore-cc-")]
 

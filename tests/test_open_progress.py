@@ -131,6 +131,7 @@ def _digests(path: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.usefixtures("ctrl_c_handled")
 def test_ctrl_c_stops_a_long_open_changes_no_file_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
