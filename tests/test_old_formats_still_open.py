@@ -3,8 +3,9 @@ bit for bit what was written, and inspect/verify understand it.
 
 tests/fixtures/store-format1 was written by snapshot and log format 1,
 store-format2 by snapshot format 2 and log format 1, store-format3 by
-snapshot format 3 and log format 2, the last formats without units, and
-store-format4 by snapshot format 4 (see make_old_store.py there): each a
+snapshot format 3 and log format 2, the last formats without units,
+store-format4 by snapshot format 4, and store-format5 by snapshot format 5
+with sealed chunks of codec version 1 (see make_old_store.py there): each a
 snapshot plus a log tail with overwrites, ticks, points and series created
 after the snapshot, and float32 bit patterns that must survive exactly (NaN
 payloads, -0.0, infinities, subnormals). Their metrics have no unit."""
@@ -25,7 +26,9 @@ import metricstore
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.fixture(params=["store-format1", "store-format2", "store-format3", "store-format4"])
+@pytest.fixture(
+    params=["store-format1", "store-format2", "store-format3", "store-format4", "store-format5"]
+)
 def fixture(request: pytest.FixtureRequest) -> Path:
     return FIXTURES / request.param
 
