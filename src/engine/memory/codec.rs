@@ -39,6 +39,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use crate::engine::bytes::put_varint;
 
@@ -264,12 +265,60 @@ pub fn decode_range(
     range: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<(), CodecError> {
+    // SAFETY: `decode_range_uninit` writes only initialised floats into `out`.
+    decode_range_uninit(bytes, n, range, unsafe { as_uninit(out) })
+}
+
+/// `decode_range` into memory that need not be initialised: on success every slot of `out`
+/// has been written (on error, some may not have been). A caller reading into a fresh buffer
+/// thus pays for no pass that zeroes it first. Slots are written once each, from the values
+/// decoded on the side (the whole chunk's too): no slot of `out` is read.
+pub fn decode_range_uninit(
+    bytes: &[u8],
+    n: usize,
+    range: std::ops::Range<usize>,
+    out: &mut [MaybeUninit<f32>],
+) -> Result<(), CodecError> {
     #[cfg(target_arch = "x86_64")]
     if avx2_generation() {
         // SAFETY: the CPU has every feature `decode_range_avx2` is compiled for.
         return unsafe { decode_range_avx2(bytes, n, range, out) };
     }
     decode_range_baseline(bytes, n, range, out)
+}
+
+/// `out` as slots to be written.
+///
+/// # Safety
+/// Whoever writes through the result writes only initialised values (never
+/// `MaybeUninit::uninit()`), so that `out` stays initialised.
+#[inline(always)]
+unsafe fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; the caller vouches for what is
+    // written.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// `out`, every slot of which has been written, as floats.
+///
+/// # Safety
+/// Every slot of `out` holds a value written into it.
+#[inline(always)]
+unsafe fn assume_init(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; the caller vouches that every slot
+    // is initialised.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// `dst.copy_from_slice(src)` into slots to be written.
+#[inline(always)]
+fn copy_into(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "copy_into: lengths differ");
+    // SAFETY: both hold `src.len()` floats (checked); a shared and a mutable borrow do not
+    // overlap; `MaybeUninit<f32>` has the layout of `f32`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<f32>(), src.len());
+    }
 }
 
 /// `decode_range` compiled for the AVX2 generation.
@@ -282,7 +331,7 @@ unsafe fn decode_range_avx2(
     bytes: &[u8],
     n: usize,
     range: std::ops::Range<usize>,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> Result<(), CodecError> {
     decode_range_with::<true>(bytes, n, range, out)
 }
@@ -292,7 +341,7 @@ pub(crate) fn decode_range_baseline(
     bytes: &[u8],
     n: usize,
     range: std::ops::Range<usize>,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> Result<(), CodecError> {
     decode_range_with::<false>(bytes, n, range, out)
 }
@@ -304,7 +353,7 @@ fn decode_range_with<const SIMD: bool>(
     bytes: &[u8],
     n: usize,
     range: std::ops::Range<usize>,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> Result<(), CodecError> {
     if range.start > range.end || range.end > n || out.len() != range.len() {
         return Err(CodecError::LengthMismatch {
@@ -319,11 +368,11 @@ fn decode_range_with<const SIMD: bool>(
             let raw = r.take(4 * n)?;
             let raw = &raw[4 * range.start..4 * range.end];
             for (o, b) in out.iter_mut().zip(raw.chunks_exact(4)) {
-                *o = f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                o.write(f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
             }
         }
-        TAG_ALL_NAN => out.fill(f32::from_bits(CANONICAL_NAN)),
-        TAG_CONSTANT => out.fill(f32::from_bits(r.u32()?)),
+        TAG_ALL_NAN => out.fill(MaybeUninit::new(f32::from_bits(CANONICAL_NAN))),
+        TAG_CONSTANT => out.fill(MaybeUninit::new(f32::from_bits(r.u32()?))),
         TAG_PACKED => decode_packed_range::<SIMD>(&mut r, n, range, out)?,
         other => return Err(CodecError::UnknownScheme(other)),
     }
@@ -344,7 +393,7 @@ fn decode_packed_range<const SIMD: bool>(
     r: &mut Reader<'_>,
     n: usize,
     range: std::ops::Range<usize>,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> Result<(), CodecError> {
     let (layout, gap, gaps) = read_gaps::<SIMD>(r, n)?;
     // Taken out of the thread's slot and put back, rather than lent to a closure: a closure
@@ -366,13 +415,21 @@ fn spread_dense<const SIMD: bool>(
     (layout, gap, gaps): (u8, f32, Gaps<'_>),
     range: std::ops::Range<usize>,
     dense: &mut [f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> Result<(), CodecError> {
     let n = dense.len() - 8;
     match gaps {
+        // The whole of a chunk without gaps is its dense values: decoded straight into `out`.
+        Gaps::None if range == (0..n) => decode_dense::<SIMD>(r, layout, out, range)?,
         Gaps::None => {
-            decode_dense::<SIMD>(r, layout, &mut dense[..n], range.clone())?;
-            out.copy_from_slice(&dense[range]);
+            // SAFETY (of each `as_uninit` below): `decode_dense` writes only floats.
+            decode_dense::<SIMD>(
+                r,
+                layout,
+                unsafe { as_uninit(&mut dense[..n]) },
+                range.clone(),
+            )?;
+            copy_into(out, &dense[range]);
         }
         Gaps::Bitmap { bitmap, m } => {
             spread_dense_bitmap::<SIMD>(r, (layout, gap, bitmap, m), range, dense, out)?;
@@ -397,7 +454,7 @@ fn spread_dense<const SIMD: bool>(
                 }
             }
             let (first, end) = (range.start - before_start, range.end - before_end);
-            decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
+            decode_dense::<SIMD>(r, layout, unsafe { as_uninit(&mut dense[..m]) }, first..end)?;
             // From slot `at` (its value, if it has one, at `dense[j]`): the values up to the
             // next run, then the run's gaps.
             let (mut at, mut j) = (range.start, first);
@@ -409,7 +466,7 @@ fn spread_dense<const SIMD: bool>(
                 );
                 (at, j) = (at + values, j + values);
                 let gaps = e.min(range.end).saturating_sub(at);
-                out[at - range.start..][..gaps].fill(gap);
+                out[at - range.start..][..gaps].fill(MaybeUninit::new(gap));
                 at += gaps;
                 if at == range.end {
                     break;
@@ -427,11 +484,12 @@ fn spread_dense_bitmap<const SIMD: bool>(
     (layout, gap, bitmap, m): (u8, f32, &[u8], usize),
     range: std::ops::Range<usize>,
     dense: &mut [f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> Result<(), CodecError> {
     let first = range.start - ones_before(bitmap, range.start);
     let end = range.end - ones_before(bitmap, range.end);
-    decode_dense::<SIMD>(r, layout, &mut dense[..m], first..end)?;
+    // SAFETY: `decode_dense` writes only floats.
+    decode_dense::<SIMD>(r, layout, unsafe { as_uninit(&mut dense[..m]) }, first..end)?;
     spread_range::<SIMD>(bitmap, range, &dense[first..], gap, out);
     Ok(())
 }
@@ -492,12 +550,12 @@ fn spread_range<const SIMD: bool>(
     range: std::ops::Range<usize>,
     dense: &[f32],
     gap: f32,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let (mut i, mut j) = (range.start, 0);
-    let one = |i: usize, j: &mut usize, out: &mut [f32]| {
+    let one = |i: usize, j: &mut usize, out: &mut [MaybeUninit<f32>]| {
         let is_gap = (bitmap[i / 8] >> (i % 8)) & 1 == 1;
-        out[i - range.start] = if is_gap { gap } else { dense[*j] };
+        out[i - range.start].write(if is_gap { gap } else { dense[*j] });
         *j += usize::from(!is_gap);
     };
     while i < range.end && i % 8 != 0 {
@@ -606,20 +664,21 @@ fn encode_packed(values: &[f32], out: &mut Vec<u8>) {
 fn decode_packed<const SIMD: bool>(r: &mut Reader<'_>, out: &mut [f32]) -> Result<(), CodecError> {
     let n = out.len();
     let (layout, gap, gaps) = read_gaps::<SIMD>(r, n)?;
+    // SAFETY (of each `as_uninit` below): `decode_dense` writes only floats.
     match gaps {
-        Gaps::None => decode_dense::<SIMD>(r, layout, out, 0..n),
+        Gaps::None => decode_dense::<SIMD>(r, layout, unsafe { as_uninit(out) }, 0..n),
         Gaps::Bitmap { bitmap, m } => {
-            decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
+            decode_dense::<SIMD>(r, layout, unsafe { as_uninit(&mut out[..m]) }, 0..m)?;
             spread::<SIMD>(bitmap, m, gap, out);
             Ok(())
         }
         Gaps::RunBitmap { bits, m } => {
-            decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
+            decode_dense::<SIMD>(r, layout, unsafe { as_uninit(&mut out[..m]) }, 0..m)?;
             spread::<SIMD>(bits.bits(), m, gap, out);
             Ok(())
         }
         Gaps::Runs { runs, m } => {
-            decode_dense::<SIMD>(r, layout, &mut out[..m], 0..m)?;
+            decode_dense::<SIMD>(r, layout, unsafe { as_uninit(&mut out[..m]) }, 0..m)?;
             let gaps = n - m;
             // Back to front: the dense values after run k move right by the gaps up to run k.
             let mut tail_end = n;
@@ -734,7 +793,8 @@ fn spread<const SIMD: bool>(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) 
         let at = byte * 8;
         let mut source = [0f32; 8];
         source.copy_from_slice(&out[first..first + 8]);
-        spread_byte(b, &source, gap, &mut out[at..at + 8]);
+        // SAFETY: `spread_byte` writes only floats.
+        spread_byte(b, &source, gap, unsafe { as_uninit(&mut out[at..at + 8]) });
         j = first;
     }
 }
@@ -742,11 +802,11 @@ fn spread<const SIMD: bool>(bitmap: &[u8], m: usize, gap: f32, out: &mut [f32]) 
 /// The eight slots of gap-bitmap byte `b`: slot `t` takes `gap` if bit `t` is set, else the
 /// next of `source` (the byte's values, in order, first).
 #[inline(always)]
-fn spread_byte(b: u8, source: &[f32; 8], gap: f32, out: &mut [f32]) {
+fn spread_byte(b: u8, source: &[f32; 8], gap: f32, out: &mut [MaybeUninit<f32>]) {
     let index = &SPREAD[b as usize];
     for (t, slot) in out[..8].iter_mut().enumerate() {
         let value = source[index[t] as usize];
-        *slot = if (b >> t) & 1 == 1 { gap } else { value };
+        slot.write(if (b >> t) & 1 == 1 { gap } else { value });
     }
 }
 
@@ -816,14 +876,14 @@ unsafe fn spread_bytes_forward_avx2(
     bitmap: &[u8],
     dense: &[f32],
     gap: f32,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> usize {
     let mut j = 0;
     for (slots, &b) in out.chunks_exact_mut(8).zip(bitmap) {
         let source = &dense[j..j + 8];
         // SAFETY: AVX2 as this function's caller vouches; `source` and `slots` hold eight
         // floats each.
-        unsafe { spread_byte_avx2(b, source.as_ptr(), gap, slots.as_mut_ptr()) };
+        unsafe { spread_byte_avx2(b, source.as_ptr(), gap, slots.as_mut_ptr().cast()) };
         j += 8 - b.count_ones() as usize;
     }
     j
@@ -833,15 +893,15 @@ unsafe fn spread_bytes_forward_avx2(
 /// memmove call costs more than the copy.
 const SHORT_MOVE: usize = 32;
 
-/// `dst.copy_from_slice(src)`, as a plain loop when short: most stretches of values between
-/// gaps are a few slots.
+/// `copy_into(dst, src)`, as a plain loop when short: most stretches of values between gaps
+/// are a few slots.
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+fn copy_short(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
     if dst.len() > SHORT_MOVE {
-        dst.copy_from_slice(src);
+        copy_into(dst, src);
     } else {
         for (d, s) in dst.iter_mut().zip(src) {
-            *d = *s;
+            d.write(*s);
         }
     }
 }
@@ -986,20 +1046,19 @@ fn decode_runs_with<const SIMD: bool>(r: &mut Reader<'_>, n: usize) -> Result<Ru
         RunList::List(Vec::with_capacity(count + tail))
     };
     let mut gaps = 0;
-    let (mut skip, mut len) = ([0f32; RUN_GROUP], [0f32; RUN_GROUP]);
+    let mut skips_unpacked = [MaybeUninit::<f32>::uninit(); RUN_GROUP];
+    let mut lens_unpacked = [MaybeUninit::<f32>::uninit(); RUN_GROUP];
     let mut end = 0usize;
     for first in (0..count).step_by(RUN_GROUP) {
         let k = RUN_GROUP.min(count - first);
         // `first` is a multiple of eight, so each group starts on a byte.
         let at = |width: u8| first * width as usize / 8;
-        unpack::<SIMD>(
-            &skips[at(skip_width)..],
-            skip_width,
-            Map::Same,
-            &mut skip[..k],
-        );
-        unpack::<SIMD>(&lens[at(len_width)..], len_width, Map::Same, &mut len[..k]);
-        for (s, l) in skip[..k].iter().zip(&len[..k]) {
+        let (skip, len) = (&mut skips_unpacked[..k], &mut lens_unpacked[..k]);
+        unpack::<SIMD>(&skips[at(skip_width)..], skip_width, Map::Same, skip);
+        unpack::<SIMD>(&lens[at(len_width)..], len_width, Map::Same, len);
+        // SAFETY: `unpack` wrote every slot of both.
+        let (skip, len) = unsafe { (assume_init(skip), assume_init(len)) };
+        for (s, l) in skip.iter().zip(len.iter()) {
             let start = end + s.to_bits() as usize;
             end = start + 1 + l.to_bits() as usize;
             if end > tail_start {
@@ -1248,7 +1307,7 @@ fn encode_dense(dense: &[u32], out: &mut Vec<u8>) -> u8 {
 fn decode_dense<const SIMD: bool>(
     r: &mut Reader<'_>,
     layout: u8,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     want: std::ops::Range<usize>,
 ) -> Result<(), CodecError> {
     let whole = want.start == 0 && want.end >= out.len();
@@ -1281,7 +1340,7 @@ fn decode_dense<const SIMD: bool>(
 unsafe fn decode_dense_avx2<const WHOLE: bool>(
     r: &mut Reader<'_>,
     layout: u8,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     want: std::ops::Range<usize>,
 ) -> Result<(), CodecError> {
     decode_dense_with::<true, WHOLE>(r, layout, out, want)
@@ -1292,7 +1351,7 @@ unsafe fn decode_dense_avx2<const WHOLE: bool>(
 fn decode_dense_baseline<const WHOLE: bool>(
     r: &mut Reader<'_>,
     layout: u8,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     want: std::ops::Range<usize>,
 ) -> Result<(), CodecError> {
     decode_dense_with::<false, WHOLE>(r, layout, out, want)
@@ -1303,7 +1362,7 @@ fn decode_dense_baseline<const WHOLE: bool>(
 fn decode_dense_with<const SIMD: bool, const WHOLE: bool>(
     r: &mut Reader<'_>,
     layout: u8,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     want: std::ops::Range<usize>,
 ) -> Result<(), CodecError> {
     let want = if WHOLE { 0..out.len() } else { want };
@@ -1371,7 +1430,7 @@ fn decode_dense_with<const SIMD: bool, const WHOLE: bool>(
     let hi = want.end.div_ceil(BLOCK).saturating_mul(BLOCK).min(m);
     // A delta chunk's residuals before `lo`, summed (wrapping, as the running sum adds them).
     let mut skipped_sum = 0u32;
-    let mut scratch = [0f32; BLOCK];
+    let mut scratch = [MaybeUninit::<f32>::uninit(); BLOCK];
     let mut block_start = 0;
     for block in out.chunks_mut(BLOCK) {
         let width = r.u8()?;
@@ -1417,6 +1476,8 @@ fn decode_dense_with<const SIMD: bool, const WHOLE: bool>(
         } else {
             unpack::<SIMD>(rest, width, Map::Unzigzag, block);
         }
+        // SAFETY: `unpack` wrote every slot of the block.
+        let block = unsafe { assume_init(block) };
         while let Some((p, high)) = patch.filter(|&(p, _)| p < block_start + block.len()) {
             let high = high
                 .checked_shl(width as u32)
@@ -1446,7 +1507,8 @@ fn decode_dense_with<const SIMD: bool, const WHOLE: bool>(
     }
     let exception_pos = r.take(2 * exception_count)?;
     let exception_bits = r.take(4 * exception_count)?;
-    let out = &mut out[lo..hi];
+    // SAFETY: every block from `lo` to `hi` was unpacked into `out` above.
+    let out = unsafe { assume_init(&mut out[lo..hi]) };
     // The running sum of a delta chunk; for float words it also maps them back to float bits.
     let ordered = dec.is_none();
     if delta {
@@ -2107,12 +2169,12 @@ impl Map {
 /// `packed`, which the caller has checked to hold at least `ceil(out.len() * width / 8)`
 /// bytes. `SIMD`: the caller runs on an AVX2-generation CPU.
 #[inline(always)]
-fn unpack<const SIMD: bool>(packed: &[u8], width: u8, map: Map, out: &mut [f32]) {
+fn unpack<const SIMD: bool>(packed: &[u8], width: u8, map: Map, out: &mut [MaybeUninit<f32>]) {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match width {
                 $($w => unpack_width::<SIMD, $w>(packed, map, out),)*
-                _ => out.fill(f32::from_bits(map.apply(0))),
+                _ => out.fill(MaybeUninit::new(f32::from_bits(map.apply(0)))),
             }
         };
     }
@@ -2120,7 +2182,11 @@ fn unpack<const SIMD: bool>(packed: &[u8], width: u8, map: Map, out: &mut [f32])
 }
 
 #[inline(always)]
-fn unpack_width<const SIMD: bool, const W: usize>(packed: &[u8], map: Map, out: &mut [f32]) {
+fn unpack_width<const SIMD: bool, const W: usize>(
+    packed: &[u8],
+    map: Map,
+    out: &mut [MaybeUninit<f32>],
+) {
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
@@ -2147,7 +2213,11 @@ fn unpack_width<const SIMD: bool, const W: usize>(packed: &[u8], map: Map, out: 
 /// Eight values of W bits are W bytes; each is read with one unaligned u64 load whose offset
 /// and shift are constants once the loop over the group is unrolled.
 #[inline(always)]
-fn unpack_scalar<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy, out: &mut [f32]) {
+fn unpack_scalar<const W: usize>(
+    packed: &[u8],
+    map: impl Fn(u32) -> u32 + Copy,
+    out: &mut [MaybeUninit<f32>],
+) {
     let mask = if W == 32 {
         u32::MAX as u64
     } else {
@@ -2163,7 +2233,7 @@ fn unpack_scalar<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy,
             let bit = j * W;
             let o = bit / 8;
             let word = u64::from_le_bytes(src[o..o + 8].try_into().unwrap_or([0; 8]));
-            *d = f32::from_bits(map(((word >> (bit % 8)) & mask) as u32));
+            d.write(f32::from_bits(map(((word >> (bit % 8)) & mask) as u32)));
         }
     }
     let mut bit = fast * 8 * W;
@@ -2172,7 +2242,9 @@ fn unpack_scalar<const W: usize>(packed: &[u8], map: impl Fn(u32) -> u32 + Copy,
         let mut buf = [0u8; 8];
         let end = (o + 8).min(packed.len());
         buf[..end - o].copy_from_slice(&packed[o..end]);
-        *d = f32::from_bits(map(((u64::from_le_bytes(buf) >> (bit % 8)) & mask) as u32));
+        d.write(f32::from_bits(map(
+            ((u64::from_le_bytes(buf) >> (bit % 8)) & mask) as u32,
+        )));
         bit += W;
     }
 }
@@ -2269,7 +2341,7 @@ impl<const W: usize> Lanes<W> {
 unsafe fn unpack_avx2<const W: usize, const MAP: u8>(
     packed: &[u8],
     offset: u32,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) -> usize {
     use std::arch::x86_64::{
         __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_and_si256,

@@ -5,6 +5,8 @@
 //! bytes are errors; format version 1's documented bytes do not drift.
 //! (Real series are checked through the store, in Python, on the emmy job.)
 
+use std::mem::MaybeUninit;
+
 use crate::engine::memory::codec::{self, CodecError, FORMAT_VERSION, HEADER_LEN, MAX_VALUES};
 
 mod support {
@@ -664,25 +666,32 @@ fn ranges(rng: &mut Rng, n: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Checks every range of `ranges` decoded from `enc` (the encoding of `values`), in both
-/// builds, against the slice of `values`; `what` names the chunk in a failure.
+/// builds and into both initialised and uninitialised buffers, against the slice of
+/// `values`; `what` names the chunk in a failure.
 fn assert_ranges_match(rng: &mut Rng, enc: &[u8], values: &[f32], what: &str) {
     let whole = bits(values);
-    for range in ranges(rng, values.len()) {
+    let n = values.len();
+    for range in ranges(rng, n) {
         for baseline in [false, true] {
-            let mut out = vec![0f32; range.len()];
+            let mut out = vec![MaybeUninit::<f32>::uninit(); range.len()];
             let decoded = if baseline {
-                codec::decode_range_baseline(enc, values.len(), range.clone(), &mut out)
+                codec::decode_range_baseline(enc, n, range.clone(), &mut out)
             } else {
-                codec::decode_range(enc, values.len(), range.clone(), &mut out)
+                codec::decode_range_uninit(enc, n, range.clone(), &mut out)
             };
             decoded.unwrap_or_else(|e| panic!("{what}, slots {range:?}: {e}"));
+            // SAFETY: a successful decode wrote every slot.
+            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             assert_eq!(
                 bits(&out),
                 whole[range.clone()],
-                "{what} ({} values), slots {range:?}, baseline {baseline}",
-                values.len()
+                "{what} ({n} values), slots {range:?}, baseline {baseline}"
             );
         }
+        let mut out = vec![0f32; range.len()];
+        codec::decode_range(enc, n, range.clone(), &mut out)
+            .unwrap_or_else(|e| panic!("{what}, slots {range:?}: {e}"));
+        assert_eq!(bits(&out), whole[range.clone()], "{what}, slots {range:?}");
     }
 }
 
@@ -911,9 +920,18 @@ fn the_avx2_unpacking_equals_the_portable_one() {
                     codec::Map::Unzigzag,
                     codec::Map::Offset(rng.next_u64() as u32),
                 ] {
-                    let (mut plain, mut wide) = (vec![0f32; len], vec![0f32; len]);
+                    // Into slots never written before: unpacking writes every one.
+                    let mut plain = vec![MaybeUninit::<f32>::uninit(); len];
+                    let mut wide = vec![MaybeUninit::<f32>::uninit(); len];
                     codec::unpack::<false>(&packed, width, map, &mut plain);
                     codec::unpack::<true>(&packed, width, map, &mut wide);
+                    // SAFETY: `unpack` wrote every slot of both.
+                    let (plain, wide): (Vec<f32>, Vec<f32>) = unsafe {
+                        (
+                            plain.iter().map(|v| v.assume_init()).collect(),
+                            wide.iter().map(|v| v.assume_init()).collect(),
+                        )
+                    };
                     assert_eq!(
                         bits(&plain),
                         bits(&wide),

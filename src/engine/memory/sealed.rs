@@ -243,6 +243,19 @@ impl Sealed {
         decoded.map_err(|e| self.damage(format!("chunk: {e}")))
     }
 
+    /// `decode_range_into` into slots that need not be initialised: all of
+    /// `out` is written if it succeeds. Whole chunks too are decoded on the
+    /// side and then copied or spread into `out` (no slot of it is read).
+    pub fn decode_range_uninit(
+        &self,
+        range: std::ops::Range<usize>,
+        out: &mut [std::mem::MaybeUninit<f32>],
+    ) -> Result<(), Damage> {
+        let bytes = self.checked_bytes()?;
+        codec::decode_range_uninit(bytes, CHUNK_SLOTS, range, out)
+            .map_err(|e| self.damage(format!("chunk: {e}")))
+    }
+
     /// The encoded bytes, their checksum checked on the first read of a
     /// mapped chunk (chunks made in memory are checked when made).
     fn checked_bytes(&self) -> Result<&[u8], Damage> {

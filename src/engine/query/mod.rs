@@ -98,7 +98,7 @@ impl Store {
         let factor = resample::factor(resolution, f)?;
         let (lo, hi) = bucket_range(start, stop, resolution)?;
         let (first, len) = read_slots(lo, hi, f)?;
-        let mut raw = vec![0f32; len];
+        let mut raw = Vec::with_capacity(len);
         let mut slot_counts = (source.series.len() > 1).then(|| vec![0u32; len]);
         // LTTB works on slots, so min_count applies to slots before it picks;
         // buckets apply it to their own counts.
@@ -106,6 +106,7 @@ impl Store {
         Self::fill(
             &source,
             first,
+            len,
             &mut raw,
             slot_counts.as_deref_mut(),
             slot_min,

@@ -144,21 +144,29 @@ impl Store {
         }
     }
 
-    /// Fills all of `out` (whatever it held) with slots `first ..` of
-    /// `source`, NaN where fewer than `min_count` series have a sample (and
-    /// where none has), and `counts` (zeroed, as long as `out`) with how
-    /// many do; fails only on a chunk of a mapped snapshot that fails its
-    /// check. Callers allocate `out` zeroed, which costs no pass over it.
+    /// Appends slots `first .. first + len` of `source` to `out`, NaN
+    /// where fewer than `min_count` series have a sample (and where none
+    /// has), and fills `counts` (zeroed, `len` long) with how many do; fails
+    /// only on a chunk of a mapped snapshot that fails its check (`out` is
+    /// then longer, by less than `len`). Callers reserve `out` without
+    /// zeroing it: a buffer zeroed ahead of a long read costs a pass over
+    /// memory, where the read of one series zeroes each chunk's part just
+    /// before decoding it.
     pub(crate) fn fill(
         source: &Source,
         first: i64,
-        out: &mut [f32],
+        len: usize,
+        out: &mut Vec<f32>,
         counts: Option<&mut [u32]>,
         min_count: u32,
     ) -> Result<(), EngineError> {
+        let start = out.len();
         match source.series.as_slice() {
             [one] => {
-                one.read().read_into(first, out).map_err(damaged)?;
+                one.read()
+                    .read_appending(first, len, out)
+                    .map_err(damaged)?;
+                let out = &mut out[start..];
                 if let Some(counts) = counts {
                     for (c, v) in counts.iter_mut().zip(out.iter()) {
                         *c = u32::from(!v.is_nan());
@@ -172,7 +180,8 @@ impl Store {
             }
             many => {
                 // The aggregate writes only the slots enough series cover.
-                out.fill(f32::NAN);
+                out.resize(start + len, f32::NAN);
+                let out = &mut out[start..];
                 let mut own;
                 let counts = match counts {
                     Some(counts) => counts,
@@ -207,11 +216,12 @@ impl Store {
     ) -> Result<RangeData, EngineError> {
         let source = self.resolve(&self.settled_catalog(), target)?;
         let (first, len) = read_slots(start, stop, source.frequency)?;
-        let mut values = vec![0f32; len];
+        let mut values = Vec::with_capacity(len);
         let mut counts = (source.series.len() > 1 || min_count > 1).then(|| vec![0u32; len]);
         Self::fill(
             &source,
             first,
+            len,
             &mut values,
             counts.as_deref_mut(),
             min_count,
@@ -274,14 +284,14 @@ impl Store {
                 ),
             ));
         };
-        let mut values = vec![0f32; cells];
+        let mut values = Vec::with_capacity(cells);
         let counted = min_count > 1 || sources.iter().any(|s| s.series.len() > 1);
         let mut counts = counted.then(|| vec![0u32; cells]);
         if cols > 0 {
             let mut count_rows = counts.as_deref_mut().map(|c| c.chunks_mut(cols));
-            for (source, row) in sources.iter().zip(values.chunks_mut(cols)) {
+            for source in &sources {
                 let count_row = count_rows.as_mut().and_then(Iterator::next);
-                Self::fill(source, first, row, count_row, min_count)?;
+                Self::fill(source, first, cols, &mut values, count_row, min_count)?;
             }
         }
         self.count_read(cells);
