@@ -762,6 +762,24 @@ fn delta_blocks_with_patches_either_way_decode_whole_and_by_range() {
 }
 
 #[test]
+fn marking_a_run_sets_exactly_its_bits() {
+    // Every run inside 64 slots, over a bitmap with some bits set before: the bits of the
+    // run are added, no other bit changes.
+    let before: [u8; 8] = [0x81, 0, 0x10, 0xFF, 0, 0x02, 0, 0x40];
+    for start in 0..=64 {
+        for end in start..=64 {
+            let mut bits = before;
+            super::mark_run(&mut bits, start..end);
+            let mut want = before;
+            for i in start..end {
+                want[i / 8] |= 1 << (i % 8);
+            }
+            assert_eq!(bits, want, "run {start}..{end}");
+        }
+    }
+}
+
+#[test]
 fn chunks_with_many_gap_runs_decode_whole_and_by_range() {
     // The emmy job's chunks hold 57 gap runs on average, up to hundreds: their skips and
     // lengths are unpacked 64 at a time, and from 16 runs on they are spread through a
