@@ -18,6 +18,8 @@
 //!   with the exact operations the decoder uses (IEEE division and multiplication are correctly
 //!   rounded, so the result is the same on every platform).
 //! - `encode` never writes more than `HEADER_LEN + 4 * values.len()` bytes (raw fallback).
+//! - `decode_range_uninit` writes every slot of its output and reads none before writing it,
+//!   so a caller may hand it memory it never initialised (a read's result, not zeroed first).
 //! - `decode` never panics and never reads out of bounds: damaged input yields `CodecError`.
 //!   Damage that leaves the structure consistent (a flipped bit inside packed data) decodes
 //!   to wrong values; detecting it is the job of a checksum around the chunk.
@@ -271,8 +273,9 @@ pub fn decode_range(
 
 /// `decode_range` into memory that need not be initialised: on success every slot of `out`
 /// has been written (on error, some may not have been). A caller reading into a fresh buffer
-/// thus pays for no pass that zeroes it first. Slots are written once each, from the values
-/// decoded on the side (the whole chunk's too): no slot of `out` is read.
+/// thus pays for no pass that zeroes it first. No slot of `out` is read before it is written:
+/// the whole of a chunk without gaps is decoded in place (each block unpacked before anything
+/// reads it), everything else is decoded on the side and copied or spread into `out`.
 pub fn decode_range_uninit(
     bytes: &[u8],
     n: usize,

@@ -244,8 +244,8 @@ impl Sealed {
     }
 
     /// `decode_range_into` into slots that need not be initialised: all of
-    /// `out` is written if it succeeds. Whole chunks too are decoded on the
-    /// side and then copied or spread into `out` (no slot of it is read).
+    /// `out` is written if it succeeds, and none is read before it is
+    /// written (`codec::decode_range_uninit`).
     pub fn decode_range_uninit(
         &self,
         range: std::ops::Range<usize>,

@@ -150,8 +150,7 @@ impl Store {
     /// only on a chunk of a mapped snapshot that fails its check (`out` is
     /// then longer, by less than `len`). Callers reserve `out` without
     /// zeroing it: a buffer zeroed ahead of a long read costs a pass over
-    /// memory, where the read of one series zeroes each chunk's part just
-    /// before decoding it.
+    /// memory, where the read of one series writes each slot once.
     pub(crate) fn fill(
         source: &Source,
         first: i64,
