@@ -302,7 +302,8 @@ unsafe fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
-/// `out`, every slot of which has been written, as floats.
+/// `out`, every slot of which has been written, as floats. (This and `copy_into` are std's
+/// `assume_init_mut` and `write_copy_of_slice` for slices, which need Rust 1.93.)
 ///
 /// # Safety
 /// Every slot of `out` holds a value written into it.

@@ -681,9 +681,9 @@ fn assert_ranges_match(rng: &mut Rng, enc: &[u8], values: &[f32], what: &str) {
             };
             decoded.unwrap_or_else(|e| panic!("{what}, slots {range:?}: {e}"));
             // SAFETY: a successful decode wrote every slot.
-            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+            let out = unsafe { super::assume_init(&mut out) };
             assert_eq!(
-                bits(&out),
+                bits(out),
                 whole[range.clone()],
                 "{what} ({n} values), slots {range:?}, baseline {baseline}"
             );
@@ -944,15 +944,15 @@ fn the_avx2_unpacking_equals_the_portable_one() {
                     codec::unpack::<false>(&packed, width, map, &mut plain);
                     codec::unpack::<true>(&packed, width, map, &mut wide);
                     // SAFETY: `unpack` wrote every slot of both.
-                    let (plain, wide): (Vec<f32>, Vec<f32>) = unsafe {
+                    let (plain, wide) = unsafe {
                         (
-                            plain.iter().map(|v| v.assume_init()).collect(),
-                            wide.iter().map(|v| v.assume_init()).collect(),
+                            super::assume_init(&mut plain),
+                            super::assume_init(&mut wide),
                         )
                     };
                     assert_eq!(
-                        bits(&plain),
-                        bits(&wide),
+                        bits(plain),
+                        bits(wide),
                         "width {width}, {len} values, {slack} bytes of slack"
                     );
                     // And both equal the definition: value i is bits [i*w, (i+1)*w).
