@@ -1164,6 +1164,15 @@ impl Decimal {
         })
     }
 
+    /// The integer that gives `v` back for the sample `choose_decimal` takes, if there is
+    /// one: integers from 2^24 on are not exact in float32, and a fit there is an artefact of
+    /// float precision (any float has some long decimal form), not a short decimal.
+    #[inline(always)]
+    fn sampled_int(self, v: f32) -> Option<i32> {
+        let d = self.to_int(v);
+        (d.unsigned_abs() < 1 << 24 && self.to_value(d).to_bits() == v.to_bits()).then_some(d)
+    }
+
     /// The decoder's operation, used by the encoder to verify the round trip.
     #[inline(always)]
     fn to_value(self, d: i32) -> f32 {
@@ -1199,20 +1208,18 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
         .step_by(step)
         .map(|&b| f32::from_bits(b))
         .collect();
+    // Past an eighth of the sample, exceptions (6 bytes each) outweigh what the decimal form
+    // saves over float bits: the candidate is out.
+    let too_many = |exceptions: usize| exceptions * 8 > sample.len();
     let eval = |dec: Decimal| {
         let (mut lo, mut hi, mut exceptions) = (i32::MAX, i32::MIN, 0usize);
         for &v in &sample {
-            let d = dec.to_int(v);
-            // Integers beyond 2^24 are not exact in float32: a fit there is an artefact of
-            // float precision (any float has some long decimal form), not a short decimal.
-            if d.unsigned_abs() < 1 << 24 && dec.to_value(d).to_bits() == v.to_bits() {
+            if let Some(d) = dec.sampled_int(v) {
                 lo = lo.min(d);
                 hi = hi.max(d);
             } else {
                 exceptions += 1;
-                // Past an eighth of the sample, exceptions (6 bytes each) outweigh what the
-                // decimal form saves over float bits: stop early, the candidate is out.
-                if exceptions * 8 > sample.len() {
+                if too_many(exceptions) {
                     return (usize::MAX, exceptions);
                 }
             }
@@ -1235,7 +1242,44 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
         }
         exceptions
     };
-    for k in 0..=MAX_EXPONENT {
+    // Whether `dec` is out, as found from the first `PROBE` sampled values (false: not found
+    // there). Decimal data passes in a few values; data that is no short decimal is out
+    // within about as many as it takes to find the exceptions.
+    const PROBE: usize = 12;
+    let out_soon = |dec: Decimal| {
+        let mut exceptions = 0;
+        for &v in sample.iter().take(PROBE) {
+            exceptions += usize::from(dec.sampled_int(v).is_none());
+            if too_many(exceptions) {
+                return true;
+            }
+        }
+        false
+    };
+    // An exponent's integers stay below 2^24 when what they round from is below this (a
+    // margin for the rounding of the product).
+    const BELOW: f64 = (1u32 << 24) as f64 - 1.0;
+    // The smallest and largest magnitudes sampled; non-finite values, exceptions at every
+    // exponent, are taken as 0 (the bounds then only loosen).
+    let magnitudes = || {
+        let (lo, hi) = sample
+            .iter()
+            .map(|v| if v.is_finite() { v.abs() } else { 0.0 })
+            .fold((f32::INFINITY, 0f32), |(lo, hi), m| (lo.min(m), hi.max(m)));
+        (f64::from(lo), f64::from(hi))
+    };
+    // Up to the largest exponent at which no sampled integer reaches 2^24 (`bound`), a value
+    // that fits exponent k fits k + 1 too: its integer becomes ten times as large, the same
+    // decimal, unless the finer step already lies within half the float's spacing of it, which
+    // gives the value back too. Exceptions only fall as k grows there, so when the bound has
+    // too many, so has every exponent below it, and the search goes on past it. (What is
+    // chosen decides only the size: a value no decimal gives back is stored as an exception.)
+    let skip_to = |from: i8, bound: Option<i8>, dec: fn(i8) -> Decimal| match bound {
+        Some(k) if k > from && out_soon(dec(k)) => k + 1,
+        _ => from,
+    };
+    let mut k = 0;
+    while k <= MAX_EXPONENT {
         if consider(&mut best, Decimal::Scaled(k)) == 0 {
             // Integers: trailing zeros may allow a negative exponent (2600 = 26 * 10^2).
             if k == 0 {
@@ -1247,17 +1291,38 @@ fn choose_decimal(dense: &[u32]) -> Option<Decimal> {
             }
             break;
         }
+        // Past integers (which need no bound), the bound is tried.
+        k = if k == 0 {
+            let (_, largest) = magnitudes();
+            skip_to(1, last_exponent(|p| largest * p < BELOW), Decimal::Scaled)
+        } else {
+            k + 1
+        };
     }
     // No fit, or one that needs five or more decimals, may be a ratio of short decimals
     // (1/0.82 stored as 1.2195122): reciprocals may be far narrower.
     if best.1 == usize::MAX || best.2 > 0 || matches!(best.0, Decimal::Scaled(k) if k >= 5) {
-        for k in 0..=MAX_EXPONENT {
+        let (smallest, _) = magnitudes();
+        let from = skip_to(
+            0,
+            last_exponent(|p| p < BELOW * smallest),
+            Decimal::Reciprocal,
+        );
+        for k in from..=MAX_EXPONENT {
             if consider(&mut best, Decimal::Reciprocal(k)) == 0 {
                 break;
             }
         }
     }
     (best.1 != usize::MAX).then_some(best.0)
+}
+
+/// The largest exponent k of at most `MAX_EXPONENT` for which `holds(10^k)`, if any.
+#[inline(always)]
+fn last_exponent(holds: impl Fn(f64) -> bool) -> Option<i8> {
+    (0..=MAX_EXPONENT)
+        .rev()
+        .find(|&k| holds(POW10_F64[(k + 10) as usize]))
 }
 
 /// Writes the dense values and returns the layout bits (coder and delta flag).

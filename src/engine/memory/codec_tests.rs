@@ -1100,6 +1100,118 @@ fn the_width_search_finds_the_cheapest_width() {
     }
 }
 
+/// `choose_decimal` passes over exponents it finds out from the sampled magnitudes and one
+/// probe; this tries every exponent in turn, on the same sample, with the same costs.
+fn decimal_by_trying_every_exponent(dense: &[u32]) -> Option<codec::Decimal> {
+    use codec::Decimal;
+    let step = dense.len().div_ceil(32).max(1);
+    let sample: Vec<f32> = dense.iter().step_by(step).map(|&b| f32::from_bits(b)).collect();
+    // (cost in bits, exceptions), or None when more than an eighth are exceptions.
+    let eval = |dec: Decimal| {
+        let ints: Vec<Option<i32>> = sample
+            .iter()
+            .map(|&v| {
+                let d = dec.to_int(v);
+                (d.unsigned_abs() < 1 << 24 && dec.to_value(d).to_bits() == v.to_bits())
+                    .then_some(d)
+            })
+            .collect();
+        let exceptions = ints.iter().filter(|d| d.is_none()).count();
+        if exceptions * 8 > sample.len() {
+            return None;
+        }
+        let fits = ints.iter().flatten();
+        let width = match (fits.clone().min(), fits.max()) {
+            (Some(lo), Some(hi)) => 32 - (hi.wrapping_sub(*lo) as u32).leading_zeros() as usize,
+            _ => 0,
+        };
+        Some((sample.len() * width + exceptions * 48, exceptions))
+    };
+    let mut best: Option<(Decimal, usize, usize)> = None;
+    let consider = |best: &mut Option<(Decimal, usize, usize)>, dec: Decimal| match eval(dec) {
+        Some((cost, exceptions)) => {
+            if best.is_none_or(|b| cost < b.1) {
+                *best = Some((dec, cost, exceptions));
+            }
+            exceptions
+        }
+        None => usize::MAX,
+    };
+    for k in 0..=10 {
+        if consider(&mut best, Decimal::Scaled(k)) == 0 {
+            if k == 0 {
+                for k in 1..=10 {
+                    if consider(&mut best, Decimal::Scaled(-k)) != 0 {
+                        break;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    if best.is_none_or(|b| b.2 > 0 || matches!(b.0, Decimal::Scaled(k) if k >= 5)) {
+        for k in 0..=10 {
+            if consider(&mut best, Decimal::Reciprocal(k)) == 0 {
+                break;
+            }
+        }
+    }
+    best.map(|b| b.0)
+}
+
+#[test]
+fn the_decimal_search_chooses_as_trying_every_exponent_would() {
+    let mut rng = Rng::new(0xDEC);
+    let mut chunks: Vec<(String, Vec<f32>)> = (0..3000)
+        .map(|_| {
+            let (family, v) = support::chunk(&mut rng);
+            (family.to_string(), v)
+        })
+        .collect();
+    chunks.extend(
+        random_walk_chunks(0xDEC, 8, 20_000)
+            .into_iter()
+            .map(|c| ("random walk".to_string(), c)),
+    );
+    // Uniform floats (the benchmark's W1) at magnitudes from 1e-6 to 1e6, and decimals of
+    // every exponent at magnitudes where they reach 2^24 (where the skipping stops).
+    for e in -6..=6 {
+        let scale = 10f64.powi(e);
+        let uniform = (0..1024).map(|_| (rng.unit() * scale) as f32).collect();
+        chunks.push((format!("uniform x 1e{e}"), uniform));
+    }
+    for k in 0..=10 {
+        for digits in [3, 6, 7, 8] {
+            let (p, top) = (10f64.powi(k), 10f64.powi(digits));
+            let decimals = (0..1024)
+                .map(|_| ((rng.unit() * top).round() / p) as f32)
+                .collect();
+            chunks.push((format!("{digits} digits, exponent {k}"), decimals));
+        }
+    }
+    let mut decimal = 0;
+    for (i, (family, c)) in chunks.iter().enumerate() {
+        let dense: Vec<u32> = c
+            .iter()
+            .filter(|v| v.to_bits() != CANONICAL_NAN)
+            .map(|v| v.to_bits())
+            .collect();
+        let chosen = codec::choose_decimal(&dense);
+        decimal += usize::from(chosen.is_some());
+        assert_eq!(
+            chosen,
+            decimal_by_trying_every_exponent(&dense),
+            "chunk {i} ({family})"
+        );
+    }
+    // Both ways out of the search are taken.
+    assert!(
+        decimal > chunks.len() / 4 && decimal < chunks.len() * 3 / 4,
+        "{decimal} of {} chunks take a decimal coder",
+        chunks.len()
+    );
+}
+
 /// The bit length taken from a float's exponent is the count of significant bits: at and
 /// around every power of two (where a rounding conversion would go up a length), with the top
 /// bit set, and on random values of every length.
