@@ -1105,7 +1105,11 @@ fn the_width_search_finds_the_cheapest_width() {
 fn decimal_by_trying_every_exponent(dense: &[u32]) -> Option<codec::Decimal> {
     use codec::Decimal;
     let step = dense.len().div_ceil(32).max(1);
-    let sample: Vec<f32> = dense.iter().step_by(step).map(|&b| f32::from_bits(b)).collect();
+    let sample: Vec<f32> = dense
+        .iter()
+        .step_by(step)
+        .map(|&b| f32::from_bits(b))
+        .collect();
     // (cost in bits, exceptions), or None when more than an eighth are exceptions.
     let eval = |dec: Decimal| {
         let ints: Vec<Option<i32>> = sample
