@@ -158,13 +158,13 @@ pub fn target(value: &Bound<'_, PyAny>, argument: Argument) -> PyResult<PyTarget
     if is_handle(value)? {
         return handle_value(value, argument).map(PyTarget::Handle);
     }
-    if let Ok(pair) = value.cast::<PyTuple>() {
-        if pair.len() == 2 {
-            let metric = pair.get_item(0)?;
-            if let Ok(metric) = metric.cast::<PyString>() {
-                let path = path(&pair.get_item(1)?, &|| format!("{argument}[1]"))?;
-                return Ok(PyTarget::Path(metric.to_str()?.to_owned(), path));
-            }
+    if let Ok(pair) = value.cast::<PyTuple>()
+        && pair.len() == 2
+    {
+        let metric = pair.get_item(0)?;
+        if let Ok(metric) = metric.cast::<PyString>() {
+            let path = path(&pair.get_item(1)?, &|| format!("{argument}[1]"))?;
+            return Ok(PyTarget::Path(metric.to_str()?.to_owned(), path));
         }
     }
     Err(PyTypeError::new_err(format!(

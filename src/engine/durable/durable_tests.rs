@@ -577,7 +577,7 @@ fn a_snapshot_keeps_sealed_chunks_sealed_and_reopens_them_sealed() {
             .map(|_| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 walk += ((x >> 16) % 201) as f32 / 100.0 - 1.0;
-                if (x >> 8) % 20 == 0 {
+                if (x >> 8).is_multiple_of(20) {
                     f32::NAN
                 } else {
                     (walk * 100.0).round() / 100.0

@@ -512,7 +512,7 @@ fn ones_before(bitmap: &[u8], slot: usize) -> usize {
         .iter()
         .map(|b| b.count_ones() as usize)
         .sum::<usize>();
-    if slot % 8 != 0 {
+    if !slot.is_multiple_of(8) {
         ones += (bitmap[slot / 8] & ((1u8 << (slot % 8)) - 1)).count_ones() as usize;
     }
     ones
@@ -733,7 +733,7 @@ fn read_gaps<'a, const SIMD: bool>(
     let gaps = if layout & FLAG_GAP_BITMAP != 0 {
         let bitmap = r.take(n.div_ceil(8))?;
         let gaps: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
-        if gaps > n || (n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0) {
+        if gaps > n || (!n.is_multiple_of(8) && bitmap[n / 8] >> (n % 8) != 0) {
             return Err(CodecError::Corrupt("gap bitmap marks slots past the chunk"));
         }
         Gaps::Bitmap {
@@ -1481,11 +1481,11 @@ fn decode_dense_with<const SIMD: bool, const WHOLE: bool>(
         // Most patches are two one-byte varints (a step below 128 slots, high bits below
         // 128): one check for both, where reading them byte by byte was about a third of
         // decoding the patches of a walk's window.
-        if let Some(&[delta, high]) = patches.bytes.get(patches.pos..patches.pos + 2) {
-            if (delta | high) & 0x80 == 0 {
-                patches.pos += 2;
-                return Ok((at + delta as usize, u32::from(high)));
-            }
+        if let Some(&[delta, high]) = patches.bytes.get(patches.pos..patches.pos + 2)
+            && (delta | high) & 0x80 == 0
+        {
+            patches.pos += 2;
+            return Ok((at + delta as usize, u32::from(high)));
         }
         let p = at + patches.varint()? as usize;
         Ok((p, patches.varint()?))

@@ -121,7 +121,7 @@ pub fn buckets(
     out: &mut Vec<f32>,
     out_counts: &mut Vec<u32>,
 ) {
-    debug_assert!(factor > 0 && values.len() % factor == 0);
+    debug_assert!(factor > 0 && values.len().is_multiple_of(factor));
     for (i, bucket) in values.chunks_exact(factor).enumerate() {
         let s = stats(bucket);
         let count = match counts {
