@@ -1052,6 +1052,29 @@ fn packing_places_each_value_at_its_bits() {
     }
 }
 
+/// Packing with the AVX2 kernel writes the bytes the portable loop writes, for every width, at
+/// lengths around the group and block edges, with bits above the width in the values (which
+/// both drop).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_packing_equals_the_portable_one() {
+    if !has_avx2() {
+        return;
+    }
+    let mut rng = Rng::new(0x9AC2);
+    let mut lens = vec![0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 127, 128];
+    lens.extend((0..6).map(|_| rng.below(129)));
+    for width in 0..=32u8 {
+        for &len in &lens {
+            let values: Vec<u32> = (0..len).map(|_| rng.next_u64() as u32).collect();
+            let (mut plain, mut wide) = (vec![0x5A], vec![0x5A]);
+            codec::pack_with(&values, width, &mut plain, false);
+            codec::pack_with(&values, width, &mut wide, true);
+            assert_eq!(plain, wide, "width {width}, {len} values");
+        }
+    }
+}
+
 /// The width search returns the cheapest width a block can be packed at, the widest of equal
 /// ones, as trying every candidate would (the search stops early where no narrower width can
 /// win): narrow and wide blocks, lengths bunched or spread, with and without outliers, at
