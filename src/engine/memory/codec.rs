@@ -927,8 +927,9 @@ fn move_right(out: &mut [f32], range: std::ops::Range<usize>, by: usize) {
 
 /// Splits `values` into `dense`, the bits of every slot that is not `gap`, in order, and
 /// `runs`, the (start, end) slot ranges of `gap`. Slots are compared 64 at a time into a mask
-/// (one vector loop); runs start and end where the mask changes, found by counting zeros,
-/// and the dense values are stored without a branch per slot.
+/// (one vector loop); runs start and end where the mask changes, found by counting zeros.
+/// Groups without a gap are copied whole, groups of gaps alone passed over, and the dense
+/// values of the others stored without a branch per slot.
 #[inline(always)]
 fn split_gaps(values: &[f32], gap: u32, dense: &mut Vec<u32>, runs: &mut Vec<(u32, u32)>) {
     let n = values.len();
@@ -942,10 +943,19 @@ fn split_gaps(values: &[f32], gap: u32, dense: &mut Vec<u32>, runs: &mut Vec<(u3
         for (j, v) in group.iter().enumerate() {
             mask |= u64::from(v.to_bits() == gap) << j;
         }
-        for v in group {
-            let bits = v.to_bits();
-            slots[kept] = bits;
-            kept += usize::from(bits != gap);
+        let full = u64::MAX >> (64 - group.len());
+        if mask == 0 {
+            // No gap (most groups): copied whole.
+            for (slot, v) in slots[kept..kept + group.len()].iter_mut().zip(group) {
+                *slot = v.to_bits();
+            }
+            kept += group.len();
+        } else if mask != full {
+            for v in group {
+                let bits = v.to_bits();
+                slots[kept] = bits;
+                kept += usize::from(bits != gap);
+            }
         }
         // Bit j: slot j is a gap and the slot before is not, or the other way round.
         let mut changes = mask ^ (mask << 1 | u64::from(in_gap));
