@@ -951,11 +951,7 @@ fn split_gaps(values: &[f32], gap: u32, dense: &mut Vec<u32>, runs: &mut Vec<(u3
             }
             kept += group.len();
         } else if mask != full {
-            for v in group {
-                let bits = v.to_bits();
-                slots[kept] = bits;
-                kept += usize::from(bits != gap);
-            }
+            kept = split_group(group, mask, gap, slots, kept);
         }
         // Bit j: slot j is a gap and the slot before is not, or the other way round.
         let mut changes = mask ^ (mask << 1 | u64::from(in_gap));
@@ -977,6 +973,86 @@ fn split_gaps(values: &[f32], gap: u32, dense: &mut Vec<u32>, runs: &mut Vec<(u3
         runs.push((start, n as u32));
     }
     dense.truncate(kept);
+}
+
+/// The slots of `group` (at most 64) that are not `gap` (`gaps`: bit j set where slot j is
+/// one), stored at `slots[kept..]`; returns the new count. With AVX2, eight at a time.
+#[inline(always)]
+fn split_group(group: &[f32], gaps: u64, gap: u32, slots: &mut [u32], kept: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_generation() {
+        // SAFETY: the CPU has AVX2 and POPCNT.
+        return unsafe { split_group_avx2(group, gaps, gap, slots, kept) };
+    }
+    split_slots(group, gap, slots, kept)
+}
+
+/// `split_group` one slot at a time, without a branch: each slot is stored and the count
+/// moves on past it if it is not a gap.
+#[inline(always)]
+fn split_slots(group: &[f32], gap: u32, slots: &mut [u32], mut kept: usize) -> usize {
+    for v in group {
+        let bits = v.to_bits();
+        slots[kept] = bits;
+        kept += usize::from(bits != gap);
+    }
+    kept
+}
+
+/// For each set of kept slots among eight (bit j: slot j is kept), their positions in order,
+/// the rest 0: the lanes a permutation gathers to the front.
+static LEFT_PACK: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut keep = 0;
+    while keep < 256 {
+        let (mut j, mut n) = (0, 0);
+        while j < 8 {
+            if keep >> j & 1 == 1 {
+                table[keep][n] = j as u32;
+                n += 1;
+            }
+            j += 1;
+        }
+        keep += 1;
+    }
+    table
+};
+
+/// `split_group` with AVX2: eight slots are loaded, the kept ones gathered to the front by a
+/// permutation looked up from their mask, all eight stored and the count moved on by the kept
+/// ones (the others are overwritten next, or lie past the final count).
+///
+/// # Safety
+/// Only on a CPU with AVX2 and POPCNT.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn split_group_avx2(
+    group: &[f32],
+    gaps: u64,
+    gap: u32,
+    slots: &mut [u32],
+    mut kept: usize,
+) -> usize {
+    use std::arch::x86_64::*;
+    let eights = group.chunks_exact(8);
+    let rest = eights.remainder();
+    for (i, eight) in eights.enumerate() {
+        let keep = !(gaps >> (8 * i)) as u8;
+        // Slots up to `kept` + 8 lie at or before this eight's own: in bounds.
+        let dst = &mut slots[kept..kept + 8];
+        // SAFETY: `eight` holds eight f32, the table row eight u32, `dst` eight u32; all
+        // unaligned loads and stores.
+        unsafe {
+            let v = _mm256_loadu_si256(eight.as_ptr().cast());
+            let lanes = _mm256_loadu_si256(LEFT_PACK[keep as usize].as_ptr().cast());
+            _mm256_storeu_si256(
+                dst.as_mut_ptr().cast(),
+                _mm256_permutevar8x32_epi32(v, lanes),
+            );
+        }
+        kept += keep.count_ones() as usize;
+    }
+    split_slots(rest, gap, slots, kept)
 }
 
 /// Gap runs as packed bits: the trailing run (a short series' NaN padding) as a start slot,

@@ -1301,6 +1301,49 @@ fn gaps_split_into_the_dense_values_and_their_runs() {
     }
 }
 
+/// Splitting a group of slots with the AVX2 kernel keeps what the portable loop keeps, for
+/// every group length up to 64 and gaps from none to all.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_gap_split_equals_the_portable_one() {
+    if !has_avx2() {
+        return;
+    }
+    let mut rng = Rng::new(0x6AA);
+    let gap = CANONICAL_NAN;
+    for case in 0..4000 {
+        let len = 1 + rng.below(64);
+        let p = [0.0, 0.1, 0.5, 0.9, 1.0][case % 5];
+        let values: Vec<f32> = (0..len)
+            .map(|_| {
+                f32::from_bits(if rng.chance(p) {
+                    gap
+                } else {
+                    rng.next_u64() as u32
+                })
+            })
+            .collect();
+        let gaps = values
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (j, v)| m | u64::from(v.to_bits() == gap) << j);
+        let kept = 1 + rng.below(3);
+        let (mut plain, mut wide) = (vec![9u32; kept + len], vec![9u32; kept + len]);
+        let a = codec::split_slots(&values, gap, &mut plain, kept);
+        // SAFETY: the CPU has AVX2 (checked above) and so POPCNT.
+        let b = unsafe { codec::split_group_avx2(&values, gaps, gap, &mut wide, kept) };
+        assert_eq!(
+            (a, &plain[..a]),
+            (b, &wide[..b]),
+            "case {case}: {len} slots"
+        );
+        assert_eq!(
+            a - kept,
+            values.iter().filter(|v| v.to_bits() != gap).count()
+        );
+    }
+}
+
 /// Skipping varints lands where reading them one by one does, from every start and for
 /// every count, and runs out of bytes exactly when reading would.
 #[test]
