@@ -2274,11 +2274,7 @@ fn pack_with(values: &[u32], width: u8, out: &mut Vec<u8>, simd: bool) {
 /// them).
 #[inline(always)]
 fn pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>, simd: bool) {
-    let mask = if W == 32 {
-        u32::MAX as u64
-    } else {
-        (1u64 << W) - 1
-    };
+    let mask = low_bits(W);
     let start = out.len();
     out.resize(start + (values.len() * W).div_ceil(8), 0);
     let buf = &mut out[start..];
@@ -2314,25 +2310,41 @@ fn pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>, simd: bool) {
 /// loop is unrolled.
 #[inline(always)]
 fn pack_groups<const W: usize>(values: &[u32], buf: &mut [u8]) {
-    let mask = if W == 32 {
-        u32::MAX as u64
-    } else {
-        (1u64 << W) - 1
-    };
+    let mask = low_bits(W);
     for (group, dst) in values.chunks_exact(8).zip(buf.chunks_exact_mut(W)) {
         let mut words = [0u64; 4];
         for (j, &v) in group.iter().enumerate() {
-            let (bit, v) = (j * W, v as u64 & mask);
-            words[bit / 64] |= v << (bit % 64);
-            if bit % 64 + W > 64 {
-                words[bit / 64 + 1] |= v >> (64 - bit % 64);
-            }
+            join_at(&mut words, j * W, W, v as u64 & mask);
         }
-        let mut bytes = [0u8; 32];
-        for (k, word) in words.iter().enumerate() {
-            bytes[8 * k..8 * k + 8].copy_from_slice(&word.to_le_bytes());
-        }
-        dst.copy_from_slice(&bytes[..W]);
+        words_into(&words, dst);
+    }
+}
+
+/// Ors `item` (`len` bits, at most 64) into `words`, a little-endian bit stream, at bit `at`.
+#[inline(always)]
+fn join_at(words: &mut [u64; 4], at: usize, len: usize, item: u64) {
+    words[at / 64] |= item << (at % 64);
+    if at % 64 + len > 64 {
+        words[at / 64 + 1] |= item >> (64 - at % 64);
+    }
+}
+
+/// The first `dst.len()` bytes (at most 8N) of `words` as a little-endian stream, into `dst`.
+#[inline(always)]
+fn words_into<const N: usize>(words: &[u64; N], dst: &mut [u8]) {
+    let mut bytes = [[0u8; 8]; N];
+    for (b, word) in bytes.iter_mut().zip(words) {
+        *b = word.to_le_bytes();
+    }
+    dst.copy_from_slice(&bytes.as_flattened()[..dst.len()]);
+}
+
+/// The lowest `width` bits set (width at most 64).
+const fn low_bits(width: usize) -> u64 {
+    if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
     }
 }
 
@@ -2348,16 +2360,11 @@ fn pack_groups<const W: usize>(values: &[u32], buf: &mut [u8]) {
 #[target_feature(enable = "avx2")]
 unsafe fn pack_groups_avx2<const W: usize>(values: &[u32], buf: &mut [u8]) {
     use std::arch::x86_64::*;
-    let mask = _mm256_set1_epi32(if W == 32 {
-        -1
-    } else {
-        ((1u32 << W) - 1) as i32
-    });
+    let mask = _mm256_set1_epi32(low_bits(W) as u32 as i32);
     let w = W as i64;
     for (group, dst) in values.chunks_exact(8).zip(buf.chunks_exact_mut(W)) {
         // SAFETY: `group` holds eight u32, read unaligned.
         let v = _mm256_and_si256(unsafe { _mm256_loadu_si256(group.as_ptr().cast()) }, mask);
-        let mut bytes = [0u8; 32];
         if W <= 16 {
             // Values 0-3 and 4-7 widened to u64 lanes and shifted to 0, W, 2W and 3W.
             let offsets = _mm256_set_epi64x(3 * w, 2 * w, w, 0);
@@ -2373,7 +2380,8 @@ unsafe fn pack_groups_avx2<const W: usize>(values: &[u32], buf: &mut [u8]) {
                 _mm_cvtsi128_si64(t) as u64 as u128,
                 _mm_extract_epi64::<1>(t) as u64 as u128,
             );
-            bytes[..16].copy_from_slice(&(lo | hi << (4 * W)).to_le_bytes());
+            let joined = lo | hi << (4 * W);
+            words_into(&[joined as u64, (joined >> 64) as u64], dst);
         } else {
             // Pairs (v0 | v1 << W, ...) in u64 lanes, then placed at 0, 2W, 4W and 6W.
             let even = _mm256_and_si256(v, _mm256_set1_epi64x(u32::MAX as i64));
@@ -2389,17 +2397,10 @@ unsafe fn pack_groups_avx2<const W: usize>(values: &[u32], buf: &mut [u8]) {
             ];
             let mut words = [0u64; 4];
             for (i, &pair) in p.iter().enumerate() {
-                let bit = 2 * W * i;
-                words[bit / 64] |= pair << (bit % 64);
-                if bit % 64 + 2 * W > 64 {
-                    words[bit / 64 + 1] |= pair >> (64 - bit % 64);
-                }
+                join_at(&mut words, 2 * W * i, 2 * W, pair);
             }
-            for (k, word) in words.iter().enumerate() {
-                bytes[8 * k..8 * k + 8].copy_from_slice(&word.to_le_bytes());
-            }
+            words_into(&words, dst);
         }
-        dst.copy_from_slice(&bytes[..W]);
     }
 }
 
@@ -2476,11 +2477,7 @@ fn unpack_scalar<const W: usize>(
     map: impl Fn(u32) -> u32 + Copy,
     out: &mut [MaybeUninit<f32>],
 ) {
-    let mask = if W == 32 {
-        u32::MAX as u64
-    } else {
-        (1u64 << W) - 1
-    };
+    let mask = low_bits(W);
     let groups = out.len() / 8;
     // Groups whose 8-byte loads stay inside `packed`; the rest take the careful path.
     let fast = groups.min(packed.len().saturating_sub(8) / W);
@@ -2622,7 +2619,7 @@ unsafe fn unpack_avx2<const W: usize, const MAP: u8>(
         let shifts = _mm256_loadu_si256(Lanes::<W>::SHIFTS.as_ptr().cast::<__m256i>());
         let next = _mm256_loadu_si256(Lanes::<W>::NEXT.as_ptr().cast::<__m256i>());
         let next_shifts = _mm256_loadu_si256(Lanes::<W>::NEXT_SHIFTS.as_ptr().cast::<__m256i>());
-        let mask = _mm256_set1_epi32(((1u64 << W) - 1) as i32);
+        let mask = _mm256_set1_epi32(low_bits(W) as u32 as i32);
         let one = _mm256_set1_epi32(1);
         let offset = _mm256_set1_epi32(offset as i32);
         let src = packed.as_ptr();

@@ -916,6 +916,13 @@ fn every_width_fits_the_bytes_its_lanes_load() {
     each!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
 }
 
+/// Lengths of packed runs around the group and block edges, and six at random up to a block.
+fn edge_lengths(rng: &mut Rng) -> Vec<usize> {
+    let mut lens = vec![0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 127, 128];
+    lens.extend((0..6).map(|_| rng.below(codec::BLOCK + 1)));
+    lens
+}
+
 /// Unpacking with the AVX2 kernel gives what the portable loop gives, for every width and
 /// map, at lengths around the group and block edges, from buffers cut right after the last
 /// value's byte (so the kernel must stop early and hand over) and from longer ones.
@@ -926,8 +933,7 @@ fn the_avx2_unpacking_equals_the_portable_one() {
         return;
     }
     let mut rng = Rng::new(0xA5C2);
-    let mut lens = vec![0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 127, 128];
-    lens.extend((0..6).map(|_| rng.below(129)));
+    let lens = edge_lengths(&mut rng);
     for width in 0..=32u8 {
         for &len in &lens {
             for slack in [0, 1, 5, 16, 40] {
@@ -1062,8 +1068,7 @@ fn the_avx2_packing_equals_the_portable_one() {
         return;
     }
     let mut rng = Rng::new(0x9AC2);
-    let mut lens = vec![0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 127, 128];
-    lens.extend((0..6).map(|_| rng.below(129)));
+    let lens = edge_lengths(&mut rng);
     for width in 0..=32u8 {
         for &len in &lens {
             let values: Vec<u32> = (0..len).map(|_| rng.next_u64() as u32).collect();
