@@ -456,8 +456,9 @@ fn in_always_mode_a_checkpoint_holds_every_op_logged_before_it() {
     // position must wait for it, or an op before the position would be in
     // neither the snapshot nor the replayed log. The op here is long to
     // apply (6,000,000 points over 30,000 series, interleaved so each point takes
-    // its series' lock), and the checkpoint queues for the sequencer while
-    // it is being logged.
+    // its series' lock), and the checkpoint starts once the op's record
+    // is reaching the log (the directory's files grow), so the sequencer
+    // orders it after the op however slowly the writer thread started.
     let dir = TempDir::new();
     let ids: Vec<u32> = {
         let (store, _) = Store::open(dir.path(), &options(SyncMode::None)).unwrap();
@@ -476,11 +477,14 @@ fn in_always_mode_a_checkpoint_holds_every_op_logged_before_it() {
         .collect();
     let values: Vec<f32> = (0..series.len()).map(|i| i as f32).collect();
     let store = Arc::new(store);
+    let before = file_bytes(dir.path());
     let writer = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.write_points(&series, &timestamps, &values).unwrap())
     };
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    while file_bytes(dir.path()) == before && !writer.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let info = store.checkpoint().unwrap();
     writer.join().unwrap();
     // LSN 1 defined the metric, the next 30,000 created the series.
@@ -804,6 +808,16 @@ fn a_log_tail_that_writes_into_a_damaged_mapped_chunk_leaves_it_reported() {
         );
     }
     assert_eq!(bits(&reader, a, 2048, 3000), vec![7.0f32.to_bits(); 952]);
+}
+
+/// The bytes of the files directly in `dir`.
+fn file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn snapshot_count(dir: &Path) -> usize {
