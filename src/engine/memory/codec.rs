@@ -2292,17 +2292,12 @@ fn pack_width<const W: usize>(values: &[u32], out: &mut Vec<u8>, simd: bool) {
         let _ = simd;
         pack_groups::<W>(values, buf);
     }
-    // The last, partial group: at most 7 values, one bit at a time is fine.
-    let tail = &mut buf[values.len() / 8 * W..];
+    // The last, partial group: at most 7 values, joined as a whole group's are.
+    let mut words = [0u64; 4];
     for (j, &v) in rest.iter().enumerate() {
-        let v = v as u64 & mask;
-        for k in 0..W {
-            if v >> k & 1 == 1 {
-                let bit = j * W + k;
-                tail[bit / 8] |= 1 << (bit % 8);
-            }
-        }
+        join_at(&mut words, j * W, W, v as u64 & mask);
     }
+    words_into(&words, &mut buf[values.len() / 8 * W..]);
 }
 
 /// The whole groups of eight of `values`, each packed into its W bytes of `buf` through four
